@@ -1,0 +1,1 @@
+"""Named search spaces: define-by-run functions over an optuna.Trial returning a TrialConfig."""

@@ -1,0 +1,412 @@
+"""One trial's full description, and its one JSON form.
+
+A :class:`TrialConfig` (architecture + training recipe + proxy data + seed) is what a search
+space produces, what a trial stores in the Optuna study, what analysis exports and what
+``python -m study.train --config X.json`` consumes. There is no second config format.
+
+Every config is a frozen dataclass. ``to_dict`` writes every field; ``from_dict`` accepts
+the same form, fills fields that have defaults, and raises a :class:`ConfigError` naming
+the key for an unknown key, a missing required key or a value of the wrong type.
+
+The JSON form of an architecture::
+
+    {"backbone": "resnet50", "stem": "imagenet", "width": 1.0, "num_classes": 1000,
+     "stages": [{"kind": "eca", "k": 3}, {"kind": "eca", "gamma": 2, "b": 1},
+                {"kind": "se", "r": 16}, {"kind": "none"}]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+__all__ = [
+    "ConfigError",
+    "AttentionSpec",
+    "ArchSpec",
+    "Recipe",
+    "ProxySpec",
+    "TrialConfig",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message names it."""
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+
+
+def _repr_non_default(obj: Any) -> str:
+    """``Name(field=value, ...)`` listing only fields that differ from their defaults."""
+    parts = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        if f.default_factory is not dataclasses.MISSING and value == f.default_factory():  # type: ignore[misc]
+            continue
+        parts.append(f"{f.name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+def _check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (valid keys: {', '.join(sorted(known))})")
+    for f in fields(cls):
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data:  # type: ignore[misc]
+            raise ConfigError(f"{where}: missing required key {f.name!r}")
+
+
+def _number(value: Any, key: str, *, integer: bool = False) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if integer:
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    return value
+
+
+def _scalar(value: Any, key: str) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ConfigError(f"{key}: expected a number, string, boolean or null, got {type(value).__name__}")
+
+
+# --------------------------------------------------------------------------------------
+# architecture
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """The attention of one stage: a registered kind and its own keyword parameters.
+
+    ``params`` is stored as a sorted tuple of ``(name, value)`` pairs so the spec is
+    hashable; :attr:`kwargs` gives it back as a dict. Parameters a kind does not name take
+    that kind's paper default (``AttentionSpec("eca")`` means gamma=2, b=1). Validation of
+    the kind and its parameters happens in :func:`study.attention.create_attention`.
+    """
+
+    kind: str = "none"
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not self.kind:
+            raise ConfigError(f"attention kind: expected a non-empty string, got {self.kind!r}")
+        items = dict(self.params)
+        if len(items) != len(self.params):
+            raise ConfigError(f"attention {self.kind!r}: duplicate parameter names")
+        normalized = tuple(sorted((str(k), _scalar(v, f"attention {self.kind!r} parameter {k!r}")) for k, v in items.items()))
+        object.__setattr__(self, "params", normalized)
+
+    @classmethod
+    def of(cls, kind: str, **params: Any) -> "AttentionSpec":
+        """``AttentionSpec.of("eca", k=3)``."""
+        return cls(kind, tuple(params.items()))
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.kwargs}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | str, where: str = "stage") -> "AttentionSpec":
+        if isinstance(data, str):
+            return cls(data)
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected an object like {{'kind': 'eca', 'k': 3}}, got {data!r}")
+        if "kind" not in data:
+            raise ConfigError(f"{where}: missing required key 'kind'")
+        params = {k: v for k, v in data.items() if k != "kind"}
+        return cls(data["kind"], tuple(params.items()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.params)
+        return f"AttentionSpec({self.kind!r}{', ' if inner else ''}{inner})"
+
+
+#: Which channel count the ECA mapping psi(C) sees when a stage asks for (gamma, b):
+#: "channels" - the channels the attention acts on (a bottleneck's output, planes x 4);
+#: "planes"   - the block's ``planes`` (its inner width), which reproduces several of the
+#:              ECA authors' released per-stage k settings.
+PSI_INPUTS = ("channels", "planes")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A backbone with one :class:`AttentionSpec` per stage.
+
+    ``stages`` must hold exactly one entry per stage of the backbone (checked by
+    :func:`study.models.build_model`, which knows the stage count). Use
+    :meth:`uniform` for "the same attention in every stage".
+    """
+
+    backbone: str
+    stages: tuple[AttentionSpec, ...]
+    stem: str = "imagenet"
+    width: float = 1.0
+    num_classes: int = 1000
+    psi_input: str = "channels"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backbone, str) or not self.backbone:
+            raise ConfigError(f"backbone: expected a non-empty string, got {self.backbone!r}")
+        stages = tuple(s if isinstance(s, AttentionSpec) else AttentionSpec.from_dict(s, f"stages[{i}]") for i, s in enumerate(self.stages))
+        object.__setattr__(self, "stages", stages)
+        width = _number(self.width, "width")
+        if not 0.25 <= width <= 2.0:
+            raise ConfigError(f"width: must be in [0.25, 2.0], got {width!r}")
+        object.__setattr__(self, "width", float(width))
+        num_classes = _number(self.num_classes, "num_classes", integer=True)
+        if num_classes < 1:
+            raise ConfigError(f"num_classes: must be >= 1, got {num_classes!r}")
+        object.__setattr__(self, "num_classes", num_classes)
+        if self.psi_input not in PSI_INPUTS:
+            raise ConfigError(f"psi_input: must be one of {', '.join(PSI_INPUTS)}, got {self.psi_input!r}")
+
+    @classmethod
+    def uniform(cls, backbone: str, attention: AttentionSpec | Mapping[str, Any] | str = "none", **kwargs: Any) -> "ArchSpec":
+        """The same attention in every stage of ``backbone``."""
+        from study.models import num_stages  # the backbone registry knows the stage count
+
+        spec = attention if isinstance(attention, AttentionSpec) else AttentionSpec.from_dict(attention, "attention")
+        return cls(backbone=backbone, stages=(spec,) * num_stages(backbone), **kwargs)
+
+    def with_stages(self, stages: Iterable[AttentionSpec | Mapping[str, Any]]) -> "ArchSpec":
+        return dataclasses.replace(self, stages=tuple(stages))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "stem": self.stem,
+            "width": self.width,
+            "num_classes": self.num_classes,
+            "psi_input": self.psi_input,
+            "stages": [s.to_dict() for s in self.stages],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "arch") -> "ArchSpec":
+        _check_keys(cls, data, where)
+        if not isinstance(data["stages"], (list, tuple)):
+            raise ConfigError(f"{where}.stages: expected a list with one entry per stage")
+        stages = tuple(AttentionSpec.from_dict(s, f"{where}.stages[{i}]") for i, s in enumerate(data["stages"]))
+        return cls(**{**data, "stages": stages})
+
+    __repr__ = _repr_non_default
+
+
+# --------------------------------------------------------------------------------------
+# training recipe
+
+SCHEDULES = ("cosine", "step")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one trial trains.
+
+    SGD with Nesterov momentum; ``lr`` is the peak learning rate for ``batch_size``;
+    ``warmup_epochs`` of linear warm-up, then ``schedule``: "cosine" decay to zero, or
+    "step" decay by ``step_factor`` every ``step_every`` epochs (the ECA paper's ImageNet
+    schedule: lr 0.1 for batch 256, x0.1 every 30 epochs, 100 epochs, weight decay 1e-4).
+    Weight decay is not applied to BN and bias parameters. ``amp`` (bf16 autocast) and
+    ``channels_last`` take effect on a GPU only; ``compile`` wraps the model in
+    ``torch.compile``.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.2
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"
+    step_every: int = 30
+    step_factor: float = 0.1
+    label_smoothing: float = 0.1
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        for name, lo in (("epochs", 1), ("batch_size", 1), ("step_every", 1)):
+            value = _number(getattr(self, name), name, integer=True)
+            if value < lo:
+                raise ConfigError(f"{name}: must be >= {lo}, got {value!r}")
+            object.__setattr__(self, name, value)
+        for name, lo, hi in (
+            ("lr", 0.0, math.inf),
+            ("momentum", 0.0, 1.0),
+            ("weight_decay", 0.0, 1.0),
+            ("warmup_epochs", 0.0, math.inf),
+            ("step_factor", 0.0, 1.0),
+            ("label_smoothing", 0.0, 1.0),
+        ):
+            value = _number(getattr(self, name), name)
+            if not lo <= value <= hi or (name == "lr" and value == 0):
+                raise ConfigError(f"{name}: must be in {'(' if name == 'lr' else '['}{lo}, {hi}], got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.warmup_epochs > self.epochs:
+            raise ConfigError(f"warmup_epochs: must not exceed epochs ({self.epochs}), got {self.warmup_epochs!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule: must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        for name in ("nesterov", "amp", "channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "recipe") -> "Recipe":
+        _check_keys(cls, data, where)
+        return cls(**data)
+
+    __repr__ = _repr_non_default
+
+
+# --------------------------------------------------------------------------------------
+# proxy data
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """Which images a trial trains and validates on.
+
+    ``source`` is a registered proxy source (``synthetic`` needs no files) or ``cache``, a
+    folder written by ``python -m study.data prepare`` (``data``). ``resolution`` is the
+    training resolution in pixels. ``images_per_class`` subsamples the training split,
+    class-balanced and seeded by ``subset_seed``: a float in (0, 1] is a fraction, an
+    integer a count, null keeps everything. ``num_classes`` and ``val_per_class`` size the
+    synthetic proxy. ``augment`` names the on-device training augmentation.
+    """
+
+    source: str = "synthetic"
+    data: str | None = None
+    resolution: int = 32
+    num_classes: int = 100
+    images_per_class: float | int | None = None
+    val_per_class: int | None = None
+    subset_seed: int = 0
+    augment: str = "crop_flip"
+
+    def __post_init__(self) -> None:
+        res = _number(self.resolution, "resolution", integer=True)
+        if not 8 <= res <= 1024:
+            raise ConfigError(f"resolution: must be in [8, 1024], got {res!r}")
+        object.__setattr__(self, "resolution", res)
+        nc = _number(self.num_classes, "num_classes", integer=True)
+        if nc < 2:
+            raise ConfigError(f"num_classes: must be >= 2, got {nc!r}")
+        object.__setattr__(self, "num_classes", nc)
+        ipc = self.images_per_class
+        if ipc is not None:
+            ipc = _number(ipc, "images_per_class")
+            if isinstance(ipc, float) and not ipc.is_integer():
+                if not 0 < ipc <= 1:
+                    raise ConfigError(f"images_per_class: a fraction must be in (0, 1], got {ipc!r}")
+            elif ipc < 1:
+                raise ConfigError(f"images_per_class: a count must be >= 1, got {ipc!r}")
+            elif isinstance(ipc, float) and ipc != 1.0:
+                ipc = int(ipc)
+            object.__setattr__(self, "images_per_class", ipc)
+        if self.val_per_class is not None:
+            vpc = _number(self.val_per_class, "val_per_class", integer=True)
+            if vpc < 1:
+                raise ConfigError(f"val_per_class: must be >= 1, got {vpc!r}")
+            object.__setattr__(self, "val_per_class", vpc)
+        object.__setattr__(self, "subset_seed", _number(self.subset_seed, "subset_seed", integer=True))
+        if self.data is not None and not isinstance(self.data, str):
+            object.__setattr__(self, "data", str(self.data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "proxy") -> "ProxySpec":
+        _check_keys(cls, data, where)
+        return cls(**data)
+
+    __repr__ = _repr_non_default
+
+
+# --------------------------------------------------------------------------------------
+# the trial
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial needs: architecture, recipe, proxy and seed."""
+
+    arch: ArchSpec
+    recipe: Recipe = field(default_factory=Recipe)
+    proxy: ProxySpec = field(default_factory=ProxySpec)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, cls in (("arch", ArchSpec), ("recipe", Recipe), ("proxy", ProxySpec)):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, cls.from_dict(value, name))
+            elif not isinstance(value, cls):
+                raise ConfigError(f"{name}: expected {cls.__name__}, got {type(value).__name__}")
+        object.__setattr__(self, "seed", _number(self.seed, "seed", integer=True))
+
+    def replace(self, **changes: Any) -> "TrialConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch.to_dict(), "recipe": self.recipe.to_dict(), "proxy": self.proxy.to_dict(), "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrialConfig":
+        _check_keys(cls, data, "config")
+        return cls(
+            arch=ArchSpec.from_dict(data["arch"], "arch"),
+            recipe=Recipe.from_dict(data.get("recipe", {}), "recipe"),
+            proxy=ProxySpec.from_dict(data.get("proxy", {}), "proxy"),
+            seed=data.get("seed", 0),
+        )
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrialConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    __repr__ = _repr_non_default
+
+
+def load_config(path: str | Path) -> TrialConfig:
+    """Read a TrialConfig JSON file; a :class:`ConfigError` names the file and the problem."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc.strerror or exc})") from None
+    try:
+        return TrialConfig.from_json(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None

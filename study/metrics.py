@@ -1,0 +1,124 @@
+"""What a trial reports: per-epoch metrics, the reporter protocol, and the trial result.
+
+The trainer (:func:`study.trainer.train`) calls ``reporter.start(costs, stages)`` once
+before the first epoch and ``reporter.report(metrics)`` after every epoch; ``report``
+returning True asks the trial to stop after that epoch (that is how pruning acts). A plain
+callable ``f(metrics) -> bool | None`` is accepted wherever a reporter is.
+
+Accuracies are percentages (0-100), as papers quote them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+__all__ = ["EpochMetrics", "Reporter", "CallbackReporter", "as_reporter", "TrialResult", "OUTCOMES"]
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """Validation and training figures after one epoch (``epoch`` counts from 1)."""
+
+    epoch: int
+    top1: float
+    top5: float
+    val_loss: float
+    train_loss: float
+    lr: float
+    epoch_time_s: float
+    wall_time_s: float
+    images_per_s: float
+
+    @property
+    def finite(self) -> bool:
+        return all(math.isfinite(v) for v in (self.top1, self.val_loss, self.train_loss))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EpochMetrics":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+class Reporter:
+    """Receives a trial's costs and per-epoch metrics; may ask the trial to stop.
+
+    Subclass and override what you need; both methods default to doing nothing.
+    """
+
+    def start(self, costs: Any, stages: Sequence[Mapping[str, Any]]) -> None:
+        """Called once before training with the model's :class:`study.costs.Costs` and its
+        resolved per-stage description (``StageInfo.to_dict()`` of every stage)."""
+
+    def report(self, metrics: EpochMetrics) -> bool:
+        """Called after every epoch; return True to stop the trial after this epoch."""
+        return False
+
+
+class CallbackReporter(Reporter):
+    """Adapts ``f(metrics) -> bool | None`` to the :class:`Reporter` protocol."""
+
+    def __init__(self, fn: Callable[[EpochMetrics], bool | None]):
+        self._fn = fn
+
+    def report(self, metrics: EpochMetrics) -> bool:
+        return bool(self._fn(metrics))
+
+
+def as_reporter(reporter: Reporter | Callable[[EpochMetrics], bool | None] | None) -> Reporter:
+    if reporter is None:
+        return Reporter()
+    if isinstance(reporter, Reporter):
+        return reporter
+    if callable(reporter):
+        return CallbackReporter(reporter)
+    raise TypeError(f"reporter: expected a Reporter or a callable, got {type(reporter).__name__}")
+
+
+#: "complete": ran its epoch budget; "stopped": the reporter asked it to stop (pruned);
+#: "diverged": the loss became NaN or inf, the run ended with its last finite metrics.
+OUTCOMES = ("complete", "stopped", "diverged")
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What :func:`study.trainer.train` returns: outcome, history, costs and the config."""
+
+    config: Any  # study.config.TrialConfig
+    outcome: str
+    history: tuple[EpochMetrics, ...]
+    costs: Any  # study.costs.Costs
+    stages: tuple[Mapping[str, Any], ...] = ()
+    message: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> EpochMetrics | None:
+        return self.history[-1] if self.history else None
+
+    @property
+    def best(self) -> EpochMetrics | None:
+        finite = [m for m in self.history if m.finite]
+        return max(finite, key=lambda m: m.top1) if finite else None
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "outcome": self.outcome,
+            "message": self.message,
+            "epochs_run": self.epochs_run,
+            "final": self.final.to_dict() if self.final else None,
+            "best": self.best.to_dict() if self.best else None,
+            "history": [m.to_dict() for m in self.history],
+            "costs": self.costs.to_dict() if hasattr(self.costs, "to_dict") else dict(self.costs or {}),
+            "stages": [dict(s) for s in self.stages],
+            **({"extra": dict(self.extra)} if self.extra else {}),
+        }

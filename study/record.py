@@ -1,0 +1,81 @@
+"""The names under which a study records each trial: one module, used by the runners
+(which write) and by analysis (which reads).
+
+Every trial of a study - complete, pruned or failed - carries these Optuna user attributes
+(all JSON values):
+
+============  ===========================================================================
+``config``    the TrialConfig as its JSON dict (:meth:`study.config.TrialConfig.to_dict`)
+``stages``    per stage: ``{"stage", "channels", "planes", "blocks", "kind", <params>}``
+              with ECA's resolved ``k`` (:meth:`study.models.StageInfo.to_dict`)
+``costs``     ``{"params", "macs", "macs_224", "latency_ms", "resolution", ...}``
+``history``   the per-epoch metrics so far (:meth:`study.metrics.EpochMetrics.to_dict`)
+``outcome``   "complete", "pruned", "diverged" or "failed"
+``error``     the error text of a failed or diverged trial
+``reference`` the name of a reference point the study enqueued (e.g. "paper_psi")
+``attempt``   how many times this configuration was started (resume re-runs)
+============  ===========================================================================
+
+The objective of a single-objective study is the best validation top-1 (%) the trial
+reached; the intermediate value at step ``epoch`` is that epoch's validation top-1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+__all__ = [
+    "CONFIG", "STAGES", "COSTS", "HISTORY", "OUTCOME", "ERROR", "REFERENCE", "ATTEMPT",
+    "OUTCOME_COMPLETE", "OUTCOME_PRUNED", "OUTCOME_DIVERGED", "OUTCOME_FAILED",
+    "OBJECTIVES", "TrialRecord", "read_trial",
+]
+
+CONFIG = "config"
+STAGES = "stages"
+COSTS = "costs"
+HISTORY = "history"
+OUTCOME = "outcome"
+ERROR = "error"
+REFERENCE = "reference"
+ATTEMPT = "attempt"
+
+OUTCOME_COMPLETE = "complete"
+OUTCOME_PRUNED = "pruned"
+OUTCOME_DIVERGED = "diverged"
+OUTCOME_FAILED = "failed"
+
+#: Objectives a study can optimise: name -> (cost key in ``costs`` or "top1", direction).
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "top1": ("top1", "maximize"),
+    "params": ("params", "minimize"),
+    "macs": ("macs", "minimize"),
+    "latency": ("latency_ms", "minimize"),
+}
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """The recorded attributes of one trial, read back from a FrozenTrial."""
+
+    config: Mapping[str, Any] | None
+    stages: tuple[Mapping[str, Any], ...]
+    costs: Mapping[str, Any]
+    history: tuple[Mapping[str, Any], ...]
+    outcome: str | None
+    error: str | None
+    reference: str | None
+
+
+def read_trial(trial: Any) -> TrialRecord:
+    """Read the recorded attributes of an ``optuna.trial.FrozenTrial`` (missing ones are empty)."""
+    attrs = trial.user_attrs
+    return TrialRecord(
+        config=attrs.get(CONFIG),
+        stages=tuple(attrs.get(STAGES) or ()),
+        costs=dict(attrs.get(COSTS) or {}),
+        history=tuple(attrs.get(HISTORY) or ()),
+        outcome=attrs.get(OUTCOME),
+        error=attrs.get(ERROR),
+        reference=attrs.get(REFERENCE),
+    )
