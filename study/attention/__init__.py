@@ -1,0 +1,66 @@
+"""Channel attention modules behind one registry, and the ECA paper's psi(C) mapping.
+
+Every module maps (N, C, H, W) to the same shape, takes ``channels`` and its own keyword
+parameters (each with its paper's default), and validates them eagerly::
+
+    >>> from study.attention import create_attention, list_attention, psi
+    >>> list_attention()
+    ['cbam', 'coord', 'eca', 'eca_ns', 'none', 'se', 'se_gc', 'se_var1', 'se_var2', 'se_var3']
+    >>> create_attention("eca", 256).k          # gamma=2, b=1 -> psi(256) = 5
+    5
+    >>> create_attention({"kind": "se", "r": 8}, 64)
+    SE(
+      channels=64, r=8, bias=True
+      (fc1): Linear(in_features=64, out_features=8, bias=True)
+      (fc2): Linear(in_features=8, out_features=64, bias=True)
+    )
+
+Kinds: ``none`` (identity), ``se`` (SENet), ``se_var1``/``se_var2``/``se_var3``/``se_gc``
+(the ECA paper's SE variants), ``eca`` and ``eca_ns`` (ECA-Net), ``cbam`` (CBAM), ``coord``
+(Coordinate Attention). :data:`ATTENTION_PARAMS` maps each kind to its parameters and
+defaults.
+"""
+
+from study.attention._registry import (
+    ATTENTION_PARAMS,
+    AttentionModule,
+    attention_params,
+    create_attention,
+    get_attention,
+    list_attention,
+    register_attention,
+    resolve_attention,
+)
+from study.attention._psi import PSI_RULES, RELEASED_K, psi, released_k
+
+# importing the family modules registers them
+from study.attention._identity import NoAttention
+from study.attention._se import SE, SEGC, SEVar1, SEVar2, SEVar3
+from study.attention._eca import ECA, ECANS
+from study.attention._cbam import CBAM
+from study.attention._coord import CoordAttention
+
+__all__ = [
+    "ATTENTION_PARAMS",
+    "AttentionModule",
+    "attention_params",
+    "create_attention",
+    "get_attention",
+    "list_attention",
+    "register_attention",
+    "resolve_attention",
+    "psi",
+    "PSI_RULES",
+    "RELEASED_K",
+    "released_k",
+    "NoAttention",
+    "SE",
+    "SEVar1",
+    "SEVar2",
+    "SEVar3",
+    "SEGC",
+    "ECA",
+    "ECANS",
+    "CBAM",
+    "CoordAttention",
+]

@@ -1,0 +1,55 @@
+"""CBAM: Woo, Park, Lee, Kweon, "CBAM: Convolutional Block Attention Module", ECCV 2018."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from study.attention._check import check_bool, check_int
+from study.attention._registry import AttentionModule, register_attention
+
+
+@register_attention("cbam")
+class CBAM(AttentionModule):
+    """CBAM (Woo et al., ECCV 2018, eqs. (1)-(3)): channel attention, then spatial attention.
+
+    Channel: a shared MLP C -> C/r -> C (ReLU between; ``bias`` default True, as the
+    authors' code) over the average- and the max-pooled vectors, summed, sigmoid, scale.
+    Spatial: a ``kernel_size`` x ``kernel_size`` convolution (default 7, odd) over the
+    channel-wise average and max maps, followed by BatchNorm as in the authors' released
+    code, sigmoid, scale. ``r`` default 16; the reduced width is ``max(1, C // r)``.
+    Parameters: ``2*C*h + (h + C if bias) + 2*kernel_size**2 + 2`` with ``h = max(1, C // r)``.
+    """
+
+    PARAMS = {"r": 16, "kernel_size": 7, "bias": True}
+
+    @classmethod
+    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+        p = {**cls.PARAMS, **params}
+        p["r"] = check_int(cls.kind, "r", p["r"])
+        p["kernel_size"] = check_int(cls.kind, "kernel_size", p["kernel_size"], odd=True)
+        p["bias"] = check_bool(cls.kind, "bias", p["bias"])
+        return p
+
+    def __init__(self, channels: int, **params: Any):
+        super().__init__(channels, **params)
+        hidden = max(1, channels // self.params["r"])
+        bias = self.params["bias"]
+        self.mlp = nn.Sequential(nn.Linear(channels, hidden, bias=bias), nn.ReLU(inplace=True), nn.Linear(hidden, channels, bias=bias))
+        ks = self.params["kernel_size"]
+        self.spatial = nn.Conv2d(2, 1, ks, padding=(ks - 1) // 2, bias=False)
+        self.spatial_bn = nn.BatchNorm2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ca = self.mlp(x.mean(dim=(2, 3))) + self.mlp(x.amax(dim=(2, 3)))
+        x = x * torch.sigmoid(ca)[:, :, None, None]
+        s = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return x * torch.sigmoid(self.spatial_bn(self.spatial(s)))
+
+    @classmethod
+    def expected_params(cls, channels: int, **params: Any) -> int:
+        p = cls.resolve(channels, **params)
+        h = max(1, channels // p["r"])
+        return 2 * channels * h + ((h + channels) if p["bias"] else 0) + 2 * p["kernel_size"] ** 2 + 2

@@ -1,0 +1,103 @@
+"""Efficient Channel Attention (ECA) and its unshared-weights variant ECA-NS.
+
+Wang, Wu, Zhu, Li, Zuo, Hu, "ECA-Net: Efficient Channel Attention for Deep Convolutional
+Neural Networks", CVPR 2020. Eq. (6)-(7): the band matrix W_k of local cross-channel
+interaction - channel i interacts with its k neighbours; ECA-NS keeps a separate row of k
+weights per channel (C * k parameters), ECA shares them (k parameters), which is a 1D
+convolution of size k over the pooled channel vector. Eq. (12): the adaptive kernel size
+k = psi(C) (:func:`study.attention.psi`).
+
+Parameters (both kinds): either an explicit ``k`` (odd integer >= 1, never overridden) or
+``gamma`` and ``b`` (defaults 2 and 1) from which ``k = psi(C, gamma, b, rule)`` is
+computed, with ``rule`` "paper" (default) or "timm". Giving ``k`` together with ``gamma``,
+``b`` or ``rule`` is a ValueError.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.attention._check import check_int, check_number
+from study.attention._psi import PSI_RULES, psi
+from study.attention._registry import AttentionModule, register_attention
+
+
+class _KernelSized(AttentionModule):
+    """Shared parameter handling: ``k`` XOR (``gamma``, ``b``[, ``rule``])."""
+
+    PARAMS = {"k": None, "gamma": 2, "b": 1, "rule": "paper"}
+    #: kinds whose k may come from psi(C); the backbone builder resolves it per stage
+    USES_PSI = True
+
+    @classmethod
+    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+        k = params.get("k")
+        if k is not None:
+            clash = sorted(set(params) & {"gamma", "b", "rule"})
+            if clash:
+                raise ValueError(
+                    f"attention {cls.kind!r}: give either k or gamma/b (with rule), not both (got k={k!r} and {clash[0]}={params[clash[0]]!r})"
+                )
+            return {"k": check_int(cls.kind, "k", k, odd=True)}
+        gamma = check_number(cls.kind, "gamma", params.get("gamma", cls.PARAMS["gamma"]), positive=True)
+        b = check_number(cls.kind, "b", params.get("b", cls.PARAMS["b"]))
+        rule = params.get("rule", cls.PARAMS["rule"])
+        if rule not in PSI_RULES:
+            raise ValueError(f"attention {cls.kind!r}: rule must be one of {', '.join(PSI_RULES)}, got {rule!r}")
+        return {"k": psi(channels, gamma, b, rule), "gamma": gamma, "b": b, "rule": rule}
+
+    @property
+    def k(self) -> int:
+        """The resolved kernel size."""
+        return self.params["k"]
+
+
+@register_attention("eca")
+class ECA(_KernelSized):
+    """ECA (Wang et al., CVPR 2020, Fig. 2 and eq. (9)): GAP -> 1D convolution of size k over
+    the channel axis (k weights shared by all channels, no bias, "same" zero padding) ->
+    sigmoid -> scale. Exactly ``k`` parameters. See the module docstring for ``k`` /
+    ``gamma``, ``b``, ``rule``; the resolved kernel size is :attr:`k`."""
+
+    def __init__(self, channels: int, **params: Any):
+        super().__init__(channels, **params)
+        k = self.k
+        self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.mean(dim=(2, 3)).unsqueeze(1)  # (N, 1, C)
+        y = torch.sigmoid(self.conv(y)).squeeze(1)
+        return x * y[:, :, None, None]
+
+    @classmethod
+    def expected_params(cls, channels: int, **params: Any) -> int:
+        return cls.resolve(channels, **params)["k"]
+
+
+@register_attention("eca_ns")
+class ECANS(_KernelSized):
+    """ECA-NS (Wang et al., CVPR 2020, eq. (6)-(7)): the band matrix W_k without weight
+    sharing - channel i is weighted by its own k weights over channels i-(k-1)/2 ..
+    i+(k-1)/2 (zero outside 0..C-1). ``C * k`` parameters, no bias."""
+
+    def __init__(self, channels: int, **params: Any):
+        super().__init__(channels, **params)
+        k = self.k
+        bound = 1.0 / math.sqrt(k)  # the default init of the shared Conv1d(1, 1, k) in ECA
+        self.weight = nn.Parameter(torch.empty(channels, k).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.k
+        y = x.mean(dim=(2, 3))  # (N, C)
+        windows = F.pad(y, ((k - 1) // 2, (k - 1) // 2)).unfold(1, k, 1)  # (N, C, k)
+        z = torch.einsum("nck,ck->nc", windows, self.weight)
+        return x * torch.sigmoid(z)[:, :, None, None]
+
+    @classmethod
+    def expected_params(cls, channels: int, **params: Any) -> int:
+        return channels * cls.resolve(channels, **params)["k"]

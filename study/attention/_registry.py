@@ -1,0 +1,155 @@
+"""The attention registry: string keys resolved to module classes at the edge.
+
+Every registered class derives from :class:`AttentionModule` and declares ``PARAMS``, a
+mapping from each keyword parameter it accepts to that parameter's paper default. A class
+validates its parameters in :meth:`AttentionModule.resolve` (a classmethod, so callers such
+as :func:`study.models.describe_stages` can validate and resolve a stage without building
+anything), and ``__init__`` calls the same method.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, TypeVar
+
+from torch import nn
+
+__all__ = [
+    "AttentionModule",
+    "register_attention",
+    "list_attention",
+    "get_attention",
+    "attention_params",
+    "resolve_attention",
+    "create_attention",
+    "ATTENTION_PARAMS",
+]
+
+
+class AttentionModule(nn.Module):
+    """Base of every attention module: maps (N, C, H, W) to the same shape.
+
+    Subclasses set ``PARAMS`` (parameter name -> paper default) and override
+    :meth:`_resolve` to validate and complete their parameters, and may override
+    :meth:`expected_params` with the closed-form parameter count.
+    """
+
+    #: registry key, set by :func:`register_attention`
+    kind: str = ""
+    #: keyword parameters the kind takes, with the paper's defaults
+    PARAMS: Mapping[str, Any] = MappingProxyType({})
+
+    def __init__(self, channels: int, **params: Any):
+        super().__init__()
+        self.channels = channels
+        #: the validated, completed parameters (ECA: with its resolved ``k``)
+        self.params: dict[str, Any] = type(self).resolve(channels, **params)
+
+    @classmethod
+    def resolve(cls, channels: int, **params: Any) -> dict[str, Any]:
+        """Validate ``channels`` and ``params`` and return the completed parameter dict.
+
+        Raises ``ValueError`` naming an unknown parameter (with the kind's valid ones) or a
+        value out of its allowed range.
+        """
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels: must be an integer >= 1, got {channels!r}")
+        unknown = sorted(set(params) - set(cls.PARAMS))
+        if unknown:
+            valid = ", ".join(cls.PARAMS) or "none"
+            raise ValueError(f"attention {cls.kind!r}: unknown parameter {unknown[0]!r} (valid parameters: {valid})")
+        return cls._resolve(channels, dict(params))
+
+    @classmethod
+    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+        return {**cls.PARAMS, **params}
+
+    @classmethod
+    def expected_params(cls, channels: int, **params: Any) -> int:
+        """The closed-form number of trainable parameters for ``channels`` and ``params``."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"channels={self.channels}" + (f", {inner}" if inner else "")
+
+
+_REGISTRY: dict[str, type[AttentionModule]] = {}
+_PARAMS: dict[str, Mapping[str, Any]] = {}
+
+#: kind -> read-only mapping of its keyword parameters and their paper defaults
+ATTENTION_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType(_PARAMS)
+
+T = TypeVar("T", bound=type)
+
+
+def register_attention(name: str) -> Callable[[T], T]:
+    """Class decorator registering an :class:`AttentionModule` subclass under ``name``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name: expected a non-empty string, got {name!r}")
+
+    def decorator(cls: T) -> T:
+        if not (isinstance(cls, type) and issubclass(cls, AttentionModule)):
+            raise TypeError(f"register_attention({name!r}): {cls!r} is not an AttentionModule subclass")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"attention {name!r} is already registered ({_REGISTRY[name].__name__})")
+        cls.kind = name
+        cls.PARAMS = MappingProxyType(dict(cls.PARAMS))
+        _REGISTRY[name] = cls
+        _PARAMS[name] = cls.PARAMS
+        return cls
+
+    return decorator
+
+
+def list_attention() -> list[str]:
+    """The registered attention keys, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_attention(kind: str) -> type[AttentionModule]:
+    """The class registered under ``kind``; a ValueError lists the valid keys."""
+    try:
+        return _REGISTRY[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown attention kind {kind!r} (valid kinds: {', '.join(list_attention())})") from None
+
+
+def attention_params(kind: str) -> dict[str, Any]:
+    """The keyword parameters ``kind`` takes, with their paper defaults."""
+    return dict(get_attention(kind).PARAMS)
+
+
+def _split(kind_or_spec: Any, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    if isinstance(kind_or_spec, str):
+        return kind_or_spec, dict(params)
+    # study.config.AttentionSpec (duck-typed: .kind and .kwargs) or its dict form
+    if hasattr(kind_or_spec, "kind") and hasattr(kind_or_spec, "kwargs"):
+        return kind_or_spec.kind, {**kind_or_spec.kwargs, **params}
+    if isinstance(kind_or_spec, Mapping):
+        if "kind" not in kind_or_spec:
+            raise ValueError(f"attention: missing key 'kind' in {dict(kind_or_spec)!r}")
+        spec = dict(kind_or_spec)
+        return spec.pop("kind"), {**spec, **params}
+    raise ValueError(f"attention: expected a kind name, an AttentionSpec or a dict, got {kind_or_spec!r}")
+
+
+def resolve_attention(kind_or_spec: Any, channels: int, **params: Any) -> tuple[str, dict[str, Any]]:
+    """Validate an attention choice for ``channels`` without building it.
+
+    Returns ``(kind, completed_params)``; for ECA the completed parameters hold the
+    resolved ``k``.
+    """
+    kind, merged = _split(kind_or_spec, params)
+    return kind, get_attention(kind).resolve(channels, **merged)
+
+
+def create_attention(kind_or_spec: Any, channels: int, **params: Any) -> AttentionModule:
+    """Build the attention module for ``channels`` channels.
+
+    ``kind_or_spec`` is a registered key (``"eca"``), a :class:`study.config.AttentionSpec`
+    or its dict form (``{"kind": "eca", "k": 3}``); keyword ``params`` override the spec's.
+    Parameters not given take the paper's defaults.
+    """
+    kind, merged = _split(kind_or_spec, params)
+    return get_attention(kind)(channels, **merged)

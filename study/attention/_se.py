@@ -1,0 +1,142 @@
+"""Squeeze-and-Excitation and the ECA paper's SE variants without dimensionality reduction.
+
+SE: Hu, Shen, Sun, "Squeeze-and-Excitation Networks", CVPR 2018.
+Variants (SE-Var1/2/3, SE-GC): Wang et al., "ECA-Net: Efficient Channel Attention for Deep
+Convolutional Neural Networks", CVPR 2020, Sec. 3.2.1 and Table 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from study.attention._check import check_bool, check_int
+from study.attention._registry import AttentionModule, register_attention
+
+
+def _pool(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=(2, 3))  # global average pooling -> (N, C)
+
+
+@register_attention("se")
+class SE(AttentionModule):
+    """Squeeze-and-Excitation (Hu et al., CVPR 2018, Fig. 1 and eqs. (2)-(4)).
+
+    GAP -> FC(C -> C/r) -> ReLU -> FC(C/r -> C) -> sigmoid -> scale. ``r``: reduction ratio
+    (default 16, integer >= 1); the reduced width is ``max(1, C // r)`` - never rounded up
+    to a multiple of 8 as timm does. ``bias`` (default True, as in SENet); the ECA paper's
+    SE-ResNet-50 figure of 26.77 "M" parameters is the bias-free count.
+    Parameters: ``2 * C * (C // r) + (C // r + C if bias else 0)``.
+    """
+
+    PARAMS = {"r": 16, "bias": True}
+
+    @classmethod
+    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+        p = {**cls.PARAMS, **params}
+        p["r"] = check_int(cls.kind, "r", p["r"])
+        p["bias"] = check_bool(cls.kind, "bias", p["bias"])
+        return p
+
+    def __init__(self, channels: int, **params: Any):
+        super().__init__(channels, **params)
+        hidden = max(1, channels // self.params["r"])
+        bias = self.params["bias"]
+        self.fc1 = nn.Linear(channels, hidden, bias=bias)
+        self.fc2 = nn.Linear(hidden, channels, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(self.fc2(torch.relu(self.fc1(_pool(x)))))
+        return x * y[:, :, None, None]
+
+    @classmethod
+    def expected_params(cls, channels: int, **params: Any) -> int:
+        p = cls.resolve(channels, **params)
+        h = max(1, channels // p["r"])
+        return 2 * channels * h + ((h + channels) if p["bias"] else 0)
+
+
+@register_attention("se_var1")
+class SEVar1(AttentionModule):
+    """SE-Var1 (ECA-Net, Wang et al. CVPR 2020, eq. (3)-(4) with y' = y): sigma(GAP(x)) * x.
+    No parameters."""
+
+    PARAMS = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(_pool(x))[:, :, None, None]
+
+    @classmethod
+    def expected_params(cls, channels: int, **params: Any) -> int:
+        return 0
+
+
+@register_attention("se_var2")
+class SEVar2(AttentionModule):
+    """SE-Var2 (ECA-Net, Wang et al. CVPR 2020, eq. (4)): sigma(w * y), a diagonal W with one
+    independent weight per channel. ``C`` parameters."""
+
+    PARAMS = {}
+
+    def __init__(self, channels: int, **params: Any):
+        super().__init__(channels, **params)
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(_pool(x) * self.weight)[:, :, None, None]
+
+    @classmethod
+    def expected_params(cls, channels: int, **params: Any) -> int:
+        return channels
+
+
+@register_attention("se_var3")
+class SEVar3(AttentionModule):
+    """SE-Var3 (ECA-Net, Wang et al. CVPR 2020, eq. (4)): sigma(W y) with a full C x C matrix
+    W and no dimensionality reduction. ``C * C`` parameters."""
+
+    PARAMS = {}
+
+    def __init__(self, channels: int, **params: Any):
+        super().__init__(channels, **params)
+        self.fc = nn.Linear(channels, channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.fc(_pool(x)))[:, :, None, None]
+
+    @classmethod
+    def expected_params(cls, channels: int, **params: Any) -> int:
+        return channels * channels
+
+
+@register_attention("se_gc")
+class SEGC(AttentionModule):
+    """SE-GC (ECA-Net, Wang et al. CVPR 2020, Sec. 3.2.1): sigma(G y), a block-diagonal W
+    realised as a grouped 1x1 convolution over the pooled vector with ``groups`` groups
+    (default 16, SE-GC1 of Table 2; must divide C). ``C * C / groups`` parameters."""
+
+    PARAMS = {"groups": 16}
+
+    @classmethod
+    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+        p = {**cls.PARAMS, **params}
+        g = check_int(cls.kind, "groups", p["groups"])
+        if channels % g:
+            raise ValueError(f"attention {cls.kind!r}: groups must be an integer >= 1 dividing channels={channels}, got {g!r}")
+        p["groups"] = g
+        return p
+
+    def __init__(self, channels: int, **params: Any):
+        super().__init__(channels, **params)
+        self.conv = nn.Conv2d(channels, channels, 1, groups=self.params["groups"], bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.mean(dim=(2, 3), keepdim=True)
+        return x * torch.sigmoid(self.conv(y))
+
+    @classmethod
+    def expected_params(cls, channels: int, **params: Any) -> int:
+        p = cls.resolve(channels, **params)
+        return channels * channels // p["groups"]

@@ -1,0 +1,98 @@
+"""Per-stage description of an architecture, computed without building the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from study.attention import get_attention
+from study.config import ArchSpec, ConfigError
+from study.models._registry import STEMS, get_backbone
+
+__all__ = ["StageInfo", "describe_stages", "as_arch", "module_params"]
+
+_FIXED = ("stage", "channels", "planes", "blocks", "kind")
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """One stage of a built (or described) backbone.
+
+    ``stage``: index from 0; ``channels``: the C its attention acts on (a bottleneck's
+    output, planes x 4; a basic block's or a MobileNetV2 block's output); ``planes``: the
+    blocks' inner width (MobileNetV2: the output channels); ``blocks``: blocks in the
+    stage, each with its own attention module; ``kind``: the attention key; ``params``:
+    its completed parameters - for ECA the resolved ``k`` (and ``gamma``, ``b``, ``rule``
+    when k came from psi).
+    """
+
+    stage: int
+    channels: int
+    planes: int
+    blocks: int
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def k(self) -> int | None:
+        """ECA's resolved kernel size (None for kinds without one)."""
+        return self.params.get("k")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"stage", "channels", "planes", "blocks", "kind", **params}``."""
+        return {"stage": self.stage, "channels": self.channels, "planes": self.planes, "blocks": self.blocks, "kind": self.kind, **self.params}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StageInfo":
+        missing = [k for k in _FIXED if k not in data]
+        if missing:
+            raise ValueError(f"stage info: missing key {missing[0]!r}")
+        return cls(**{k: data[k] for k in _FIXED}, params={k: v for k, v in data.items() if k not in _FIXED})
+
+
+def as_arch(arch: ArchSpec | Mapping[str, Any]) -> ArchSpec:
+    if isinstance(arch, ArchSpec):
+        return arch
+    if isinstance(arch, Mapping):
+        return ArchSpec.from_dict(arch)
+    raise ConfigError(f"arch: expected an ArchSpec or its dict form, got {type(arch).__name__}")
+
+
+def describe_stages(arch: ArchSpec | Mapping[str, Any]) -> tuple[StageInfo, ...]:
+    """The per-stage C, planes, blocks, attention kind and resolved parameters of ``arch``,
+    validated exactly as :func:`build_model` validates it, without building anything.
+
+    For kinds whose k may come from psi(C) (``eca``, ``eca_ns``) given by ``gamma``/``b``,
+    C is the attended channels (``arch.psi_input == "channels"``, default) or the block's
+    ``planes`` (``"planes"``). An explicit ``k`` is never changed.
+    """
+    arch = as_arch(arch)
+    backbone = get_backbone(arch.backbone)
+    if arch.stem not in STEMS:
+        raise ConfigError(f"stem: must be one of {', '.join(STEMS)}, got {arch.stem!r}")
+    plans = backbone.plan(arch.width, arch.stem)
+    if len(arch.stages) != len(plans):
+        raise ConfigError(
+            f"stages: backbone {arch.backbone!r} has {len(plans)} stages, so stages needs {len(plans)} entries, got {len(arch.stages)}"
+        )
+    infos = []
+    for i, (plan, spec) in enumerate(zip(plans, arch.stages)):
+        try:
+            cls = get_attention(spec.kind)
+            psi_channels = plan.planes if getattr(cls, "USES_PSI", False) and arch.psi_input == "planes" else plan.channels
+            params = cls.resolve(psi_channels, **spec.kwargs)
+            if psi_channels != plan.channels:  # the module itself must accept the attended C too
+                cls.resolve(plan.channels, k=params["k"])
+        except ValueError as exc:
+            raise ConfigError(f"stages[{i}]: {exc}") from None
+        infos.append(StageInfo(i, plan.channels, plan.planes, plan.blocks, spec.kind, params))
+    return tuple(infos)
+
+
+def module_params(info: StageInfo) -> dict[str, Any]:
+    """The keyword parameters that build ``info``'s attention module: for psi-capable kinds
+    the already resolved ``k`` only, otherwise the completed parameters."""
+    cls = get_attention(info.kind)
+    if getattr(cls, "USES_PSI", False):
+        return {"k": info.params["k"]}
+    return dict(info.params)
