@@ -1,0 +1,56 @@
+"""Proxy data: sources, the decode-once cache, and the on-device loader.
+
+- :func:`load_proxy` turns a :class:`~study.config.ProxySpec` into :class:`ProxyData`
+  (two :class:`Split` s of uint8 NHWC images and int64 labels, class names, resolution).
+- :class:`DeviceLoader` serves ``(x, y)`` batches from a split held on the device (or in
+  pinned host memory), augmented on the device; no per-image Python.
+- Sources are a registry (:func:`register_source`, :func:`list_sources`): ``synthetic``
+  (generated, no files), and the file sources ``imagefolder``, ``imagenet100`` and
+  ``imagenet-downsampled`` that ``python -m study.data prepare`` decodes once into a cache
+  (:func:`prepare`), read back with ``ProxySpec(source="cache", data=DIR)``.
+- Presets (:func:`proxy_preset`, :func:`list_proxies`): ``synthetic``, ``in100-32``, ...
+
+ImageNet-100 labels: label ``i`` is the ``i``-th wnid of the class list in *sorted* order
+(:func:`imagenet100_classes`), whatever the source (third-party loaders disagree).
+"""
+
+from study.data._registry import CACHE, ProxySource, get_source, list_sources, register_source
+from study.data._types import ProxyData, Split, balanced_subset
+from study.data._loader import AUGMENTS, IMAGENET_MEAN, IMAGENET_STD, DeviceLoader, list_augments
+from study.data._synthetic import DEFAULT_TRAIN_PER_CLASS, DEFAULT_VAL_PER_CLASS, SyntheticSource, make_synthetic
+from study.data._cache import load_cache, read_manifest, verify_cache
+from study.data._classes import imagenet100_classes, read_class_file, read_label_map
+from study.data import _files, _downsampled  # noqa: F401  (register the file sources)
+from study.data._prepare import PrepareWarning, prepare
+from study.data._presets import list_proxies, proxy_preset
+from study.data._proxy import load_proxy
+
+__all__ = [
+    "load_proxy",
+    "ProxyData",
+    "Split",
+    "DeviceLoader",
+    "AUGMENTS",
+    "list_augments",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "proxy_preset",
+    "list_proxies",
+    "register_source",
+    "list_sources",
+    "get_source",
+    "ProxySource",
+    "CACHE",
+    "make_synthetic",
+    "DEFAULT_TRAIN_PER_CLASS",
+    "DEFAULT_VAL_PER_CLASS",
+    "load_cache",
+    "read_manifest",
+    "verify_cache",
+    "balanced_subset",
+    "prepare",
+    "PrepareWarning",
+    "imagenet100_classes",
+    "read_class_file",
+    "read_label_map",
+]

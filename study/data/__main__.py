@@ -1,0 +1,137 @@
+"""``python -m study.data``: prepare a cache, show a cache's manifest, list sources and presets.
+
+    python -m study.data prepare --source imagenet100 --root /data/imagenet --res 64 --out caches/in100-64
+    python -m study.data prepare --source imagefolder --root /data/imagenette2 --res 64 --out caches/nette-64
+    python -m study.data prepare --source imagenet-downsampled --root /data/Imagenet32 --label-map map_clsloc.txt --res 32 --out caches/in100-32
+    python -m study.data info caches/in100-64 [--verify] [--json]
+    python -m study.data list
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from typing import Any, Sequence
+
+from study._cli import ArgumentParser, run_cli
+
+PROG = "python -m study.data"
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"--val-split: expected a fraction in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise ValueError(f"--val-split: expected a fraction in (0, 1), got {text!r}")
+    return value
+
+
+def _parser() -> ArgumentParser:
+    from study.data._registry import list_sources
+
+    parser = ArgumentParser(prog=PROG, description="Proxy data: decode image sources once into a cache; inspect caches.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    p = sub.add_parser("prepare", help="decode a source once into a memory-mappable cache")
+    p.add_argument("--source", required=True, choices=list_sources(generated=False), help="file source")
+    p.add_argument("--root", required=True, metavar="PATH", help="the source's folder")
+    p.add_argument("--res", required=True, type=int, metavar="PX", help="square image side in pixels (shorter side resized, centre crop)")
+    p.add_argument("--out", required=True, metavar="DIR", help="cache folder to create (written as OUT.partial, then renamed)")
+    p.add_argument("--classes", default=None, metavar="FILE", help="class list file, one wnid per line (imagenet100, imagenet-downsampled; default: the shipped ImageNet-100 list)")
+    p.add_argument("--label-map", default=None, metavar="FILE", help="ILSVRC devkit map_clsloc.txt (imagenet-downsampled; required there)")
+    p.add_argument("--val-split", default=None, type=str, metavar="FRACTION", help="hold out this fraction of train/ as val, for trees without val/")
+    p.add_argument("--seed", default=None, type=int, help="seed of --val-split (default 0)")
+    p.add_argument("--workers", default=None, type=int, help="decoding processes (default: all CPUs)")
+    p.add_argument("--chunk-size", default=256, type=int, help="images per decoding task and resumable step (default 256)")
+    p.add_argument("--force", action="store_true", help="replace an existing cache at --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    i = sub.add_parser("info", help="print a cache's manifest as a table")
+    i.add_argument("dir", help="cache folder")
+    i.add_argument("--verify", action="store_true", help="recompute the arrays' sha256 and compare with the manifest")
+    i.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    sub.add_parser("list", help="list sources and proxy presets")
+    return parser
+
+
+def _table(rows: list[tuple[str, Any]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _short(items: list[str], n: int = 6) -> str:
+    return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def info_table(manifest: dict[str, Any]) -> str:
+    rows: list[tuple[str, Any]] = [
+        ("source", manifest["source"]),
+        ("root", manifest["root"]),
+        ("resolution", f"{manifest['resolution']} px ({manifest.get('resize', '')})"),
+        ("classes", f"{manifest['num_classes']}: {_short(manifest['classes'])}"),
+    ]
+    for split, c in manifest["counts"].items():
+        per = [n for n in c["per_class"]]
+        rows.append((f"{split} images", f"{c['images']} (per class min {min(per)}, max {max(per)})"))
+    rows.append(("skipped", manifest["num_skipped"]))
+    for s in manifest["skipped"][:10]:
+        rows.append(("  " + s["split"], f"{s['path']}: {s['error']}"))
+    if manifest["num_skipped"] > 10:
+        rows.append(("  ...", f"{manifest['num_skipped'] - 10} more in manifest.json"))
+    for k, v in manifest.get("options", {}).items():
+        rows.append((f"option {k}", v))
+    for k, v in manifest.get("notes", {}).items():
+        rows.append((f"note {k}", _short([str(x) for x in v]) if isinstance(v, list) else v))
+    rows += [("sha256", manifest["sha256"]), ("created", manifest["created"]),
+             ("version", f"cache format {manifest['version']}, study {manifest.get('study_version')}")]
+    return _table(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        from study.data import get_source, list_proxies, list_sources
+        from study.data._presets import PRESETS
+
+        print("sources:")
+        print(_table([(f"  {n}", get_source(n).description) for n in list_sources()]))
+        print("presets:")
+        print(_table([(f"  {n}", PRESETS[n][1]) for n in list_proxies()]))
+        return 0
+    if args.command == "info":
+        from study.data._cache import read_manifest, verify_cache
+
+        manifest = read_manifest(args.dir)
+        print(json.dumps(manifest, indent=2) if args.json else info_table(manifest))
+        if args.verify:
+            bad = verify_cache(args.dir)
+            if bad:
+                raise ValueError(f"{args.dir}: checksum mismatch in {', '.join(bad)}")
+            print("checksums: ok")
+        return 0
+
+    from study.data._prepare import PrepareWarning, prepare
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    options = {"classes": args.classes, "label_map": args.label_map,
+               "val_split": _fraction(args.val_split) if args.val_split is not None else None, "seed": args.seed}
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PrepareWarning)
+        try:
+            manifest = prepare(args.source, args.root, args.out, resolution=args.res, workers=args.workers,
+                               chunk_size=args.chunk_size, progress=not args.no_progress, force=args.force, **options)
+        except KeyboardInterrupt:
+            print(f"{PROG}: {args.out}.partial keeps the finished chunks; run the same command again to finish", file=sys.stderr)
+            raise
+    counts = ", ".join(f"{s} {c['images']}" for s, c in manifest["counts"].items())
+    print(f"{args.out}: {manifest['source']} at {manifest['resolution']} px, {manifest['num_classes']} classes, {counts} images, "
+          f"{manifest['num_skipped']} skipped")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, prog=PROG)

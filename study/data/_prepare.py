@@ -1,0 +1,279 @@
+"""prepare: decode a file source once into a cache (see :mod:`study.data._cache`).
+
+Crash safety: everything is written into ``DIR.partial``; ``state.json`` there records
+which chunks of which split are decoded (each chunk is flushed to its memory-mapped file
+before it is recorded). The manifest is written last and ``DIR.partial`` is renamed to
+``DIR`` in one step, so a folder named ``DIR`` is always complete. Running the same
+command after an interruption reuses the finished chunks (the inputs' signature must
+match; otherwise the stale partial folder is discarded and the job starts over).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from numpy.lib.format import open_memmap
+
+from study.data._cache import CACHE_FORMAT, CACHE_VERSION, MANIFEST, SPLITS, array_files, partial_path, read_manifest, sha256_file
+from study.data._decode import decode_chunk, ignore_sigint
+from study.data._listing import ArrayListing, FileListing
+from study.data._registry import get_source, list_sources
+
+__all__ = ["prepare", "PrepareWarning", "STATE"]
+
+STATE = "state.json"
+_OPTION_FLAGS = {"classes": "--classes", "label_map": "--label-map", "val_split": "--val-split", "seed": "--seed"}
+
+
+class PrepareWarning(UserWarning):
+    """Something was skipped while preparing a cache (named in the manifest)."""
+
+
+def _json_write(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _signature(source: str, root: Path, resolution: int, listing: FileListing | ArrayListing) -> str:
+    text = json.dumps({"source": source, "root": str(root), "resolution": resolution, **listing.signature()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("channel-attention-study")
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="img", file=sys.stderr, disable=not enabled, dynamic_ncols=True, leave=True)
+
+
+def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state: dict[str, Any], *, resolution: int,
+                  workers: int, chunk_size: int, progress: bool,
+                  on_chunk: Callable[[str, int, int], None] | None) -> None:
+    n = len(items)
+    tmp = partial / f"{split}_images.decoding.npy"
+    st = state["splits"].setdefault(split, {"done": False, "chunks": [], "skipped": []})
+    if st["chunks"] and not tmp.exists():
+        st["chunks"], st["skipped"] = [], []
+    mm = open_memmap(tmp, mode="r+" if tmp.exists() else "w+", dtype=np.uint8, shape=(n, resolution, resolution, 3))
+    if mm.shape != (n, resolution, resolution, 3):
+        raise ValueError(f"{tmp}: unexpected shape {mm.shape}; delete {partial} and prepare again")
+    starts = list(range(0, n, chunk_size))
+    done = set(st["chunks"])
+    tasks = [(cid, [p for p, _ in items[lo:lo + chunk_size]], resolution) for cid, lo in enumerate(starts) if cid not in done]
+    already = sum(min(chunk_size, n - starts[c]) for c in done)
+    state_path = partial / STATE
+
+    def record(cid: int, arr: np.ndarray, errors: list[tuple[int, str]], bar: Any) -> None:
+        lo = starts[cid]
+        mm[lo:lo + arr.shape[0]] = arr
+        mm.flush()
+        for i, msg in errors:
+            st["skipped"].append({"split": split, "index": lo + i, "path": items[lo + i][0], "error": msg})
+        st["chunks"].append(cid)
+        _json_write(state_path, state)
+        bar.update(arr.shape[0])
+        if on_chunk is not None:
+            on_chunk(split, cid, len(starts))
+
+    with _progress(n, f"decode {split}", progress, initial=already) as bar:
+        if workers <= 1 or len(tasks) <= 1:
+            for task in tasks:
+                record(*decode_chunk(task), bar)
+        else:
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            with ctx.Pool(min(workers, len(tasks)), initializer=ignore_sigint) as pool:
+                for result in pool.imap_unordered(decode_chunk, tasks):
+                    record(*result, bar)
+    del mm
+
+    # compact: drop the slots of skipped images, write the final arrays
+    img_name, lab_name = array_files(split)
+    skipped = sorted(s["index"] for s in st["skipped"])
+    labels = np.array([lab for _, lab in items], dtype=np.int64)
+    if skipped:
+        keep = np.setdiff1d(np.arange(n), np.array(skipped, dtype=np.int64))
+        if keep.size == 0:
+            raise ValueError(f"split {split}: every image was unreadable (first: {st['skipped'][0]['path']}: {st['skipped'][0]['error']})")
+        src = np.load(tmp, mmap_mode="r")
+        dst = open_memmap(partial / img_name, mode="w+", dtype=np.uint8, shape=(keep.size, resolution, resolution, 3))
+        for lo in range(0, keep.size, 8192):
+            dst[lo:lo + 8192] = src[keep[lo:lo + 8192]]
+        dst.flush()
+        del src, dst
+        os.remove(tmp)
+        labels = labels[keep]
+    else:
+        os.replace(tmp, partial / img_name)
+    np.save(partial / lab_name, labels)
+    st["done"] = True
+    st["count"] = int(labels.shape[0])
+    _json_write(state_path, state)
+
+
+def _array_split(split: str, listing: ArrayListing, partial: Path, state: dict[str, Any], *, resolution: int, progress: bool,
+                 on_chunk: Callable[[str, int, int], None] | None) -> None:
+    images, labels = listing.load(split)
+    if labels.shape[0] == 0:
+        raise ValueError(f"split {split}: none of its images belong to the selected {len(listing.classes)} classes")
+    if resolution != listing.resolution:
+        from study.data._cache import _resize
+        import torch
+
+        images = _resize(torch.from_numpy(images), resolution).numpy()
+    img_name, lab_name = array_files(split)
+    with _progress(images.shape[0], f"write {split}", progress) as bar:
+        dst = open_memmap(partial / img_name, mode="w+", dtype=np.uint8, shape=images.shape)
+        for lo in range(0, images.shape[0], 8192):
+            dst[lo:lo + 8192] = images[lo:lo + 8192]
+            bar.update(min(8192, images.shape[0] - lo))
+        dst.flush()
+        del dst
+    np.save(partial / lab_name, labels.astype(np.int64))
+    state["splits"][split] = {"done": True, "chunks": [], "skipped": [], "count": int(labels.shape[0])}
+    _json_write(partial / STATE, state)
+    if on_chunk is not None:
+        on_chunk(split, 0, 1)
+
+
+def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, workers: int | None = None,
+            chunk_size: int = 256, progress: bool = True, force: bool = False,
+            on_chunk: Callable[[str, int, int], None] | None = None, **options: Any) -> dict[str, Any]:
+    """Decode ``source`` under ``root`` once into a cache folder ``out``; returns the manifest.
+
+    Args:
+        source: a file source (``imagefolder``, ``imagenet100``, ``imagenet-downsampled``).
+        root: the source's folder.
+        out: the cache folder to create.
+        resolution: side of the square images, in pixels (8-1024).
+        workers: decoding processes (default: all CPUs); 1 decodes in this process.
+        chunk_size: images per task (and per resumable step).
+        progress: show a tqdm progress bar on stderr.
+        force: rebuild even if ``out`` already holds a complete cache.
+        on_chunk: called as ``on_chunk(split, chunk_id, num_chunks)`` after each chunk is
+            safely on disk (progress reporting; raising from it interrupts the prepare).
+        **options: source options (``classes``, ``label_map``, ``val_split``, ``seed``).
+
+    A corrupt or unreadable image is skipped, counted and named in the manifest
+    (``skipped``), with a :class:`PrepareWarning`. If ``out`` is already a complete cache
+    of the same inputs it is left as is.
+    """
+    src = get_source(source)
+    if src.generated:
+        raise ValueError(f"--source: {source!r} generates its images and needs no prepare (file sources: {', '.join(list_sources(generated=False))})")
+    for key, value in options.items():
+        if value is not None and key not in src.options:
+            flag = _OPTION_FLAGS.get(key, key)
+            takes = ", ".join(_OPTION_FLAGS.get(o, o) for o in src.options) or "no options"
+            raise ValueError(f"{flag}: does not apply to source {source!r} (it takes {takes})")
+    options = {k: v for k, v in options.items() if v is not None}
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or not 8 <= resolution <= 1024:
+        raise ValueError(f"--res: must be an integer in [8, 1024], got {resolution!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"--chunk-size: must be an integer >= 1, got {chunk_size!r}")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"--workers: must be an integer >= 1, got {workers!r}")
+    root = Path(root).resolve()
+    out = Path(out)
+    listing = src.scan(root, **options)
+    if isinstance(listing, ArrayListing) and resolution > listing.resolution:
+        raise ValueError(f"--res: {resolution} px asked, but the {source} files hold {listing.resolution} px images")
+    signature = _signature(source, root, resolution, listing)
+
+    if out.exists():
+        if not (out / MANIFEST).exists():
+            raise ValueError(f"--out {out}: exists and is not a cache; choose another folder or remove it")
+        existing = read_manifest(out)
+        if existing.get("signature") == signature and not force:
+            return existing
+        if not force:
+            raise ValueError(f"--out {out}: already holds a cache of other inputs ({existing.get('source')}, "
+                             f"{existing.get('resolution')} px); pass --force to replace it")
+
+    partial = partial_path(out)
+    state: dict[str, Any] = {"signature": signature, "splits": {}}
+    if partial.exists():
+        try:
+            old = json.loads((partial / STATE).read_text())
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if old is not None and old.get("signature") == signature:
+            state = old
+        else:
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    _json_write(partial / STATE, state)
+
+    for split in SPLITS:
+        if state["splits"].get(split, {}).get("done"):
+            continue
+        if isinstance(listing, FileListing):
+            _decode_split(split, listing.splits[split], partial, state, resolution=resolution, workers=workers,
+                          chunk_size=chunk_size, progress=progress, on_chunk=on_chunk)
+        else:
+            _array_split(split, listing, partial, state, resolution=resolution, progress=progress, on_chunk=on_chunk)
+
+    skipped = [s for split in SPLITS for s in state["splits"][split]["skipped"]]
+    counts = {}
+    for split in SPLITS:
+        labels = np.load(partial / array_files(split)[1])
+        counts[split] = {"images": int(labels.shape[0]), "per_class": np.bincount(labels, minlength=len(listing.classes)).tolist()}
+    checksums = {name: sha256_file(partial / name) for split in SPLITS for name in array_files(split)}
+    overall = hashlib.sha256("".join(f"{k}={v};" for k, v in sorted(checksums.items())).encode()).hexdigest()
+    manifest = {
+        "format": CACHE_FORMAT,
+        "version": CACHE_VERSION,
+        "source": source,
+        "root": str(root),
+        "options": options,
+        "resolution": resolution,
+        "resize": "shorter side to resolution, centre crop (bicubic, antialiased)" if isinstance(listing, FileListing)
+        else ("as stored" if resolution == listing.resolution else f"{listing.resolution} px -> {resolution} px, bilinear antialiased"),
+        "layout": "NHWC uint8 RGB; labels int64; label i = classes[i]",
+        "num_classes": len(listing.classes),
+        "classes": listing.classes,
+        "counts": counts,
+        "skipped": skipped,
+        "num_skipped": len(skipped),
+        "notes": listing.notes,
+        "checksums": checksums,
+        "sha256": overall,
+        "signature": signature,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "study_version": _version(),
+    }
+    _json_write(partial / MANIFEST, manifest)
+    os.remove(partial / STATE)
+    if out.exists():  # --force: swap in the new cache, then drop the old one
+        old = out.with_name(out.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out, old)
+        os.replace(partial, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(partial, out)
+    if skipped:
+        first = ", ".join(s["path"] for s in skipped[:3])
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s), named in {out / MANIFEST}: {first}{' ...' if len(skipped) > 3 else ''}",
+                      PrepareWarning, stacklevel=2)
+    return manifest

@@ -1,0 +1,115 @@
+"""DeviceLoader: shapes, normalization, determinism, and the augmentations' geometry."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from study.data import IMAGENET_MEAN, IMAGENET_STD, DeviceLoader, Split, list_augments, make_synthetic
+
+
+@pytest.fixture(scope="module")
+def split():
+    return make_synthetic(num_classes=5, resolution=16, train_per_class=9, val_per_class=2, seed=0).train  # 45 images
+
+
+def _denorm(x):
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x * std + mean) * 255
+
+
+def test_eval_is_the_centre_view_in_order(split):
+    loader = DeviceLoader(split, batch_size=16, device="cpu", train=False, seed=0)
+    assert len(loader) == 3 and not loader.drop_last
+    batches = list(loader)
+    assert [b[0].shape for b in batches] == [(16, 3, 16, 16), (16, 3, 16, 16), (13, 3, 16, 16)]
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    assert x.dtype == torch.float32 and y.dtype == torch.int64 and x.is_contiguous()
+    assert torch.equal(y, split.labels)
+    assert torch.allclose(_denorm(x), split.images.permute(0, 3, 1, 2).float(), atol=1e-3)
+
+
+def test_train_shuffles_drops_last_and_is_deterministic(split):
+    a = DeviceLoader(split, batch_size=8, device="cpu", train=True, seed=3)
+    b = DeviceLoader(split, batch_size=8, device="cpu", train=True, seed=3)
+    c = DeviceLoader(split, batch_size=8, device="cpu", train=True, seed=4)
+    assert len(a) == 5 and a.num_samples == 40
+    ea, eb, ec = list(a), list(b), list(c)
+    assert len(ea) == 5 and all(x.shape == (8, 3, 16, 16) for x, _ in ea)
+    assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(ea, eb))
+    assert not all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(ea, ec))
+    # the next iteration is the next epoch; set_epoch goes back to any epoch
+    second = list(a)
+    assert not torch.equal(second[0][0], ea[0][0])
+    a.set_epoch(0)
+    assert torch.equal(list(a)[0][0], ea[0][0])
+    a.set_epoch(1)
+    assert torch.equal(list(a)[0][0], second[0][0])
+
+
+def test_every_image_once_per_epoch(split):
+    loader = DeviceLoader(split, batch_size=8, device="cpu", train=True, seed=0, drop_last=False)
+    y = torch.cat([y for _, y in loader])
+    assert torch.equal(torch.sort(y).values, torch.sort(split.labels).values)
+
+
+def test_flip_gives_the_image_or_its_mirror():
+    images = torch.randint(0, 256, (32, 8, 8, 3), dtype=torch.uint8)
+    labels = torch.arange(32)
+    loader = DeviceLoader(Split(images, labels), batch_size=32, device="cpu", train=True, seed=0, augment="flip")
+    (x, y), = list(loader)
+    pix = _denorm(x).round()
+    ref = images[y].permute(0, 3, 1, 2).float()
+    same = (pix - ref).abs().amax((1, 2, 3)) < 0.5
+    mirror = (pix - ref.flip(3)).abs().amax((1, 2, 3)) < 0.5
+    assert bool((same | mirror).all()) and same.any() and mirror.any()
+
+
+def test_crop_flip_is_a_reflect_padded_crop():
+    images = torch.randint(0, 256, (12, 16, 16, 3), dtype=torch.uint8)
+    labels = torch.arange(12)
+    loader = DeviceLoader(Split(images, labels), batch_size=12, device="cpu", train=True, seed=1, augment="crop_flip")
+    assert loader.pad == 2
+    (x, y), = list(loader)
+    pix = _denorm(x).round()
+    shifted = 0
+    for out, i in zip(pix, y):
+        padded = F.pad(images[i].permute(2, 0, 1).float()[None], (2, 2, 2, 2), mode="reflect")[0]
+        views = [v for oy, ox in itertools.product(range(5), range(5)) for v in
+                 (padded[:, oy:oy + 16, ox:ox + 16], padded[:, oy:oy + 16, ox:ox + 16].flip(2))]
+        hits = [k for k, v in enumerate(views) if (v - out).abs().max() < 0.5]
+        assert hits, "output is not a reflect-padded crop (or its mirror) of its image"
+        shifted += hits[0] // 2 != 12
+    assert shifted > 0
+
+
+@pytest.mark.parametrize("augment", list_augments())
+def test_every_augment_runs_and_is_seeded(split, augment):
+    a = DeviceLoader(split, batch_size=16, device="cpu", train=True, seed=5, augment=augment)
+    b = DeviceLoader(split, batch_size=16, device="cpu", train=True, seed=5, augment=augment)
+    xa, xb = next(iter(a))[0], next(iter(b))[0]
+    assert xa.shape == (16, 3, 16, 16) and torch.isfinite(xa).all() and torch.equal(xa, xb)
+
+
+def test_channels_last_output(split):
+    loader = DeviceLoader(split, batch_size=4, device="cpu", train=True, seed=0, memory_format=torch.channels_last)
+    x, _ = next(iter(loader))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_small_split_still_gives_a_batch(split):
+    tiny = split.subset(torch.arange(3))
+    loader = DeviceLoader(tiny, batch_size=8, device="cpu", train=True, seed=0)
+    assert len(loader) == 1 and next(iter(loader))[0].shape[0] == 3
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": 4, "augment": "cutmix"}, "augment.*crop_flip"),
+])
+def test_bad_arguments_are_named(split, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DeviceLoader(split, device="cpu", train=True, seed=0, **kwargs)

@@ -1,0 +1,185 @@
+"""prepare: imagefolder and imagenet100 trees decoded into a cache; skips; interruptions."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from study.config import ProxySpec
+from study.data import PrepareWarning, imagenet100_classes, load_proxy, prepare, read_manifest, verify_cache
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared tree builders, whatever pytest's import mode
+from _data_trees import COLOURS, corrupt, image_tree  # noqa: E402
+
+CLASSES = ["cat", "dog", "eel"]
+
+
+def _close(pixels, colour, tol=12):
+    return np.abs(np.asarray(pixels, dtype=np.int64) - np.asarray(colour)).max() <= tol
+
+
+def test_imagefolder_cache_round_trip(tmp_path):
+    root = image_tree(tmp_path / "tree", CLASSES, train=4, val=2)
+    bad = corrupt(root / "train" / "dog" / "broken.jpg")
+    with pytest.warns(PrepareWarning, match="skipped 1 unreadable"):
+        m = prepare("imagefolder", root, tmp_path / "cache", resolution=12, workers=2, chunk_size=3, progress=False)
+    assert m["classes"] == CLASSES and m["resolution"] == 12 and m["source"] == "imagefolder"
+    assert m["counts"]["train"] == {"images": 12, "per_class": [4, 4, 4]}
+    assert m["counts"]["val"]["images"] == 6
+    assert m["num_skipped"] == 1 and m["skipped"][0]["path"] == str(bad) and "Error" in m["skipped"][0]["error"]
+    assert set(m["checksums"]) == {"train_images.npy", "train_labels.npy", "val_images.npy", "val_labels.npy"}
+    assert read_manifest(tmp_path / "cache")["sha256"] == m["sha256"] and verify_cache(tmp_path / "cache") == []
+    d = load_proxy(ProxySpec(source="cache", data=str(tmp_path / "cache"), resolution=12, num_classes=3))
+    assert d.classes == CLASSES and d.train.images.shape == (12, 12, 12, 3) and d.source == "imagefolder"
+    # shorter side resized, centre crop: the black margins are gone, every image is its class colour
+    for img, lab in zip(d.train.images, d.train.labels):
+        assert _close(img.reshape(-1, 3).float().mean(0), COLOURS[lab], tol=6)
+        assert _close(img[6, 0], COLOURS[lab], tol=40) and _close(img[6, -1], COLOURS[lab], tol=40)
+    assert torch.equal(d.val.labels, torch.tensor([0, 0, 1, 1, 2, 2]))
+
+
+def test_cache_selection_on_load(tmp_path):
+    root = image_tree(tmp_path / "tree", CLASSES, train=4, val=2)
+    prepare("imagefolder", root, tmp_path / "c", resolution=16, workers=1, progress=False)
+    base = dict(source="cache", data=str(tmp_path / "c"), num_classes=3)
+    small = load_proxy(ProxySpec(**base, resolution=8, images_per_class=2, val_per_class=1, subset_seed=1))
+    assert small.resolution == 8 and small.train.images.shape == (6, 8, 8, 3)
+    assert torch.bincount(small.train.labels).tolist() == [2, 2, 2] and len(small.val) == 3
+    again = load_proxy(ProxySpec(**base, resolution=8, images_per_class=2, val_per_class=1, subset_seed=1))
+    assert torch.equal(small.train.images, again.train.images)
+    half = load_proxy(ProxySpec(**base, resolution=16, images_per_class=0.5))
+    assert torch.bincount(half.train.labels).tolist() == [2, 2, 2]
+    two = load_proxy(ProxySpec(**{**base, "num_classes": 2}, resolution=16))
+    assert two.classes == CLASSES[:2] and set(two.train.labels.tolist()) == {0, 1}
+    with pytest.raises(ValueError, match="resolution: 32 px asked.*16 px"):
+        load_proxy(ProxySpec(**base, resolution=32))
+    with pytest.raises(ValueError, match="num_classes: 100 asked.*3 classes"):
+        load_proxy(ProxySpec(source="cache", data=str(tmp_path / "c"), resolution=16))
+
+
+def test_missing_val_is_an_error_unless_a_split_is_asked(tmp_path):
+    root = image_tree(tmp_path / "tree", CLASSES, train=5, with_val=False)
+    with pytest.raises(ValueError, match="no val/ folder.*--val-split"):
+        prepare("imagefolder", root, tmp_path / "c", resolution=8, workers=1, progress=False)
+    m = prepare("imagefolder", root, tmp_path / "c", resolution=8, workers=1, progress=False, val_split=0.4, seed=3)
+    assert m["counts"]["train"]["per_class"] == [3, 3, 3] and m["counts"]["val"]["per_class"] == [2, 2, 2]
+    assert m["notes"]["val_split"] == {"fraction": 0.4, "seed": 3, "from": "train"}
+    with pytest.raises(ValueError, match="--label-map: does not apply to source 'imagefolder'"):
+        prepare("imagefolder", root, tmp_path / "d", resolution=8, label_map="x.txt")
+
+
+def test_imagenet100_filters_and_labels_by_sorted_wnid(tmp_path):
+    wnids = imagenet100_classes()
+    present = [wnids[70], wnids[3], wnids[41]]          # a few of the 100, not in sorted order
+    others = ["n09999991", "n09999992"]                 # ImageNet-1K classes outside the 100
+    root = image_tree(tmp_path / "imagenet", present + others, train=2, val=1)
+    m = prepare("imagenet100", root, tmp_path / "c", resolution=8, workers=1, progress=False)
+    assert m["classes"] == wnids and m["num_classes"] == 100
+    per = m["counts"]["train"]["per_class"]
+    assert per[3] == per[41] == per[70] == 2 and sum(per) == 6
+    assert len(m["notes"]["classes_without_train_images"]) == 97
+    d = load_proxy(ProxySpec(source="cache", data=str(tmp_path / "c"), resolution=8))
+    assert d.classes[3] == wnids[3] and sorted(set(d.train.labels.tolist())) == [3, 41, 70]
+    for img, lab in zip(d.train.images, d.train.labels):  # label 70 carries the colour of present[0]
+        assert _close(img.reshape(-1, 3).float().mean(0), COLOURS[[70, 3, 41].index(int(lab))], tol=8)
+    # another class list
+    (tmp_path / "mine.txt").write_text(f"# my classes\n{others[1]}\n{wnids[70]}  some name\n")
+    m2 = prepare("imagenet100", root, tmp_path / "c2", resolution=8, workers=1, progress=False, classes=str(tmp_path / "mine.txt"))
+    assert m2["classes"] == sorted([others[1], wnids[70]]) and m2["counts"]["train"]["per_class"] == [2, 2]
+
+
+def test_interrupted_prepare_never_looks_complete_and_resumes(tmp_path):
+    root = image_tree(tmp_path / "tree", CLASSES, train=6, val=2)
+    out = tmp_path / "cache"
+    reference = prepare("imagefolder", root, tmp_path / "ref", resolution=8, workers=1, chunk_size=4, progress=False)
+    calls = []
+
+    def crash_after_two(split, chunk, total):
+        calls.append((split, chunk))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare("imagefolder", root, out, resolution=8, workers=1, chunk_size=4, progress=False, on_chunk=crash_after_two)
+    assert not out.exists() and (tmp_path / "cache.partial").is_dir()
+    state = json.loads((tmp_path / "cache.partial" / "state.json").read_text())
+    assert len(state["splits"]["train"]["chunks"]) == 2
+    with pytest.raises(ValueError, match="interrupted prepare.*again"):
+        load_proxy(ProxySpec(source="cache", data=str(out), resolution=8, num_classes=3))
+    resumed = []
+    m = prepare("imagefolder", root, out, resolution=8, workers=1, chunk_size=4, progress=False,
+                on_chunk=lambda *a: resumed.append(a))
+    # 18 train images in chunks of 4: the two finished chunks were kept
+    assert [a[:2] for a in resumed] == [("train", 2), ("train", 3), ("train", 4), ("val", 0), ("val", 1)]
+    assert m["checksums"] == reference["checksums"]
+    assert out.is_dir() and not (tmp_path / "cache.partial").exists()
+    # the same command once more: nothing to do; other inputs need --force
+    assert prepare("imagefolder", root, out, resolution=8, workers=1, progress=False)["created"] == m["created"]
+    with pytest.raises(ValueError, match="--force"):
+        prepare("imagefolder", root, out, resolution=10, workers=1, progress=False)
+    assert prepare("imagefolder", root, out, resolution=10, workers=1, progress=False, force=True)["resolution"] == 10
+
+
+def test_stale_partial_of_other_inputs_is_discarded(tmp_path):
+    root = image_tree(tmp_path / "tree", CLASSES, train=2, val=1)
+    partial = tmp_path / "c.partial"
+    partial.mkdir()
+    (partial / "state.json").write_text(json.dumps({"signature": "something else", "splits": {"train": {"done": True}}}))
+    (partial / "junk.npy").write_bytes(b"x")
+    m = prepare("imagefolder", root, tmp_path / "c", resolution=8, workers=1, progress=False)
+    assert m["counts"]["train"]["images"] == 6 and not partial.exists()
+    assert not (tmp_path / "c" / "junk.npy").exists()
+
+
+def test_corrupt_only_split_is_an_error(tmp_path):
+    root = tmp_path / "t"
+    corrupt(root / "train" / "a" / "x.jpg")
+    image_tree(root, ["a"], train=0, val=1)
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="every image was unreadable"):
+        prepare("imagefolder", root, tmp_path / "c", resolution=8, workers=1, progress=False)
+    assert not (tmp_path / "c").exists()
+
+
+def test_killed_prepare_process_is_finished_by_a_rerun(tmp_path):
+    """SIGKILL a real prepare process mid-way, then run the same prepare again."""
+    root = tmp_path / "tree"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 120), ("val", 4)):
+        for c in CLASSES:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n // 3):
+                Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(root / split / c / f"{i}.jpg")
+    out = tmp_path / "cache"
+    code = (f"from study.data import prepare; prepare('imagefolder', {str(root)!r}, {str(out)!r}, resolution=8, "
+            f"workers=1, chunk_size=1, progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    state = tmp_path / "cache.partial" / "state.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if len(json.loads(state.read_text())["splits"]["train"]["chunks"]) >= 3:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.005)
+    assert proc.poll() is None, "prepare finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    done = len(json.loads(state.read_text())["splits"]["train"]["chunks"])
+    assert 3 <= done < 120
+    resumed = []
+    m = prepare("imagefolder", root, out, resolution=8, workers=1, chunk_size=1, progress=False,
+                on_chunk=lambda *a: resumed.append(a))
+    assert len([a for a in resumed if a[0] == "train"]) == 120 - done
+    reference = prepare("imagefolder", root, tmp_path / "ref", resolution=8, workers=2, chunk_size=7, progress=False)
+    assert m["checksums"] == reference["checksums"] and m["counts"]["train"]["images"] == 120
