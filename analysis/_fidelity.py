@@ -1,0 +1,79 @@
+"""Proxy fidelity: do two fidelities (two proxies, or a proxy and full training) rank the
+same configurations alike? Kendall's tau and Spearman's rho over matched configurations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+
+from analysis._load import coerce_frames, config_key
+
+__all__ = ["FidelityResult", "fidelity"]
+
+
+@dataclass(frozen=True)
+class FidelityResult:
+    """Rank agreement of two studies on their common configurations.
+
+    ``pairs``: one row per matched configuration (``key``, ``a``, ``b`` - the metric in each
+    study, averaged over repeats -, ``n_a``, ``n_b``, ``attention``).
+    """
+
+    pairs: pd.DataFrame
+    kendall_tau: float
+    kendall_p: float
+    spearman_rho: float
+    spearman_p: float
+    metric: str
+    names: tuple[str, str]
+
+    @property
+    def n(self) -> int:
+        return len(self.pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.names[0], "b": self.names[1], "metric": self.metric, "n": self.n,
+                "kendall_tau": self.kendall_tau, "kendall_p": self.kendall_p,
+                "spearman_rho": self.spearman_rho, "spearman_p": self.spearman_p}
+
+
+def _per_key(t: pd.DataFrame, metric: str, key: str, states: Sequence[str]) -> pd.DataFrame:
+    t = t[t["state"].isin(states)].copy()
+    t["_k"] = [config_key(c, what=key) for c in t["config"]]
+    t["_v"] = pd.to_numeric(t[metric], errors="coerce")
+    t = t[t["_k"].notna() & t["_v"].notna()]
+    return t.groupby("_k").agg(v=("_v", "mean"), n=("_v", "size"), attention=("attention", "first"))
+
+
+def fidelity(a: Any, b: Any, *, metric: str = "top1", key: str = "arch", states: Sequence[str] = ("complete",),
+             names: tuple[str, str] | None = None, min_pairs: int = 3) -> FidelityResult:
+    """Match the two studies' trials by configuration and correlate ``metric``.
+
+    ``key`` (see :func:`analysis._load.config_key`): "arch" (default; the architecture
+    without its class count, so a proxy and full training match), "arch+recipe" or "all".
+    Repeats of a configuration are averaged. Raises ``ValueError`` with fewer than
+    ``min_pairs`` matched configurations.
+    """
+    fa, fb = coerce_frames(a), coerce_frames(b)
+    if key not in ("arch", "arch+recipe", "all"):
+        raise ValueError(f"key: must be one of arch, arch+recipe, all, got {key!r}")
+    for fr in (fa, fb):
+        if not fr.trials.empty and metric not in fr.trials:
+            raise ValueError(f"metric: {metric!r} is not a trials column of study {fr.name!r}")
+    if fa.trials.empty or fb.trials.empty:
+        raise ValueError("fidelity: a study has no trials")
+    pa, pb = _per_key(fa.trials, metric, key, states), _per_key(fb.trials, metric, key, states)
+    j = pa.join(pb, lsuffix="_a", rsuffix="_b", how="inner")
+    if len(j) < min_pairs:
+        raise ValueError(f"fidelity: needs at least {min_pairs} configurations present in both studies; found {len(j)}")
+    pairs = pd.DataFrame({"key": j.index, "a": j["v_a"].to_numpy(), "b": j["v_b"].to_numpy(),
+                          "n_a": j["n_a"].to_numpy(), "n_b": j["n_b"].to_numpy(), "attention": j["attention_a"].to_numpy()})
+    from scipy import stats
+
+    kt = stats.kendalltau(pairs["a"], pairs["b"])
+    sr = stats.spearmanr(pairs["a"], pairs["b"])
+    return FidelityResult(pairs=pairs, kendall_tau=float(kt.statistic), kendall_p=float(kt.pvalue),
+                          spearman_rho=float(sr.statistic), spearman_p=float(sr.pvalue), metric=metric,
+                          names=names or (fa.name, fb.name))

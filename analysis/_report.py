@@ -1,0 +1,281 @@
+"""Write every plot and table that applies to a study, and a Markdown summary.
+
+::
+
+    python -m analysis.report runs/NAME [--compare runs/OTHER ...] [--bootstrap N] [--out DIR]
+    python -m analysis.report --storage URL --study NAME
+
+Output (``runs/NAME/report/`` unless ``--out``): ``report.md``; plots as PNG and SVG
+(``pareto_{params,macs,latency}``, ``attention_gain``, ``learning_curves``,
+``importance``, ``kmap``, ``kmap_curves``, ``gamma_b``, and with ``--compare``
+``fronts_params`` and ``fidelity_<other>``); tables as CSV (``trials``,
+``pareto_<cost>``, ``attention_gain``, ``hypervolume``, ``importance``, ``kmap_points``,
+``kmap_fits``, ``gamma_b``, ``fidelity_<other>``) and ``kmap.json``. One progress line per
+item; what cannot be made is said (and why) in the output and in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+__all__ = ["make_report", "main"]
+
+
+class _Report:
+    def __init__(self, out: Path, log: Callable[[str], None]):
+        self.out = out
+        self.log = log
+        self.md: list[str] = []
+        self.made: list[str] = []
+        self.skipped: list[tuple[str, str]] = []
+
+    def step(self, what: str, fn: Callable[[], Any]) -> bool:
+        """Run one item; False (and the reason recorded) when it cannot be made."""
+        t0 = time.perf_counter()
+        self.log(f"[report] {what} ...")
+        try:
+            fn()
+        except (ValueError, KeyError) as exc:
+            msg = " ".join(str(exc).split())
+            self.skipped.append((what, msg))
+            self.log(f"[report] {what}: not made ({msg})")
+            return False
+        self.log(f"[report] {what}: done ({time.perf_counter() - t0:.1f} s)")
+        return True
+
+    def fig(self, fig, name: str, caption: str) -> None:
+        from analysis._plots import save_figure
+
+        save_figure(fig, self.out / name)
+        self.made += [f"{name}.png", f"{name}.svg"]
+        self.md += [f"![{caption}]({name}.png)", ""]
+
+    def csv(self, df: pd.DataFrame, name: str) -> None:
+        df.to_csv(self.out / f"{name}.csv", index=False)
+        self.made.append(f"{name}.csv")
+
+    def table(self, df: pd.DataFrame, *, floatfmt: str = ".4g", max_rows: int = 30) -> None:
+        d = df.head(max_rows)
+        cols = [str(c) for c in d.columns]
+        lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+        for _, r in d.iterrows():
+            cells = []
+            for v in r:
+                if isinstance(v, float):
+                    cells.append("" if pd.isna(v) else format(v, floatfmt))
+                else:
+                    cells.append(str(v).replace("|", "/"))
+            lines.append("| " + " | ".join(cells) + " |")
+        if len(df) > max_rows:
+            lines.append(f"\n({len(df) - max_rows} more rows in the CSV)")
+        self.md += lines + [""]
+
+
+def _trials_csv(trials: pd.DataFrame) -> pd.DataFrame:
+    t = trials.drop(columns=[c for c in ("config", "datetime_start") if c in trials])
+    return t
+
+
+def make_report(
+    frames: Any,
+    out_dir: str | Path | None = None,
+    *,
+    compare: Sequence[Any] = (),
+    n_bootstrap: int = 100,
+    seed: int = 0,
+    log: Callable[[str], None] | None = print,
+) -> Path:
+    """Write the report of a study (and comparisons with other studies) into ``out_dir``
+    (default: the run folder's ``report/``). Returns the path of ``report.md``."""
+    from analysis import _plots as P
+    from analysis._fidelity import fidelity
+    from analysis._importance import param_importances
+    from analysis._load import coerce_frames
+    from analysis._pareto import COSTS, attention_gain, front_hypervolumes, pareto_front
+    from analysis._kmap import analyze_kmap, gamma_b_plane
+
+    fr = coerce_frames(frames)
+    out = Path(out_dir) if out_dir is not None else (fr.run_dir or Path("runs") / fr.name) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    R = _Report(out, log or (lambda s: None))
+    others = [coerce_frames(c) for c in compare]
+    t = fr.trials
+    counts = t["state"].value_counts().to_dict() if len(t) else {}
+    R.log(f"[report] study {fr.name!r}: {len(t)} trials " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" -> {out}")
+    R.md += [f"# Study report: {fr.name}", "",
+             f"- storage: `{fr.storage}`",
+             f"- search space: {fr.settings.get('space', 'not recorded')}",
+             f"- objectives: {', '.join(f'{o} ({d})' for o, d in zip(fr.objectives, fr.directions))}",
+             f"- trials: {len(t)} (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")", ""]
+    if len(t):
+        R.csv(_trials_csv(t), "trials")
+    done = fr.complete
+    finished = t[t["state"].isin(["complete", "pruned"]) & t["top1"].notna()] if len(t) else t
+
+    # ---- best trials
+    R.md += ["## Best trials", ""]
+    if done.empty:
+        msg = "no completed trials: nothing to rank, no Pareto fronts"
+        R.skipped.append(("best trials", msg))
+        R.log(f"[report] best trials: skipped ({msg})")
+        R.md += [f"_Not made: {msg}._", ""]
+    else:
+        best = done.sort_values("top1", ascending=False).head(10)
+        R.table(best[["number", "top1", "epochs", "params", "macs", "latency_ms", "attention", "pattern"]])
+
+    # ---- Pareto fronts
+    R.md += ["## Pareto fronts (top-1 against cost)", ""]
+    for cost, col in (("params", "params"), ("macs", "macs"), ("latency", "latency_ms")):
+        def _pareto(cost=cost, col=col):
+            if done.empty:
+                raise ValueError("no completed trials")
+            if col not in done or done[col].isna().all():
+                raise ValueError(f"no trial recorded {col}")
+            front = pareto_front(fr, cost=cost)
+            R.csv(front.drop(columns=["config"], errors="ignore"), f"pareto_{cost}")
+            R.fig(P.plot_pareto(fr, cost=cost), f"pareto_{cost}", f"top-1 vs {cost}")
+            R.md += [f"Front against {cost}: {len(front)} trials (`pareto_{cost}.csv`).", ""]
+            R.table(front[["number", "top1", col, "attention", "pattern"]], max_rows=15)
+        if not R.step(f"pareto {cost}", _pareto):
+            R.md += [f"_Front against {cost} not made: {R.skipped[-1][1]}._", ""]
+
+    def _hv():
+        studies = {fr.name: fr, **{o.name: o for o in others}}
+        if done.empty:
+            raise ValueError("no completed trials")
+        hv = front_hypervolumes(studies, cost="params")
+        R.csv(hv, "hypervolume")
+        R.md += ["Hypervolume of the params front (reference: 1.1 x the largest parameter count of any complete "
+                 "trial in the compared studies, top-1 0; `hv_norm` is the fraction of [0, ref] x [0, 100]):", ""]
+        R.table(hv)
+        if others:
+            R.fig(P.plot_fronts(studies, cost="params"), "fronts_params", "fronts of the compared studies")
+    R.step("hypervolume", _hv)
+
+    # ---- attention cost vs gain
+    R.md += ["## Cost of attention against its gain", ""]
+
+    def _gain():
+        g = attention_gain(fr)
+        if g.empty:
+            raise ValueError("no completed trials")
+        if not (g["attention"] == "none").any():
+            raise ValueError("no 'none' (no-attention) trials to measure gains against")
+        R.csv(g, "attention_gain")
+        R.fig(P.plot_attention_gain(g), "attention_gain", "gain over none against added params")
+        R.table(g[["backbone", "width", "attention", "n", "mean_top1", "gain_mean", "gain_best", "added_params", "added_macs", "added_latency_ms"]])
+    if not R.step("attention gain", _gain):
+        R.md += [f"_Not made: {R.skipped[-1][1]}._", ""]
+
+    # ---- learning curves, importance
+    R.md += ["## Learning curves", ""]
+
+    def _curves():
+        if fr.epochs.empty:
+            raise ValueError("no per-epoch values recorded")
+        R.fig(P.plot_learning_curves(fr), "learning_curves", "learning curves (pruned dashed)")
+    if not R.step("learning curves", _curves):
+        R.md += [f"_Not made: {R.skipped[-1][1]}._", ""]
+
+    R.md += ["## Parameter importance", ""]
+
+    def _imp():
+        imp = param_importances(fr, seed=seed)
+        R.csv(imp, "importance")
+        R.fig(P.plot_importance(imp), "importance", "parameter importance")
+        R.table(imp)
+    if not R.step("importance", _imp):
+        R.md += [f"_Not made: {R.skipped[-1][1]}._", ""]
+
+    # ---- k vs C
+    R.md += ["## ECA kernel size k against channels C", ""]
+
+    def _kmap():
+        if finished.empty:
+            raise ValueError("no completed or pruned trials")
+        an = analyze_kmap(fr, n_bootstrap=n_bootstrap, seed=seed)
+        pk, fit = an.preferred, an.fit
+        R.csv(pk.table, "kmap_points")
+        R.csv(fit.table(), "kmap_fits")
+        (out / "kmap.json").write_text(json.dumps({**fit.to_dict(), "preferred_k": json.loads(pk.table.to_json(orient="records"))}, indent=2))
+        R.made.append("kmap.json")
+        R.fig(P.plot_kmap(an), "kmap", "k* per C with fits")
+        R.fig(P.plot_kmap_curves(pk), "kmap_curves", "partial dependence on k per C")
+        R.md += [f"Preferred k per C from {pk.n_trials} ECA trials ({pk.n_pruned} pruned, weight {pk.pruned_weight:g}, "
+                 f"epochs run modelled), {pk.model} surrogate, {pk.replicates['replicate'].nunique()} bootstrap replicates:", ""]
+        R.table(pk.table)
+        R.md += ["Fits to the (C, k*) points (loss: mean squared error in k; `paper_loss` is the paper's psi with gamma=2, b=1):", ""]
+        R.table(fit.table())
+        for rule, f in fit.psi.items():
+            R.md += [f"- psi ({rule}): {len(f.equal_loss)} (gamma, b) share the lowest loss {f.loss:.3g}; gamma in "
+                     f"[{f.gamma_range[0]:g}, {f.gamma_range[1]:g}], b in [{f.b_range[0]:g}, {f.b_range[1]:g}]; the paper's (2, 1) "
+                     f"{'is' if f.contains_paper else 'is not'} among them (full set in `kmap.json`)."]
+        R.md += [""]
+    if not R.step("k-vs-C fit", _kmap):
+        R.md += [f"_Not made: {R.skipped[-1][1]}._", ""]
+
+    R.md += ["## Top-1 over the psi (gamma, b) plane", ""]
+
+    def _gb():
+        plane = gamma_b_plane(fr)
+        if plane.empty:
+            raise ValueError("no completed trial sampled psi's (gamma, b)")
+        R.csv(plane, "gamma_b")
+        R.fig(P.plot_gamma_b(plane, points=fr.complete), "gamma_b", "(gamma, b) plane")
+        R.table(plane[["gamma", "b", "n", "mean_top1", "best_top1", "std_top1"]])
+    if not R.step("gamma-b plane", _gb):
+        R.md += [f"_Not made: {R.skipped[-1][1]}._", ""]
+
+    # ---- fidelity against compared studies
+    if others:
+        R.md += ["## Proxy fidelity", ""]
+        for o in others:
+            def _fid(o=o):
+                res = fidelity(fr, o)
+                safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in o.name)
+                R.csv(res.pairs, f"fidelity_{safe}")
+                R.fig(P.plot_fidelity(res), f"fidelity_{safe}", f"fidelity against {o.name}")
+                R.md += [f"Against `{o.name}`: {res.n} common configurations, Kendall tau {res.kendall_tau:.3f} "
+                         f"(p={res.kendall_p:.2g}), Spearman rho {res.spearman_rho:.3f} (p={res.spearman_p:.2g}).", ""]
+            if not R.step(f"fidelity vs {o.name}", _fid):
+                R.md += [f"_Not made against {o.name}: {R.skipped[-1][1]}._", ""]
+
+    if R.skipped:
+        R.md += ["## Not made", ""] + [f"- {w}: {m}" for w, m in R.skipped] + [""]
+    path = out / "report.md"
+    path.write_text("\n".join(R.md))
+    R.log(f"[report] wrote {path} and {len(R.made)} files; {len(R.skipped)} items not made")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from study._cli import ArgumentParser
+
+    from analysis._load import load
+
+    ap = ArgumentParser(prog="python -m analysis.report", description="Write plots, tables and report.md for a study.")
+    ap.add_argument("run", nargs="?", help="run folder runs/NAME")
+    ap.add_argument("--storage", help="storage URL (instead of a run folder)")
+    ap.add_argument("--study", help="study name in the storage")
+    ap.add_argument("--compare", nargs="*", default=[], metavar="RUN", help="other run folders: fronts overlay and fidelity")
+    ap.add_argument("--bootstrap", type=int, default=100, help="bootstrap replicates for k* (default 100)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="output folder (default RUN/report)")
+    args = ap.parse_args(argv)
+    if bool(args.run) == bool(args.storage):
+        ap.error("give a run folder or --storage URL (not both)")
+    if args.bootstrap < 0:
+        ap.error(f"--bootstrap: must be >= 0, got {args.bootstrap}")
+    fr = load(args.storage or args.run, args.study)
+    others = [load(c) for c in args.compare]
+    make_report(fr, args.out, compare=others, n_bootstrap=args.bootstrap, seed=args.seed,
+                log=lambda s: print(s, flush=True))
+    return 0

@@ -1,0 +1,25 @@
+"""Write every plot and table that applies to a study, and a Markdown summary.
+
+::
+
+    python -m analysis.report runs/NAME [--compare runs/OTHER ...] [--bootstrap N] [--out DIR]
+    python -m analysis.report --storage URL --study NAME
+
+Output (``runs/NAME/report/`` unless ``--out``): ``report.md``; plots as PNG and SVG
+(``pareto_{params,macs,latency}``, ``attention_gain``, ``learning_curves``,
+``importance``, ``kmap``, ``kmap_curves``, ``gamma_b``, and with ``--compare``
+``fronts_params`` and ``fidelity_<other>``); tables as CSV (``trials``,
+``pareto_<cost>``, ``attention_gain``, ``hypervolume``, ``importance``, ``kmap_points``,
+``kmap_fits``, ``gamma_b``, ``fidelity_<other>``) and ``kmap.json``. One progress line per
+item; what cannot be made is said (and why) in the output and in the report.
+"""
+
+from analysis._report import *  # noqa: F401,F403  (the public API of this module)
+from analysis._report import __all__  # noqa: F401
+
+if __name__ == "__main__":
+    from study._cli import run_cli
+
+    from analysis._report import main
+
+    run_cli(main, prog="python -m analysis.report")
