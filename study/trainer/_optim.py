@@ -1,0 +1,44 @@
+"""SGD with Nesterov momentum, with weight decay on weights only.
+
+Weight decay is not applied to batch-norm parameters and biases (every parameter with
+``ndim <= 1``), following "Bag of Tricks for Image Classification with Convolutional
+Neural Networks" (He et al., CVPR 2019, Sec. 3.1, "No bias decay").
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from study.config import Recipe
+
+__all__ = ["param_groups", "build_optimizer"]
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two optimizer groups: ``decay`` (weights, ndim > 1) and ``no_decay`` (BN and biases).
+
+    Each group carries its ``name``. Parameters that do not require grad are left out; a
+    group with no parameters is dropped.
+    """
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay: must be >= 0, got {weight_decay!r}")
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [
+        {"name": "decay", "params": decay, "weight_decay": float(weight_decay)},
+        {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
+    """``torch.optim.SGD`` with the recipe's peak lr, momentum and Nesterov flag."""
+    return torch.optim.SGD(
+        param_groups(model, recipe.weight_decay),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov and recipe.momentum > 0,
+    )
