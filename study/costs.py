@@ -21,7 +21,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["Costs", "count_params", "count_attention_params", "count_macs", "measure_latency", "measure_costs", "input_shape"]
+__all__ = ["Costs", "count_params", "count_attention_params", "count_macs", "measure_latency", "measure_costs", "input_shape", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,19 @@ def input_shape(input_size: int | Sequence[int], batch_size: int = 1) -> tuple[i
     return shape
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, with a ValueError for an unknown or unavailable device."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected e.g. 'cpu' or 'cuda', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} requested but CUDA is not available")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device: {device!r} requested but MPS is not available")
+    return dev
+
+
 def _device_of(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -143,7 +156,7 @@ def measure_latency(
         raise ValueError(f"warmup: must be an integer >= 0, got {warmup!r}")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats: must be an integer >= 1, got {repeats!r}")
-    dev = torch.device(device)
+    dev = resolve_device(device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     if _device_of(model) != dev:

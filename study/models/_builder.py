@@ -20,7 +20,10 @@ def build_model(arch: ArchSpec | Mapping[str, Any]) -> nn.Module:
     ``{"backbone": "resnet50", "stages": [{"kind": "eca", "k": 3}, {"kind": "eca", "gamma": 2,
     "b": 1}, {"kind": "se", "r": 16}, {"kind": "none"}]}``; stage entries must number exactly
     :func:`num_stages` of the backbone. The model carries ``model.stage_info`` (a tuple of
-    :class:`StageInfo`, with each stage's C and ECA's resolved k) and ``model.arch``.
+    :class:`StageInfo`, with each stage's C and ECA's resolved k) and ``model.arch``; every
+    backbone exposes ``model.stem``, ``model.stages`` (an ``nn.Sequential`` of stages, each
+    an ``nn.Sequential`` of blocks whose ``attention`` attribute is the block's attention
+    module) and ``model.forward_features(x)``.
     Invalid input raises a ``ValueError`` (:class:`study.config.ConfigError`) naming it.
     """
     arch = as_arch(arch)
