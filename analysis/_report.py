@@ -1,18 +1,4 @@
-"""Write every plot and table that applies to a study, and a Markdown summary.
-
-::
-
-    python -m analysis.report runs/NAME [--compare runs/OTHER ...] [--bootstrap N] [--out DIR]
-    python -m analysis.report --storage URL --study NAME
-
-Output (``runs/NAME/report/`` unless ``--out``): ``report.md``; plots as PNG and SVG
-(``pareto_{params,macs,latency}``, ``attention_gain``, ``learning_curves``,
-``importance``, ``kmap``, ``kmap_curves``, ``gamma_b``, and with ``--compare``
-``fronts_params`` and ``fidelity_<other>``); tables as CSV (``trials``,
-``pareto_<cost>``, ``attention_gain``, ``hypervolume``, ``importance``, ``kmap_points``,
-``kmap_fits``, ``gamma_b``, ``fidelity_<other>``) and ``kmap.json``. One progress line per
-item; what cannot be made is said (and why) in the output and in the report.
-"""
+"""The study report; documented in :mod:`analysis.report`."""
 
 from __future__ import annotations
 

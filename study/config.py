@@ -86,6 +86,22 @@ def _scalar(value: Any, key: str) -> Any:
     raise ConfigError(f"{key}: expected a number, string, boolean or null, got {type(value).__name__}")
 
 
+
+class _FlatConfig:
+    """JSON form of a dataclass whose fields are all plain values: every field, by name."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str | None = None) -> Any:
+        _check_keys(cls, data, where or cls.__name__.lower())
+        return cls(**data)
+
+    def __repr__(self) -> str:
+        return _repr_non_default(self)
+
+
 # --------------------------------------------------------------------------------------
 # architecture
 
@@ -217,8 +233,8 @@ class ArchSpec:
 SCHEDULES = ("cosine", "step")
 
 
-@dataclass(frozen=True)
-class Recipe:
+@dataclass(frozen=True, repr=False)
+class Recipe(_FlatConfig):
     """How one trial trains.
 
     SGD with Nesterov momentum; ``lr`` is the peak learning rate for ``batch_size``;
@@ -271,23 +287,14 @@ class Recipe:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "recipe") -> "Recipe":
-        _check_keys(cls, data, where)
-        return cls(**data)
-
-    __repr__ = _repr_non_default
 
 
 # --------------------------------------------------------------------------------------
 # proxy data
 
 
-@dataclass(frozen=True)
-class ProxySpec:
+@dataclass(frozen=True, repr=False)
+class ProxySpec(_FlatConfig):
     """Which images a trial trains and validates on.
 
     ``source`` is a registered proxy source (``synthetic`` needs no files) or ``cache``, a
@@ -336,15 +343,6 @@ class ProxySpec:
         if self.data is not None and not isinstance(self.data, str):
             object.__setattr__(self, "data", str(self.data))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "proxy") -> "ProxySpec":
-        _check_keys(cls, data, where)
-        return cls(**data)
-
-    __repr__ = _repr_non_default
 
 
 # --------------------------------------------------------------------------------------
