@@ -21,6 +21,7 @@ RECIPES: dict[str, Recipe] = {
     "in100-cosine": Recipe(epochs=120, batch_size=256, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4,
                            warmup_epochs=5.0, schedule="cosine", label_smoothing=0.1, amp=True, channels_last=True),
 }
+#: the cache folder of the ``in100-224`` proxy preset (:func:`study.data.proxy_preset`)
 DEFAULT_DATA = "caches/in100-224"
 
 

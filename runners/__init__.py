@@ -1,1 +1,52 @@
-"""Study runners: local (Optuna in-process) and ray (Ray Tune), with the same study semantics."""
+"""Study runners: local (Optuna in-process) and ray (Ray Tune), with the same study semantics.
+
+    >>> from runners import StudySettings, run_study
+    >>> bridge = run_study(StudySettings(name="k", space="eca_kmap", storage="sqlite:///runs/k/study.db",
+    ...                                  run_dir="runs/k", trials=4, runner="local"))
+
+Optuna decides (sampler, pruner, storage - all in the driver, through
+:class:`StudyBridge`); the runner executes: :func:`run_local` in-process, :func:`run_ray`
+on Ray Tune through :class:`OptunaSearcher` and :class:`OptunaPrunerScheduler`. A trial is
+``study.trainer.train(config, reporter)``; nothing else trains.
+"""
+
+from runners._bridge import LiveTrial, StudyBridge
+from runners._local import BridgeReporter, run_local
+from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage
+from runners._progress import Progress
+from runners._settings import PRUNER_OPTIONS, PRUNERS, RUNNERS, SAMPLER_OPTIONS, SAMPLERS, StudySettings
+from runners._study import open_study, run_study, study_exists
+
+__all__ = [
+    "StudySettings",
+    "StudyBridge",
+    "LiveTrial",
+    "BridgeReporter",
+    "Progress",
+    "open_study",
+    "run_study",
+    "study_exists",
+    "run_local",
+    "run_ray",
+    "OptunaSearcher",
+    "OptunaPrunerScheduler",
+    "make_sampler",
+    "make_pruner",
+    "make_storage",
+    "check_storage_url",
+    "RUNNERS",
+    "SAMPLERS",
+    "PRUNERS",
+    "SAMPLER_OPTIONS",
+    "PRUNER_OPTIONS",
+]
+
+_RAY = ("run_ray", "OptunaSearcher", "OptunaPrunerScheduler")
+
+
+def __getattr__(name: str):  # the Ray parts import Ray (seconds): only when asked for
+    if name in _RAY:
+        from runners import _ray_tune
+
+        return getattr(_ray_tune, name)
+    raise AttributeError(f"module 'runners' has no attribute {name!r}")

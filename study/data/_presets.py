@@ -31,6 +31,8 @@ PRESETS: dict[str, tuple[dict[str, Any], str]] = {
                       "ImageNet-100 at 64 px, half of every class's training images (seeded)"),
     "in100-128": ({"source": "cache", "resolution": 128, "num_classes": 100, "augment": "rrc_flip"},
                   "ImageNet-100 at 128 px with random-resized crops"),
+    "in100-224": ({"source": "cache", "resolution": 224, "num_classes": 100, "augment": "rrc_flip"},
+                  "ImageNet-100 at 224 px for full training of exported configs (python -m analysis.export)"),
 }
 
 

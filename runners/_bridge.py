@@ -1,0 +1,346 @@
+"""The Optuna side of a study, shared by both runners: ask, record, report, prune, tell.
+
+"Optuna decides, Ray executes": the local runner and the Ray Tune searcher/scheduler all go
+through one :class:`StudyBridge`, in the driver, so a trial is recorded the same way
+whichever runner ran it and only the driver touches the storage.
+
+Per trial it writes the user attributes named in :mod:`study.record` (``config``,
+``stages``, ``costs``, ``history``, ``outcome``, ``error``, ``reference``, ``attempt``),
+reports each epoch's validation top-1 as the intermediate value at ``step=epoch``
+(idempotently: a step already reported is not reported again, so a scheduler and a
+searcher that both see a result, or a retried worker that repeats an epoch, change
+nothing), and writes ``trials/<number>/config.json`` and ``history.json`` under the run
+folder. The objective is the best validation top-1 (%) the trial reached, then the costs
+named by ``--objectives``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+from runners._optuna import GridSampler
+from runners._progress import Progress
+from runners._settings import StudySettings
+from study import record
+from study.config import TrialConfig
+
+__all__ = ["StudyBridge", "LiveTrial", "EPOCH_KEYS", "COST_PREFIX"]
+
+#: the per-epoch metric names (:class:`study.metrics.EpochMetrics`)
+EPOCH_KEYS = ("epoch", "top1", "top5", "val_loss", "train_loss", "lr", "epoch_time_s", "wall_time_s", "images_per_s")
+#: flat result keys that carry the costs under Ray Tune (``cost_params``, ...)
+COST_PREFIX = "cost_"
+INTERRUPTED = "interrupted: the driver stopped while this trial ran; its configuration was enqueued again"
+
+
+@dataclass
+class LiveTrial:
+    """A trial this driver is running."""
+
+    trial: optuna.Trial
+    config: TrialConfig
+    started: float = field(default_factory=time.time)
+    history: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reported: set[int] = field(default_factory=set)
+    costs: dict[str, Any] | None = None
+    pruned: bool = False
+    error: str | None = None
+    diverged: str | None = None
+    state: TrialState | None = None
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    @property
+    def best_top1(self) -> float | None:
+        values = [m["top1"] for m in self.history.values() if _finite(m.get("top1"))]
+        return max(values) if values else None
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history)
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+class StudyBridge:
+    """One study, seen from the driver. Runners call :meth:`ask`, :meth:`start`,
+    :meth:`report` and :meth:`finish`; :meth:`done` and :meth:`needs_more` say whether to
+    start another trial."""
+
+    def __init__(self, study: optuna.Study, space: Any, settings: StudySettings, *, progress: Progress | None = None):
+        self.study = study
+        self.space = space
+        self.settings = settings
+        self.progress = progress or Progress(quiet=True)
+        self.live: dict[int, LiveTrial] = {}
+        self.failed_here = 0
+        self.finished_here = 0
+        self._t0 = time.monotonic()
+        self._stop_reason: str | None = None
+        self._finished_before: int | None = None
+        #: trials this run stopped without finishing them (Ctrl-C); enqueued again
+        self.interrupted: list[int] = []
+        self._trials_dir = Path(settings.run_dir) / "trials"
+
+    # ---------------------------------------------------------------- study state
+
+    def _states(self) -> dict[TrialState, int]:
+        counts: dict[TrialState, int] = {}
+        for t in self.study.get_trials(deepcopy=False):
+            counts[t.state] = counts.get(t.state, 0) + 1
+        return counts
+
+    def finished(self) -> int:
+        """COMPLETE + PRUNED trials of this study (every run of it): counted in the storage
+        once, then here (only this driver writes to its study)."""
+        if self._finished_before is None:
+            c = self._states()
+            self._finished_before = c.get(TrialState.COMPLETE, 0) + c.get(TrialState.PRUNED, 0) - self.finished_here
+        return self._finished_before + self.finished_here
+
+    def counts(self) -> dict[str, int]:
+        c = self._states()
+        return {
+            "running": len(self.live),
+            "complete": c.get(TrialState.COMPLETE, 0),
+            "pruned": c.get(TrialState.PRUNED, 0),
+            "failed": c.get(TrialState.FAIL, 0),
+        }
+
+    def done(self) -> str | None:
+        """Why no further trial should start (None: go on)."""
+        if self._stop_reason:
+            return self._stop_reason
+        s = self.settings
+        if self.finished() >= s.trials:
+            return f"reached {s.trials} finished trials"
+        if s.timeout is not None and time.monotonic() - self._t0 >= s.timeout:
+            return f"timeout of {s.timeout:g} s reached"
+        if self.failed_here >= max(3, s.trials):
+            return f"stopped after {self.failed_here} failed trials in this run (see their 'error' attribute)"
+        sampler = self.study.sampler
+        if isinstance(sampler, GridSampler) and sampler.is_exhausted(self.study) and not self._waiting():
+            return "the grid is exhausted"
+        return None
+
+    def needs_more(self) -> bool:
+        """True when the finished trials plus those in flight fall short of the budget."""
+        return self.done() is None and self.finished() + len(self.live) < self.settings.trials
+
+    def stop(self, reason: str) -> None:
+        self._stop_reason = reason
+
+    def _waiting(self) -> bool:
+        return bool(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._t0
+
+    # ---------------------------------------------------------------- setup
+
+    def enqueue_references(self) -> list[str]:
+        """Enqueue the space's reference points (on a new study), tagged ``reference``."""
+        names = []
+        for name, params in self.space.reference_points(**self.settings.space_settings()):
+            self.study.enqueue_trial(params, user_attrs={record.REFERENCE: name, record.ATTEMPT: 1})
+            names.append(name)
+        return names
+
+    def recover_interrupted(self) -> list[int]:
+        """Trials left RUNNING by a driver that died: record them failed ("interrupted")
+        and enqueue their parameters again, ahead of the trials still waiting. Returns
+        their numbers."""
+        left = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        # a trial killed while its space ran holds only the parameters suggested so far;
+        # an enqueued one (a reference point, a re-run) has all of them in "fixed_params"
+        self._requeue([(t._trial_id, t.number, {**t.system_attrs.get("fixed_params", {}), **t.params}, t.user_attrs) for t in left])
+        return [t.number for t in left]
+
+    def interrupt(self) -> list[int]:
+        """The run is being stopped (Ctrl-C): trials in flight are recorded failed
+        ("interrupted") and their parameters enqueued again, as ``--resume`` would do."""
+        lives = list(self.live.values())
+        self.interrupted.extend(lv.number for lv in lives)
+        for live in lives:
+            self.live.pop(live.number, None)
+            live.state = TrialState.FAIL
+        self._requeue([(lv.trial._trial_id, lv.number, lv.trial.params, lv.trial.user_attrs) for lv in lives])
+        return [lv.number for lv in lives]
+
+    def _requeue(self, trials: list[tuple[int, int, dict[str, Any], Mapping[str, Any]]]) -> None:
+        """Fail ``trials`` (interrupted) and enqueue their parameters so they run next.
+
+        Optuna pops waiting trials oldest first, so a plain ``enqueue_trial`` would put the
+        re-runs behind reference points not yet started (and past the budget); the queue's
+        slots are therefore refilled in order: re-runs first, then what was waiting."""
+        if not trials:
+            return
+        storage = self.study._storage
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        queue: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for trial_id, number, params, user_attrs in trials:
+            storage.set_trial_user_attr(trial_id, record.OUTCOME, record.OUTCOME_FAILED)
+            storage.set_trial_user_attr(trial_id, record.ERROR, INTERRUPTED)
+            self.study.tell(number, state=TrialState.FAIL)
+            attrs = {
+                record.ATTEMPT: int(user_attrs.get(record.ATTEMPT, 1)) + 1,
+                record.REFERENCE: user_attrs.get(record.REFERENCE),
+                "resumed_from": number,
+            }
+            queue.append((dict(params), attrs))
+        for t in waiting:
+            queue.append((dict(t.system_attrs.get("fixed_params", {})), {
+                record.ATTEMPT: t.user_attrs.get(record.ATTEMPT, 1),
+                record.REFERENCE: t.user_attrs.get(record.REFERENCE),
+                "resumed_from": t.user_attrs.get("resumed_from"),
+            }))
+        for params, attrs in queue[len(waiting):]:
+            self.study.enqueue_trial(params)
+        slots = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        for slot, (params, attrs) in zip(slots, queue):
+            storage.set_trial_system_attr(slot._trial_id, "fixed_params", params)
+            for key, value in attrs.items():
+                storage.set_trial_user_attr(slot._trial_id, key, value)
+
+    # ---------------------------------------------------------------- a trial
+
+    def ask(self) -> LiveTrial | None:
+        """Start a trial: sample it, build its TrialConfig, record it. A space that raises
+        (an invalid configuration) gives a FAIL trial and None."""
+        trial = self.study.ask()
+        if record.ATTEMPT not in trial.user_attrs:
+            trial.set_user_attr(record.ATTEMPT, 1)
+        try:
+            config = self.space.suggest(trial, **self.settings.space_settings())
+        except Exception as exc:  # the space's own error: the trial fails, the study goes on
+            text = f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr(record.OUTCOME, record.OUTCOME_FAILED)
+            trial.set_user_attr(record.ERROR, text)
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.failed_here += 1
+            self.progress.trial_failed(trial.number, text, self)
+            return None
+        live = LiveTrial(trial=trial, config=config)
+        self.live[trial.number] = live
+        self._write(live, "config.json", config.to_dict())
+        self.progress.trial_started(live, self)
+        return live
+
+    def start(self, live: LiveTrial, costs: Any, stages: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """The trainer's ``reporter.start``: record the measured costs (and the stages the
+        built model reports, which equal the space's description)."""
+        d = costs.to_dict() if hasattr(costs, "to_dict") else dict(costs or {})
+        live.costs = {k: _jsonable(v) for k, v in d.items()}
+        live.trial.set_user_attr(record.COSTS, live.costs)
+        if stages:
+            live.trial.set_user_attr(record.STAGES, [dict(s) for s in stages])
+
+    def report(self, live: LiveTrial, metrics: Mapping[str, Any]) -> bool:
+        """One epoch's metrics; returns True when the pruner says prune (the trial is then
+        marked pruned). Idempotent per epoch."""
+        epoch = int(metrics["epoch"])
+        if epoch in live.reported:
+            return live.pruned
+        live.reported.add(epoch)
+        entry = {k: _jsonable(metrics[k]) for k in EPOCH_KEYS if k in metrics}
+        live.history[epoch] = entry
+        history = [live.history[e] for e in sorted(live.history)]
+        live.trial.set_user_attr(record.HISTORY, history)
+        self._write(live, "history.json", history)
+        top1 = metrics.get("top1")
+        if self.settings.multi_objective or not _finite(top1):
+            return False
+        live.trial.report(float(top1), step=epoch)
+        # a trial that has run its whole budget is complete: pruning it now saves nothing
+        if not live.pruned and epoch < live.config.recipe.epochs and live.trial.should_prune():
+            live.pruned = True
+        return live.pruned
+
+    def finish(self, live: LiveTrial, *, error: str | None = None, diverged: str | None = None) -> TrialState:
+        """Tell Optuna how the trial ended: COMPLETE, PRUNED or FAIL (with ``error``)."""
+        if live.state is not None:
+            return live.state
+        live.error = live.error or error
+        live.diverged = live.diverged or diverged
+        trial = live.trial
+        values: list[float] | None = None
+        if live.error is None and live.diverged is None and not live.pruned:
+            values, problem = self._values(live)
+            if problem:
+                live.error = problem
+        if live.error is not None or live.diverged is not None:
+            outcome = record.OUTCOME_FAILED if live.error is not None else record.OUTCOME_DIVERGED
+            trial.set_user_attr(record.OUTCOME, outcome)
+            trial.set_user_attr(record.ERROR, live.error if live.error is not None else live.diverged)
+            state = TrialState.FAIL
+            self.study.tell(trial, state=state)
+            self.failed_here += 1
+        elif live.pruned:
+            trial.set_user_attr(record.OUTCOME, record.OUTCOME_PRUNED)
+            state = TrialState.PRUNED
+            self.study.tell(trial, state=state)
+            self.finished_here += 1
+        else:
+            trial.set_user_attr(record.OUTCOME, record.OUTCOME_COMPLETE)
+            state = TrialState.COMPLETE
+            self.study.tell(trial, values)
+            self.finished_here += 1
+        live.state = state
+        self.live.pop(live.number, None)
+        self.progress.trial_finished(live, self)
+        return state
+
+    def fail_live(self, reason: str) -> None:
+        """Record every trial still in flight as failed (the run is being aborted)."""
+        for live in list(self.live.values()):
+            self.finish(live, error=reason)
+
+    def _values(self, live: LiveTrial) -> tuple[list[float] | None, str | None]:
+        best = live.best_top1
+        if best is None:
+            return None, "the trial reported no finite validation top-1"
+        values = [best]
+        for name in self.settings.objectives[1:]:
+            key = record.OBJECTIVES[name][0]
+            v = (live.costs or {}).get(key)
+            if not _finite(v):
+                return None, f"objective {name}: the trial measured no {key}"
+            values.append(float(v))
+        return values, None
+
+    def _write(self, live: LiveTrial, filename: str, data: Any) -> None:
+        folder = self._trials_dir / str(live.number)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{filename}.tmp"
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, folder / filename)
+
+    # ---------------------------------------------------------------- summary
+
+    def best(self) -> list[optuna.trial.FrozenTrial]:
+        """The best trial (single objective) or the Pareto front (several)."""
+        try:
+            if self.settings.multi_objective:
+                return list(self.study.best_trials)
+            return [self.study.best_trial]
+        except ValueError:
+            return []

@@ -1,0 +1,136 @@
+"""Optuna samplers, pruners and storages from :class:`~runners.StudySettings`."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import optuna
+
+from runners._settings import StudySettings
+
+__all__ = ["make_sampler", "make_pruner", "make_storage", "check_storage_url", "normalize_storage_url", "GridSampler"]
+
+
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` call when the grid is exhausted.
+
+    That call only works inside ``study.optimize``; our runners ask and tell, and stop
+    themselves once :meth:`is_exhausted` says so.
+    """
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        pass
+
+
+def make_sampler(settings: StudySettings, grid: dict[str, list[Any]] | None) -> optuna.samplers.BaseSampler:
+    """The sampler ``settings.sampler`` (seeded by ``settings.seed``)."""
+    s, o, seed = settings.sampler, settings.sampler_options, settings.seed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if s == "tpe":
+            # multivariate + group: TPE models the conditional parameters jointly per
+            # branch; constant_liar keeps concurrent trials from sampling the same point.
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=o["startup"], multivariate=True, group=True, constant_liar=True
+            )
+        if s == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if s == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=o["startup"], warn_independent_sampling=False)
+        if s == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+        if s == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=o["population_size"])
+        if s == "grid":
+            if grid is None:
+                raise ValueError(f"sampler: space {settings.space!r} defines no grid; 'grid' needs a space with one (e.g. paper_table2)")
+            return GridSampler(grid, seed=seed)
+    raise ValueError(f"sampler: unknown {s!r}")
+
+
+def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
+    """The pruner ``settings.pruner``; a step is an epoch (``max_resource`` = the epochs)."""
+    p, o = settings.pruner, settings.pruner_options
+    if p == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=o["startup"], n_warmup_steps=o["warmup"])
+    if p == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=o["min_resource"], reduction_factor=o["reduction_factor"])
+    if p == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=o["min_resource"], max_resource=settings.recipe.epochs, reduction_factor=o["reduction_factor"]
+        )
+    return optuna.pruners.NopPruner()
+
+
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+def check_storage_url(url: str) -> str:
+    """Validate a storage URL's form (no connection); ValueError names the problem."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"storage: expected a database URL like sqlite:///path/study.db or postgresql://user@host/db, got {url!r}")
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError(f"storage: malformed URL {url!r} ({exc})") from None
+    scheme = parsed.get_backend_name()
+    if scheme not in STORAGE_SCHEMES:
+        raise ValueError(f"storage: unsupported database {scheme!r} in {url!r} (use {', '.join(STORAGE_SCHEMES)})")
+    if scheme == "sqlite" and not parsed.database:
+        raise ValueError(f"storage: {url!r} names no database file (sqlite:///path/study.db)")
+    if scheme != "sqlite" and not parsed.host:
+        raise ValueError(f"storage: {url!r} names no host ({scheme}://user@host:port/database)")
+    return url
+
+
+def normalize_storage_url(url: str) -> str:
+    """``postgresql://...`` with the PostgreSQL driver that is installed.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3; where only psycopg2 (this
+    project's dependency, ``psycopg2-binary``) is installed the URL names it explicitly,
+    so the stored URL opens anywhere the project is installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def make_storage(url: str) -> optuna.storages.RDBStorage:
+    """An RDB storage for ``url``; SQLite gets a busy timeout so two studies (two drivers)
+    can share one file, PostgreSQL a pre-ping so a cluster driver survives idle drops."""
+    check_storage_url(url)
+    url = normalize_storage_url(url)
+    if url.startswith("sqlite"):
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs = {"pool_pre_ping": True}
+    # Two drivers opening a fresh database at once race to create Optuna's schema (one of
+    # them fails on alembic_version); the schema exists on the next attempt.
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except ImportError as exc:
+            raise ValueError(f"storage: no database driver for {redact(url)} ({exc.__cause__ or exc})") from None
+        except Exception as exc:  # sqlalchemy's OperationalError etc.: one line, named
+            if attempt < 4 and ("alembic_version" in str(exc) or "already exists" in str(exc)):
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"storage: cannot open {redact(url)}: {first}") from None
+    raise AssertionError("unreachable")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url

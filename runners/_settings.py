@@ -1,0 +1,203 @@
+"""The resolved settings of one study: frozen, keyword-only, validated eagerly, one JSON form.
+
+``runs/<name>/settings.json`` holds :meth:`StudySettings.to_dict`; ``--resume`` reads it
+back with :meth:`StudySettings.from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from study import record
+from study.config import ProxySpec, Recipe
+
+__all__ = ["StudySettings", "SAMPLERS", "PRUNERS", "RUNNERS", "PRUNER_OPTIONS", "SAMPLER_OPTIONS"]
+
+RUNNERS = ("ray", "local")
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid", "nsga2")
+PRUNERS = ("median", "sha", "hyperband", "none")
+#: pruner -> the options it takes (CLI flag: ``--pruner-warmup``, ``--pruner-startup``,
+#: ``--min-resource``, ``--reduction-factor``) and their defaults.
+PRUNER_OPTIONS: dict[str, dict[str, int]] = {
+    "median": {"warmup": 2, "startup": 3},
+    "sha": {"min_resource": 1, "reduction_factor": 3},
+    "hyperband": {"min_resource": 1, "reduction_factor": 3},
+    "none": {},
+}
+#: sampler -> the options it takes (``--n-startup-trials``, ``--population-size``).
+SAMPLER_OPTIONS: dict[str, dict[str, int]] = {
+    "tpe": {"startup": 5},
+    "random": {},
+    "cmaes": {"startup": 5},
+    "qmc": {},
+    "grid": {},
+    "nsga2": {"population_size": 8},
+}
+#: samplers that optimise several objectives
+MULTI_OBJECTIVE_SAMPLERS = ("tpe", "random", "qmc", "grid", "nsga2")
+
+
+def _int(value: Any, name: str, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name}: must be an integer >= {lo}, got {value!r}")
+    return value
+
+
+def _options(kind: str, given: Mapping[str, Any], table: dict[str, dict[str, int]], what: str) -> dict[str, int]:
+    allowed = table[kind]
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        takes = ", ".join(allowed) or "no options"
+        raise ValueError(f"{what} {kind!r} does not take option {unknown[0]!r} (it takes: {takes})")
+    out = dict(allowed)
+    for k, v in given.items():
+        lo = 2 if k in ("reduction_factor", "population_size") else (0 if k in ("warmup", "startup") else 1)
+        out[k] = _int(v, f"{what} option {k}", lo)
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudySettings:
+    """Everything that defines a study and how it runs.
+
+    Study-defining fields (``space``, ``backbone``, ``stem``, ``width``, ``proxy``,
+    ``recipe``, ``seed``, ``sampler``, ``pruner``, ``objectives``) are fixed when the
+    study is created; the budget (``trials``: finished trials the study goes on to,
+    ``timeout`` seconds for this run) and the execution fields (``runner``, ``address``,
+    resources) may change on ``--resume``.
+    """
+
+    name: str
+    space: str
+    storage: str
+    run_dir: str
+    trials: int
+    runner: str = "ray"
+    address: str | None = None
+    timeout: float | None = None
+    seed: int = 0
+    backbone: str = "resnet18"
+    stem: str = "lowres"
+    width: float | None = None
+    proxy: ProxySpec = field(default_factory=ProxySpec)
+    recipe: Recipe = field(default_factory=Recipe)
+    sampler: str = "tpe"
+    sampler_options: Mapping[str, int] = field(default_factory=dict)
+    pruner: str = "median"
+    pruner_options: Mapping[str, int] = field(default_factory=dict)
+    objectives: tuple[str, ...] = ("top1",)
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 2
+    max_failures: int = 1
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("name", "space", "storage", "run_dir", "backbone", "stem"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name}: expected a non-empty string, got {getattr(self, name)!r}")
+        _int(self.trials, "trials", 1)
+        _int(self.seed, "seed", 0)
+        _int(self.max_concurrent, "max_concurrent", 1)
+        _int(self.max_failures, "max_failures", 0)
+        if self.runner not in RUNNERS:
+            raise ValueError(f"runner: must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
+        if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0):
+            raise ValueError(f"timeout: must be a number of seconds > 0, got {self.timeout!r}")
+        if self.width is not None and not (isinstance(self.width, (int, float)) and 0.25 <= self.width <= 2.0):
+            raise ValueError(f"width: must be in [0.25, 2.0], got {self.width!r}")
+        if isinstance(self.proxy, Mapping):
+            object.__setattr__(self, "proxy", ProxySpec.from_dict(self.proxy))
+        if isinstance(self.recipe, Mapping):
+            object.__setattr__(self, "recipe", Recipe.from_dict(self.recipe))
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"pruner: must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        object.__setattr__(self, "sampler_options", _options(self.sampler, self.sampler_options, SAMPLER_OPTIONS, "sampler"))
+        object.__setattr__(self, "pruner_options", _options(self.pruner, self.pruner_options, PRUNER_OPTIONS, "pruner"))
+        objectives = tuple(self.objectives)
+        if not objectives or objectives[0] != "top1" or len(set(objectives)) != len(objectives):
+            raise ValueError(f"objectives: must start with top1 and not repeat, got {','.join(objectives)!r}")
+        for o in objectives:
+            if o not in record.OBJECTIVES:
+                raise ValueError(f"objectives: unknown objective {o!r} (valid: {', '.join(record.OBJECTIVES)})")
+        object.__setattr__(self, "objectives", objectives)
+        if self.multi_objective:
+            if self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+                raise ValueError(f"sampler: {self.sampler!r} optimises one objective; with --objectives {','.join(objectives)} use one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+            if self.pruner != "none":
+                raise ValueError(f"pruner: a multi-objective study is not pruned (Optuna reports no intermediate values for several objectives); got {self.pruner!r}")
+        for name, hi in (("cpus_per_trial", 1024.0), ("gpus_per_trial", 64.0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or v > hi:
+                raise ValueError(f"{name}: must be a number in [0, {hi:g}], got {v!r}")
+        if self.cpus_per_trial == 0 and self.gpus_per_trial == 0:
+            raise ValueError("cpus_per_trial: a trial needs some CPU or GPU (both are 0)")
+        if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():
+            raise ValueError(f"gpus_per_trial: more than one GPU must be a whole number, got {self.gpus_per_trial!r}")
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[str]:
+        return [record.OBJECTIVES[o][1] for o in self.objectives]
+
+    @property
+    def threads(self) -> int:
+        """torch threads per trial: its CPU share, at least one."""
+        return max(1, int(self.cpus_per_trial))
+
+    def space_settings(self) -> dict[str, Any]:
+        """The keyword arguments a space's ``define`` receives."""
+        return {
+            "backbone": self.backbone,
+            "stem": self.stem,
+            "width": self.width,
+            "proxy": self.proxy,
+            "recipe": self.recipe,
+            "seed": self.seed,
+        }
+
+    def replace(self, **changes: Any) -> "StudySettings":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (ProxySpec, Recipe)):
+                v = v.to_dict()
+            elif isinstance(v, Mapping):
+                v = dict(v)
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StudySettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"settings: unknown key {unknown[0]!r}")
+        d = dict(data)
+        if "objectives" in d:
+            d["objectives"] = tuple(d["objectives"])
+        return cls(**d)
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING and v == f.default:
+                continue
+            if f.default_factory is not dataclasses.MISSING and v == f.default_factory():  # type: ignore[misc]
+                continue
+            parts.append(f"{f.name}={v!r}")
+        return f"StudySettings({', '.join(parts)})"

@@ -1,0 +1,89 @@
+"""Open (create or load) a study from its settings and run it with the chosen runner."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import optuna
+
+from runners._bridge import StudyBridge
+from runners._optuna import make_pruner, make_sampler, make_storage, redact
+from runners._progress import Progress
+from runners._settings import StudySettings
+
+__all__ = ["open_study", "run_study", "study_exists"]
+
+#: study user attributes written at creation
+SETTINGS_ATTR = "settings"
+SPACE_ATTR = "space"
+
+
+def study_exists(storage_url: str, name: str) -> bool:
+    storage = make_storage(storage_url)
+    return any(s.study_name == name for s in storage.get_all_studies())
+
+
+def open_study(settings: StudySettings, space: Any, *, create: bool) -> optuna.Study:
+    """Create the study ``settings.name`` (an existing name is a ValueError) or load it."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    storage = make_storage(settings.storage)
+    sampler = make_sampler(settings, space.grid_space(**settings.space_settings()))
+    pruner = make_pruner(settings)
+    if create:
+        try:
+            study = optuna.create_study(
+                storage=storage, study_name=settings.name, sampler=sampler, pruner=pruner, directions=settings.directions
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            raise ValueError(
+                f"name: a study named {settings.name!r} already exists in {redact(settings.storage)}; "
+                f"pass --resume to continue it, or choose another --name"
+            ) from None
+        study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+        study.set_user_attr(SPACE_ATTR, space.info.name)
+        return study
+    try:
+        study = optuna.load_study(study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner)
+    except KeyError:
+        raise ValueError(f"name: no study named {settings.name!r} in {redact(settings.storage)}") from None
+    if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE for d in settings.directions]:
+        raise ValueError(f"objectives: study {settings.name!r} was created with other objectives")
+    return study
+
+
+def run_study(
+    settings: StudySettings,
+    *,
+    space: Any = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+    study: optuna.Study | None = None,
+) -> StudyBridge:
+    """Create (or, with ``resume``, continue) the study and run it until it has
+    ``settings.trials`` finished trials (or the timeout). Returns the bridge (its study,
+    counts and best trial). The caller has created ``settings.run_dir``; ``study`` is the
+    already opened study, if the caller opened it (:func:`open_study`)."""
+    from search_spaces import get_space
+
+    space = space or get_space(settings.space)
+    study = study or open_study(settings, space, create=not resume)
+    bridge = StudyBridge(study, space, settings, progress=progress)
+    if resume:
+        recovered = bridge.recover_interrupted()
+        if recovered:
+            bridge.progress.line(f"resume: trials {', '.join(map(str, recovered))} were left running; recorded as failed (interrupted) and enqueued again")
+    else:
+        names = bridge.enqueue_references()
+        if names:
+            bridge.progress.line(f"enqueued reference points: {', '.join(names)}")
+    if settings.runner == "local":
+        from runners._local import run_local
+
+        run_local(bridge)
+    else:
+        from runners._ray_tune import run_ray
+
+        run_ray(bridge)
+    return bridge

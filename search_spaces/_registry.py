@@ -1,0 +1,226 @@
+"""The space registry: names (and ``path/to/file.py:function``) resolved to :class:`Space`.
+
+A space is a define-by-run function over an :class:`optuna.Trial`::
+
+    def define(trial, *, backbone, stem, width, proxy, recipe, seed, **_) -> TrialConfig
+
+It samples what it searches (conditional parameters come for free: ``k`` only where a stage
+uses ECA, ``r`` only where it uses SE) and builds the full :class:`~study.config.TrialConfig`
+from the study settings it is given. :meth:`Space.suggest` calls it and records, on the
+trial, the config (user attribute ``config``) and the resolved per-stage description
+(``stages``: the channel count C each stage's attention acts on and its parameters,
+including ECA's resolved ``k``), via :func:`study.models.describe_stages`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from study import record
+from study.config import ArchSpec, AttentionSpec, ProxySpec, Recipe, TrialConfig
+
+__all__ = [
+    "Budget",
+    "SpaceInfo",
+    "Space",
+    "register_space",
+    "get_space",
+    "list_spaces",
+    "space_names",
+    "make_config",
+]
+
+#: Samplers a space may name as its default (the CLI's ``--sampler`` choices).
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid", "nsga2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """A space's default budget: how many finished trials, of how many epochs each."""
+
+    trials: int
+    epochs: int
+
+    def __post_init__(self) -> None:
+        for name in ("trials", "epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"budget {name}: must be an integer >= 1, got {value!r}")
+
+    def __str__(self) -> str:
+        return f"{self.trials} trials x {self.epochs} epochs"
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    """What ``--list-spaces`` prints: name, one-line description and default budget.
+
+    ``sampler`` is the space's default sampler ("grid" for a grid space).
+    """
+
+    name: str
+    description: str
+    budget: Budget
+    sampler: str = "tpe"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"space name: expected a non-empty string, got {self.name!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"space {self.name!r}: sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+
+
+DefineFn = Callable[..., TrialConfig]
+#: ``references(**settings) -> [(name, params), ...]``: trials enqueued first.
+ReferencesFn = Callable[..., Sequence[tuple[str, Mapping[str, Any]]]]
+#: ``grid(**settings) -> {param: [values, ...]}``: the search space of a grid sampler.
+GridFn = Callable[..., Mapping[str, Sequence[Any]]]
+
+
+@dataclass(frozen=True)
+class Space:
+    """A registered (or user) space: its info, its define-by-run function, and optionally
+    the reference points it enqueues first and the grid a grid sampler walks."""
+
+    info: SpaceInfo
+    define: DefineFn
+    references: ReferencesFn | None = field(default=None, repr=False)
+    grid: GridFn | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def suggest(self, trial: Any, **settings: Any) -> TrialConfig:
+        """Run the space on ``trial`` and record ``config`` and ``stages`` on it."""
+        config = self.define(trial, **settings)
+        if not isinstance(config, TrialConfig):
+            raise TypeError(f"space {self.name!r}: define() must return a TrialConfig, got {type(config).__name__}")
+        from study.models import describe_stages
+
+        stages = [s.to_dict() for s in describe_stages(config.arch)]
+        trial.set_user_attr(record.CONFIG, config.to_dict())
+        trial.set_user_attr(record.STAGES, stages)
+        return config
+
+    def reference_points(self, **settings: Any) -> list[tuple[str, dict[str, Any]]]:
+        if self.references is None:
+            return []
+        return [(str(n), dict(p)) for n, p in self.references(**settings)]
+
+    def grid_space(self, **settings: Any) -> dict[str, list[Any]] | None:
+        if self.grid is None:
+            return None
+        return {k: list(v) for k, v in self.grid(**settings).items()}
+
+
+_SPACES: dict[str, Space] = {}
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+
+
+def register_space(
+    name: str,
+    *,
+    description: str,
+    budget: Budget,
+    sampler: str = "tpe",
+    references: ReferencesFn | None = None,
+    grid: GridFn | None = None,
+) -> Callable[[DefineFn], DefineFn]:
+    """Decorator: register ``define`` as the space ``name``."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"space name: expected letters, digits, '_' or '-', got {name!r}")
+    info = SpaceInfo(name, description, budget, sampler)
+    if sampler == "grid" and grid is None:
+        raise ValueError(f"space {name!r}: sampler 'grid' needs a grid function")
+
+    def deco(fn: DefineFn) -> DefineFn:
+        if name in _SPACES and _SPACES[name].define is not fn:
+            raise ValueError(f"space {name!r} is already registered")
+        _SPACES[name] = Space(info, fn, references, grid)
+        return fn
+
+    return deco
+
+
+def list_spaces() -> list[SpaceInfo]:
+    """Every registered space's info, sorted by name."""
+    return [_SPACES[n].info for n in sorted(_SPACES)]
+
+
+def space_names() -> list[str]:
+    return sorted(_SPACES)
+
+
+#: budget of a user space that does not set ``fn.budget``
+USER_BUDGET = Budget(trials=10, epochs=5)
+
+
+def get_space(name_or_path: str) -> Space:
+    """A registered space by name, or a user's ``path/to/file.py:function``.
+
+    A user function may carry ``budget`` (a :class:`Budget`), ``references`` and ``grid``
+    attributes; its description is the first line of its docstring. Raises ``ValueError``
+    naming the valid spaces, the missing file or the missing function.
+    """
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise ValueError(f"space: expected a name or path/to/file.py:function, got {name_or_path!r}")
+    if name_or_path in _SPACES:
+        return _SPACES[name_or_path]
+    if ":" not in name_or_path or not name_or_path.split(":", 1)[0].endswith(".py"):
+        raise ValueError(f"space: unknown space {name_or_path!r} (valid: {', '.join(space_names())}, or path/to/file.py:function)")
+    path_text, fn_name = name_or_path.rsplit(":", 1)
+    path = Path(path_text)
+    if not path.is_file():
+        raise ValueError(f"space: no such file {path_text!r} (in {name_or_path!r})")
+    if not fn_name.isidentifier():
+        raise ValueError(f"space: {fn_name!r} is not a function name (in {name_or_path!r})")
+    module_name = f"_user_space_{abs(hash(str(path.resolve())))}"
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: report what failed on one line
+        sys.modules.pop(module_name, None)
+        raise ValueError(f"space: cannot import {path_text!r}: {type(exc).__name__}: {exc}") from None
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise ValueError(f"space: {path_text!r} has no function {fn_name!r}")
+    doc = inspect.getdoc(fn) or f"user space {fn_name} from {path_text}"
+    budget = getattr(fn, "budget", USER_BUDGET)
+    if not isinstance(budget, Budget):
+        raise ValueError(f"space: {fn_name}.budget must be a search_spaces.Budget, got {budget!r}")
+    grid = getattr(fn, "grid", None)
+    info = SpaceInfo(f"{path.stem}.{fn_name}", doc.splitlines()[0], budget, "grid" if grid is not None else "tpe")
+    return Space(info, fn, getattr(fn, "references", None), grid)
+
+
+def make_config(
+    stages: Sequence[AttentionSpec | Mapping[str, Any]],
+    *,
+    backbone: str,
+    stem: str,
+    width: float,
+    proxy: ProxySpec,
+    recipe: Recipe,
+    seed: int,
+    **_: Any,
+) -> TrialConfig:
+    """The TrialConfig of a space's sampled per-stage attention under the study settings
+    (the classifier has ``proxy.num_classes`` outputs)."""
+    arch = ArchSpec(
+        backbone=backbone,
+        stages=tuple(stages),
+        stem=stem,
+        width=width,
+        num_classes=proxy.num_classes,
+    )
+    return TrialConfig(arch=arch, recipe=recipe, proxy=proxy, seed=seed)

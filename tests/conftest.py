@@ -1,0 +1,91 @@
+"""Shared fixtures: one real Ray cluster for the whole session, and the PostgreSQL server.
+
+``ray_cluster``: a two-node Ray cluster on this machine (a head and a worker node on
+loopback, one CPU each, via Ray's own ``ray.cluster_utils.Cluster``), this pytest process
+connected to it as a driver; started on first use, shut down at the end of the session.
+Only the runner and ``study.run`` tests use it: nobody else's tests need Ray.
+
+``postgres_url``: ``postgresql://postgres@127.0.0.1:5432/test`` (override with
+``STUDY_TEST_POSTGRES``); skipped when the server is unreachable, except in CI
+(``CI=true``), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+#: flags that shrink a study to seconds: 10 classes at 16 px, 20 training images a class,
+#: width 0.25, batch 32 (tests add --epochs, --trials)
+TINY_FLAGS = ("--proxy", "synthetic-small", "--width", "0.25", "--set", "recipe.batch_size=32", "--set", "recipe.warmup_epochs=0")
+
+POSTGRES_URL = os.environ.get("STUDY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def tiny_flags() -> tuple[str, ...]:
+    return TINY_FLAGS
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real two-node Ray cluster (head + worker, 1 CPU each), connected; yields its address."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+        shutdown_at_exit=True,
+    )
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="WARNING")
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The real PostgreSQL server's URL; a failure (not a skip) in CI when it is absent."""
+    import psycopg2
+
+    try:
+        psycopg2.connect(POSTGRES_URL, connect_timeout=5).close()
+    except Exception as exc:  # psycopg2.OperationalError and friends
+        message = f"PostgreSQL at {POSTGRES_URL} is not reachable: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: the PostgreSQL storage path must be tested)")
+        pytest.skip(message)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def tiny_settings(tmp_path):
+    """``tiny_settings(**changes)``: StudySettings of a seconds-long study in ``tmp_path``."""
+    from runners import StudySettings
+    from study.config import Recipe
+    from study.data import proxy_preset
+
+    def make(**changes):
+        base = dict(
+            name="tiny",
+            space="eca_kmap",
+            storage=f"sqlite:///{tmp_path / 'study.db'}",
+            run_dir=str(tmp_path / "run"),
+            trials=3,
+            runner="local",
+            width=0.25,
+            proxy=proxy_preset("synthetic-small"),
+            recipe=Recipe(epochs=2, batch_size=32, warmup_epochs=0),
+            seed=0,
+            pruner="none",
+        )
+        base.update(changes)
+        return StudySettings(**base)
+
+    return make

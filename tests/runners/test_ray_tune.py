@@ -1,0 +1,76 @@
+"""The Ray Tune runner on a real two-node Ray cluster (the session's ``ray_cluster``):
+Optuna's pruner stops Ray trials, failures are recorded, the record matches the local
+runner's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from runners import OptunaPrunerScheduler, OptunaSearcher, run_study
+from study import record
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE_WITH_A_FAILURE = '''
+from search_spaces import make_config
+from study.config import AttentionSpec, ProxySpec
+
+def define(trial, *, backbone, width=None, proxy, **settings):
+    k = trial.suggest_categorical("k", [0, 3, 5])
+    if k == 0:  # train() raises in the Ray worker: the cache folder does not exist
+        proxy = ProxySpec(source="cache", data="/nonexistent/cache", resolution=16, num_classes=10)
+        k = 3
+    return make_config([AttentionSpec.of("eca", k=k)] * 4, backbone=backbone, width=0.25, proxy=proxy, **settings)
+
+define.references = lambda **s: [("broken", {"k": 0})]
+'''
+
+
+def _ran(bridge):
+    return [t for t in sorted(bridge.study.get_trials(), key=lambda t: t.number) if t.state != TrialState.WAITING]
+
+
+def test_ray_runner_prunes_with_the_optuna_pruner(ray_cluster, tiny_settings):
+    import ray
+
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    bridge = run_study(tiny_settings(name="ray-sha", runner="ray", trials=5, max_concurrent=2,
+                                     pruner="sha", pruner_options={"min_resource": 1, "reduction_factor": 64}))
+    trials = _ran(bridge)
+    assert bridge.finished() == 5 and not any(t.state == TrialState.RUNNING for t in trials)
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "an aggressive SHA pruner (keep 1 of 64) stopped no Ray trial"
+    for t in pruned:
+        assert len(t.intermediate_values) < 2 and t.user_attrs[record.OUTCOME] == "pruned"
+    for t in trials:
+        a = t.user_attrs
+        assert a[record.COSTS]["params"] > 0 and len(a[record.STAGES]) == 4 and a[record.CONFIG]["arch"]["width"] == 0.25
+        assert [h["epoch"] for h in a[record.HISTORY]] == sorted(t.intermediate_values)
+        if t.state == TrialState.COMPLETE:
+            assert sorted(t.intermediate_values) == [1, 2] and t.value == max(t.intermediate_values.values())
+    assert (Path(bridge.settings.run_dir) / "ray" / "run-1").is_dir()  # Ray's own result folder
+
+
+def test_ray_runner_without_pruner_and_with_a_failing_trial(ray_cluster, tiny_settings, tmp_path):
+    f = tmp_path / "space.py"
+    f.write_text(SPACE_WITH_A_FAILURE)
+    bridge = run_study(tiny_settings(name="ray-none", space=f"{f}:define", runner="ray", trials=2, pruner="none"))
+    trials = _ran(bridge)
+    broken = trials[0]
+    assert broken.user_attrs[record.REFERENCE] == "broken" and broken.state == TrialState.FAIL
+    assert "/nonexistent/cache" in broken.user_attrs[record.ERROR] and broken.user_attrs[record.OUTCOME] == "failed"
+    rest = trials[1:]
+    assert [t.state for t in rest if t.params["k"] != 0] and all(
+        t.state == TrialState.COMPLETE and sorted(t.intermediate_values) == [1, 2] for t in rest if t.params["k"] != 0
+    )
+    assert bridge.finished() == 2
+
+
+def test_the_searcher_and_scheduler_are_ray_tune_interfaces():
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import Searcher
+
+    assert issubclass(OptunaSearcher, Searcher) and issubclass(OptunaPrunerScheduler, TrialScheduler)

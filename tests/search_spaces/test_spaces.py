@@ -1,0 +1,205 @@
+"""search_spaces: the registry, user spaces, conditional parameters, recorded stages,
+reference points and the Table 2 grid - on real Optuna studies (in memory)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+import search_spaces
+from search_spaces import Budget, SpaceInfo, get_space, list_spaces, register_space, space_names
+from search_spaces._eca_kmap import K_CHOICES
+from search_spaces._paper_table2 import VARIANTS
+from study import record
+from study.attention import psi, released_k
+from study.config import ConfigError, ProxySpec, Recipe, TrialConfig
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SETTINGS = dict(backbone="resnet18", stem="lowres", width=None, proxy=ProxySpec(num_classes=10), recipe=Recipe(epochs=2), seed=3)
+
+
+def _run(space, n, *, sampler=None, settings=SETTINGS, references=True):
+    study = optuna.create_study(sampler=sampler or optuna.samplers.RandomSampler(seed=0))
+    if references:
+        for name, params in space.reference_points(**settings):
+            study.enqueue_trial(params, user_attrs={record.REFERENCE: name})
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        config = space.suggest(trial, **settings)
+        study.tell(trial, 0.0)
+        out.append((next(t for t in study.trials if t.number == trial.number), config))
+    return study, out
+
+
+def test_registry_lists_the_four_spaces_with_info():
+    infos = list_spaces()
+    assert [i.name for i in infos] == ["attention_nas", "eca_kmap", "paper_table2", "se_ratio"] == space_names()
+    for info in infos:
+        assert isinstance(info, SpaceInfo) and info.description and info.budget.trials >= 1 and info.budget.epochs >= 1
+    assert get_space("paper_table2").info.sampler == "grid"
+    with pytest.raises(Exception):
+        infos[0].name = "x"  # frozen
+
+
+def test_unknown_space_names_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: attention_nas, eca_kmap, paper_table2, se_ratio"):
+        get_space("eca_kmapp")
+
+
+def test_register_space_validates_and_refuses_duplicates():
+    with pytest.raises(ValueError, match="budget trials"):
+        Budget(trials=0, epochs=1)
+    with pytest.raises(ValueError, match="space name"):
+        register_space("bad name!", description="x", budget=Budget(trials=1, epochs=1))
+    with pytest.raises(ValueError, match="already registered"):
+        register_space("eca_kmap", description="x", budget=Budget(trials=1, epochs=1))(lambda trial, **kw: None)
+    with pytest.raises(ValueError, match="grid"):
+        register_space("gridless", description="x", budget=Budget(trials=1, epochs=1), sampler="grid")
+
+
+@pytest.mark.parametrize("name", space_names())
+def test_every_space_returns_a_trial_config_and_records_config_and_stages(name):
+    space = get_space(name)
+    study, out = _run(space, 6)
+    for frozen, config in out:
+        assert isinstance(config, TrialConfig)
+        assert config.arch.num_classes == 10 and config.recipe.epochs == 2 and config.seed == 3
+        assert TrialConfig.from_dict(frozen.user_attrs[record.CONFIG]) == config
+        stages = frozen.user_attrs[record.STAGES]
+        assert len(stages) == 4
+        for st, spec in zip(stages, config.arch.stages):
+            assert st["kind"] == spec.kind and st["channels"] >= 1
+            if spec.kind in ("eca", "eca_ns"):
+                assert st["k"] % 2 == 1  # ECA's resolved k is recorded
+
+
+def test_eca_kmap_is_conditional_and_records_resolved_k():
+    space = get_space("eca_kmap")
+    study, out = _run(space, 30, references=False)
+    modes = set()
+    for frozen, config in out:
+        p = frozen.params
+        modes.add(p["k_mode"])
+        assert p["width"] in (0.25, 0.5, 1.0)
+        if p["k_mode"] == "fixed":
+            assert "gamma" not in p and "b" not in p
+            for i, st in enumerate(frozen.user_attrs[record.STAGES]):
+                assert st["k"] == p[f"k_s{i}"] in K_CHOICES
+        else:
+            assert not any(k.startswith("k_s") for k in p)
+            assert 1 <= p["gamma"] <= 4 and 0 <= p["b"] <= 4
+            for st in frozen.user_attrs[record.STAGES]:
+                assert st["k"] == psi(st["channels"], p["gamma"], p["b"])
+    assert modes == {"fixed", "psi"}
+
+
+def test_eca_kmap_reference_points_come_first():
+    space = get_space("eca_kmap")
+    study, out = _run(space, 3)
+    refs = [f.user_attrs[record.REFERENCE] for f, _ in out]
+    assert refs == ["paper_psi", "k3", "released"]
+    paper, k3, released = (f.user_attrs[record.STAGES] for f, _ in out)
+    assert [s["k"] for s in paper] == [psi(s["channels"], 2, 1) for s in paper]
+    assert [s["k"] for s in k3] == [3, 3, 3, 3]
+    assert tuple(s["k"] for s in released) == released_k("resnet18") == (3, 5, 7, 7)
+    # with a fixed width the references do not carry one
+    fixed = space.reference_points(**{**SETTINGS, "width": 0.25})
+    assert all("width" not in p for _, p in fixed)
+    mobilenet = dict(space.reference_points(**{**SETTINGS, "backbone": "mobilenetv2"}))["released"]
+    assert [mobilenet[f"k_s{i}"] for i in range(7)] == list(released_k("mobilenetv2"))
+
+
+def test_attention_nas_samples_each_kinds_own_parameters_only():
+    space = get_space("attention_nas")
+    study, out = _run(space, 40, references=False)
+    seen = set()
+    for frozen, config in out:
+        p = frozen.params
+        for i, spec in enumerate(config.arch.stages):
+            kind = p[f"kind_s{i}"]
+            seen.add(kind)
+            stage_params = {k for k in p if k.endswith(f"_s{i}") and k != f"kind_s{i}"}
+            assert all(k.startswith(kind + "_") for k in stage_params), (kind, stage_params)
+            if kind in ("se", "cbam", "coord"):
+                assert spec.kwargs["r"] == p[f"{kind}_r_s{i}"]
+    assert seen == {"none", "se", "se_var2", "se_var3", "eca_ns", "eca", "cbam", "coord"}
+
+
+def test_se_ratio_per_stage_r():
+    study, out = _run(get_space("se_ratio"), 5, references=False)
+    for frozen, config in out:
+        assert [s.kind for s in config.arch.stages] == ["se"] * 4
+        assert [s["r"] for s in frozen.user_attrs[record.STAGES]] == [frozen.params[f"r_s{i}"] for i in range(4)]
+
+
+def test_paper_table2_grid_walks_every_variant_once():
+    space = get_space("paper_table2")
+    grid = space.grid_space(**SETTINGS)
+    assert grid == {"variant": list(VARIANTS)} and len(VARIANTS) == 10
+    class Grid(optuna.samplers.GridSampler):  # ask/tell outside optimize(): no study.stop()
+        def after_trial(self, *args):
+            pass
+
+    sampler = Grid(grid, seed=0)
+    study, out = _run(space, 10, sampler=sampler, settings={**SETTINGS, "width": 0.25})
+    assert sorted(f.params["variant"] for f, _ in out) == sorted(VARIANTS)
+    for frozen, config in out:
+        v = frozen.params["variant"]
+        stages = frozen.user_attrs[record.STAGES]
+        if v.startswith("se_gc"):
+            for st in stages:
+                assert st["kind"] == "se_gc" and st["channels"] % st["groups"] == 0
+            if v == "se_gc2":  # C/16 groups
+                assert [st["groups"] for st in stages] == [st["channels"] // 16 for st in stages]
+        elif v in ("eca", "eca_ns"):
+            assert [st["k"] for st in stages] == [3] * 4
+        elif v == "vanilla":
+            assert {st["kind"] for st in stages} == {"none"}
+
+
+def test_user_space_from_a_file(tmp_path):
+    f = tmp_path / "my_space.py"
+    f.write_text(
+        "from search_spaces import Budget, make_config\n"
+        "from study.config import AttentionSpec\n"
+        "def define(trial, *, backbone, width=None, **settings):\n"
+        "    '''ECA with one k everywhere.'''\n"
+        "    k = trial.suggest_categorical('k', [3, 5])\n"
+        "    return make_config([AttentionSpec.of('eca', k=k)] * 4, backbone=backbone, width=width or 0.25, **settings)\n"
+        "define.budget = Budget(trials=2, epochs=1)\n"
+    )
+    space = get_space(f"{f}:define")
+    assert space.info.description == "ECA with one k everywhere." and space.info.budget == Budget(trials=2, epochs=1)
+    study, out = _run(space, 2)
+    assert all(f_.user_attrs[record.STAGES][0]["k"] == f_.params["k"] for f_, _ in out)
+    with pytest.raises(ValueError, match="has no function 'nope'"):
+        get_space(f"{f}:nope")
+    with pytest.raises(ValueError, match="no such file"):
+        get_space(f"{tmp_path / 'absent.py'}:define")
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(ValueError, match="cannot import.*boom"):
+        get_space(f"{broken}:define")
+
+
+def test_a_space_returning_no_trial_config_is_an_error(tmp_path):
+    f = tmp_path / "bad.py"
+    f.write_text("def define(trial, **kw):\n    return {'arch': 1}\n")
+    study = optuna.create_study()
+    with pytest.raises(TypeError, match="must return a TrialConfig"):
+        get_space(f"{f}:define").suggest(study.ask(), **SETTINGS)
+
+
+def test_invalid_settings_fail_in_the_space():
+    space = get_space("se_ratio")
+    study = optuna.create_study()
+    with pytest.raises(ConfigError, match="width"):
+        space.suggest(study.ask(), **{**SETTINGS, "width": 4.0})
+    with pytest.raises(ValueError, match="backbone"):
+        space.suggest(study.ask(), **{**SETTINGS, "backbone": "resnet7"})
+
+
+def test_public_api():
+    assert set(search_spaces.__all__) >= {"register_space", "get_space", "list_spaces", "SpaceInfo", "Budget", "Space"}
