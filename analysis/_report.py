@@ -82,7 +82,7 @@ def make_report(
     from analysis._fidelity import fidelity
     from analysis._importance import param_importances
     from analysis._load import coerce_frames
-    from analysis._pareto import COSTS, attention_gain, front_hypervolumes, pareto_front
+    from analysis._pareto import attention_gain, front_hypervolumes, pareto_front
     from analysis._kmap import analyze_kmap, gamma_b_plane
 
     fr = coerce_frames(frames)

@@ -23,6 +23,19 @@ TINY_FLAGS = ("--proxy", "synthetic-small", "--width", "0.25", "--set", "recipe.
 POSTGRES_URL = os.environ.get("STUDY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread for the whole suite: the models here are tiny, and on a shared
+    2-core machine OpenMP threads that spin-wait for each other made single test files
+    4-10x slower. (Ray trials set their own thread count from --cpus-per-trial.)"""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_flags() -> tuple[str, ...]:
     return TINY_FLAGS

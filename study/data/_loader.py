@@ -22,7 +22,7 @@ seeded by ``(seed, epoch)``: the same seed and epoch give the same batches on an
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F

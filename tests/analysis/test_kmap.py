@@ -50,7 +50,6 @@ def test_psi_fit_recovers_truth_with_noise():
         assert not f.contains_paper and f.paper_loss > f.loss
     # a weight of zero silences a point entirely
     w = np.ones(len(C))
-    bad = len(C)
     f2 = fit_psi(C + [64], K + [15], np.append(w, 0.0))
     assert f2.loss == fit.psi["paper"].loss and f2.equal_loss == fit.psi["paper"].equal_loss
 

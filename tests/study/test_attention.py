@@ -23,14 +23,6 @@ from study.attention import _registry
 from study.config import AttentionSpec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run fastest on one thread, and test runs sharing the CPU do not
-    oversubscribe it (2 threads per process under load made this file 4x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 KINDS = ["cbam", "coord", "eca", "eca_ns", "none", "se", "se_gc", "se_var1", "se_var2", "se_var3"]

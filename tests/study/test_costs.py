@@ -14,14 +14,6 @@ from study.costs import Costs, count_attention_params, count_macs, count_params,
 from study.models import build_model, describe_stages
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run fastest on one thread, and test runs sharing the CPU do not
-    oversubscribe it (2 threads per process under load made this file 4x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 TINY_ARCH = {"backbone": "resnet18", "stem": "lowres", "width": 0.25, "num_classes": 10, "stages": [{"kind": "eca", "k": 3}, {"kind": "se", "r": 4}, {"kind": "none"}, {"kind": "eca"}]}

@@ -8,21 +8,12 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from study._cli import run_cli
 from study.config import ArchSpec, AttentionSpec, TrialConfig
 from study.inspect import main, parse_attention
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run fastest on one thread, and test runs sharing the CPU do not
-    oversubscribe it (2 threads per process under load made this file 4x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _run(argv, capsys):

@@ -10,14 +10,6 @@ from study.config import ArchSpec, AttentionSpec, ConfigError
 from study.models import StageInfo, build_model, describe_stages, list_backbones, make_divisible, num_stages, released_arch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run fastest on one thread, and test runs sharing the CPU do not
-    oversubscribe it (2 threads per process under load made this file 4x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 BACKBONES = ["mobilenetv2", "resnet101", "resnet18", "resnet34", "resnet50"]

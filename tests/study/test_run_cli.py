@@ -129,7 +129,7 @@ def test_every_space_runs_two_tiny_trials_end_to_end(space, tmp_path, capsys, ti
     for t in finished:
         assert t.user_attrs[record.CONFIG]["arch"]["width"] == 0.25 and len(t.user_attrs[record.HISTORY]) == 1
         assert (run_dir / "trials" / str(t.number) / "config.json").exists()
-    assert f"next: python -m analysis.report" in out and "best trial" in out and str(run_dir) in out
+    assert "next: python -m analysis.report" in out and "best trial" in out and str(run_dir) in out
     assert json.loads((run_dir / "settings.json").read_text())["space"] == space
 
 

@@ -31,13 +31,6 @@ EXACT = ("epoch", "top1", "top5", "val_loss", "train_loss", "lr")
 OUTPUTS = {"config.json", "metrics.csv", "metrics.json", "result.json", CHECKPOINT_NAME}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread (see tests/study/test_trainer.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_config(path: Path, config: TrialConfig = CONFIG) -> Path:

@@ -51,14 +51,6 @@ class Recording(Reporter):
         return metrics.epoch == self.stop_at
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP threads that spin-wait for
-    each other make these tiny runs 5-10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
