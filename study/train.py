@@ -134,13 +134,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume and state is None:
         print(f"no checkpoint in {out}; starting from epoch 1")
 
+    from study.data import load_proxy
+
+    data = load_proxy(config.proxy)  # bad data fails here, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     if state is None:  # a resumed run keeps its config.json until train() has checked the config
         _write_atomic(out / "config.json", config.to_json() + "\n")
     del state
     print(f"training {config.arch.backbone} ({', '.join(s.kind for s in config.arch.stages)}) "
           f"on {config.proxy.source} {config.proxy.resolution}px for {config.recipe.epochs} epochs -> {out}")
-    result = train(config, _MetricsWriter(out), device=args.device, checkpoint_dir=out, resume=args.resume, log=print)
+    result = train(config, _MetricsWriter(out), device=args.device, data=data, checkpoint_dir=out, resume=args.resume, log=print)
     _write_atomic(out / "config.json", config.to_json() + "\n")
     _write_metrics(out, [m.to_dict() for m in result.history])
     _write_atomic(out / "result.json", json.dumps(result.to_dict(), indent=2) + "\n")

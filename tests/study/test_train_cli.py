@@ -210,12 +210,14 @@ def test_data_dir_trains_on_a_prepared_cache(tmp_path, capsys):
         (lambda d: [], "the following arguments are required: --config"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make_args, expected):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, make_args, expected):
+    monkeypatch.chdir(tmp_path)  # the default --out is relative: bad input must create nothing there
     write_config(tmp_path / "good.json")
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "unknown.json").write_text(json.dumps({**CONFIG.to_dict(), "colour": "red"}))
     line = cli_error(capsys, *make_args(tmp_path))
     assert expected in line, line
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where CUDA is missing")
