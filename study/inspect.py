@@ -55,6 +55,8 @@ def parse_attention(text: str) -> AttentionSpec:
             raise UsageError(f"attention {text!r}: parameter {item!r} is not NAME=VALUE")
         if name.strip() in params:
             raise UsageError(f"attention {text!r}: parameter {name.strip()!r} given twice")
+        if name.strip() == "kind":
+            raise UsageError(f"attention {text!r}: parameter 'kind' is not allowed (the kind goes before the colon)")
         params[name.strip()] = _value(value.strip())
     return AttentionSpec.of(kind, **params)
 

@@ -33,7 +33,7 @@ class CBAM(AttentionModule):
         p["bias"] = check_bool(cls.kind, "bias", p["bias"])
         return p
 
-    def __init__(self, channels: int, **params: Any):
+    def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)
         hidden = max(1, channels // self.params["r"])
         bias = self.params["bias"]
@@ -49,7 +49,7 @@ class CBAM(AttentionModule):
         return x * torch.sigmoid(self.spatial_bn(self.spatial(s)))
 
     @classmethod
-    def expected_params(cls, channels: int, **params: Any) -> int:
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
         p = cls.resolve(channels, **params)
         h = max(1, channels // p["r"])
         return 2 * channels * h + ((h + channels) if p["bias"] else 0) + 2 * p["kernel_size"] ** 2 + 2

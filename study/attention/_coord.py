@@ -32,7 +32,7 @@ class CoordAttention(AttentionModule):
         p["r"] = check_int(cls.kind, "r", p["r"])
         return p
 
-    def __init__(self, channels: int, **params: Any):
+    def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)
         mip = max(8, channels // self.params["r"])
         self.conv1 = nn.Conv2d(channels, mip, 1)
@@ -51,7 +51,7 @@ class CoordAttention(AttentionModule):
         return x * a_h * a_w
 
     @classmethod
-    def expected_params(cls, channels: int, **params: Any) -> int:
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
         p = cls.resolve(channels, **params)
         mip = max(8, channels // p["r"])
         return 3 * channels * mip + 3 * mip + 2 * channels

@@ -64,7 +64,7 @@ class ECA(_KernelSized):
     sigmoid -> scale. Exactly ``k`` parameters. See the module docstring for ``k`` /
     ``gamma``, ``b``, ``rule``; the resolved kernel size is :attr:`k`."""
 
-    def __init__(self, channels: int, **params: Any):
+    def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)
         k = self.k
         self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
@@ -81,7 +81,7 @@ class ECA(_KernelSized):
         return x * torch.sigmoid(z)[:, :, None, None]
 
     @classmethod
-    def expected_params(cls, channels: int, **params: Any) -> int:
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
         return cls.resolve(channels, **params)["k"]
 
 
@@ -91,7 +91,7 @@ class ECANS(_KernelSized):
     sharing - channel i is weighted by its own k weights over channels i-(k-1)/2 ..
     i+(k-1)/2 (zero outside 0..C-1). ``C * k`` parameters, no bias."""
 
-    def __init__(self, channels: int, **params: Any):
+    def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)
         k = self.k
         bound = 1.0 / math.sqrt(k)  # the default init of the shared Conv1d(1, 1, k) in ECA
@@ -105,5 +105,5 @@ class ECANS(_KernelSized):
         return x * torch.sigmoid(z)[:, :, None, None]
 
     @classmethod
-    def expected_params(cls, channels: int, **params: Any) -> int:
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
         return channels * cls.resolve(channels, **params)["k"]

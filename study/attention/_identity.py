@@ -17,5 +17,5 @@ class NoAttention(AttentionModule):
         return x
 
     @classmethod
-    def expected_params(cls, channels: int, **params) -> int:
+    def expected_params(cls, channels: int, /, **params) -> int:
         return 0

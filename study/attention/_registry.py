@@ -39,14 +39,14 @@ class AttentionModule(nn.Module):
     #: keyword parameters the kind takes, with the paper's defaults
     PARAMS: Mapping[str, Any] = MappingProxyType({})
 
-    def __init__(self, channels: int, **params: Any):
+    def __init__(self, channels: int, /, **params: Any):
         super().__init__()
         self.channels = channels
         #: the validated, completed parameters (ECA: with its resolved ``k``)
         self.params: dict[str, Any] = type(self).resolve(channels, **params)
 
     @classmethod
-    def resolve(cls, channels: int, **params: Any) -> dict[str, Any]:
+    def resolve(cls, channels: int, /, **params: Any) -> dict[str, Any]:
         """Validate ``channels`` and ``params`` and return the completed parameter dict.
 
         Raises ``ValueError`` naming an unknown parameter (with the kind's valid ones) or a
@@ -65,7 +65,7 @@ class AttentionModule(nn.Module):
         return {**cls.PARAMS, **params}
 
     @classmethod
-    def expected_params(cls, channels: int, **params: Any) -> int:
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
         """The closed-form number of trainable parameters for ``channels`` and ``params``."""
         raise NotImplementedError
 
@@ -134,7 +134,7 @@ def _split(kind_or_spec: Any, params: Mapping[str, Any]) -> tuple[str, dict[str,
     raise ValueError(f"attention: expected a kind name, an AttentionSpec or a dict, got {kind_or_spec!r}")
 
 
-def resolve_attention(kind_or_spec: Any, channels: int, **params: Any) -> tuple[str, dict[str, Any]]:
+def resolve_attention(kind_or_spec: Any, channels: int, /, **params: Any) -> tuple[str, dict[str, Any]]:
     """Validate an attention choice for ``channels`` without building it.
 
     Returns ``(kind, completed_params)``; for ECA the completed parameters hold the
@@ -144,7 +144,7 @@ def resolve_attention(kind_or_spec: Any, channels: int, **params: Any) -> tuple[
     return kind, get_attention(kind).resolve(channels, **merged)
 
 
-def create_attention(kind_or_spec: Any, channels: int, **params: Any) -> AttentionModule:
+def create_attention(kind_or_spec: Any, channels: int, /, **params: Any) -> AttentionModule:
     """Build the attention module for ``channels`` channels.
 
     ``kind_or_spec`` is a registered key (``"eca"``), a :class:`study.config.AttentionSpec`

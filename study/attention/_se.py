@@ -40,7 +40,7 @@ class SE(AttentionModule):
         p["bias"] = check_bool(cls.kind, "bias", p["bias"])
         return p
 
-    def __init__(self, channels: int, **params: Any):
+    def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)
         hidden = max(1, channels // self.params["r"])
         bias = self.params["bias"]
@@ -52,7 +52,7 @@ class SE(AttentionModule):
         return x * y[:, :, None, None]
 
     @classmethod
-    def expected_params(cls, channels: int, **params: Any) -> int:
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
         p = cls.resolve(channels, **params)
         h = max(1, channels // p["r"])
         return 2 * channels * h + ((h + channels) if p["bias"] else 0)
@@ -69,7 +69,7 @@ class SEVar1(AttentionModule):
         return x * torch.sigmoid(_pool(x))[:, :, None, None]
 
     @classmethod
-    def expected_params(cls, channels: int, **params: Any) -> int:
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
         return 0
 
 
@@ -80,7 +80,7 @@ class SEVar2(AttentionModule):
 
     PARAMS = {}
 
-    def __init__(self, channels: int, **params: Any):
+    def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)
         self.weight = nn.Parameter(torch.ones(channels))
 
@@ -88,7 +88,7 @@ class SEVar2(AttentionModule):
         return x * torch.sigmoid(_pool(x) * self.weight)[:, :, None, None]
 
     @classmethod
-    def expected_params(cls, channels: int, **params: Any) -> int:
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
         return channels
 
 
@@ -99,7 +99,7 @@ class SEVar3(AttentionModule):
 
     PARAMS = {}
 
-    def __init__(self, channels: int, **params: Any):
+    def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)
         self.fc = nn.Linear(channels, channels, bias=False)
 
@@ -107,7 +107,7 @@ class SEVar3(AttentionModule):
         return x * torch.sigmoid(self.fc(_pool(x)))[:, :, None, None]
 
     @classmethod
-    def expected_params(cls, channels: int, **params: Any) -> int:
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
         return channels * channels
 
 
@@ -128,7 +128,7 @@ class SEGC(AttentionModule):
         p["groups"] = g
         return p
 
-    def __init__(self, channels: int, **params: Any):
+    def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)
         self.conv = nn.Conv2d(channels, channels, 1, groups=self.params["groups"], bias=False)
 
@@ -137,6 +137,6 @@ class SEGC(AttentionModule):
         return x * torch.sigmoid(self.conv(y))
 
     @classmethod
-    def expected_params(cls, channels: int, **params: Any) -> int:
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
         p = cls.resolve(channels, **params)
         return channels * channels // p["groups"]

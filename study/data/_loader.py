@@ -137,7 +137,11 @@ class DeviceLoader:
 
         images, labels = split.images, split.labels
         self.on_device = False
-        self._pinned_buffer: torch.Tensor | None = None
+        # two pinned staging buffers used in turn; a buffer is refilled only after the
+        # asynchronous copy that last read it has finished (its event)
+        self._pinned_buffers: list[torch.Tensor] = []
+        self._copy_events: list[torch.cuda.Event | None] = [None, None]
+        self._turn = 0
         if self.device.type == "cpu":
             pass
         elif self.device.type == "cuda":
@@ -147,7 +151,7 @@ class DeviceLoader:
                 images, self.on_device = images.to(self.device), True
             else:
                 images = images.pin_memory()
-                self._pinned_buffer = torch.empty((batch_size, h, w, 3), dtype=torch.uint8).pin_memory()
+                self._pinned_buffers = [torch.empty((batch_size, h, w, 3), dtype=torch.uint8).pin_memory() for _ in range(2)]
         else:
             images, self.on_device = images.to(self.device), True
         self.images = images
@@ -181,9 +185,17 @@ class DeviceLoader:
     def _gather(self, idx: torch.Tensor) -> torch.Tensor:
         if self.on_device or self.device.type == "cpu":
             return self.images[idx.to(self.images.device)]
-        buf = self._pinned_buffer[: idx.shape[0]]  # type: ignore[index]
+        turn, self._turn = self._turn, self._turn ^ 1
+        pending = self._copy_events[turn]
+        if pending is not None:
+            pending.synchronize()  # the copy that last read this buffer has finished
+        buf = self._pinned_buffers[turn][: idx.shape[0]]
         torch.index_select(self.images, 0, idx, out=buf)
-        return buf.to(self.device, non_blocking=True)
+        x = buf.to(self.device, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(torch.cuda.current_stream(self.device))
+        self._copy_events[turn] = done
+        return x
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self._epoch

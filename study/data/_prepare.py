@@ -73,6 +73,8 @@ def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state
     st = state["splits"].setdefault(split, {"done": False, "chunks": [], "skipped": []})
     if st["chunks"] and not tmp.exists():
         st["chunks"], st["skipped"] = [], []
+    # chunk ids are only meaningful with the chunk size that made them: a rerun keeps it
+    chunk_size = st.setdefault("chunk_size", chunk_size)
     mm = open_memmap(tmp, mode="r+" if tmp.exists() else "w+", dtype=np.uint8, shape=(n, resolution, resolution, 3))
     if mm.shape != (n, resolution, resolution, 3):
         raise ValueError(f"{tmp}: unexpected shape {mm.shape}; delete {partial} and prepare again")
@@ -165,7 +167,8 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
         out: the cache folder to create.
         resolution: side of the square images, in pixels (8-1024).
         workers: decoding processes (default: all CPUs); 1 decodes in this process.
-        chunk_size: images per task (and per resumable step).
+        chunk_size: images per task (and per resumable step); a resumed split keeps the
+            chunk size it was started with.
         progress: show a tqdm progress bar on stderr.
         force: rebuild even if ``out`` already holds a complete cache.
         on_chunk: called as ``on_chunk(split, chunk_id, num_chunks)`` after each chunk is
@@ -232,7 +235,8 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
         else:
             _array_split(split, listing, partial, state, resolution=resolution, progress=progress, on_chunk=on_chunk)
 
-    skipped = [s for split in SPLITS for s in state["splits"][split]["skipped"]]
+    # chunks finish in any order when decoded in parallel: list the skipped files in file order
+    skipped = [s for split in SPLITS for s in sorted(state["splits"][split]["skipped"], key=lambda s: s["index"])]
     counts = {}
     for split in SPLITS:
         labels = np.load(partial / array_files(split)[1])

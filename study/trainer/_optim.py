@@ -1,7 +1,8 @@
 """SGD with Nesterov momentum, with weight decay on weights only.
 
-Weight decay is not applied to batch-norm parameters and biases (every parameter with
-``ndim <= 1``), following "Bag of Tricks for Image Classification with Convolutional
+Weight decay is not applied to normalization-layer parameters and biases (parameters
+named ``bias``); other weights, 1-D ones such as SE-Var2's per-channel weight included,
+are decayed; following "Bag of Tricks for Image Classification with Convolutional
 Neural Networks" (He et al., CVPR 2019, Sec. 3.1, "No bias decay").
 """
 
@@ -14,9 +15,12 @@ from study.config import Recipe
 
 __all__ = ["param_groups", "build_optimizer"]
 
+#: normalization layers, whose affine parameters get no weight decay
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two optimizer groups: ``decay`` (weights, ndim > 1) and ``no_decay`` (BN and biases).
+    """Two optimizer groups: ``decay`` (weights) and ``no_decay`` (norm layers and biases).
 
     Each group carries its ``name``. Parameters that do not require grad are left out; a
     group with no parameters is dropped.
@@ -24,9 +28,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     if weight_decay < 0:
         raise ValueError(f"weight_decay: must be >= 0, got {weight_decay!r}")
     decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
+    seen: set[int] = set()
+    for module in model.modules():  # the order of model.parameters()
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (no_decay if isinstance(module, _NORMS) or name == "bias" else decay).append(p)
     groups = [
         {"name": "decay", "params": decay, "weight_decay": float(weight_decay)},
         {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},

@@ -202,6 +202,8 @@ def test_create_attention_accepts_specs_and_dicts():
         ("cbam", 64, {"kernel_size": 4}, r"kernel_size must be an odd integer"),
         ("coord", 64, {"r": -1}, r"r must be an integer >= 1"),
         ("se", 0, {}, r"channels: must be an integer >= 1"),
+        ("se", 64, {"channels": 8}, r"unknown parameter 'channels' \(valid parameters: r, bias\)"),
+        ("eca", 64, {"channels": 8}, r"unknown parameter 'channels'"),
         ("attn", 64, {}, r"unknown attention kind 'attn' \(valid kinds: cbam, coord, eca, eca_ns, none, se,"),
     ],
 )

@@ -113,3 +113,25 @@ def test_small_split_still_gives_a_batch(split):
 def test_bad_arguments_are_named(split, kwargs, match):
     with pytest.raises(ValueError, match=match):
         DeviceLoader(split, device="cpu", train=True, seed=0, **kwargs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("augment", ["none", "rrc_flip"])
+def test_host_resident_split_on_cuda_gives_the_cpu_batches_while_the_gpu_is_busy(split, augment, monkeypatch):
+    """A split kept in pinned host memory is staged through pinned buffers copied
+    asynchronously; a buffer must not be refilled while its copy is still queued behind
+    GPU work (the consumer's _sleep stands in for a training step)."""
+    import study.data._loader as loader_module
+
+    monkeypatch.setattr(loader_module, "DEVICE_FRACTION", 0.0)  # never on the device
+    gpu = DeviceLoader(split, batch_size=4, device="cuda", train=True, seed=3, augment=augment, drop_last=False)
+    assert not gpu.on_device
+    cpu = DeviceLoader(split, batch_size=4, device="cpu", train=True, seed=3, augment=augment, drop_last=False)
+    got = []
+    for x, y in gpu:
+        torch.cuda._sleep(20_000_000)  # keep the stream busy so later copies queue up
+        got.append((x.clone(), y.clone()))
+    torch.cuda.synchronize()
+    for (x, y), (xc, yc) in zip(got, cpu, strict=True):
+        assert torch.equal(y.cpu(), yc)
+        torch.testing.assert_close(x.cpu(), xc, rtol=0, atol=1e-3)

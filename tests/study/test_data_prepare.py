@@ -129,6 +129,44 @@ def test_interrupted_prepare_never_looks_complete_and_resumes(tmp_path):
     assert prepare("imagefolder", root, out, resolution=10, workers=1, progress=False, force=True)["resolution"] == 10
 
 
+def test_resume_with_another_chunk_size_still_decodes_every_image(tmp_path):
+    root = image_tree(tmp_path / "tree", CLASSES, train=6, val=2)
+    out = tmp_path / "cache"
+    reference = prepare("imagefolder", root, tmp_path / "ref", resolution=8, workers=1, chunk_size=4, progress=False)
+
+    def crash_after_two(split, chunk, total):
+        if chunk == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare("imagefolder", root, out, resolution=8, workers=1, chunk_size=2, progress=False, on_chunk=crash_after_two)
+    # chunks 0 and 1 of size 2 are done (images 0..3); chunk ids of size 5 would claim 0..9
+    m = prepare("imagefolder", root, out, resolution=8, workers=1, chunk_size=5, progress=False)
+    assert m["checksums"] == reference["checksums"]
+
+
+def _first_chunk_last(task):
+    """decode_chunk, but chunk 0 finishes after the others (runs in the pool workers)."""
+    from study.data._decode import decode_chunk
+
+    if task[0] == 0:
+        time.sleep(1.0)
+    return decode_chunk(task)
+
+
+def test_manifest_lists_skipped_files_in_order_whatever_the_workers(tmp_path, monkeypatch):
+    root = image_tree(tmp_path / "tree", ["a"], train=0, val=2)
+    for i in range(4):  # train/a/0.jpg .. 3.jpg: 0 and 3 are corrupt, in chunks 0 and 1 (size 2)
+        (corrupt if i in (0, 3) else lambda p: Image.new("RGB", (9, 9)).save(p))(root / "train" / "a" / f"{i}.jpg")
+    monkeypatch.setattr("study.data._prepare.decode_chunk", _first_chunk_last)
+    with pytest.warns(PrepareWarning):
+        parallel = prepare("imagefolder", root, tmp_path / "p", resolution=8, workers=2, chunk_size=2, progress=False)
+    with pytest.warns(PrepareWarning):
+        serial = prepare("imagefolder", root, tmp_path / "s", resolution=8, workers=1, chunk_size=2, progress=False)
+    assert [s["path"] for s in parallel["skipped"]] == [str(root / "train" / "a" / f"{i}.jpg") for i in (0, 3)]
+    assert parallel["skipped"] == serial["skipped"] and parallel["checksums"] == serial["checksums"]
+
+
 def test_stale_partial_of_other_inputs_is_discarded(tmp_path):
     root = image_tree(tmp_path / "tree", CLASSES, train=2, val=1)
     partial = tmp_path / "c.partial"

@@ -86,6 +86,8 @@ def test_latency_and_table_layout(capsys):
         (["--attention", "eca:k=4"], "stages[0]: attention 'eca': k must be an odd integer >= 1, got 4"),
         (["--attention", "eca:k"], "parameter 'k' is not NAME=VALUE"),
         (["--attention", "foo"], "unknown attention kind 'foo' (valid kinds: cbam,"),
+        (["--attention", "se:channels=8"], "attention 'se': unknown parameter 'channels'"),
+        (["--attention", "eca:kind=se"], "parameter 'kind' is not allowed"),
         (["--stage", "4=none"], "backbone 'resnet50' has stages 0..3"),
         (["--stage", "x=none"], "expected INDEX=ATTENTION"),
         (["--backbone", "vgg"], "argument --backbone: invalid choice"),

@@ -157,6 +157,7 @@ def test_stems():
         ({"backbone": "resnet18", "stages": [{"kind": "none"}] * 3 + [{"kind": "eca", "k": 2}]}, r"stages\[3\]: attention 'eca': k must be an odd"),
         ({"backbone": "resnet18", "stages": [{"kind": "se", "ratio": 4}] * 4}, r"stages\[0\]: attention 'se': unknown parameter 'ratio'"),
         ({"backbone": "resnet18", "stages": [{"kind": "sk"}] * 4}, r"unknown attention kind 'sk'"),
+        ({"backbone": "resnet18", "stages": [{"kind": "se", "channels": 8}] * 4}, r"stages\[0\]: attention 'se': unknown parameter 'channels'"),
         ({"backbone": "vgg", "stages": []}, r"unknown backbone 'vgg'"),
     ],
 )

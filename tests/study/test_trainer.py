@@ -293,6 +293,21 @@ def test_no_weight_decay_on_batchnorm_and_bias():
     assert optimizer.defaults["nesterov"] and optimizer.defaults["momentum"] == 0.9
 
 
+def test_one_dimensional_attention_weights_are_decayed():
+    # SE-Var2's per-channel weight is 1-D but is neither a BN parameter nor a bias
+    for kind in ("se_var2", "cbam"):
+        model = build_model(ArchSpec.uniform("resnet18", kind, stem="lowres", width=0.25, num_classes=5))
+        groups = {g["name"]: g for g in param_groups(model, 5e-4)}
+        decay = {id(p) for p in groups["decay"]["params"]}
+        no_decay = {id(p) for p in groups["no_decay"]["params"]}
+        attention = model.stages[0][0].attention
+        if kind == "se_var2":
+            assert id(attention.weight) in decay
+        else:
+            assert {id(attention.spatial_bn.weight), id(attention.spatial_bn.bias), id(attention.mlp[0].bias)} <= no_decay
+        assert len(decay) + len(no_decay) == len(list(model.parameters()))
+
+
 def test_cosine_schedule_shape():
     s = LRSchedule.from_recipe(Recipe(epochs=10, warmup_epochs=2), steps_per_epoch=5)
     values = [s(i) for i in range(50)]
