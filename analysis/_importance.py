@@ -53,11 +53,19 @@ def param_importances(frames: Any, *, evaluator: Any = "default",
         if objective not in fr.objectives:
             raise ValueError(f"objective: must be one of {', '.join(fr.objectives)}, got {objective!r}")
         i = fr.objectives.index(objective)
-        target = lambda t: t.values[i]  # noqa: E731
+        # Optuna's default evaluator (PED-ANOVA) takes lower target values as better: negate a
+        # maximized objective (variance-based evaluators are unaffected by the sign)
+        sign = -1.0 if fr.directions[i] == "maximize" else 1.0
+        target = lambda t: sign * t.values[i]  # noqa: E731
     from optuna import importance as _importance
 
+    import warnings
+
     try:
-        imp = _importance.get_param_importances(fr.study, evaluator=ev, target=target)
+        with warnings.catch_warnings():
+            # its advice (negate a maximized target) is followed above
+            warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes the importances")
+            imp = _importance.get_param_importances(fr.study, evaluator=ev, target=target)
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"importance: Optuna could not evaluate the study: {' '.join(str(exc).split())}") from None
     if not imp:

@@ -299,8 +299,8 @@ def fit_continuous(
     B = np.array(boots, float).reshape(-1, 2)
     a_ci = _percentile_ci(B[:, 0], confidence)
     # gamma = 1/alpha is monotone in alpha, so its percentile interval is the image of alpha's;
-    # where alpha's interval reaches 0 or below, gamma (and b = beta/alpha) are unbounded
-    if a_ci[0] > 1e-9:
+    # where alpha's interval reaches across 0, gamma (and b = beta/alpha) are unbounded
+    if a_ci[0] > 1e-9 or a_ci[1] < -1e-9:
         g_ci = (1.0 / a_ci[1], 1.0 / a_ci[0])
         b_ci = _percentile_ci(B[:, 1] / B[:, 0], confidence)
     else:

@@ -275,6 +275,7 @@ def _trial_row(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> dict[s
     row["num_stages"] = n if n else math.nan
     kinds: list[str] = []
     psi_pairs: set[tuple[float, float]] = set()
+    fixed_k = False  # an ECA stage with an explicit k: not every ECA stage follows one psi mapping
     for i in range(n):
         st = stages[i] if i < len(stages) else {}
         sp = spec_stages[i] if i < len(spec_stages) else {}
@@ -292,9 +293,11 @@ def _trial_row(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> dict[s
             row[f"stage{i}_{k}"] = v
         if kind in ("eca", "eca_ns") and ("gamma" in sp or "b" in sp) and "k" not in sp:
             psi_pairs.add((float(sp.get("gamma", 2)), float(sp.get("b", 1))))
+        elif kind in ("eca", "eca_ns") and "k" in sp:
+            fixed_k = True
     row["attention"] = summarize_kinds(kinds) if kinds else "unknown"
     row["pattern"] = ",".join(str(k) for k in kinds)
-    row["gamma"], row["b"] = next(iter(psi_pairs)) if len(psi_pairs) == 1 else (math.nan, math.nan)
+    row["gamma"], row["b"] = next(iter(psi_pairs)) if len(psi_pairs) == 1 and not fixed_k else (math.nan, math.nan)
     for name, v in t.params.items():
         row[f"param_{name}"] = v
     row["reference"] = rec.reference

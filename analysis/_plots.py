@@ -247,8 +247,11 @@ def plot_kmap(fit: Any, preferred: Any = None, *, title: str | None = None) -> F
         for _, r in preferred.replicates.groupby(["C", "k_star"]).size().rename("n").reset_index().iterrows():
             share = r["n"] / max(1, preferred.replicates["replicate"].nunique())
             ax.scatter(np.log2(r["C"]), r["k_star"], s=400 * share, color="#1f77b4", alpha=0.2, edgecolors="none")
-        ax.errorbar(tx, tab["k_star"], yerr=[tab["k_star"] - tab["k_lo"], tab["k_hi"] - tab["k_star"]], fmt="o",
-                    color="#1f77b4", capsize=3, label=f"k* per C ({preferred.confidence:.0%} bootstrap range)")
+        # the bootstrap range need not contain k* (the fit on all trials), so it is drawn as its own bar
+        ax.vlines(tx, tab["k_lo"], tab["k_hi"], color="#1f77b4", lw=1.2)
+        ax.scatter(np.r_[tx, tx], np.r_[tab["k_lo"], tab["k_hi"]], marker="_", s=60, color="#1f77b4")
+        ax.scatter(tx, tab["k_star"], marker="o", s=30, color="#1f77b4", zorder=3,
+                   label=f"k* per C ({preferred.confidence:.0%} bootstrap range)")
     else:
         ax.scatter(x, pts["k"], s=30 + 60 * pts["weight"] / pts["weight"].max(), color="#1f77b4", zorder=3, label="points")
     ticks = np.arange(math.floor(gx.min()), math.ceil(gx.max()) + 1)

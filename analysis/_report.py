@@ -90,6 +90,12 @@ def make_report(
     out.mkdir(parents=True, exist_ok=True)
     R = _Report(out, log or (lambda s: None))
     others = [coerce_frames(c) for c in compare]
+    labels = [fr.name]  # one distinct label per study: two run folders may hold studies of one name
+    for o in others:
+        lab, i = o.name, 2
+        while lab in labels:
+            lab, i = f"{o.name}-{i}", i + 1
+        labels.append(lab)
     t = fr.trials
     counts = t["state"].value_counts().to_dict() if len(t) else {}
     R.log(f"[report] study {fr.name!r}: {len(t)} trials " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" -> {out}")
@@ -131,7 +137,7 @@ def make_report(
             R.md += [f"_Front against {cost} not made: {R.skipped[-1][1]}._", ""]
 
     def _hv():
-        studies = {fr.name: fr, **{o.name: o for o in others}}
+        studies = dict(zip(labels, [fr, *others]))
         if done.empty:
             raise ValueError("no completed trials")
         hv = front_hypervolumes(studies, cost="params")
@@ -220,16 +226,16 @@ def make_report(
     # ---- fidelity against compared studies
     if others:
         R.md += ["## Proxy fidelity", ""]
-        for o in others:
-            def _fid(o=o):
-                res = fidelity(fr, o)
-                safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in o.name)
+        for o, lab in zip(others, labels[1:]):
+            def _fid(o=o, lab=lab):
+                res = fidelity(fr, o, names=(fr.name, lab))
+                safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in lab)
                 R.csv(res.pairs, f"fidelity_{safe}")
-                R.fig(P.plot_fidelity(res), f"fidelity_{safe}", f"fidelity against {o.name}")
-                R.md += [f"Against `{o.name}`: {res.n} common configurations, Kendall tau {res.kendall_tau:.3f} "
+                R.fig(P.plot_fidelity(res), f"fidelity_{safe}", f"fidelity against {lab}")
+                R.md += [f"Against `{lab}`: {res.n} common configurations, Kendall tau {res.kendall_tau:.3f} "
                          f"(p={res.kendall_p:.2g}), Spearman rho {res.spearman_rho:.3f} (p={res.spearman_p:.2g}).", ""]
-            if not R.step(f"fidelity vs {o.name}", _fid):
-                R.md += [f"_Not made against {o.name}: {R.skipped[-1][1]}._", ""]
+            if not R.step(f"fidelity vs {lab}", _fid):
+                R.md += [f"_Not made against {lab}: {R.skipped[-1][1]}._", ""]
 
     if R.skipped:
         R.md += ["## Not made", ""] + [f"- {w}: {m}" for w, m in R.skipped] + [""]

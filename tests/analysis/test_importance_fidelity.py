@@ -44,3 +44,12 @@ def test_fidelity_rank_correlation(make_study):
     other = analysis.load(make_study("other", n_eca=6, n_psi=0, n_se=0, n_none=0, n_pruned=0, n_failed=0, seed=1234))
     with pytest.raises(ValueError, match="needs at least 3 configurations present in both studies"):
         analysis.fidelity(a, other)
+
+
+def test_importance_of_a_maximized_objective_in_a_multi_objective_study(make_study):
+    # the same trials in a single- and a two-objective study: top-1's importance must agree
+    # (Optuna's default evaluator treats a target as minimized unless told otherwise)
+    kw = dict(n_eca=40, n_psi=10, n_se=10, n_none=10, n_pruned=0, n_failed=0)
+    single = analysis.param_importances(analysis.load(make_study("single", **kw)))
+    multi = analysis.param_importances(analysis.load(make_study("multi", objectives=("top1", "params"), **kw)))
+    assert single.set_index("param")["importance"].to_dict() == pytest.approx(multi.set_index("param")["importance"].to_dict())

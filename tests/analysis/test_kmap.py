@@ -169,3 +169,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     # and through the module entry point
     r = subprocess.run([sys.executable, "-m", "analysis.kmap", "--points", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"python -m analysis.kmap: error: {bad}: missing column 'k' (header: C, kk)"]
+
+
+def test_plot_kmap_when_k_star_lies_outside_its_bootstrap_range(demo_run):
+    # the fit on all trials can pick a k* that few replicates pick (seen on a real 20-trial study)
+    an = analysis.analyze_kmap(analysis.load(demo_run), n_bootstrap=2, seed=0)
+    tab = an.preferred.table.copy()
+    tab.loc[0, ["k_lo", "k_hi"]] = tab.loc[0, "k_star"] + 2
+    tab.loc[1, ["k_lo", "k_hi"]] = tab.loc[1, "k_star"] - 2
+    pref = dataclasses.replace(an.preferred, table=tab)
+    fig = analysis.plot_kmap(dataclasses.replace(an, preferred=pref))
+    assert fig.axes[0].get_legend() is not None
+
+
+def test_continuous_fit_interval_of_gamma_when_k_falls_with_C():
+    # alpha < 0 throughout its interval: gamma = 1/alpha and b = beta/alpha stay bounded (negative gamma)
+    f = fit_continuous(CS, -0.5 * np.log2(CS) + 8, n_bootstrap=50)
+    assert f.gamma_ci == pytest.approx((-2.0, -2.0)) and f.b_ci == pytest.approx((-16.0, -16.0))

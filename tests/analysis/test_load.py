@@ -124,3 +124,18 @@ def test_summarize_kinds():
     assert summarize_kinds(["none"] * 4) == "none"
     assert summarize_kinds(["eca", "none", "eca", "eca"]) == "eca+none"
     assert summarize_kinds(["eca", "se", "none", "eca"]) == "mixed"
+
+
+def test_gamma_b_only_where_every_eca_stage_follows_one_psi(make_real_study):
+    from study.config import ArchSpec, AttentionSpec
+
+    def arch(*stages):
+        return ArchSpec(backbone="resnet18", stem="lowres", width=0.25, num_classes=10, stages=stages)
+
+    psi_ = AttentionSpec.of("eca", gamma=3, b=2)
+    run = make_real_study([arch(psi_, psi_, AttentionSpec("none"), AttentionSpec.of("se", r=8)),
+                           arch(psi_, AttentionSpec.of("eca", k=5), psi_, psi_),  # one stage with a fixed k
+                           arch(psi_, AttentionSpec.of("eca", gamma=2, b=1), psi_, psi_)], name="gb")
+    t = analysis.load(run).trials
+    assert (t.loc[0, "gamma"], t.loc[0, "b"]) == (3.0, 2.0)
+    assert t.loc[1:, "gamma"].isna().all() and t.loc[1:, "b"].isna().all()

@@ -73,3 +73,17 @@ def test_report_cli_errors(tmp_path, demo_run, capsys):
         assert code == 2 and len(lines) == 1 and lines[0].startswith("python -m analysis.report: error:") and msg in lines[0], err
     r = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "nope")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"python -m analysis.report: error: run folder '{tmp_path / 'nope'}' does not exist"]
+
+
+def test_report_compares_studies_of_the_same_name(demo_run, make_study, tmp_path):
+    from analysis import load, make_report
+
+    # another run folder holding a study also named "demo" (e.g. the same space on another proxy)
+    other = load(make_study("demo", n_eca=20, n_psi=0, n_se=0, n_none=0, n_pruned=0, n_failed=0, seed=0, noise_seed=5))
+    out = tmp_path / "report"
+    make_report(load(demo_run), out, compare=[other], n_bootstrap=0, log=None)
+    import pandas as pd
+
+    hv = pd.read_csv(out / "hypervolume.csv")
+    assert hv["study"].tolist() == ["demo", "demo-2"]  # neither study hides the other
+    assert (out / "fidelity_demo-2.csv").exists() and (out / "fronts_params.png").exists()
