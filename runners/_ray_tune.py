@@ -175,6 +175,20 @@ def _trial_name(trial: Any) -> str:
     return f"trial_{trial.config.get('number', trial.trial_id)}"
 
 
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """A ``HOST:PORT`` address must accept a TCP connection: ``ray.init`` retries an
+    unreachable one for minutes before it fails."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # 'auto', ray://..., or a form Ray itself will judge
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ValueError(f"address: cannot connect to the Ray cluster at {address!r} ({exc.strerror or exc})") from None
+
+
 def connect(settings: Any) -> bool:
     """Connect to ``settings.address`` or start a local Ray for the run (nothing when this
     process is connected already), and check that the cluster can hold one trial.
@@ -191,6 +205,7 @@ def connect(settings: Any) -> bool:
         }
         try:
             if settings.address:
+                _check_reachable(settings.address)
                 ray.init(address=settings.address, **kwargs)
             else:
                 ray.init(num_cpus=os.cpu_count() or 1, **kwargs)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 from runners._bridge import StudyBridge
-from runners._optuna import make_pruner, make_sampler, make_storage, redact
+from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage, redact
 from runners._progress import Progress
 from runners._settings import StudySettings
 
@@ -20,6 +21,14 @@ SPACE_ATTR = "space"
 
 
 def study_exists(storage_url: str, name: str) -> bool:
+    """Whether ``name`` is a study in ``storage_url``; a SQLite file that does not exist
+    holds none and is not created by asking (bad input must create nothing)."""
+    from sqlalchemy.engine import make_url
+
+    check_storage_url(storage_url)
+    url = make_url(storage_url)
+    if url.get_backend_name() == "sqlite" and (url.database in (None, "", ":memory:") or not Path(url.database).exists()):
+        return False
     storage = make_storage(storage_url)
     return any(s.study_name == name for s in storage.get_all_studies())
 
@@ -50,6 +59,11 @@ def open_study(settings: StudySettings, space: Any, *, create: bool) -> optuna.S
         raise ValueError(f"name: no study named {settings.name!r} in {redact(settings.storage)}") from None
     if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE for d in settings.directions]:
         raise ValueError(f"objectives: study {settings.name!r} was created with other objectives")
+    # a sampler seeded as in the first run would draw the same random numbers again and so
+    # re-sample the configurations that run already tried: seed it past the trials so far
+    n = len(study.get_trials(deepcopy=False))
+    if n:
+        study.sampler = make_sampler(settings.replace(seed=settings.seed + n), space.grid_space(**settings.space_settings()))
     return study
 
 

@@ -182,15 +182,17 @@ def get_space(name_or_path: str) -> Space:
     if not fn_name.isidentifier():
         raise ValueError(f"space: {fn_name!r} is not a function name (in {name_or_path!r})")
     module_name = f"_user_space_{abs(hash(str(path.resolve())))}"
-    try:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    except Exception as exc:  # the user's file: report what failed on one line
-        sys.modules.pop(module_name, None)
-        raise ValueError(f"space: cannot import {path_text!r}: {type(exc).__name__}: {exc}") from None
+    module = sys.modules.get(module_name)  # imported once per process (a file may register spaces)
+    if module is None:
+        try:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the user's file: report what failed on one line
+            sys.modules.pop(module_name, None)
+            raise ValueError(f"space: cannot import {path_text!r}: {type(exc).__name__}: {exc}") from None
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise ValueError(f"space: {path_text!r} has no function {fn_name!r}")

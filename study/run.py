@@ -203,6 +203,8 @@ def _dry_run(space: Any, settings: Any) -> None:
             space.suggest(trial, **kw)
         except (ValueError, TypeError, KeyError) as exc:
             raise UsageError(f"--space {settings.space}: {exc}") from None
+        except Exception as exc:  # a user's space with a bug: one line, not a traceback
+            raise UsageError(f"--space {settings.space}: {type(exc).__name__}: {exc}") from None
         study.tell(trial, 0.0)
 
 
@@ -296,7 +298,11 @@ def resolve_settings(args: Any, *, note=print) -> tuple[Any, Any, bool]:
         raise UsageError("--set recipe.epochs contradicts --epochs")
     if "epochs" in overrides["recipe"]:
         recipe_fields["epochs"] = overrides["recipe"]["epochs"]
-    recipe_fields["warmup_epochs"] = min(float(recipe_fields["warmup_epochs"]), float(recipe_fields["epochs"]))
+    try:
+        recipe_fields["warmup_epochs"] = min(float(recipe_fields["warmup_epochs"]), float(recipe_fields["epochs"]))
+    except (TypeError, ValueError):
+        raise UsageError(f"--set: recipe.epochs and recipe.warmup_epochs must be numbers, got "
+                         f"{recipe_fields['epochs']!r} and {recipe_fields['warmup_epochs']!r}") from None
     recipe = Recipe.from_dict(recipe_fields)
 
     # -- the name and the folder
@@ -487,7 +493,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
     else:
         study = open_study(settings, space, create=False)
-    (run_dir / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2) + "\n")
+    # atomically: a driver killed while writing must not leave a settings.json --resume cannot read
+    tmp = run_dir / ".settings.json.tmp"
+    tmp.write_text(json.dumps(settings.to_dict(), indent=2) + "\n")
+    os.replace(tmp, run_dir / "settings.json")
     what = "resuming" if not create else "study"
     progress.line(
         f"{what} {settings.name!r}: space {space.name}, {settings.trials} trials x {settings.recipe.epochs} epochs, "

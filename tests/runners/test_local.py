@@ -172,3 +172,13 @@ def test_settings_validate_eagerly_and_round_trip(tiny_settings):
         s.trials = 5  # frozen
     with pytest.raises(TypeError):
         StudySettings("x")  # keyword-only
+
+
+def test_resume_samples_new_configurations(tiny_settings):
+    # the resumed run's sampler must not replay the first run's random draws
+    settings = tiny_settings(sampler="random", trials=4, recipe=Recipe(epochs=1, batch_size=32, warmup_epochs=0))
+    run_study(settings)
+    bridge = run_study(settings.replace(trials=6), resume=True)
+    sampled = [t.params for t in bridge.study.get_trials() if t.user_attrs.get(record.REFERENCE) is None]
+    assert len(sampled) == 3
+    assert all(a != b for i, a in enumerate(sampled) for b in sampled[i + 1:]), sampled

@@ -184,6 +184,25 @@ def test_user_space_from_a_file(tmp_path):
         get_space(f"{broken}:define")
 
 
+def test_a_user_file_is_imported_once(tmp_path, monkeypatch):
+    from search_spaces import _registry
+
+    monkeypatch.setattr(_registry, "_SPACES", dict(_registry._SPACES))  # the registration is undone after
+    # study.run resolves a user space several times (e.g. --space FILE:fn --resume); a file
+    # that registers a space (or does anything once) must not be executed again
+    f = tmp_path / "registering.py"
+    f.write_text(
+        "from search_spaces import Budget, make_config, register_space\n"
+        "from study.config import AttentionSpec\n"
+        "@register_space('user_registered_once', description='x', budget=Budget(trials=1, epochs=1))\n"
+        "def define(trial, *, backbone, width=None, **settings):\n"
+        "    return make_config([AttentionSpec('none')] * 4, backbone=backbone, width=0.25, **settings)\n"
+    )
+    first = get_space(f"{f}:define")
+    second = get_space(f"{f}:define")
+    assert first.define is second.define
+
+
 def test_a_space_returning_no_trial_config_is_an_error(tmp_path):
     f = tmp_path / "bad.py"
     f.write_text("def define(trial, **kw):\n    return {'arch': 1}\n")

@@ -56,6 +56,8 @@ def _env():
 def _bad_inputs(tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
+    buggy = tmp_path / "buggy_space.py"
+    buggy.write_text("def define(trial, **settings):\n    raise RuntimeError('a bug in the space')\n")
     return [
         (["--space", "nope"], "unknown space 'nope'"),
         (["--space", "eca_kmap", "--sampler", "bogus"], "--sampler"),
@@ -74,10 +76,13 @@ def _bad_inputs(tmp_path):
         (["--space", "eca_kmap", "--backbone", "vgg"], "--backbone: unknown backbone 'vgg'"),
         (["--space", "eca_kmap", "--set", "proxy.nope=1"], "unknown key 'nope'"),
         (["--space", "eca_kmap", "--set", "recipe"], "--set"),
+        (["--space", "eca_kmap", "--set", "recipe.epochs=null"], "recipe.epochs"),
+        (["--space", "eca_kmap", "--set", "recipe.warmup_epochs=abc"], "recipe.warmup_epochs"),
         (["--space", "eca_kmap", "--width", "3"], "width"),
         (["--space", "eca_kmap", "--proxy", "nope"], "--proxy: unknown preset"),
         (["--space", "eca_kmap", "--gpus-per-trial", "-1"], "--gpus-per-trial"),
         (["--space", str(tmp_path / "x.py") + ":f"], "no such file"),
+        (["--space", f"{buggy}:define"], "RuntimeError: a bug in the space"),
         (["--resume"], "--resume needs --name"),
         (["--name", "ghost", "--resume"], "no study 'ghost'"),
         ([], "--space is required"),
@@ -94,6 +99,31 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, monk
         assert match in err, (argv, err)
         assert "Traceback" not in err
         assert not out.exists(), f"{argv} created {list(out.rglob('*'))}"
+
+
+def test_bad_input_with_a_storage_creates_no_database(tmp_path, capsys, monkeypatch):
+    # the name check asks the storage whether the study exists: that must not create the file
+    monkeypatch.delenv("STUDY_DEBUG", raising=False)
+    db = tmp_path / "new.db"
+    for extra in (["--name", "x"], []):
+        code, _, err = _cli(["--space", "eca_kmap", "--storage", f"sqlite:///{db}", "--width", "3", *extra,
+                             "--out", tmp_path / "runs"], capsys)
+        assert code == 2 and "width" in err, err
+        assert not db.exists() and not (tmp_path / "runs").exists()
+
+
+def test_an_unreachable_ray_address_is_one_line_and_quick(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()  # a fresh driver: this process may be connected to the test cluster
+    proc = subprocess.run([sys.executable, "-m", "study.run", "--space", "eca_kmap", "--address", f"127.0.0.1:{port}",
+                           "--out", str(tmp_path / "runs")], env=_env(), capture_output=True, text=True, timeout=120)
+    err = proc.stderr
+    assert proc.returncode == 2 and "cannot connect to the Ray cluster" in err and err.count("\n") == 1, err
+    assert time.monotonic() - started < 60 and not (tmp_path / "runs").exists()
 
 
 def test_list_spaces(capsys):
@@ -148,6 +178,24 @@ def test_an_existing_name_needs_resume_and_names_are_derived(tmp_path, capsys, t
     assert len(_finished(_load(tmp_path / "se_ratio-2"))) == 2 and len(_finished(_load(tmp_path / "se_ratio"))) == 1
     code, out, err = _cli(["--name", "se_ratio", "--resume", "--epochs", 5, "--out", tmp_path], capsys)
     assert code == 2 and "--epochs: a resumed study keeps its epochs" in err
+
+
+def test_a_driver_killed_while_writing_settings_leaves_them_readable(tmp_path, capsys, tiny_flags, monkeypatch):
+    args = ["--space", "se_ratio", "--name", "s", "--runner", "local", "--trials", 1, "--epochs", 1, "--out", tmp_path, *tiny_flags]
+    assert _cli(args, capsys)[0] == 0
+    settings = tmp_path / "s" / "settings.json"
+    before = settings.read_text()
+    write_text = Path.write_text
+
+    def dies_halfway(self, data, *a, **kw):  # the driver is killed in the middle of the write
+        write_text(self, data[: len(data) // 2], *a, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", dies_halfway)
+    code, _, _ = _cli(["--name", "s", "--resume", "--trials", 2, "--out", tmp_path, "--runner", "local"], capsys)
+    monkeypatch.undo()
+    assert code == 130
+    assert json.loads(settings.read_text()) == json.loads(before)  # --resume can still read them
 
 
 def test_multi_objective_ignores_a_pruner_and_says_so_and_timeout_stops(tmp_path, capsys, tiny_flags):
@@ -280,7 +328,7 @@ def test_sigkill_the_driver_then_resume(ray_cluster, tmp_path, tiny_flags):
         assert len(reruns) == 1 and reruns[0].user_attrs[record.ATTEMPT] == 2
         # (a driver killed while the space ran leaves some parameters unsuggested)
         assert {k: reruns[0].params[k] for k in params} == params
-    # no completed configuration was run twice, apart from the deliberate re-runs
-    completed_numbers = [t.number for t in trials if t.state == TrialState.COMPLETE]
-    assert len(completed_numbers) == len(set(completed_numbers))
+    # no completed configuration was run twice: only the interrupted trials were re-run
+    rerun_of = [t.user_attrs["resumed_from"] for t in trials if t.user_attrs.get("resumed_from") is not None]
+    assert sorted(rerun_of) == sorted(running_before)
     assert "resume: trials" in proc.stdout and (tmp_path / "killed" / "ray" / "run-2").is_dir()
