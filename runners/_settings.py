@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from study import record
-from study.config import ProxySpec, Recipe
+from study.config import ProxySpec, Recipe, repr_non_default
 
 __all__ = ["StudySettings", "SAMPLERS", "PRUNERS", "RUNNERS", "PRUNER_OPTIONS", "SAMPLER_OPTIONS"]
 
@@ -191,13 +191,4 @@ class StudySettings:
             d["objectives"] = tuple(d["objectives"])
         return cls(**d)
 
-    def __repr__(self) -> str:
-        parts = []
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.default is not dataclasses.MISSING and v == f.default:
-                continue
-            if f.default_factory is not dataclasses.MISSING and v == f.default_factory():  # type: ignore[misc]
-                continue
-            parts.append(f"{f.name}={v!r}")
-        return f"StudySettings({', '.join(parts)})"
+    __repr__ = repr_non_default

@@ -43,7 +43,7 @@ class ConfigError(ValueError):
 # helpers
 
 
-def _repr_non_default(obj: Any) -> str:
+def repr_non_default(obj: Any) -> str:
     """``Name(field=value, ...)`` listing only fields that differ from their defaults."""
     parts = []
     for f in fields(obj):
@@ -99,7 +99,7 @@ class _FlatConfig:
         return cls(**data)
 
     def __repr__(self) -> str:
-        return _repr_non_default(self)
+        return repr_non_default(self)
 
 
 # --------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ class ArchSpec:
         stages = tuple(AttentionSpec.from_dict(s, f"{where}.stages[{i}]") for i, s in enumerate(data["stages"]))
         return cls(**{**data, "stages": stages})
 
-    __repr__ = _repr_non_default
+    __repr__ = repr_non_default
 
 
 # --------------------------------------------------------------------------------------
@@ -394,7 +394,7 @@ class TrialConfig:
             raise ConfigError(f"not valid JSON: {exc}") from None
         return cls.from_dict(data)
 
-    __repr__ = _repr_non_default
+    __repr__ = repr_non_default
 
 
 def load_config(path: str | Path) -> TrialConfig:
