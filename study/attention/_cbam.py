@@ -7,8 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from study.attention._check import check_bool, check_int
+from study.attention._check import check_int
 from study.attention._registry import AttentionModule, register_attention
+from study.attention._se import reduced_width, reduction_mlp_params, resolve_reduction
 
 
 @register_attention("cbam")
@@ -27,15 +28,13 @@ class CBAM(AttentionModule):
 
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
-        p = {**cls.PARAMS, **params}
-        p["r"] = check_int(cls.kind, "r", p["r"])
+        p = resolve_reduction(cls.kind, {**cls.PARAMS, **params})
         p["kernel_size"] = check_int(cls.kind, "kernel_size", p["kernel_size"], odd=True)
-        p["bias"] = check_bool(cls.kind, "bias", p["bias"])
         return p
 
     def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)
-        hidden = max(1, channels // self.params["r"])
+        hidden = reduced_width(channels, self.params["r"])
         bias = self.params["bias"]
         self.mlp = nn.Sequential(nn.Linear(channels, hidden, bias=bias), nn.ReLU(inplace=True), nn.Linear(hidden, channels, bias=bias))
         ks = self.params["kernel_size"]
@@ -51,5 +50,4 @@ class CBAM(AttentionModule):
     @classmethod
     def expected_params(cls, channels: int, /, **params: Any) -> int:
         p = cls.resolve(channels, **params)
-        h = max(1, channels // p["r"])
-        return 2 * channels * h + ((h + channels) if p["bias"] else 0) + 2 * p["kernel_size"] ** 2 + 2
+        return reduction_mlp_params(channels, p["r"], p["bias"]) + 2 * p["kernel_size"] ** 2 + 2

@@ -16,6 +16,24 @@ from study.attention._check import check_bool, check_int
 from study.attention._registry import AttentionModule, register_attention
 
 
+def reduced_width(channels: int, r: int) -> int:
+    """The hidden width of an SE-style reduction MLP: ``max(1, C // r)`` (never rounded up)."""
+    return max(1, channels // r)
+
+
+def reduction_mlp_params(channels: int, r: int, bias: bool) -> int:
+    """Parameters of FC(C -> h) + FC(h -> C) with ``h = reduced_width(C, r)``."""
+    h = reduced_width(channels, r)
+    return 2 * channels * h + ((h + channels) if bias else 0)
+
+
+def resolve_reduction(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate the ``r`` and ``bias`` parameters shared by SE and CBAM in place."""
+    params["r"] = check_int(kind, "r", params["r"])
+    params["bias"] = check_bool(kind, "bias", params["bias"])
+    return params
+
+
 def _pool(x: torch.Tensor) -> torch.Tensor:
     return x.mean(dim=(2, 3))  # global average pooling -> (N, C)
 
@@ -35,14 +53,11 @@ class SE(AttentionModule):
 
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
-        p = {**cls.PARAMS, **params}
-        p["r"] = check_int(cls.kind, "r", p["r"])
-        p["bias"] = check_bool(cls.kind, "bias", p["bias"])
-        return p
+        return resolve_reduction(cls.kind, {**cls.PARAMS, **params})
 
     def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)
-        hidden = max(1, channels // self.params["r"])
+        hidden = reduced_width(channels, self.params["r"])
         bias = self.params["bias"]
         self.fc1 = nn.Linear(channels, hidden, bias=bias)
         self.fc2 = nn.Linear(hidden, channels, bias=bias)
@@ -54,8 +69,7 @@ class SE(AttentionModule):
     @classmethod
     def expected_params(cls, channels: int, /, **params: Any) -> int:
         p = cls.resolve(channels, **params)
-        h = max(1, channels // p["r"])
-        return 2 * channels * h + ((h + channels) if p["bias"] else 0)
+        return reduction_mlp_params(channels, p["r"], p["bias"])
 
 
 @register_attention("se_var1")
