@@ -16,6 +16,7 @@ user attributes. Spaces know nothing about Ray or storage.
 """
 
 from search_spaces._registry import (
+    SAMPLERS,
     Budget,
     Space,
     SpaceInfo,
@@ -30,6 +31,7 @@ from search_spaces._registry import (
 from search_spaces import _attention_nas, _eca_kmap, _paper_table2, _se_ratio  # noqa: F401,E402
 
 __all__ = [
+    "SAMPLERS",
     "Budget",
     "Space",
     "SpaceInfo",

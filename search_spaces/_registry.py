@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from study import record
+from study._registry import Registry
 from study.config import ArchSpec, AttentionSpec, ProxySpec, Recipe, TrialConfig
 
 __all__ = [
+    "SAMPLERS",
     "Budget",
     "SpaceInfo",
     "Space",
@@ -36,7 +38,7 @@ __all__ = [
     "make_config",
 ]
 
-#: Samplers a space may name as its default (the CLI's ``--sampler`` choices).
+#: The Optuna samplers a study may use (a space names one as its default; the runners build them).
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid", "nsga2")
 
 
@@ -120,7 +122,8 @@ class Space:
         return {k: list(v) for k, v in self.grid(**settings).items()}
 
 
-_SPACES: dict[str, Space] = {}
+_SPACES: Registry[Space] = Registry("space", plural="", hint=", or path/to/file.py:function",
+                                    same=lambda a, b: a.define is b.define)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 
 
@@ -141,9 +144,7 @@ def register_space(
         raise ValueError(f"space {name!r}: sampler 'grid' needs a grid function")
 
     def deco(fn: DefineFn) -> DefineFn:
-        if name in _SPACES and _SPACES[name].define is not fn:
-            raise ValueError(f"space {name!r} is already registered")
-        _SPACES[name] = Space(info, fn, references, grid)
+        _SPACES.register(name, Space(info, fn, references, grid))
         return fn
 
     return deco
@@ -151,11 +152,11 @@ def register_space(
 
 def list_spaces() -> list[SpaceInfo]:
     """Every registered space's info, sorted by name."""
-    return [_SPACES[n].info for n in sorted(_SPACES)]
+    return [space.info for _, space in _SPACES.items()]
 
 
 def space_names() -> list[str]:
-    return sorted(_SPACES)
+    return _SPACES.names()
 
 
 #: budget of a user space that does not set ``fn.budget``
@@ -171,10 +172,11 @@ def get_space(name_or_path: str) -> Space:
     """
     if not isinstance(name_or_path, str) or not name_or_path:
         raise ValueError(f"space: expected a name or path/to/file.py:function, got {name_or_path!r}")
-    if name_or_path in _SPACES:
-        return _SPACES[name_or_path]
-    if ":" not in name_or_path or not name_or_path.split(":", 1)[0].endswith(".py"):
-        raise ValueError(f"space: unknown space {name_or_path!r} (valid: {', '.join(space_names())}, or path/to/file.py:function)")
+    if name_or_path in _SPACES or ":" not in name_or_path or not name_or_path.split(":", 1)[0].endswith(".py"):
+        try:
+            return _SPACES.get(name_or_path)
+        except ValueError as exc:
+            raise ValueError(f"space: {exc}") from None
     path_text, fn_name = name_or_path.rsplit(":", 1)
     path = Path(path_text)
     if not path.is_file():

@@ -28,6 +28,7 @@ from study.attention._registry import (
     create_attention,
     get_attention,
     list_attention,
+    psi_kinds,
     register_attention,
     resolve_attention,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "create_attention",
     "get_attention",
     "list_attention",
+    "psi_kinds",
     "register_attention",
     "resolve_attention",
     "psi",

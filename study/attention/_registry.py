@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from torch import nn
 
+from study._registry import Registry
+
 __all__ = [
     "AttentionModule",
     "register_attention",
@@ -23,6 +25,7 @@ __all__ = [
     "resolve_attention",
     "create_attention",
     "ATTENTION_PARAMS",
+    "psi_kinds",
 ]
 
 
@@ -38,6 +41,8 @@ class AttentionModule(nn.Module):
     kind: str = ""
     #: keyword parameters the kind takes, with the paper's defaults
     PARAMS: Mapping[str, Any] = MappingProxyType({})
+    #: True for kinds whose ``k`` may come from psi(C) given ``gamma`` and ``b`` (ECA, ECA-NS)
+    USES_PSI: bool = False
 
     def __init__(self, channels: int, /, **params: Any):
         super().__init__()
@@ -74,7 +79,7 @@ class AttentionModule(nn.Module):
         return f"channels={self.channels}" + (f", {inner}" if inner else "")
 
 
-_REGISTRY: dict[str, type[AttentionModule]] = {}
+_REGISTRY: Registry[type[AttentionModule]] = Registry("attention kind", plural="kinds")
 _PARAMS: dict[str, Mapping[str, Any]] = {}
 
 #: kind -> read-only mapping of its keyword parameters and their paper defaults
@@ -91,11 +96,9 @@ def register_attention(name: str) -> Callable[[T], T]:
     def decorator(cls: T) -> T:
         if not (isinstance(cls, type) and issubclass(cls, AttentionModule)):
             raise TypeError(f"register_attention({name!r}): {cls!r} is not an AttentionModule subclass")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"attention {name!r} is already registered ({_REGISTRY[name].__name__})")
+        _REGISTRY.register(name, cls)
         cls.kind = name
         cls.PARAMS = MappingProxyType(dict(cls.PARAMS))
-        _REGISTRY[name] = cls
         _PARAMS[name] = cls.PARAMS
         return cls
 
@@ -104,15 +107,17 @@ def register_attention(name: str) -> Callable[[T], T]:
 
 def list_attention() -> list[str]:
     """The registered attention keys, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_attention(kind: str) -> type[AttentionModule]:
     """The class registered under ``kind``; a ValueError lists the valid keys."""
-    try:
-        return _REGISTRY[kind]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown attention kind {kind!r} (valid kinds: {', '.join(list_attention())})") from None
+    return _REGISTRY.get(kind)
+
+
+def psi_kinds() -> tuple[str, ...]:
+    """The kinds whose kernel size k may come from the psi(C) mapping (ECA and ECA-NS)."""
+    return tuple(n for n, cls in _REGISTRY.items() if cls.USES_PSI)
 
 
 def attention_params(kind: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
+from study._registry import Registry
+
 if TYPE_CHECKING:
     from study.config import ProxySpec
     from study.data._types import ProxyData
@@ -14,7 +16,7 @@ __all__ = ["ProxySource", "register_source", "list_sources", "get_source", "CACH
 #: ``ProxySpec.source`` value that reads a folder written by ``python -m study.data prepare``.
 CACHE = "cache"
 
-_SOURCES: dict[str, type["ProxySource"]] = {}
+_SOURCES: Registry[type["ProxySource"]] = Registry("proxy source", plural="", hint=f", or {CACHE!r} for a prepared cache")
 
 S = TypeVar("S", bound=type)
 
@@ -62,10 +64,8 @@ def register_source(name: str) -> Callable[[S], S]:
     def deco(cls: S) -> S:
         if not (isinstance(cls, type) and issubclass(cls, ProxySource)):
             raise TypeError(f"register_source({name!r}): expected a ProxySource subclass, got {cls!r}")
-        if name in _SOURCES and _SOURCES[name] is not cls:
-            raise ValueError(f"source {name!r} is already registered ({_SOURCES[name].__qualname__})")
+        _SOURCES.register(name, cls)
         cls.name = name  # type: ignore[attr-defined]
-        _SOURCES[name] = cls
         return cls
 
     return deco
@@ -74,13 +74,9 @@ def register_source(name: str) -> Callable[[S], S]:
 def list_sources(*, generated: bool | None = None) -> list[str]:
     """Registered source names, sorted; ``generated=False`` lists only file sources
     (the ones ``prepare`` takes), ``generated=True`` only generated ones."""
-    return sorted(n for n, c in _SOURCES.items() if generated is None or c.generated == generated)
+    return [n for n, c in _SOURCES.items() if generated is None or c.generated == generated]
 
 
 def get_source(name: str) -> ProxySource:
     """An instance of the source registered as ``name``; ValueError lists the valid names."""
-    try:
-        cls = _SOURCES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown proxy source {name!r} (valid: {', '.join(list_sources())}, or {CACHE!r} for a prepared cache)") from None
-    return cls()
+    return _SOURCES.get(name)()

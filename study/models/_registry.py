@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
+
+from study._registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -45,28 +46,21 @@ class Backbone:
         return len(self.plan(1.0, "imagenet"))
 
 
-_BACKBONES: dict[str, Backbone] = {}
+_BACKBONES: Registry[Backbone] = Registry("backbone", same=lambda a, b: a == b)
 
 
 def register_backbone(name: str, *, plan: Callable[..., Any], build: Callable[..., Any], description: str = "") -> Backbone:
-    """Register a backbone under ``name`` (an error if the name is taken)."""
-    if name in _BACKBONES:
-        raise ValueError(f"backbone {name!r} is already registered")
-    entry = Backbone(name, plan, build, description)
-    _BACKBONES[name] = entry
-    return entry
+    """Register a backbone under ``name`` (an error if the name is taken by another one)."""
+    return _BACKBONES.register(name, Backbone(name, plan, build, description))
 
 
 def list_backbones(pattern: str = "*") -> list[str]:
     """Registered backbone names matching the shell-style ``pattern`` (e.g. ``"resnet*"``)."""
-    return sorted(n for n in _BACKBONES if fnmatch.fnmatchcase(n, pattern))
+    return _BACKBONES.names(pattern)
 
 
 def get_backbone(name: str) -> Backbone:
-    try:
-        return _BACKBONES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown backbone {name!r} (valid backbones: {', '.join(list_backbones())})") from None
+    return _BACKBONES.get(name)
 
 
 def num_stages(backbone: str) -> int:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from study import record
 from study.attention import get_attention
 from study.config import ArchSpec, ConfigError
 from study.models._registry import STEMS, get_backbone
 
 __all__ = ["StageInfo", "describe_stages", "as_arch", "module_params"]
 
-_FIXED = ("stage", "channels", "planes", "blocks", "kind")
+_FIXED = record.STAGE_KEYS
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def describe_stages(arch: ArchSpec | Mapping[str, Any]) -> tuple[StageInfo, ...]
     for i, (plan, spec) in enumerate(zip(plans, arch.stages)):
         try:
             cls = get_attention(spec.kind)
-            psi_channels = plan.planes if getattr(cls, "USES_PSI", False) and arch.psi_input == "planes" else plan.channels
+            psi_channels = plan.planes if cls.USES_PSI and arch.psi_input == "planes" else plan.channels
             params = cls.resolve(psi_channels, **spec.kwargs)
             if psi_channels != plan.channels:  # the module itself must accept the attended C too
                 cls.resolve(plan.channels, k=params["k"])
@@ -93,6 +94,6 @@ def module_params(info: StageInfo) -> dict[str, Any]:
     """The keyword parameters that build ``info``'s attention module: for psi-capable kinds
     the already resolved ``k`` only, otherwise the completed parameters."""
     cls = get_attention(info.kind)
-    if getattr(cls, "USES_PSI", False):
+    if cls.USES_PSI:
         return {"k": info.params["k"]}
     return dict(info.params)

@@ -187,7 +187,7 @@ def test_user_space_from_a_file(tmp_path):
 def test_a_user_file_is_imported_once(tmp_path, monkeypatch):
     from search_spaces import _registry
 
-    monkeypatch.setattr(_registry, "_SPACES", dict(_registry._SPACES))  # the registration is undone after
+    monkeypatch.setattr(_registry, "_SPACES", _registry._SPACES.copy())  # the registration is undone after
     # study.run resolves a user space several times (e.g. --space FILE:fn --resume); a file
     # that registers a space (or does anything once) must not be executed again
     f = tmp_path / "registering.py"

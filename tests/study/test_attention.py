@@ -216,7 +216,7 @@ def test_eager_validation_names_parameter_and_range(kind, channels, params, matc
 
 
 def test_register_attention_adds_a_kind(monkeypatch):
-    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+    monkeypatch.setattr(_registry, "_REGISTRY", _registry._REGISTRY.copy())
     monkeypatch.setattr(_registry, "_PARAMS", dict(_registry._PARAMS))
 
     @register_attention("scale_test")

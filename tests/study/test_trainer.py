@@ -169,7 +169,7 @@ def poison_kind(monkeypatch):
     """Register ``test-poison`` for this test only (the registry is restored afterwards)."""
     from study.attention import _registry
 
-    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+    monkeypatch.setattr(_registry, "_REGISTRY", _registry._REGISTRY.copy())
     monkeypatch.setattr(_registry, "_PARAMS", dict(_registry._PARAMS))
     monkeypatch.setattr(_Poison, "armed", False)
     register_attention("test-poison")(_Poison)
