@@ -12,6 +12,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis._load import psi_kinds
+
 
 __all__ = [
     "PAPER_GAMMA",
@@ -35,7 +37,6 @@ __all__ = [
 
 PAPER_GAMMA = 2.0
 PAPER_B = 1.0
-ECA_KINDS = ("eca", "eca_ns")
 DEFAULT_GAMMAS = np.round(np.arange(0.5, 8.0 + 1e-9, 0.05), 4)
 DEFAULT_BS = np.round(np.arange(-4.0, 8.0 + 1e-9, 0.1), 4)
 METRICS = ("mse", "mae")
@@ -485,7 +486,7 @@ def _eca_design(trials: pd.DataFrame, n_stages: int, by: str) -> tuple[np.ndarra
     info: dict[str, np.ndarray] = {}
     for i in range(n_stages):
         kind = trials.get(f"stage{i}_kind", pd.Series([None] * len(trials), index=trials.index)).astype(object)
-        is_eca = kind.isin(ECA_KINDS).to_numpy()
+        is_eca = kind.isin(psi_kinds()).to_numpy()
         k = pd.to_numeric(trials.get(f"stage{i}_k", pd.Series(np.nan, index=trials.index)), errors="coerce").to_numpy(float)
         C = pd.to_numeric(trials.get(f"stage{i}_{by}", pd.Series(np.nan, index=trials.index)), errors="coerce").to_numpy(float)
         kk = np.where(is_eca & np.isfinite(k), k, 0.0)

@@ -20,13 +20,12 @@ import optuna
 import pandas as pd
 
 from study import record
+from study.storage import normalize_storage_url
 
-__all__ = ["StudyFrames", "load", "open_study", "summarize_kinds", "config_key"]
+__all__ = ["StudyFrames", "load", "open_study_readonly", "summarize_kinds", "config_key"]
 
 SETTINGS_FILE = "settings.json"
 DEFAULT_DB = "study.db"
-#: Per-stage keys of a recorded stage dict that are structure, not attention parameters.
-_STAGE_STRUCT = ("stage", "channels", "planes", "blocks", "kind")
 _STATES = {
     optuna.trial.TrialState.COMPLETE: "complete",
     optuna.trial.TrialState.PRUNED: "pruned",
@@ -105,13 +104,7 @@ def _readonly_url(url: str) -> str:
         return f"sqlite:///file:{p.resolve()}?mode=ro&uri=true"
     if scheme.split("+", 1)[0] not in ("postgresql", "postgres", "mysql"):
         raise ValueError(f"storage: unsupported URL scheme {scheme!r} in {url!r} (expected sqlite, postgresql or mysql)")
-    if scheme in ("postgresql", "postgres"):
-        # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; use psycopg2 where only it is installed
-        import importlib.util
-
-        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
-            url = "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return url
+    return normalize_storage_url(url)
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -162,7 +155,7 @@ def _resolve_run_dir(run_dir: Path) -> tuple[str, str | None, dict[str, Any]]:
     return str(url), settings.get("name"), settings
 
 
-def open_study(source: str | Path, study_name: str | None = None) -> tuple[optuna.Study, str, Path | None, dict[str, Any]]:
+def open_study_readonly(source: str | Path, study_name: str | None = None) -> tuple[optuna.Study, str, Path | None, dict[str, Any]]:
     """``(study, storage_url, run_dir, settings)`` for a run folder or a storage URL."""
     text = str(source)
     run_dir: Path | None = None
@@ -184,8 +177,8 @@ def open_study(source: str | Path, study_name: str | None = None) -> tuple[optun
         listing = ", ".join(names) if names else "none"
         raise ValueError(f"study: no study named {study_name!r} in {url} (studies: {listing})")
     study = optuna.load_study(study_name=study_name, storage=storage)
-    if not settings and isinstance(study.user_attrs.get("settings"), dict):
-        settings = dict(study.user_attrs["settings"])  # the runners also keep their settings on the study
+    if not settings and isinstance(study.user_attrs.get(record.STUDY_SETTINGS), dict):
+        settings = dict(study.user_attrs[record.STUDY_SETTINGS])  # the runners also keep their settings on the study
     return study, url, run_dir, settings
 
 
@@ -228,12 +221,19 @@ def config_key(config: Mapping[str, Any] | None, *, what: str = "arch") -> str |
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-def _finite(x: Any) -> float:
+def finite_or_nan(x: Any) -> float:
     try:
         v = float(x)
     except (TypeError, ValueError):
         return math.nan
     return v if math.isfinite(v) else math.nan
+
+
+def psi_kinds() -> tuple[str, ...]:
+    """The attention kinds with a kernel size k that psi(C) may set (:func:`study.attention.psi_kinds`)."""
+    from study.attention import psi_kinds as kinds
+
+    return kinds()
 
 
 def _trial_row(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> dict[str, Any]:
@@ -242,11 +242,11 @@ def _trial_row(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> dict[s
     state = _STATES.get(t.state, t.state.name.lower())
     row: dict[str, Any] = {"number": t.number, "state": state, "outcome": rec.outcome}
     values = list(t.values) if t.values is not None else [math.nan] * len(objectives)
-    row["value"] = _finite(values[0]) if values else math.nan
+    row["value"] = finite_or_nan(values[0]) if values else math.nan
     for name, v in zip(objectives, values):
-        row[f"obj_{name}"] = _finite(v)
-    hist_top1 = [_finite(h.get("top1")) for h in rec.history if isinstance(h, Mapping)]
-    inter = [_finite(v) for _, v in sorted(t.intermediate_values.items())]
+        row[f"obj_{name}"] = finite_or_nan(v)
+    hist_top1 = [finite_or_nan(h.get("top1")) for h in rec.history if isinstance(h, Mapping)]
+    inter = [finite_or_nan(v) for _, v in sorted(t.intermediate_values.items())]
     curve = [v for v in (hist_top1 or inter) if not math.isnan(v)]
     top1 = math.nan
     if "top1" in objectives and state == "complete":
@@ -257,10 +257,10 @@ def _trial_row(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> dict[s
     row["top1_last"] = curve[-1] if curve else math.nan
     row["epochs"] = max(len(rec.history), len(t.intermediate_values))
     for key in ("params", "macs", "macs_224", "latency_ms", "resolution", "attention_params"):
-        row[key] = _finite(rec.costs.get(key)) if key in rec.costs and rec.costs.get(key) is not None else math.nan
+        row[key] = finite_or_nan(rec.costs.get(key)) if key in rec.costs and rec.costs.get(key) is not None else math.nan
     arch = dict(cfg.get("arch", {})) if cfg else {}
     row["backbone"] = arch.get("backbone")
-    row["width"] = _finite(arch.get("width")) if "width" in arch else math.nan
+    row["width"] = finite_or_nan(arch.get("width")) if "width" in arch else math.nan
     row["stem"] = arch.get("stem")
     row["num_classes"] = arch.get("num_classes")
     recipe = dict(cfg.get("recipe", {})) if cfg else {}
@@ -276,6 +276,7 @@ def _trial_row(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> dict[s
     kinds: list[str] = []
     psi_pairs: set[tuple[float, float]] = set()
     fixed_k = False  # an ECA stage with an explicit k: not every ECA stage follows one psi mapping
+    eca_kinds = psi_kinds()
     for i in range(n):
         st = stages[i] if i < len(stages) else {}
         sp = spec_stages[i] if i < len(spec_stages) else {}
@@ -288,12 +289,12 @@ def _trial_row(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> dict[s
         row[f"stage{i}_planes"] = st.get("planes", math.nan)
         row[f"stage{i}_blocks"] = st.get("blocks", math.nan)
         params = {k: v for k, v in sp.items() if k != "kind"}
-        params.update({k: v for k, v in st.items() if k not in _STAGE_STRUCT})
+        params.update({k: v for k, v in st.items() if k not in record.STAGE_KEYS})
         for k, v in params.items():
             row[f"stage{i}_{k}"] = v
-        if kind in ("eca", "eca_ns") and ("gamma" in sp or "b" in sp) and "k" not in sp:
+        if kind in eca_kinds and ("gamma" in sp or "b" in sp) and "k" not in sp:
             psi_pairs.add((float(sp.get("gamma", 2)), float(sp.get("b", 1))))
-        elif kind in ("eca", "eca_ns") and "k" in sp:
+        elif kind in eca_kinds and "k" in sp:
             fixed_k = True
     row["attention"] = summarize_kinds(kinds) if kinds else "unknown"
     row["pattern"] = ",".join(str(k) for k in kinds)
@@ -318,11 +319,11 @@ def _epoch_rows(t: optuna.trial.FrozenTrial, state: str) -> list[dict[str, Any]]
                 continue
             r = {"trial": t.number, "epoch": int(h.get("epoch", i + 1)), "state": state}
             for f in _EPOCH_FIELDS:
-                r[f] = _finite(h.get(f))
+                r[f] = finite_or_nan(h.get(f))
             rows.append(r)
     else:
         for step, v in sorted(t.intermediate_values.items()):
-            rows.append({"trial": t.number, "epoch": int(step), "state": state, "top1": _finite(v)})
+            rows.append({"trial": t.number, "epoch": int(step), "state": state, "top1": finite_or_nan(v)})
     return rows
 
 
@@ -374,7 +375,7 @@ def load(source: str | Path, study_name: str | None = None) -> StudyFrames:
     holds exactly one study. Raises ``FileNotFoundError`` for a missing folder or database
     and ``ValueError`` (naming the problem) for a bad URL or an unknown study name.
     """
-    study, url, run_dir, settings = open_study(source, study_name)
+    study, url, run_dir, settings = open_study_readonly(source, study_name)
     objectives = _objective_names(study, settings)
     trials = study.get_trials(deepcopy=False)
     df, ep = frames_from_trials(trials, objectives)

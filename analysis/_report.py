@@ -20,8 +20,9 @@ class _Report:
         self.made: list[str] = []
         self.skipped: list[tuple[str, str]] = []
 
-    def step(self, what: str, fn: Callable[[], Any]) -> bool:
-        """Run one item; False (and the reason recorded) when it cannot be made."""
+    def step(self, what: str, fn: Callable[[], Any], *, note: str | None = "_Not made: {reason}._") -> bool:
+        """Run one item; False (and the reason recorded) when it cannot be made. ``note``
+        (formatted with ``reason``) is the line the report shows in its place."""
         t0 = time.perf_counter()
         self.log(f"[report] {what} ...")
         try:
@@ -30,6 +31,8 @@ class _Report:
             msg = " ".join(str(exc).split())
             self.skipped.append((what, msg))
             self.log(f"[report] {what}: not made ({msg})")
+            if note is not None:
+                self.md += [note.replace("{reason}", msg), ""]
             return False
         self.log(f"[report] {what}: done ({time.perf_counter() - t0:.1f} s)")
         return True
@@ -111,14 +114,13 @@ def make_report(
 
     # ---- best trials
     R.md += ["## Best trials", ""]
-    if done.empty:
-        msg = "no completed trials: nothing to rank, no Pareto fronts"
-        R.skipped.append(("best trials", msg))
-        R.log(f"[report] best trials: skipped ({msg})")
-        R.md += [f"_Not made: {msg}._", ""]
-    else:
+
+    def _best():
+        if done.empty:
+            raise ValueError("no completed trials: nothing to rank, no Pareto fronts")
         best = done.sort_values("top1", ascending=False).head(10)
         R.table(best[["number", "top1", "epochs", "params", "macs", "latency_ms", "attention", "pattern"]])
+    R.step("best trials", _best)
 
     # ---- Pareto fronts
     R.md += ["## Pareto fronts (top-1 against cost)", ""]
@@ -133,8 +135,7 @@ def make_report(
             R.fig(P.plot_pareto(fr, cost=cost), f"pareto_{cost}", f"top-1 vs {cost}")
             R.md += [f"Front against {cost}: {len(front)} trials (`pareto_{cost}.csv`).", ""]
             R.table(front[["number", "top1", col, "attention", "pattern"]], max_rows=15)
-        if not R.step(f"pareto {cost}", _pareto):
-            R.md += [f"_Front against {cost} not made: {R.skipped[-1][1]}._", ""]
+        R.step(f"pareto {cost}", _pareto, note=f"_Front against {cost} not made: " + "{reason}._")
 
     def _hv():
         studies = dict(zip(labels, [fr, *others]))
@@ -147,7 +148,7 @@ def make_report(
         R.table(hv)
         if others:
             R.fig(P.plot_fronts(studies, cost="params"), "fronts_params", "fronts of the compared studies")
-    R.step("hypervolume", _hv)
+    R.step("hypervolume", _hv, note=None)
 
     # ---- attention cost vs gain
     R.md += ["## Cost of attention against its gain", ""]
@@ -161,8 +162,7 @@ def make_report(
         R.csv(g, "attention_gain")
         R.fig(P.plot_attention_gain(g), "attention_gain", "gain over none against added params")
         R.table(g[["backbone", "width", "attention", "n", "mean_top1", "gain_mean", "gain_best", "added_params", "added_macs", "added_latency_ms"]])
-    if not R.step("attention gain", _gain):
-        R.md += [f"_Not made: {R.skipped[-1][1]}._", ""]
+    R.step("attention gain", _gain)
 
     # ---- learning curves, importance
     R.md += ["## Learning curves", ""]
@@ -171,8 +171,7 @@ def make_report(
         if fr.epochs.empty:
             raise ValueError("no per-epoch values recorded")
         R.fig(P.plot_learning_curves(fr), "learning_curves", "learning curves (pruned dashed)")
-    if not R.step("learning curves", _curves):
-        R.md += [f"_Not made: {R.skipped[-1][1]}._", ""]
+    R.step("learning curves", _curves)
 
     R.md += ["## Parameter importance", ""]
 
@@ -181,8 +180,7 @@ def make_report(
         R.csv(imp, "importance")
         R.fig(P.plot_importance(imp), "importance", "parameter importance")
         R.table(imp)
-    if not R.step("importance", _imp):
-        R.md += [f"_Not made: {R.skipped[-1][1]}._", ""]
+    R.step("importance", _imp)
 
     # ---- k vs C
     R.md += ["## ECA kernel size k against channels C", ""]
@@ -208,8 +206,7 @@ def make_report(
                      f"[{f.gamma_range[0]:g}, {f.gamma_range[1]:g}], b in [{f.b_range[0]:g}, {f.b_range[1]:g}]; the paper's (2, 1) "
                      f"{'is' if f.contains_paper else 'is not'} among them (full set in `kmap.json`)."]
         R.md += [""]
-    if not R.step("k-vs-C fit", _kmap):
-        R.md += [f"_Not made: {R.skipped[-1][1]}._", ""]
+    R.step("k-vs-C fit", _kmap)
 
     R.md += ["## Top-1 over the psi (gamma, b) plane", ""]
 
@@ -220,8 +217,7 @@ def make_report(
         R.csv(plane, "gamma_b")
         R.fig(P.plot_gamma_b(plane, points=fr.complete), "gamma_b", "(gamma, b) plane")
         R.table(plane[["gamma", "b", "n", "mean_top1", "best_top1", "std_top1"]])
-    if not R.step("gamma-b plane", _gb):
-        R.md += [f"_Not made: {R.skipped[-1][1]}._", ""]
+    R.step("gamma-b plane", _gb)
 
     # ---- fidelity against compared studies
     if others:
@@ -234,8 +230,7 @@ def make_report(
                 R.fig(P.plot_fidelity(res), f"fidelity_{safe}", f"fidelity against {lab}")
                 R.md += [f"Against `{lab}`: {res.n} common configurations, Kendall tau {res.kendall_tau:.3f} "
                          f"(p={res.kendall_p:.2g}), Spearman rho {res.spearman_rho:.3f} (p={res.spearman_p:.2g}).", ""]
-            if not R.step(f"fidelity vs {lab}", _fid):
-                R.md += [f"_Not made against {lab}: {R.skipped[-1][1]}._", ""]
+            R.step(f"fidelity vs {lab}", _fid, note=f"_Not made against {lab}: " + "{reason}._")
 
     if R.skipped:
         R.md += ["## Not made", ""] + [f"- {w}: {m}" for w, m in R.skipped] + [""]

@@ -14,7 +14,7 @@ from runners._bridge import LiveTrial, StudyBridge
 from runners._local import BridgeReporter, run_local
 from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage
 from runners._progress import Progress
-from runners._settings import PRUNER_OPTIONS, PRUNERS, RUNNERS, SAMPLER_OPTIONS, SAMPLERS, StudySettings
+from runners._settings import PRUNER_OPTIONS, PRUNERS, RESUMABLE, RUNNERS, SAMPLER_OPTIONS, SAMPLERS, StudySettings
 from runners._study import open_study, run_study, study_exists
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "study_exists",
     "run_local",
     "run_ray",
+    "connect",
     "OptunaSearcher",
     "OptunaPrunerScheduler",
     "make_sampler",
@@ -39,9 +40,10 @@ __all__ = [
     "PRUNERS",
     "SAMPLER_OPTIONS",
     "PRUNER_OPTIONS",
+    "RESUMABLE",
 ]
 
-_RAY = ("run_ray", "OptunaSearcher", "OptunaPrunerScheduler")
+_RAY = ("run_ray", "connect", "OptunaSearcher", "OptunaPrunerScheduler")
 
 
 def __getattr__(name: str):  # the Ray parts import Ray (seconds): only when asked for

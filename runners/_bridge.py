@@ -16,9 +16,7 @@ named by ``--objectives``.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +25,12 @@ from typing import Any, Mapping, Sequence
 import optuna
 from optuna.trial import TrialState
 
+from runners import _optuna_compat as compat
 from runners._optuna import GridSampler
 from runners._progress import Progress
 from runners._settings import StudySettings
 from study import record
+from study._io import write_json
 from study.config import TrialConfig
 
 __all__ = ["StudyBridge", "LiveTrial", "EPOCH_KEYS", "COST_PREFIX"]
@@ -63,7 +63,7 @@ class LiveTrial:
 
     @property
     def best_top1(self) -> float | None:
-        values = [m["top1"] for m in self.history.values() if _finite(m.get("top1"))]
+        values = [m["top1"] for m in self.history.values() if is_finite(m.get("top1"))]
         return max(values) if values else None
 
     @property
@@ -71,7 +71,7 @@ class LiveTrial:
         return len(self.history)
 
 
-def _finite(x: Any) -> bool:
+def is_finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -170,9 +170,12 @@ class StudyBridge:
         and enqueue their parameters again, ahead of the trials still waiting. Returns
         their numbers."""
         left = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for t in left:
+            compat.set_trial_user_attr(self.study, t, record.OUTCOME, record.OUTCOME_FAILED)
+            compat.set_trial_user_attr(self.study, t, record.ERROR, INTERRUPTED)
         # a trial killed while its space ran holds only the parameters suggested so far;
-        # an enqueued one (a reference point, a re-run) has all of them in "fixed_params"
-        self._requeue([(t._trial_id, t.number, {**t.system_attrs.get("fixed_params", {}), **t.params}, t.user_attrs) for t in left])
+        # an enqueued one (a reference point, a re-run) has all of them fixed
+        self._requeue([(t.number, {**compat.enqueued_params(t), **t.params}, t.user_attrs) for t in left])
         return [t.number for t in left]
 
     def interrupt(self) -> list[int]:
@@ -183,43 +186,39 @@ class StudyBridge:
         for live in lives:
             self.live.pop(live.number, None)
             live.state = TrialState.FAIL
-        self._requeue([(lv.trial._trial_id, lv.number, lv.trial.params, lv.trial.user_attrs) for lv in lives])
+            live.trial.set_user_attr(record.OUTCOME, record.OUTCOME_FAILED)
+            live.trial.set_user_attr(record.ERROR, INTERRUPTED)
+        self._requeue([(lv.number, lv.trial.params, lv.trial.user_attrs) for lv in lives])
         return [lv.number for lv in lives]
 
-    def _requeue(self, trials: list[tuple[int, int, dict[str, Any], Mapping[str, Any]]]) -> None:
-        """Fail ``trials`` (interrupted) and enqueue their parameters so they run next.
+    def _requeue(self, trials: list[tuple[int, dict[str, Any], Mapping[str, Any]]]) -> None:
+        """Fail ``trials`` (RUNNING, already marked interrupted) and enqueue their
+        parameters so that they run next.
 
-        Optuna pops waiting trials oldest first, so a plain ``enqueue_trial`` would put the
-        re-runs behind reference points not yet started (and past the budget); the queue's
-        slots are therefore refilled in order: re-runs first, then what was waiting."""
+        ``enqueue_trial`` puts them behind the trials still waiting (reference points not
+        yet started, which could push the re-runs past the budget); when some are waiting,
+        the queue's slots are refilled in order: re-runs first, then what was waiting."""
         if not trials:
             return
-        storage = self.study._storage
         waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         queue: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        for trial_id, number, params, user_attrs in trials:
-            storage.set_trial_user_attr(trial_id, record.OUTCOME, record.OUTCOME_FAILED)
-            storage.set_trial_user_attr(trial_id, record.ERROR, INTERRUPTED)
+        for number, params, user_attrs in trials:
             self.study.tell(number, state=TrialState.FAIL)
-            attrs = {
+            queue.append((dict(params), {
                 record.ATTEMPT: int(user_attrs.get(record.ATTEMPT, 1)) + 1,
                 record.REFERENCE: user_attrs.get(record.REFERENCE),
-                "resumed_from": number,
-            }
-            queue.append((dict(params), attrs))
-        for t in waiting:
-            queue.append((dict(t.system_attrs.get("fixed_params", {})), {
-                record.ATTEMPT: t.user_attrs.get(record.ATTEMPT, 1),
-                record.REFERENCE: t.user_attrs.get(record.REFERENCE),
-                "resumed_from": t.user_attrs.get("resumed_from"),
+                record.RESUMED_FROM: number,
             }))
-        for params, attrs in queue[len(waiting):]:
-            self.study.enqueue_trial(params)
-        slots = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        for slot, (params, attrs) in zip(slots, queue):
-            storage.set_trial_system_attr(slot._trial_id, "fixed_params", params)
-            for key, value in attrs.items():
-                storage.set_trial_user_attr(slot._trial_id, key, value)
+        for params, attrs in queue:
+            self.study.enqueue_trial(params, user_attrs=attrs)
+        if waiting:
+            queue += [(compat.enqueued_params(t), {record.ATTEMPT: t.user_attrs.get(record.ATTEMPT, 1),
+                                                   record.REFERENCE: t.user_attrs.get(record.REFERENCE),
+                                                   record.RESUMED_FROM: t.user_attrs.get(record.RESUMED_FROM)})
+                      for t in waiting]
+            slots = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            for slot, (params, attrs) in zip(slots, queue):
+                compat.rewrite_waiting(self.study, slot, params, attrs)
 
     # ---------------------------------------------------------------- a trial
 
@@ -267,7 +266,7 @@ class StudyBridge:
         live.trial.set_user_attr(record.HISTORY, history)
         self._write(live, "history.json", history)
         top1 = metrics.get("top1")
-        if self.settings.multi_objective or not _finite(top1):
+        if self.settings.multi_objective or not is_finite(top1):
             return False
         live.trial.report(float(top1), step=epoch)
         # a trial that has run its whole budget is complete: pruning it now saves nothing
@@ -322,7 +321,7 @@ class StudyBridge:
         for name in self.settings.objectives[1:]:
             key = record.OBJECTIVES[name][0]
             v = (live.costs or {}).get(key)
-            if not _finite(v):
+            if not is_finite(v):
                 return None, f"objective {name}: the trial measured no {key}"
             values.append(float(v))
         return values, None
@@ -330,9 +329,7 @@ class StudyBridge:
     def _write(self, live: LiveTrial, filename: str, data: Any) -> None:
         folder = self._trials_dir / str(live.number)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{filename}.tmp"
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, folder / filename)
+        write_json(folder / filename, data)
 
     # ---------------------------------------------------------------- summary
 

@@ -9,6 +9,7 @@ from typing import Any
 import optuna
 
 from runners._settings import StudySettings
+from study.storage import check_storage_url, normalize_storage_url, redact
 
 __all__ = ["make_sampler", "make_pruner", "make_storage", "check_storage_url", "normalize_storage_url", "GridSampler"]
 
@@ -64,43 +65,6 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
-
-
-def check_storage_url(url: str) -> str:
-    """Validate a storage URL's form (no connection); ValueError names the problem."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    if not isinstance(url, str) or not url:
-        raise ValueError(f"storage: expected a database URL like sqlite:///path/study.db or postgresql://user@host/db, got {url!r}")
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError) as exc:
-        raise ValueError(f"storage: malformed URL {url!r} ({exc})") from None
-    scheme = parsed.get_backend_name()
-    if scheme not in STORAGE_SCHEMES:
-        raise ValueError(f"storage: unsupported database {scheme!r} in {url!r} (use {', '.join(STORAGE_SCHEMES)})")
-    if scheme == "sqlite" and not parsed.database:
-        raise ValueError(f"storage: {url!r} names no database file (sqlite:///path/study.db)")
-    if scheme != "sqlite" and not parsed.host:
-        raise ValueError(f"storage: {url!r} names no host ({scheme}://user@host:port/database)")
-    return url
-
-
-def normalize_storage_url(url: str) -> str:
-    """``postgresql://...`` with the PostgreSQL driver that is installed.
-
-    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3; where only psycopg2 (this
-    project's dependency, ``psycopg2-binary``) is installed the URL names it explicitly,
-    so the stored URL opens anywhere the project is installed."""
-    import importlib.util
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return url
-
-
 def make_storage(url: str) -> optuna.storages.RDBStorage:
     """An RDB storage for ``url``; SQLite gets a busy timeout so two studies (two drivers)
     can share one file, PostgreSQL a pre-ping so a cluster driver survives idle drops."""
@@ -124,13 +88,3 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"storage: cannot open {redact(url)}: {first}") from None
     raise AssertionError("unreachable")
-
-
-def redact(url: str) -> str:
-    """``url`` without its password."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url

@@ -218,7 +218,7 @@ def connect(settings: Any) -> bool:
         if need > have:
             if started:
                 ray.shutdown()
-            raise ValueError(f"--{key.lower()}s-per-trial: a trial needs {need:g} {key} but the Ray cluster has {have:g}")
+            raise ValueError(f"{key.lower()}s_per_trial: a trial needs {need:g} {key} but the Ray cluster has {have:g}")
     return started
 
 
@@ -248,7 +248,7 @@ def run_ray(bridge: StudyBridge) -> None:
                 search_alg=searcher,
                 scheduler=scheduler,
                 num_samples=-1,
-                max_concurrent_trials=s.max_concurrent,
+                max_concurrent_trials=s.concurrency,
                 reuse_actors=True,
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,

@@ -12,22 +12,22 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from study import record
+from search_spaces import SAMPLERS
 from study.config import ProxySpec, Recipe, repr_non_default
+from study.storage import check_storage_url
 
-__all__ = ["StudySettings", "SAMPLERS", "PRUNERS", "RUNNERS", "PRUNER_OPTIONS", "SAMPLER_OPTIONS"]
+__all__ = ["StudySettings", "SAMPLERS", "PRUNERS", "RUNNERS", "PRUNER_OPTIONS", "SAMPLER_OPTIONS", "RESUMABLE"]
 
 RUNNERS = ("ray", "local")
-SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid", "nsga2")
 PRUNERS = ("median", "sha", "hyperband", "none")
-#: pruner -> the options it takes (CLI flag: ``--pruner-warmup``, ``--pruner-startup``,
-#: ``--min-resource``, ``--reduction-factor``) and their defaults.
+#: pruner -> the options it takes and their defaults.
 PRUNER_OPTIONS: dict[str, dict[str, int]] = {
     "median": {"warmup": 2, "startup": 3},
     "sha": {"min_resource": 1, "reduction_factor": 3},
     "hyperband": {"min_resource": 1, "reduction_factor": 3},
     "none": {},
 }
-#: sampler -> the options it takes (``--n-startup-trials``, ``--population-size``).
+#: sampler -> the options it takes and their defaults.
 SAMPLER_OPTIONS: dict[str, dict[str, int]] = {
     "tpe": {"startup": 5},
     "random": {},
@@ -36,6 +36,10 @@ SAMPLER_OPTIONS: dict[str, dict[str, int]] = {
     "grid": {},
     "nsga2": {"population_size": 8},
 }
+#: settings a resumed study may change; every other field stays as the study was created
+RESUMABLE = ("trials", "timeout", "runner", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "device")
+#: trials at once under Ray when ``max_concurrent`` is not given
+DEFAULT_CONCURRENCY = 2
 #: samplers that optimise several objectives
 MULTI_OBJECTIVE_SAMPLERS = ("tpe", "random", "qmc", "grid", "nsga2")
 
@@ -47,15 +51,17 @@ def _int(value: Any, name: str, lo: int) -> int:
 
 
 def _options(kind: str, given: Mapping[str, Any], table: dict[str, dict[str, int]], what: str) -> dict[str, int]:
+    """``given`` completed with ``kind``'s defaults; errors name the option as
+    ``<what>_options.<option>``."""
     allowed = table[kind]
     unknown = sorted(set(given) - set(allowed))
     if unknown:
-        takes = ", ".join(allowed) or "no options"
-        raise ValueError(f"{what} {kind!r} does not take option {unknown[0]!r} (it takes: {takes})")
+        takes = ", ".join(f"`{what}_options.{o}`" for o in allowed) or "no options"
+        raise ValueError(f"{what}_options.{unknown[0]}: {what} {kind!r} does not take option {unknown[0]!r} (it takes: {takes})")
     out = dict(allowed)
     for k, v in given.items():
         lo = 2 if k in ("reduction_factor", "population_size") else (0 if k in ("warmup", "startup") else 1)
-        out[k] = _int(v, f"{what} option {k}", lo)
+        out[k] = _int(v, f"{what}_options.{k}", lo)
     return out
 
 
@@ -91,7 +97,7 @@ class StudySettings:
     objectives: tuple[str, ...] = ("top1",)
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    max_concurrent: int = 2
+    max_concurrent: int | None = None
     max_failures: int = 1
     device: str | None = None
 
@@ -101,10 +107,20 @@ class StudySettings:
                 raise ValueError(f"{name}: expected a non-empty string, got {getattr(self, name)!r}")
         _int(self.trials, "trials", 1)
         _int(self.seed, "seed", 0)
-        _int(self.max_concurrent, "max_concurrent", 1)
+        if self.max_concurrent is not None:
+            _int(self.max_concurrent, "max_concurrent", 1)
         _int(self.max_failures, "max_failures", 0)
         if self.runner not in RUNNERS:
             raise ValueError(f"runner: must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
+        check_storage_url(self.storage)
+        from study.models import STEMS, get_backbone
+
+        try:
+            get_backbone(self.backbone)
+        except ValueError as exc:
+            raise ValueError(f"backbone: {exc}") from None
+        if self.stem not in STEMS:
+            raise ValueError(f"stem: must be one of {', '.join(STEMS)}, got {self.stem!r}")
         if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0):
             raise ValueError(f"timeout: must be a number of seconds > 0, got {self.timeout!r}")
         if self.width is not None and not (isinstance(self.width, (int, float)) and 0.25 <= self.width <= 2.0):
@@ -128,7 +144,7 @@ class StudySettings:
         object.__setattr__(self, "objectives", objectives)
         if self.multi_objective:
             if self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
-                raise ValueError(f"sampler: {self.sampler!r} optimises one objective; with --objectives {','.join(objectives)} use one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+                raise ValueError(f"sampler: {self.sampler!r} optimises one objective; with `objectives` {','.join(objectives)} use one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
             if self.pruner != "none":
                 raise ValueError(f"pruner: a multi-objective study is not pruned (Optuna reports no intermediate values for several objectives); got {self.pruner!r}")
         for name, hi in (("cpus_per_trial", 1024.0), ("gpus_per_trial", 64.0)):
@@ -139,6 +155,20 @@ class StudySettings:
             raise ValueError("cpus_per_trial: a trial needs some CPU or GPU (both are 0)")
         if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():
             raise ValueError(f"gpus_per_trial: more than one GPU must be a whole number, got {self.gpus_per_trial!r}")
+        if self.runner == "local":  # in-process, one trial at a time: no Ray cluster, no Ray resources
+            if self.address is not None:
+                raise ValueError("address: a Ray cluster address needs `runner` ray (the local runner runs in-process)")
+            if self.gpus_per_trial:
+                raise ValueError("gpus_per_trial: Ray resources need `runner` ray (use `device` cuda with the local runner)")
+            if self.max_concurrent not in (None, 1):
+                raise ValueError(f"max_concurrent: the local runner runs one trial at a time, got {self.max_concurrent!r}")
+
+    @property
+    def concurrency(self) -> int:
+        """Trials at once: ``max_concurrent``, by default 2 under Ray and 1 locally."""
+        if self.max_concurrent is not None:
+            return self.max_concurrent
+        return 1 if self.runner == "local" else DEFAULT_CONCURRENCY
 
     @property
     def multi_objective(self) -> bool:

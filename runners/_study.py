@@ -12,13 +12,9 @@ from runners._bridge import StudyBridge
 from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage, redact
 from runners._progress import Progress
 from runners._settings import StudySettings
+from study import record
 
 __all__ = ["open_study", "run_study", "study_exists"]
-
-#: study user attributes written at creation
-SETTINGS_ATTR = "settings"
-SPACE_ATTR = "space"
-
 
 def study_exists(storage_url: str, name: str) -> bool:
     """Whether ``name`` is a study in ``storage_url``; a SQLite file that does not exist
@@ -48,10 +44,10 @@ def open_study(settings: StudySettings, space: Any, *, create: bool) -> optuna.S
         except optuna.exceptions.DuplicatedStudyError:
             raise ValueError(
                 f"name: a study named {settings.name!r} already exists in {redact(settings.storage)}; "
-                f"pass --resume to continue it, or choose another --name"
+                f"pass `resume` to continue it, or choose another `name`"
             ) from None
-        study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
-        study.set_user_attr(SPACE_ATTR, space.info.name)
+        study.set_user_attr(record.STUDY_SETTINGS, settings.to_dict())
+        study.set_user_attr(record.STUDY_SPACE, space.info.name)
         return study
     try:
         study = optuna.load_study(study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner)

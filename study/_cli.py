@@ -8,16 +8,38 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
-from typing import Callable, NoReturn, Sequence
+from typing import Callable, Mapping, NoReturn, Sequence
 
-__all__ = ["UsageError", "ArgumentParser", "run_cli", "EXIT_USAGE"]
+__all__ = ["UsageError", "ArgumentParser", "run_cli", "in_flags", "EXIT_USAGE"]
 
 EXIT_USAGE = 2
 
 
 class UsageError(Exception):
     """A user's input is wrong; the message is shown as one line, exit status 2."""
+
+
+_LEADING = re.compile(r"^([A-Za-z_][\w.]*)(?=[: ])")
+_QUOTED = re.compile(r"`([A-Za-z_][\w.]*)(=[^`]*)?`")
+
+
+def in_flags(message: str, flags: Mapping[str, str]) -> str:
+    """A library's error message in a command line's words.
+
+    Library code names parameters, not flags: its messages start with the parameter
+    (``"trials: must be ..."``, ``"root /data: no such folder"``, dotted for options:
+    ``"pruner_options.warmup: ..."``) and mention other parameters in backticks
+    (``"pass `force` to replace it"``). ``flags`` maps parameter names to the flags that set
+    them; the leading name and every backticked one that it maps become the flag, and the
+    other backticks are dropped.
+    """
+    text = _QUOTED.sub(lambda m: flags.get(m.group(1), m.group(1) + (m.group(2) or "")), message)
+    lead = _LEADING.match(text)
+    if lead and lead.group(1) in flags:
+        text = flags[lead.group(1)] + text[lead.end():]
+    return text
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -88,8 +88,12 @@ def input_shape(input_size: int | Sequence[int], batch_size: int = 1) -> tuple[i
     return shape
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``torch.device(device)``, with a ValueError for an unknown or unavailable device."""
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``torch.device(device)``, with a ValueError for an unknown or unavailable device;
+    ``None`` is CUDA when it is available, else the CPU. The one place that turns a device
+    name into a device (the trainer, the cost counters and the CLIs use it)."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):

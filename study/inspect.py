@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from study import record
 from study._cli import ArgumentParser, UsageError, run_cli
 from study.config import ArchSpec, AttentionSpec, ConfigError, PSI_INPUTS, TrialConfig
 
@@ -124,7 +125,7 @@ def _fmt_params(params: dict[str, Any]) -> str:
 def _table(report: dict[str, Any], units: str) -> str:
     mega, giga = UNITS[units]
     arch, costs = report["arch"], report["costs"]
-    fixed = ("stage", "channels", "planes", "blocks", "kind", "attention_params")
+    fixed = (*record.STAGE_KEYS, "attention_params")
     rows = [("stage", "C", "planes", "blocks", "attention", "parameters", "attn params")]
     for s in report["stages"]:
         params = {k: v for k, v in s.items() if k not in fixed}

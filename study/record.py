@@ -14,7 +14,11 @@ Every trial of a study - complete, pruned or failed - carries these Optuna user 
 ``error``     the error text of a failed or diverged trial
 ``reference`` the name of a reference point the study enqueued (e.g. "paper_psi")
 ``attempt``   how many times this configuration was started (resume re-runs)
+``resumed_from`` the number of the trial this one re-runs (a trial the driver left running)
 ============  ===========================================================================
+
+The study itself carries ``settings`` (the runner's resolved settings as a dict) and
+``space`` (the search space's name).
 
 The objective of a single-objective study is the best validation top-1 (%) the trial
 reached; the intermediate value at step ``epoch`` is that epoch's validation top-1.
@@ -26,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 __all__ = [
-    "CONFIG", "STAGES", "COSTS", "HISTORY", "OUTCOME", "ERROR", "REFERENCE", "ATTEMPT",
+    "CONFIG", "STAGES", "COSTS", "HISTORY", "OUTCOME", "ERROR", "REFERENCE", "ATTEMPT", "RESUMED_FROM",
+    "STUDY_SETTINGS", "STUDY_SPACE", "STAGE_KEYS",
     "OUTCOME_COMPLETE", "OUTCOME_PRUNED", "OUTCOME_DIVERGED", "OUTCOME_FAILED",
     "OBJECTIVES", "TrialRecord", "read_trial",
 ]
@@ -39,6 +44,14 @@ OUTCOME = "outcome"
 ERROR = "error"
 REFERENCE = "reference"
 ATTEMPT = "attempt"
+RESUMED_FROM = "resumed_from"
+
+#: study user attributes
+STUDY_SETTINGS = "settings"
+STUDY_SPACE = "space"
+
+#: the structural keys of a recorded stage dict; every other key is an attention parameter
+STAGE_KEYS = ("stage", "channels", "planes", "blocks", "kind")
 
 OUTCOME_COMPLETE = "complete"
 OUTCOME_PRUNED = "pruned"

@@ -31,11 +31,11 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from study._cli import ArgumentParser, UsageError, run_cli
+from study._io import write_atomic, write_json
 from study.config import ConfigError, TrialConfig, load_config
 from study.metrics import EpochMetrics, Reporter
 
@@ -56,19 +56,13 @@ def derive_name(config: TrialConfig) -> str:
     return f"{config.arch.backbone}-{attention}-{config.proxy.source}{config.proxy.resolution}-s{config.seed}-{digest}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_metrics(out: Path, rows: Sequence[dict[str, Any]]) -> None:
-    _write_atomic(out / "metrics.json", json.dumps(list(rows), indent=2) + "\n")
+    write_json(out / "metrics.json", list(rows))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(out / "metrics.csv", buf.getvalue())
+    write_atomic(out / "metrics.csv", buf.getvalue())
 
 
 class _MetricsWriter(Reporter):
@@ -118,12 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             raise UsageError(f"--epochs: {exc}") from None
 
-    import torch
-
+    from study.costs import resolve_device
     from study.trainer import read_checkpoint, train
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: CUDA is not available on this machine")
+    try:
+        resolve_device(args.device)
+    except ValueError:  # the choices are cpu and cuda: only CUDA can be missing
+        raise UsageError(f"--device {args.device}: CUDA is not available on this machine") from None
     out = Path(args.out) if args.out else DEFAULT_ROOT / derive_name(config)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} exists and is not a folder")
@@ -139,14 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = load_proxy(config.proxy)  # bad data fails here, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     if state is None:  # a resumed run keeps its config.json until train() has checked the config
-        _write_atomic(out / "config.json", config.to_json() + "\n")
+        write_atomic(out / "config.json", config.to_json() + "\n")
     del state
     print(f"training {config.arch.backbone} ({', '.join(s.kind for s in config.arch.stages)}) "
           f"on {config.proxy.source} {config.proxy.resolution}px for {config.recipe.epochs} epochs -> {out}")
     result = train(config, _MetricsWriter(out), device=args.device, data=data, checkpoint_dir=out, resume=args.resume, log=print)
-    _write_atomic(out / "config.json", config.to_json() + "\n")
+    write_atomic(out / "config.json", config.to_json() + "\n")
     _write_metrics(out, [m.to_dict() for m in result.history])
-    _write_atomic(out / "result.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    write_json(out / "result.json", result.to_dict())
 
     best, final = result.best, result.final
     line = f"{result.outcome}: {result.epochs_run} of {config.recipe.epochs} epochs"

@@ -14,9 +14,13 @@ import sys
 import warnings
 from typing import Any, Sequence
 
-from study._cli import ArgumentParser, run_cli
+from study._cli import ArgumentParser, UsageError, in_flags, run_cli
 
 PROG = "python -m study.data"
+#: :func:`study.data.prepare` parameter -> the flag of ``prepare`` that sets it
+FLAGS = {"source": "--source", "root": "--root", "resolution": "--res", "out": "--out", "classes": "--classes",
+         "label_map": "--label-map", "val_split": "--val-split", "seed": "--seed", "workers": "--workers",
+         "chunk_size": "--chunk-size", "force": "--force"}
 
 
 def _fraction(text: str) -> float:
@@ -127,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{PROG}: {args.out}.partial keeps the finished chunks; run the same command again to finish", file=sys.stderr)
             raise
+        except (ValueError, OSError) as exc:  # the library names parameters; say them as flags
+            raise UsageError(in_flags(" ".join(str(exc).split()), FLAGS)) from None
     counts = ", ".join(f"{s} {c['images']}" for s, c in manifest["counts"].items())
     print(f"{args.out}: {manifest['source']} at {manifest['resolution']} px, {manifest['num_classes']} classes, {counts} images, "
           f"{manifest['num_skipped']} skipped")

@@ -45,7 +45,7 @@ def read_class_file(path: str | Path | None = None, *, wnids: bool = True) -> li
     try:
         text = p.read_text()
     except OSError as exc:
-        raise FileNotFoundError(f"--classes {p}: cannot read ({exc.strerror or exc})") from None
+        raise FileNotFoundError(f"classes {p}: cannot read ({exc.strerror or exc})") from None
     return sorted(_parse(text, str(p), wnids=wnids))
 
 
@@ -61,20 +61,20 @@ def read_label_map(path: str | Path) -> dict[int, str]:
     try:
         text = p.read_text()
     except OSError as exc:
-        raise FileNotFoundError(f"--label-map {p}: cannot read ({exc.strerror or exc})") from None
+        raise FileNotFoundError(f"label_map {p}: cannot read ({exc.strerror or exc})") from None
     mapping: dict[int, str] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
         if len(parts) < 2 or not _WNID.match(parts[0]) or not parts[1].isdigit():
-            raise ValueError(f"--label-map {p}:{lineno}: expected 'WNID LABEL NAME' like 'n02119789 1 kit_fox', got {line.strip()!r}")
+            raise ValueError(f"label_map {p}:{lineno}: expected 'WNID LABEL NAME' like 'n02119789 1 kit_fox', got {line.strip()!r}")
         label = int(parts[1])
         if label in mapping:
-            raise ValueError(f"--label-map {p}:{lineno}: label {label} appears twice")
+            raise ValueError(f"label_map {p}:{lineno}: label {label} appears twice")
         mapping[label] = parts[0]
     if not mapping:
-        raise ValueError(f"--label-map {p}: empty")
+        raise ValueError(f"label_map {p}: empty")
     if len(set(mapping.values())) != len(mapping):
-        raise ValueError(f"--label-map {p}: a wnid appears twice")
+        raise ValueError(f"label_map {p}: a wnid appears twice")
     return mapping

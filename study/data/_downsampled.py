@@ -74,21 +74,21 @@ class DownsampledImageNetSource(ProxySource):
     def scan(self, root: Path, *, label_map: str | None = None, classes: str | None = None, **_: Any) -> ArrayListing:  # type: ignore[override]
         root = Path(root)
         if not root.is_dir():
-            raise FileNotFoundError(f"--root {root}: no such folder")
+            raise FileNotFoundError(f"root {root}: no such folder")
         if label_map is None:
-            raise ValueError("--label-map: source imagenet-downsampled needs the ILSVRC devkit's map_clsloc.txt "
+            raise ValueError("label_map: source imagenet-downsampled needs the ILSVRC devkit's map_clsloc.txt "
                              "(lines like 'n02119789 1 kit_fox'): its 1-based labels follow that file's order")
         mapping = read_label_map(label_map)
         wnids = read_class_file(classes)
         unknown = [w for w in wnids if w not in set(mapping.values())]
         if len(unknown) == len(wnids):
-            raise ValueError(f"--label-map {label_map}: none of the {len(wnids)} classes appear in it")
+            raise ValueError(f"label_map {label_map}: none of the {len(wnids)} classes appear in it")
         train = sorted(((int(m.group(1)), p) for p in root.iterdir() if (m := _TRAIN.match(p.name))), key=lambda t: t[0])
         val = sorted(p for p in root.iterdir() if _VAL.match(p.name))
         if not train:
-            raise FileNotFoundError(f"--root {root}: no train_data_batch_N files (.npz or pickle)")
+            raise FileNotFoundError(f"root {root}: no train_data_batch_N files (.npz or pickle)")
         if not val:
-            raise FileNotFoundError(f"--root {root}: no val_data file (.npz or pickle)")
+            raise FileNotFoundError(f"root {root}: no val_data file (.npz or pickle)")
         files = {"train": [p for _, p in train], "val": val[:1]}
         label_to_class = np.full(max(mapping) + 1, -1, dtype=np.int64)
         index = {w: i for i, w in enumerate(wnids)}
@@ -106,7 +106,7 @@ class DownsampledImageNetSource(ProxySource):
                 unmapped = (lab < 1) | (lab >= label_to_class.shape[0])
                 unmapped[~unmapped] = ~np.isin(lab[~unmapped], list(mapping))
                 if unmapped.any():
-                    raise ValueError(f"{path}: label {int(lab[unmapped][0])} is not in --label-map {label_map} (labels are 1-based)")
+                    raise ValueError(f"{path}: label {int(lab[unmapped][0])} is not in `label_map` {label_map} (labels are 1-based)")
                 cls = label_to_class[lab]
                 keep = np.nonzero(cls >= 0)[0]
                 # plane by plane (R..., G..., B...) -> NHWC

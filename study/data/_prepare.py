@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.lib.format import open_memmap
 
+from study._io import write_json
 from study.data._cache import CACHE_FORMAT, CACHE_VERSION, MANIFEST, SPLITS, array_files, partial_path, read_manifest, sha256_file
 from study.data._decode import decode_chunk, ignore_sigint
 from study.data._listing import ArrayListing, FileListing
@@ -32,17 +33,10 @@ from study.data._registry import get_source, list_sources
 __all__ = ["prepare", "PrepareWarning", "STATE"]
 
 STATE = "state.json"
-_OPTION_FLAGS = {"classes": "--classes", "label_map": "--label-map", "val_split": "--val-split", "seed": "--seed"}
 
 
 class PrepareWarning(UserWarning):
     """Something was skipped while preparing a cache (named in the manifest)."""
-
-
-def _json_write(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _signature(source: str, root: Path, resolution: int, listing: FileListing | ArrayListing) -> str:
@@ -91,7 +85,7 @@ def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state
         for i, msg in errors:
             st["skipped"].append({"split": split, "index": lo + i, "path": items[lo + i][0], "error": msg})
         st["chunks"].append(cid)
-        _json_write(state_path, state)
+        write_json(state_path, state)
         bar.update(arr.shape[0])
         if on_chunk is not None:
             on_chunk(split, cid, len(starts))
@@ -128,7 +122,7 @@ def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state
     np.save(partial / lab_name, labels)
     st["done"] = True
     st["count"] = int(labels.shape[0])
-    _json_write(state_path, state)
+    write_json(state_path, state)
 
 
 def _array_split(split: str, listing: ArrayListing, partial: Path, state: dict[str, Any], *, resolution: int, progress: bool,
@@ -151,7 +145,7 @@ def _array_split(split: str, listing: ArrayListing, partial: Path, state: dict[s
         del dst
     np.save(partial / lab_name, labels.astype(np.int64))
     state["splits"][split] = {"done": True, "chunks": [], "skipped": [], "count": int(labels.shape[0])}
-    _json_write(partial / STATE, state)
+    write_json(partial / STATE, state)
     if on_chunk is not None:
         on_chunk(split, 0, 1)
 
@@ -181,36 +175,35 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
     """
     src = get_source(source)
     if src.generated:
-        raise ValueError(f"--source: {source!r} generates its images and needs no prepare (file sources: {', '.join(list_sources(generated=False))})")
+        raise ValueError(f"source: {source!r} generates its images and needs no prepare (file sources: {', '.join(list_sources(generated=False))})")
     for key, value in options.items():
         if value is not None and key not in src.options:
-            flag = _OPTION_FLAGS.get(key, key)
-            takes = ", ".join(_OPTION_FLAGS.get(o, o) for o in src.options) or "no options"
-            raise ValueError(f"{flag}: does not apply to source {source!r} (it takes {takes})")
+            takes = ", ".join(f"`{o}`" for o in src.options) or "no options"
+            raise ValueError(f"{key}: does not apply to source {source!r} (it takes {takes})")
     options = {k: v for k, v in options.items() if v is not None}
     if isinstance(resolution, bool) or not isinstance(resolution, int) or not 8 <= resolution <= 1024:
-        raise ValueError(f"--res: must be an integer in [8, 1024], got {resolution!r}")
+        raise ValueError(f"resolution: must be an integer in [8, 1024], got {resolution!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"--chunk-size: must be an integer >= 1, got {chunk_size!r}")
+        raise ValueError(f"chunk_size: must be an integer >= 1, got {chunk_size!r}")
     workers = (os.cpu_count() or 1) if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"--workers: must be an integer >= 1, got {workers!r}")
+        raise ValueError(f"workers: must be an integer >= 1, got {workers!r}")
     root = Path(root).resolve()
     out = Path(out)
     listing = src.scan(root, **options)
     if isinstance(listing, ArrayListing) and resolution > listing.resolution:
-        raise ValueError(f"--res: {resolution} px asked, but the {source} files hold {listing.resolution} px images")
+        raise ValueError(f"resolution: {resolution} px asked, but the {source} files hold {listing.resolution} px images")
     signature = _signature(source, root, resolution, listing)
 
     if out.exists():
         if not (out / MANIFEST).exists():
-            raise ValueError(f"--out {out}: exists and is not a cache; choose another folder or remove it")
+            raise ValueError(f"out {out}: exists and is not a cache; choose another folder or remove it")
         existing = read_manifest(out)
         if existing.get("signature") == signature and not force:
             return existing
         if not force:
-            raise ValueError(f"--out {out}: already holds a cache of other inputs ({existing.get('source')}, "
-                             f"{existing.get('resolution')} px); pass --force to replace it")
+            raise ValueError(f"out {out}: already holds a cache of other inputs ({existing.get('source')}, "
+                             f"{existing.get('resolution')} px); pass `force` to replace it")
 
     partial = partial_path(out)
     state: dict[str, Any] = {"signature": signature, "splits": {}}
@@ -224,7 +217,7 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
         else:
             shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
-    _json_write(partial / STATE, state)
+    write_json(partial / STATE, state)
 
     for split in SPLITS:
         if state["splits"].get(split, {}).get("done"):
@@ -265,7 +258,7 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "study_version": _version(),
     }
-    _json_write(partial / MANIFEST, manifest)
+    write_json(partial / MANIFEST, manifest)
     os.remove(partial / STATE)
     if out.exists():  # --force: swap in the new cache, then drop the old one
         old = out.with_name(out.name + ".old")

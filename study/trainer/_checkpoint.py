@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from study._io import atomic_file
+
 __all__ = ["CHECKPOINT_NAME", "checkpoint_path", "save_checkpoint", "read_checkpoint"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -29,16 +31,8 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path
     an interruption never leaves a half-written checkpoint."""
     path = checkpoint_path(directory)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path, "wb", fsync=True) as f:
+        torch.save({"format": FORMAT, **state}, f)
     return path
 
 

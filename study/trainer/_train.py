@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from study.config import TrialConfig
+from study.costs import resolve_device
 from study.metrics import EpochMetrics, Reporter, TrialResult, as_reporter
 from study.trainer._checkpoint import read_checkpoint, save_checkpoint
 from study.trainer._optim import build_optimizer
@@ -90,7 +91,7 @@ def train(
         raise TypeError(f"config: expected a study.config.TrialConfig, got {type(config).__name__}")
     reporter = as_reporter(reporter)
     say = _as_log(log)
-    device = _resolve_device(device)
+    device = resolve_device(device)
     recipe = config.recipe
     on_cuda = device.type == "cuda"
 
@@ -286,16 +287,6 @@ def _as_log(log: Callable[[str], Any] | None) -> Callable[[str], Any]:
     return log
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device: not a torch device: {device!r} ({exc})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but CUDA is not available")
-    return dev
 
 
 def _check_same_config(saved: Mapping[str, Any], config: TrialConfig, where: Any) -> None:

@@ -135,7 +135,7 @@ def test_list_spaces(capsys):
 
 
 def test_the_default_study_settings(tmp_path):
-    from study.run import build_parser, resolve_settings
+    from runners.cli import build_parser, resolve_settings
 
     settings, space, created = resolve_settings(build_parser().parse_args(["--space", "eca_kmap", "--out", str(tmp_path)]))
     assert created and not list(tmp_path.iterdir())  # resolving creates nothing

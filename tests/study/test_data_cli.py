@@ -42,6 +42,12 @@ def test_prepare_and_info_in_a_real_process(tmp_path):
     (["prepare", "--source", "imagenet-downsampled", "--root", "{tmp}", "--res", "32", "--out", "{tmp}/c"], "--label-map: source imagenet-downsampled needs"),
     (["prepare", "--source", "imagefolder", "--root", "{tmp}/none", "--res", "32", "--out", "{tmp}/c"], "--root {tmp}/none: no such folder"),
     (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "32", "--out", "{tmp}/c"], "no val/ folder"),
+    # the library names its parameters; the command line says them as flags
+    (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "32", "--out", "{tmp}/c"], "pass --val-split FRACTION"),
+    (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "8", "--out", "{tmp}/c", "--val-split", "0.5",
+      "--label-map", "x.txt"], "--label-map: does not apply to source 'imagefolder' (it takes --val-split, --seed)"),
+    (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "8", "--out", "{tmp}", "--val-split", "0.5"],
+     "--out {tmp}: exists and is not a cache"),
     (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "32", "--out", "{tmp}/c", "--val-split", "1.5"], "--val-split: expected a fraction"),
     (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "4", "--out", "{tmp}/c", "--val-split", "0.5"], "--res: must be an integer in [8, 1024]"),
     (["prepare", "--source", "synthetic", "--root", "{tmp}", "--res", "32", "--out", "{tmp}/c"], "invalid choice: 'synthetic'"),

@@ -61,17 +61,17 @@ def test_downsampled_to_a_lower_resolution(tmp_path):
     root, label_map, truth = _write(tmp_path, side=16, n=8)
     m = prepare("imagenet-downsampled", root, tmp_path / "c", resolution=8, label_map=str(label_map), progress=False)
     assert m["resolution"] == 8 and "16 px -> 8 px" in m["resize"]
-    with pytest.raises(ValueError, match="--res: 32 px asked.*16 px"):
+    with pytest.raises(ValueError, match="resolution: 32 px asked.*16 px"):
         prepare("imagenet-downsampled", root, tmp_path / "d", resolution=32, label_map=str(label_map), progress=False)
 
 
 def test_label_map_is_required_and_checked(tmp_path):
     root, label_map, _ = _write(tmp_path, n=4)
-    with pytest.raises(ValueError, match="--label-map: source imagenet-downsampled needs .*map_clsloc.txt"):
+    with pytest.raises(ValueError, match="label_map: source imagenet-downsampled needs .*map_clsloc.txt"):
         prepare("imagenet-downsampled", root, tmp_path / "c", resolution=8, progress=False)
     short = tmp_path / "short.txt"
     short.write_text("".join(f"{w} {i} x\n" for i, (w, _) in enumerate(MAP[:3], 1)))
-    with pytest.raises(ValueError, match="label [45] is not in --label-map"):
+    with pytest.raises(ValueError, match="label [45] is not in `label_map`"):
         prepare("imagenet-downsampled", root, tmp_path / "c", resolution=8, label_map=str(short), progress=False)
     assert not (tmp_path / "c").exists()
     bad = tmp_path / "bad.txt"

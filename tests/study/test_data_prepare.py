@@ -68,12 +68,12 @@ def test_cache_selection_on_load(tmp_path):
 
 def test_missing_val_is_an_error_unless_a_split_is_asked(tmp_path):
     root = image_tree(tmp_path / "tree", CLASSES, train=5, with_val=False)
-    with pytest.raises(ValueError, match="no val/ folder.*--val-split"):
+    with pytest.raises(ValueError, match="no val/ folder.*`val_split`"):
         prepare("imagefolder", root, tmp_path / "c", resolution=8, workers=1, progress=False)
     m = prepare("imagefolder", root, tmp_path / "c", resolution=8, workers=1, progress=False, val_split=0.4, seed=3)
     assert m["counts"]["train"]["per_class"] == [3, 3, 3] and m["counts"]["val"]["per_class"] == [2, 2, 2]
     assert m["notes"]["val_split"] == {"fraction": 0.4, "seed": 3, "from": "train"}
-    with pytest.raises(ValueError, match="--label-map: does not apply to source 'imagefolder'"):
+    with pytest.raises(ValueError, match="label_map: does not apply to source 'imagefolder'"):
         prepare("imagefolder", root, tmp_path / "d", resolution=8, label_map="x.txt")
 
 
@@ -124,7 +124,7 @@ def test_interrupted_prepare_never_looks_complete_and_resumes(tmp_path):
     assert out.is_dir() and not (tmp_path / "cache.partial").exists()
     # the same command once more: nothing to do; other inputs need --force
     assert prepare("imagefolder", root, out, resolution=8, workers=1, progress=False)["created"] == m["created"]
-    with pytest.raises(ValueError, match="--force"):
+    with pytest.raises(ValueError, match="`force`"):
         prepare("imagefolder", root, out, resolution=10, workers=1, progress=False)
     assert prepare("imagefolder", root, out, resolution=10, workers=1, progress=False, force=True)["resolution"] == 10
 

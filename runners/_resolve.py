@@ -1,0 +1,327 @@
+"""From the command line of ``python -m study.run`` to a study's :class:`StudySettings`.
+
+The command line maps flags to settings fields and settles defaults (the space's budget and
+sampler, the default proxy and recipe, a derived name); :class:`StudySettings` is the one
+validator of the result. Library errors name fields ("trials: ...",
+"pruner_options.warmup: ..."); :data:`FLAGS` says them as the flags that set the fields.
+Nothing here creates a file, a folder or a study.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from runners._settings import RESUMABLE, StudySettings
+from study._cli import UsageError, in_flags
+
+__all__ = ["FLAGS", "DEFAULT_PROXY", "DEFAULT_RECIPE", "resolve_settings", "usage_error"]
+
+#: the default proxy: the synthetic preset shrunk to 10 classes so the default budget
+#: (20 trials x 3 epochs, widths 0.25-1.0) takes a few minutes on two CPU cores
+DEFAULT_PROXY = ("synthetic", {"num_classes": 10, "images_per_class": 50, "val_per_class": 20})
+#: the default training recipe of a study's trials (``--epochs`` and ``--set recipe.*`` change it).
+#: lr 0.05 for batch 64 (0.1 per 128): at 0.2 the width-1.0 ResNet-18 stayed at chance on the
+#: default proxy for 3 epochs (BN statistics blew up), while at 0.05 widths 0.25 / 0.5 / 1.0
+#: reached 48 / 82 / 77 % top-1 after 3 epochs (10 classes; chance 10 %).
+DEFAULT_RECIPE = {"batch_size": 64, "lr": 0.05, "warmup_epochs": 0.5}
+
+#: settings field (or parameter) -> the flag that sets it
+FLAGS: dict[str, str] = {
+    "name": "--name", "space": "--space", "storage": "--storage", "run_dir": "--out", "out": "--out",
+    "trials": "--trials", "epochs": "--epochs", "timeout": "--timeout", "resume": "--resume",
+    "runner": "--runner", "address": "--address", "device": "--device",
+    "seed": "--seed", "backbone": "--backbone", "stem": "--stem", "width": "--width",
+    "proxy": "--set proxy", "recipe": "--set recipe", "objectives": "--objectives",
+    "sampler": "--sampler", "sampler_options": "--sampler",
+    "sampler_options.startup": "--n-startup-trials", "sampler_options.population_size": "--population-size",
+    "pruner": "--pruner", "pruner_options": "--pruner",
+    "pruner_options.warmup": "--pruner-warmup", "pruner_options.startup": "--pruner-startup",
+    "pruner_options.min_resource": "--min-resource", "pruner_options.reduction_factor": "--reduction-factor",
+    "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
+    "max_concurrent": "--max-concurrent", "max_failures": "--max-failures",
+}
+#: option flags of the sampler and the pruner: settings option name -> argparse dest
+_SAMPLER_ARGS = {"startup": "n_startup_trials", "population_size": "population_size"}
+_PRUNER_ARGS = {"warmup": "pruner_warmup", "startup": "pruner_startup", "min_resource": "min_resource", "reduction_factor": "reduction_factor"}
+
+
+def usage_error(exc: BaseException) -> UsageError:
+    """A library error, said in flags, as the command line's one-line error."""
+    return UsageError(in_flags(" ".join(str(exc).split()), FLAGS))
+
+
+def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {"proxy": {}, "recipe": {}}
+    for item in items:
+        key, sep, text = item.partition("=")
+        section, dot, field = key.strip().partition(".")
+        if not sep or not dot or section not in out or not field:
+            raise UsageError(f"--set: expected proxy.FIELD=VALUE or recipe.FIELD=VALUE, got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out[section][field] = value
+    return out
+
+
+def _resolve_proxy(args: Any, overrides: dict[str, Any]) -> Any:
+    from study.config import ProxySpec
+    from study.data import list_proxies, proxy_preset, read_manifest
+
+    if args.proxy is not None and args.proxy not in list_proxies():
+        raise UsageError(f"--proxy: unknown preset {args.proxy!r} (valid: {', '.join(list_proxies())})")
+    if args.data is not None:
+        if args.proxy is not None and proxy_preset(args.proxy).source != "cache":
+            raise UsageError(f"--data: preset {args.proxy!r} is generated ({proxy_preset(args.proxy).source}) and reads no data folder")
+        try:
+            manifest = read_manifest(args.data)  # a missing or incomplete folder is one clear line
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--data: {exc}") from None
+        fields = {"source": "cache", "data": str(Path(args.data).resolve())}
+        if args.proxy is not None:
+            spec = ProxySpec.from_dict({**proxy_preset(args.proxy).to_dict(), **fields})
+        else:
+            spec = ProxySpec(**fields, resolution=int(manifest["resolution"]), num_classes=int(manifest["num_classes"]))
+    elif args.proxy is not None:
+        spec = proxy_preset(args.proxy)
+        if spec.source == "cache":
+            read_manifest(spec.data)
+    else:
+        name, fields = DEFAULT_PROXY
+        spec = proxy_preset(name, **fields)
+    if overrides:
+        try:
+            spec = ProxySpec.from_dict({**spec.to_dict(), **overrides})
+        except ValueError as exc:
+            raise usage_error(exc) from None
+    return spec
+
+
+def _resolve_recipe(args: Any, overrides: dict[str, Any], default_epochs: int) -> Any:
+    from study.config import Recipe
+
+    if "epochs" in overrides and args.epochs is not None and overrides["epochs"] != args.epochs:
+        raise UsageError("--set recipe.epochs contradicts --epochs")
+    fields = {**DEFAULT_RECIPE, **overrides}
+    fields["epochs"] = overrides.get("epochs", args.epochs or default_epochs)
+    try:
+        fields["warmup_epochs"] = min(float(fields["warmup_epochs"]), float(fields["epochs"]))
+    except (TypeError, ValueError):
+        raise UsageError(f"--set: recipe.epochs and recipe.warmup_epochs must be numbers, got "
+                         f"{fields['epochs']!r} and {fields['warmup_epochs']!r}") from None
+    try:
+        return Recipe.from_dict(fields)
+    except ValueError as exc:  # "lr: ..." came from --set recipe.lr, "epochs: ..." maybe from --epochs
+        text = " ".join(str(exc).split())
+        if text.startswith("epochs") and "epochs" not in overrides:
+            raise usage_error(exc) from None
+        raise UsageError(f"--set recipe.{text}") from None
+
+
+def derived_names(base: str) -> list[str]:
+    """A study's default name and its numbered successors (``eca_kmap``, ``eca_kmap-2``, ...)."""
+    return [base] + [f"{base}-{i}" for i in range(2, 1000)]
+
+
+def sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("._-") or "study"
+
+
+def _check_writable(folder: Path) -> None:
+    """The nearest existing ancestor of ``folder`` must be a writable folder."""
+    p = folder
+    while not p.exists():
+        if p.parent == p:
+            break
+        p = p.parent
+    if not p.is_dir():
+        raise UsageError(f"--out: {p} is not a folder")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UsageError(f"--out: cannot write to {p}")
+
+
+def _dry_run(space: Any, settings: StudySettings) -> None:
+    """Run the space (and its reference points) on an in-memory study: an invalid backbone,
+    width, stem or proxy fails here, before anything is created."""
+    import optuna
+
+    from runners._optuna import make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kw = settings.space_settings()
+    try:
+        make_sampler(settings, space.grid_space(**kw))  # e.g. the grid sampler without a grid
+    except ValueError as exc:
+        raise usage_error(exc) from None
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=settings.seed))
+    references = space.reference_points(**kw)
+    for _, params in references:
+        study.enqueue_trial(params)
+    for _ in range(len(references) + 1):
+        trial = study.ask()
+        try:
+            space.suggest(trial, **kw)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UsageError(f"--space {settings.space}: {exc}") from None
+        except Exception as exc:  # a user's space with a bug: one line, not a traceback
+            raise UsageError(f"--space {settings.space}: {type(exc).__name__}: {exc}") from None
+        study.tell(trial, 0.0)
+
+
+def _objectives(args: Any) -> tuple[str, ...] | None:
+    if args.objectives is None:
+        return None
+    return tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+
+
+def _options(args: Any, names: dict[str, str]) -> dict[str, Any]:
+    return {k: getattr(args, dest) for k, dest in names.items() if getattr(args, dest) is not None}
+
+
+def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple[StudySettings, Any, bool]:
+    """Map the parsed flags to the study's settings, creating nothing.
+
+    Returns ``(settings, space, created)`` where ``created`` is False for ``--resume``.
+    """
+    from search_spaces import get_space, space_names
+    from study.storage import check_storage_url, normalize_storage_url
+
+    from runners._study import study_exists
+
+    runner = args.runner or "ray"
+    out = Path(args.out)
+    _check_writable(out)
+    if args.storage is not None:
+        try:
+            check_storage_url(args.storage)
+        except ValueError as exc:
+            raise usage_error(exc) from None
+        if args.storage.startswith("sqlite:///") and not args.storage.startswith("sqlite:///:memory:"):
+            _check_writable(Path(args.storage[len("sqlite:///"):]).parent)
+    overrides = _parse_overrides(args.overrides)
+    if args.resume:
+        return _resolve_resume(args, out, overrides)
+
+    if not args.space:
+        raise UsageError("--space is required (see --list-spaces)")
+    try:
+        space = get_space(args.space)
+    except ValueError as exc:
+        raise usage_error(exc) from None
+    objectives = _objectives(args) or ("top1",)
+    multi = len(objectives) > 1
+    sampler = args.sampler or ("nsga2" if multi and space.info.sampler == "tpe" else space.info.sampler)
+    pruner = args.pruner or ("none" if multi else "median")
+    if multi and pruner != "none":
+        note(f"note: --pruner {pruner} ignored: a multi-objective study is not pruned (Optuna takes no intermediate values for several objectives)")
+        pruner = "none"
+    proxy = _resolve_proxy(args, overrides["proxy"])
+    recipe = _resolve_recipe(args, overrides["recipe"], space.info.budget.epochs)
+
+    # -- the name and the folder
+    if args.name is not None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", args.name):
+            raise UsageError(f"--name: use letters, digits, '.', '_' or '-', got {args.name!r}")
+        name = args.name
+        if (out / name).exists():
+            raise UsageError(f"--name: a study {name!r} already exists in {out / name}; pass --resume to continue it, or choose another --name")
+        if args.storage and study_exists(args.storage, name):
+            raise UsageError(f"--name: a study named {name!r} already exists in the storage; pass --resume to continue it, or choose another --name")
+    else:
+        name = next(n for n in derived_names(sanitize(space.name))
+                    if not (out / n).exists() and not (args.storage and study_exists(args.storage, n)))
+    run_dir = (out / name).resolve()
+    space_ref = args.space
+    if args.space not in space_names() and ":" in args.space:  # a user's file: resumable from anywhere
+        file, fn = args.space.rsplit(":", 1)
+        space_ref = f"{Path(file).resolve()}:{fn}"
+    try:
+        settings = StudySettings(
+            name=name,
+            space=space_ref,
+            storage=normalize_storage_url(args.storage) if args.storage else f"sqlite:///{run_dir / 'study.db'}",
+            run_dir=str(run_dir),
+            trials=args.trials or space.info.budget.trials,
+            runner=runner,
+            address=args.address,
+            timeout=args.timeout,
+            seed=args.seed if args.seed is not None else 0,
+            backbone=args.backbone or "resnet18",
+            stem=args.stem or "lowres",
+            width=args.width,
+            proxy=proxy,
+            recipe=recipe,
+            sampler=sampler,
+            sampler_options=_options(args, _SAMPLER_ARGS),
+            pruner=pruner,
+            pruner_options=_options(args, _PRUNER_ARGS),
+            objectives=objectives,
+            cpus_per_trial=1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
+            gpus_per_trial=0.0 if args.gpus_per_trial is None else args.gpus_per_trial,
+            max_concurrent=args.max_concurrent if args.max_concurrent is not None else (1 if runner == "local" else 2),
+            max_failures=1 if args.max_failures is None else args.max_failures,
+            device=args.device,
+        )
+    except ValueError as exc:
+        raise usage_error(exc) from None
+    _dry_run(space, settings)
+    return settings, space, True
+
+
+def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) -> tuple[StudySettings, Any, bool]:
+    from search_spaces import get_space
+    from study.storage import normalize_storage_url
+
+    if args.name is not None:
+        name = args.name
+    elif args.space:
+        base = sanitize(get_space(args.space).name)
+        existing = [n for n in derived_names(base) if (out / n / "settings.json").exists()]
+        if not existing:
+            raise UsageError(f"--resume: no study of space {args.space!r} in {out} (give --name)")
+        name = existing[-1]
+    else:
+        raise UsageError("--resume needs --name (or --space, to resume its latest study)")
+    path = out / name / "settings.json"
+    if not path.exists():
+        raise UsageError(f"--resume: no study {name!r} in {out} (no {path})")
+    try:
+        stored = StudySettings.from_dict(json.loads(path.read_text()))
+    except ValueError as exc:
+        raise UsageError(f"--resume: {path} cannot be read back ({' '.join(str(exc).split())})") from None
+    # flags that define the study must agree with it
+    given = {
+        "space": args.space, "storage": args.storage and normalize_storage_url(args.storage), "epochs": args.epochs, "seed": args.seed,
+        "backbone": args.backbone, "stem": args.stem, "width": args.width, "proxy": args.proxy, "data": args.data,
+        "sampler": args.sampler, "pruner": args.pruner, "objectives": _objectives(args),
+    }
+    kept = {
+        "space": stored.space, "storage": stored.storage, "epochs": stored.recipe.epochs, "seed": stored.seed,
+        "backbone": stored.backbone, "stem": stored.stem, "width": stored.width, "proxy": None, "data": stored.proxy.data,
+        "sampler": stored.sampler, "pruner": stored.pruner, "objectives": tuple(stored.objectives),
+    }
+    for key, value in given.items():
+        if value is None or (key == "space" and get_space(value).name == get_space(stored.space).name):
+            continue
+        if key == "data" and str(Path(value).resolve()) == kept["data"]:
+            continue
+        if key == "proxy" or value != kept[key]:
+            raise UsageError(f"--{key}: a resumed study keeps its {key} ({kept[key]!r}); drop the flag or start a new study")
+    if args.overrides:
+        raise UsageError("--set: a resumed study keeps its proxy and recipe; drop --set or start a new study")
+    for dest in (*_SAMPLER_ARGS.values(), *_PRUNER_ARGS.values()):
+        if getattr(args, dest) is not None:
+            raise UsageError(f"--{dest.replace('_', '-')}: a resumed study keeps its sampler and pruner options")
+    changes: dict[str, Any] = {k: getattr(args, k) for k in RESUMABLE if getattr(args, k, None) is not None}
+    if changes.get("runner", stored.runner) == "local":
+        changes.update(address=None, max_concurrent=1, gpus_per_trial=0.0)
+    try:
+        settings = stored.replace(run_dir=str((out / name).resolve()), **changes)
+    except ValueError as exc:
+        raise usage_error(exc) from None
+    return settings, get_space(settings.space), False

@@ -1,0 +1,230 @@
+"""``python -m study.run``: run a named search space as an Optuna study, on Ray Tune or locally.
+
+    python -m study.run --space eca_kmap                 # ~4 min on a 2-core CPU, synthetic proxy
+    python -m study.run --list-spaces
+    python -m study.run --space se_ratio --proxy in100-32 --trials 40 --epochs 10 --gpus-per-trial 0.5
+    python -m study.run --space eca_kmap --address auto --storage postgresql://user@db/optuna
+    python -m study.run --name eca_kmap --resume         # continue after the driver died
+    python -m study.run --space my_spaces.py:define --runner local --trials 4
+
+A study lives in ``<out>/<name>/`` (default ``runs/<name>``): ``study.db`` (the Optuna
+storage, unless ``--storage`` names another), ``settings.json`` (the resolved settings),
+``trials/<number>/config.json`` and ``history.json``, and Ray's result folder ``ray/``.
+The name defaults to the space's name (``eca_kmap``, then ``eca_kmap-2``, ...).
+
+The default proxy is the built-in synthetic one at 32 px shrunk to 10 classes x 50 training
+and 20 validation images, so the default budget (see ``--list-spaces``) finishes in a few
+minutes on two CPU cores; ``--proxy NAME`` picks a preset (``synthetic-small``: 10 classes at
+16 px for smoke tests), ``--data DIR`` a cache from ``python -m study.data prepare``, and
+``--set proxy.KEY=VALUE`` / ``--set recipe.KEY=VALUE`` change one field of the proxy or the
+training recipe (e.g. ``--set proxy.images_per_class=8 --set recipe.batch_size=32``).
+
+Bad input is one line on stderr and exit status 2; everything is checked before anything
+is created. The study's module :mod:`study.run` hands its command line to :func:`main`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from argparse import ArgumentTypeError
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from runners._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, resolve_settings, usage_error
+from runners._settings import PRUNERS, RESUMABLE, RUNNERS, SAMPLERS
+from study._cli import ArgumentParser, UsageError, run_cli
+from study._io import write_json
+
+__all__ = ["main", "build_parser", "resolve_settings", "DEFAULT_PROXY", "DEFAULT_RECIPE", "RESUMABLE", "PROG"]
+
+PROG = "python -m study.run"
+
+
+def _number_at_least(lo: float, *, integer: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a finite number (an integer with ``integer``) of at least ``lo``."""
+    what = "an integer" if integer else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            v = int(text) if integer else float(text)
+        except ValueError:
+            raise ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(v) or v < lo:
+            raise ArgumentTypeError(f"must be >= {lo:g}, got {text}" if integer else f"expected a number >= {lo:g}, got {text!r}")
+        return v
+
+    return parse
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog=PROG,
+        description="Run a search space as an Optuna study (sampling and pruning by Optuna, trials on Ray Tune or locally).",
+    )
+    count, natural = _number_at_least(1, integer=True), _number_at_least(0, integer=True)
+    p.add_argument("--space", help="a registered space (see --list-spaces) or path/to/file.py:function")
+    p.add_argument("--list-spaces", action="store_true", help="print every space's name, description and default budget, and exit")
+    p.add_argument("--name", help="the study's name and folder under --out (default: the space's name, numbered if taken)")
+    p.add_argument("--resume", action="store_true", help="continue the study --name (or the latest of --space): trials left running are re-run")
+    g = p.add_argument_group("where")
+    g.add_argument("--runner", choices=RUNNERS, default=None, help="ray (default): Ray Tune; local: in-process, one trial at a time")
+    g.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: start a local Ray for the run)")
+    g.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<out>/<name>/study.db); postgresql://... for a cluster")
+    g.add_argument("--out", default="runs", help="folder that holds the study folders (default: runs)")
+    g = p.add_argument_group("budget")
+    g.add_argument("--trials", type=count, help="finished (complete + pruned) trials to reach (default: the space's budget)")
+    g.add_argument("--epochs", type=count, help="epochs per trial (default: the space's budget)")
+    g.add_argument("--timeout", type=float, help="start no trial after this many seconds")
+    g = p.add_argument_group("what")
+    g.add_argument("--seed", type=natural, help="seed of the sampler and of every trial (default 0)")
+    g.add_argument("--backbone", help="backbone (default resnet18); see study.models.list_backbones()")
+    g.add_argument("--stem", help="imagenet or lowres (default lowres, for low-resolution proxies)")
+    g.add_argument("--width", type=float, help="fix the width multiplier (default: the space decides)")
+    g.add_argument("--proxy", help="a proxy preset (study.data.list_proxies(); default: a 10-class synthetic proxy at 32 px)")
+    g.add_argument("--data", help="a cache folder written by `python -m study.data prepare`")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one field: proxy.<field>=V or recipe.<field>=V (JSON values), repeatable")
+    g.add_argument("--objectives", help="top1, or top1 plus costs to minimise: top1,macs | top1,params | top1,latency")
+    g = p.add_argument_group("Optuna")
+    g.add_argument("--sampler", choices=SAMPLERS, help="default: the space's (tpe; grid for paper_table2; nsga2 for several objectives)")
+    g.add_argument("--n-startup-trials", type=int, help="random trials before TPE / CMA-ES model (default 5)")
+    g.add_argument("--population-size", type=int, help="NSGA-II population (default 8)")
+    g.add_argument("--pruner", choices=PRUNERS, help="default median (none for several objectives)")
+    g.add_argument("--pruner-warmup", type=int, help="median: the first epoch at which a trial may be pruned (Optuna's n_warmup_steps; default 2)")
+    g.add_argument("--pruner-startup", type=int, help="median: trials finished before pruning starts (default 3)")
+    g.add_argument("--min-resource", type=int, help="sha / hyperband: epochs of the first rung (default 1)")
+    g.add_argument("--reduction-factor", type=int, help="sha / hyperband: keep 1/factor per rung (default 3)")
+    g = p.add_argument_group("resources")
+    g.add_argument("--cpus-per-trial", type=_number_at_least(0), help="CPUs per trial (fractions allowed; default 1); also torch's threads")
+    g.add_argument("--gpus-per-trial", type=_number_at_least(0), help="GPUs per trial (fractions allowed; default 0)")
+    g.add_argument("--max-concurrent", type=count, help="trials at once (default 2)")
+    g.add_argument("--max-failures", type=natural, help="retries of a trial whose Ray worker died (default 1)")
+    g.add_argument("--device", help="torch device for training (default: cuda when available, else cpu)")
+    g.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    return p
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _list_spaces() -> None:
+    from search_spaces import list_spaces
+
+    infos = list_spaces()
+    width = max(len(i.name) for i in infos)
+    for i in infos:
+        print(f"{i.name:<{width}}  {str(i.budget):<22}  sampler {i.sampler:<5}  {i.description}")
+
+
+def _summary(bridge: Any, settings: Any, started: float) -> None:
+    from study.storage import redact
+
+    c = bridge.counts()
+    took = time.monotonic() - started
+    print()
+    print(f"study {settings.name!r}: {c['complete'] + c['pruned']} finished ({c['complete']} complete, {c['pruned']} pruned), "
+          f"{c['failed']} failed; this run took {int(took // 60)}m{int(took % 60):02d}s")
+    reason = bridge.done()
+    if reason:
+        print(f"stopped: {reason}")
+    best = bridge.best()
+    if not best:
+        print("no completed trial")
+    elif settings.multi_objective:
+        print(f"Pareto front ({', '.join(settings.objectives)}): " + "; ".join(
+            f"trial {t.number}: " + ", ".join(f"{o}={v:.4g}" for o, v in zip(settings.objectives, t.values)) for t in best[:8]))
+    else:
+        t = best[0]
+        print(f"best trial {t.number}: top1 {t.value:.2f}  {' '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}' for k, v in t.params.items())}")
+        stages = t.user_attrs.get("stages") or []
+        if stages:
+            desc = ", ".join(
+                f"s{s['stage']}: C={s['channels']} {s['kind']}" + "".join(f" {k}={s[k]}" for k in ("k", "r", "groups") if s.get(k) is not None)
+                for s in stages
+            )
+            print(f"  stages: {desc}")
+        config_path = Path(settings.run_dir) / "trials" / str(t.number) / "config.json"
+        print(f"  config: {config_path if config_path.exists() else json.dumps(t.user_attrs.get('config'))}")
+    print(f"study lives in {settings.run_dir} (storage {redact(settings.storage)}, study name {settings.name!r})")
+    print(f"next: python -m analysis.report {_relative(settings.run_dir)}")
+
+
+def _relative(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path
+
+
+def _headline(settings: Any, space: Any, created: bool) -> str:
+    s = settings
+    line = (f"{'study' if created else 'resuming'} {s.name!r}: space {space.name}, {s.trials} trials x {s.recipe.epochs} epochs, "
+            f"{s.backbone}, proxy {s.proxy.source} {s.proxy.resolution}px/{s.proxy.num_classes} classes, "
+            f"sampler {s.sampler}, pruner {s.pruner}, runner {s.runner}")
+    if s.runner == "ray":
+        line += f" ({s.concurrency} at once, {s.cpus_per_trial:g} CPU" + (f" + {s.gpus_per_trial:g} GPU" if s.gpus_per_trial else "") + " each)"
+    return line
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_spaces:
+        _list_spaces()
+        return 0
+    settings, space, create = resolve_settings(args, note=lambda text: print(text, file=sys.stderr))
+
+    from runners import Progress, connect, open_study, run_study
+
+    run_dir = Path(settings.run_dir)
+    made_dir = not run_dir.exists()
+    progress = Progress(quiet=args.quiet)
+    if settings.runner == "ray":  # connect first: a cluster that cannot hold a trial creates nothing
+        try:
+            connect(settings)  # (Ray shuts itself down when this process exits)
+        except ValueError as exc:
+            raise usage_error(exc) from None
+    if create:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out: cannot create {run_dir} ({exc.strerror or exc})") from None
+        try:
+            study = open_study(settings, space, create=True)
+        except BaseException as exc:
+            if made_dir:  # nothing half-created
+                shutil.rmtree(run_dir, ignore_errors=True)
+            if isinstance(exc, ValueError):
+                raise usage_error(exc) from None
+            raise
+    else:
+        try:
+            study = open_study(settings, space, create=False)
+        except ValueError as exc:
+            raise usage_error(exc) from None
+    # atomically: a driver killed while writing must not leave a settings.json --resume cannot read
+    write_json(run_dir / "settings.json", settings.to_dict())
+    progress.line(_headline(settings, space, create))
+    started = time.monotonic()
+    resume_cmd = f"python -m study.run --out {_relative(str(run_dir.parent))} --name {settings.name} --resume"
+    try:
+        bridge = run_study(settings, space=space, resume=not create, progress=progress, study=study)
+    except KeyboardInterrupt:
+        print(f"interrupted; trials in flight were recorded failed and enqueued again. Continue with: {resume_cmd}", file=sys.stderr)
+        return 130
+    _summary(bridge, settings, started)
+    if bridge.interrupted:
+        print(f"interrupted; continue with: {resume_cmd}")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, prog=PROG)
