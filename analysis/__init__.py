@@ -1,7 +1,8 @@
 """Reading a study into pandas and making sense of it.
 
 ``load`` reads a run folder or a storage URL into :class:`StudyFrames`; :mod:`analysis.kmap`
-fits the ECA k-vs-C mapping; Pareto fronts, hypervolume and attention cost-vs-gain,
+tests whether the ECA kernel size matters and which k each C prefers, with intervals, and
+scores mappings k = psi(C) by the top-1 they lose; Pareto fronts, hypervolume and attention cost-vs-gain,
 parameter importance, learning curves and proxy fidelity; plots; ``python -m
 analysis.report`` writes them all; ``python -m analysis.export`` turns chosen trials into
 full-training TrialConfig JSON. Analysis never writes to a study's storage.
@@ -25,29 +26,20 @@ from analysis._plots import (
 )
 from analysis._export import RECIPES, export_trials, full_training_config, select_trials
 from analysis._report import make_report
-from analysis._kmap import (
-    ContinuousFit,
-    KmapAnalysis,
-    KmapFit,
-    LinearFit,
-    PreferredK,
-    PsiFit,
-    analyze_kmap,
-    fit_continuous,
-    fit_kmap,
-    fit_linear,
-    fit_psi,
-    gamma_b_plane,
-    preferred_k,
-)
+from analysis._kdata import kmap_data
+from analysis._keffect import KEffect, fit_k_model, k_effect
+from analysis._kfits import ContinuousFit, KmapFit, LinearFit, PsiFit, fit_continuous, fit_kmap, fit_linear, fit_psi
+from analysis._kmap import KmapAnalysis, analyze_kmap, gamma_b_plane
+from analysis._kmappings import PsiChoice, fit_psi_by_top1, score_mappings
 
 __all__ = [
     "StudyFrames", "load", "config_key", "summarize_kinds",
     "non_dominated", "pareto_front", "hypervolume", "front_hypervolumes", "attention_gain",
     "param_importances", "learning_curves",
     "FidelityResult", "fidelity",
-    "PreferredK", "PsiFit", "ContinuousFit", "LinearFit", "KmapFit", "KmapAnalysis",
-    "preferred_k", "fit_psi", "fit_continuous", "fit_linear", "fit_kmap", "analyze_kmap", "gamma_b_plane",
+    "KEffect", "KmapAnalysis", "PsiChoice", "PsiFit", "ContinuousFit", "LinearFit", "KmapFit",
+    "kmap_data", "k_effect", "fit_k_model", "analyze_kmap", "fit_psi_by_top1", "score_mappings",
+    "fit_psi", "fit_continuous", "fit_linear", "fit_kmap", "gamma_b_plane",
     "plot_pareto", "plot_fronts", "plot_attention_gain", "plot_learning_curves", "plot_importance", "plot_fidelity",
     "plot_kmap", "plot_kmap_curves", "plot_gamma_b", "save_figure",
     "RECIPES", "full_training_config", "select_trials", "export_trials", "make_report",

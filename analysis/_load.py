@@ -51,7 +51,7 @@ class StudyFrames:
     (``stage{i}_k`` - the resolved ECA k -, ``stage{i}_r``, ``stage{i}_gamma``, ...),
     ``attention`` (per-stage kinds summarized, see :func:`summarize_kinds`), ``pattern``
     (the kinds joined by ","), ``gamma``/``b`` where every ECA stage asked for the same psi
-    mapping, Optuna's sampled parameters as ``param_<name>``, ``reference``, ``error``,
+    mapping, Optuna's sampled parameters as ``param_<name>``, ``reference``, ``group`` and ``replicate`` (replicate runs of one configuration), ``seed``, ``error``,
     ``config`` (the TrialConfig dict) and ``key`` (see :func:`config_key`).
 
     ``epochs``: one row per (trial, epoch) with the recorded EpochMetrics fields (``top1``,
@@ -302,6 +302,9 @@ def _trial_row(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> dict[s
     for name, v in t.params.items():
         row[f"param_{name}"] = v
     row["reference"] = rec.reference
+    row["group"] = rec.group
+    row["replicate"] = rec.replicate
+    row["seed"] = cfg.get("seed") if cfg else None
     row["error"] = rec.error
     row["datetime_start"] = t.datetime_start
     row["duration_s"] = t.duration.total_seconds() if t.duration is not None else math.nan

@@ -184,11 +184,14 @@ def plot_learning_curves(frames: Any, *, max_trials: int = 400) -> Figure:
 
 
 def plot_importance(table: pd.DataFrame, *, title: str = "parameter importance") -> Figure:
-    fig = Figure(figsize=(6, 0.35 * max(3, len(table)) + 1))
+    """Bars per (branch, parameter); grey where the parameter is not distinguishable from noise."""
+    t = table.dropna(subset=["importance"]).iloc[::-1] if "importance" in table else table.iloc[::-1]
+    fig = Figure(figsize=(6.5, 0.35 * max(3, len(t)) + 1))
     ax = fig.add_subplot()
-    t = table.iloc[::-1]
-    ax.barh(t["param"].astype(str), t["importance"], color="#1f77b4")
-    ax.set_xlabel("importance (normalized)")
+    labels = (t["branch"].astype(str) + ": " + t["param"].astype(str)) if "branch" in t else t["param"].astype(str)
+    colors = ["#1f77b4" if s else "#bbbbbb" for s in t["significant"]] if "significant" in t else "#1f77b4"
+    ax.barh(labels, t["importance"], color=colors)
+    ax.set_xlabel("importance (normalized per branch; grey: not distinguishable from noise)")
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="x")
     return fig
@@ -210,15 +213,17 @@ def plot_fidelity(result: Any) -> Figure:
     return fig
 
 
-def plot_kmap(fit: Any, preferred: Any = None, *, title: str | None = None) -> Figure:
-    """Observed (C, k*) points (with the bootstrap range and share when from a study), the
-    fitted psi curves (both rules), the continuous fit, the linear baseline and the
-    paper's psi (gamma=2, b=1), on a log2(C) axis. ``fit`` is a KmapFit or a KmapAnalysis."""
-    from analysis._kmap import KmapAnalysis, PAPER_B, PAPER_GAMMA
-    from analysis._kmap import psi
+def _log2_axis(ax, xs: np.ndarray) -> None:
+    ticks = np.arange(math.floor(xs.min()), math.ceil(xs.max()) + 1)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{int(2**t)}" for t in ticks], fontsize=7)
+    ax.set_xlabel("C (channels, log2 axis)")
 
-    if isinstance(fit, KmapAnalysis):
-        preferred, fit = fit.preferred, fit.fit
+
+def _plot_points_fit(fit: Any, title: str | None) -> Figure:
+    """Given (C, k) points and their fits (:class:`analysis.KmapFit`)."""
+    from analysis._kfits import PAPER_B, PAPER_GAMMA, psi
+
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
     pts = fit.points
@@ -238,50 +243,99 @@ def plot_kmap(fit: Any, preferred: Any = None, *, title: str | None = None) -> F
         ax.plot(gx, cf.predict(grid), color="#2ca02c", lw=1.2,
                 label=f"continuous: {cf.alpha:.3g} log2C + {cf.beta:.3g} (gamma={cf.gamma:.3g}, b={cf.b:.3g}), loss {cf.loss:.3g}")
     if fit.linear is not None:
-        lf = fit.linear
-        ax.plot(gx, lf.predict(grid), color="#9467bd", lw=1.0, ls="-.", label=f"linear in C, loss {lf.loss:.3g}")
-    if preferred is not None and len(preferred.table):
-        tab = preferred.table
-        tx = np.log2(tab["C"].to_numpy(float))
-        # bootstrap distribution as bubbles, k* with its range as error bars
-        for _, r in preferred.replicates.groupby(["C", "k_star"]).size().rename("n").reset_index().iterrows():
-            share = r["n"] / max(1, preferred.replicates["replicate"].nunique())
-            ax.scatter(np.log2(r["C"]), r["k_star"], s=400 * share, color="#1f77b4", alpha=0.2, edgecolors="none")
-        # the bootstrap range need not contain k* (the fit on all trials), so it is drawn as its own bar
-        ax.vlines(tx, tab["k_lo"], tab["k_hi"], color="#1f77b4", lw=1.2)
-        ax.scatter(np.r_[tx, tx], np.r_[tab["k_lo"], tab["k_hi"]], marker="_", s=60, color="#1f77b4")
-        ax.scatter(tx, tab["k_star"], marker="o", s=30, color="#1f77b4", zorder=3,
-                   label=f"k* per C ({preferred.confidence:.0%} bootstrap range)")
-    else:
-        ax.scatter(x, pts["k"], s=30 + 60 * pts["weight"] / pts["weight"].max(), color="#1f77b4", zorder=3, label="points")
-    ticks = np.arange(math.floor(gx.min()), math.ceil(gx.max()) + 1)
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{int(2**t)}" for t in ticks], fontsize=7)
-    ax.set_xlabel("C (channels, log2 axis)")
+        ax.plot(gx, fit.linear.predict(grid), color="#9467bd", lw=1.0, ls="-.", label=f"linear in C, loss {fit.linear.loss:.3g}")
+    ax.scatter(x, pts["k"], s=30 + 60 * pts["weight"] / pts["weight"].max(), color="#1f77b4", zorder=3, label="points")
+    _log2_axis(ax, gx)
     ax.set_ylabel("k")
-    ax.set_title(title or "ECA kernel size k against channels C")
+    ax.set_title(title or "ECA kernel size k against channels C (fits by error in k)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, loc="upper left")
     return fig
 
 
-def plot_kmap_curves(preferred: Any) -> Figure:
-    """The surrogate's partial dependence of top-1 on k, one line per C."""
+def _verdict_title(effect: Any) -> str:
+    if effect.evidence:
+        return f"evidence that k matters (p = {effect.p_value:.2g})"
+    return f"NO evidence that k matters (p = {effect.p_value:.2g}): k* not supported by the data"
+
+
+def plot_kmap(an: Any, *, title: str | None = None) -> Figure:
+    """k* per C with its confidence set (bars: the set's range; dots: its members), the
+    paper's psi, psi fitted by predicted top-1 and the authors' released k, on a log2(C)
+    axis; the title states whether the data show that k matters. ``an`` is a
+    :class:`analysis.KmapAnalysis` (a study) or a :class:`analysis.KmapFit` (given points)."""
+    from analysis._kfits import PAPER_B, PAPER_GAMMA, KmapFit, psi
+
+    if isinstance(an, KmapFit):
+        return _plot_points_fit(an, title)
+    e = an.effect
+    tab = e.table
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    cur = preferred.curves
-    for i, (c, g) in enumerate(cur.groupby("C")):
-        color = _PALETTE[i % len(_PALETTE)]
-        ax.plot(g["k"], g["pred_top1"], marker="o", color=color, label=f"C={int(c)}")
-        ks = preferred.table.loc[preferred.table["C"] == c, "k_star"]
-        if len(ks):
-            y = g.loc[g["k"] == ks.iloc[0], "pred_top1"]
-            ax.scatter([ks.iloc[0]], y, s=120, facecolors="none", edgecolors=color)
-    ax.set_xlabel("k")
-    ax.set_ylabel("predicted top-1 (partial dependence, %)")
-    ax.set_title(f"surrogate ({preferred.model}) partial dependence on k per C; circle: k*")
+    x = np.log2(tab["C"].to_numpy(float))
+    grid = np.unique(np.round(np.geomspace(max(1.0, 2 ** (x.min() - 0.5)), 2 ** (x.max() + 0.5), 200)).astype(int))
+    gx = np.log2(grid)
+    ax.step(gx, [psi(int(c), PAPER_GAMMA, PAPER_B) for c in grid], where="mid", color="black", lw=1.5, ls="--", label="paper psi (gamma=2, b=1)")
+    if an.fitted is not None:
+        f = an.fitted
+        ax.step(gx, [psi(int(c), f.gamma, f.b) for c in grid], where="mid", color="#d62728", lw=1.3,
+                label=f"psi fitted by predicted top-1: gamma={f.gamma:g}, b={f.b:g}")
+    alpha = 0.35 if not e.evidence else 1.0
+    for xi, (_, r) in zip(x, tab.iterrows()):
+        members = [float(v) for v in str(r["k_set"]).split(",")]
+        ax.scatter([xi] * len(members), members, s=14, color="#1f77b4", alpha=0.4 * alpha, zorder=2)
+    ax.vlines(x, tab["k_lo"], tab["k_hi"], color="#1f77b4", lw=1.2, alpha=alpha)
+    ax.scatter(x, tab["k_star"], marker="o", s=40, color="#1f77b4", zorder=3, alpha=alpha,
+               label=f"k* per C, bar: {100 * (1 - e.alpha):.0f} % confidence set for the best k")
+    ax.axhline(3, color="#7f7f7f", lw=0.8, ls=":", label="k = 3")
+    released = _released_points(an)
+    if released:
+        ax.scatter(np.log2([c for c, _ in released]), [k for _, k in released], marker="x", s=50, color="#2ca02c", zorder=4,
+                   label="the authors' released k (width 1.0 stages)")
+    _log2_axis(ax, gx)
+    ax.set_ylabel("k")
+    ax.set_title(title or _verdict_title(e), fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=6, loc="upper left")
+    return fig
+
+
+def _released_points(an: Any) -> list[tuple[float, int]]:
+    """(C, k) of the authors' released per-stage k at the study's width-1.0 stages."""
+    from study.attention import released_k
+
+    cf = an.data.configs
+    at1 = cf[np.isclose(cf["width"].astype(float), 1.0)]
+    if at1.empty:
+        return []
+    r = at1.iloc[0]
+    try:
+        ks = released_k(str(r["backbone"]))
+    except ValueError:
+        return []
+    return [(float(r[f"C{i}"]), k) for i, k in enumerate(ks) if i < an.data.num_stages]
+
+
+def plot_kmap_curves(an: Any) -> Figure:
+    """Every k's top-1 relative to k* at each C, with 95 % intervals (one line per C)."""
+    e = an.effect
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    eff = e.effects
+    cs = sorted(eff["C"].unique())
+    width = 0.6 / max(1, len(cs))
+    for i, c in enumerate(cs):
+        g = eff[eff["C"] == c].sort_values("k")
+        color = _PALETTE[i % len(_PALETTE)]
+        xs = g["k"].to_numpy(float) + (i - (len(cs) - 1) / 2) * width
+        ax.errorbar(xs, g["diff"], yerr=[g["diff"] - g["lo"], g["hi"] - g["diff"]], fmt="o-", ms=3, lw=1, capsize=2, color=color,
+                    label=f"C={int(c)}")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("k")
+    ax.set_ylabel("top-1 relative to k* at that C (points)")
+    ax.set_title(f"k effects per C with 95 % intervals; {_verdict_title(e)}", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=3)
     return fig
 
 

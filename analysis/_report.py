@@ -75,7 +75,7 @@ def make_report(
     out_dir: str | Path | None = None,
     *,
     compare: Sequence[Any] = (),
-    n_bootstrap: int = 100,
+    alpha: float = 0.05,
     seed: int = 0,
     log: Callable[[str], None] | None = print,
 ) -> Path:
@@ -179,6 +179,11 @@ def make_report(
         imp = param_importances(fr, seed=seed)
         R.csv(imp, "importance")
         R.fig(P.plot_importance(imp), "importance", "parameter importance")
+        R.md += [f"Response: {imp.attrs.get('response', 'top-1')}. Importance is normalized within each branch of the "
+                 "conditional space (trials that sampled the same parameters); `significant`: the parameter's one-way ANOVA "
+                 "p-value is below 0.05 / (parameters in the branch). A parameter that is not significant ranks noise.", ""]
+        if not imp["significant"].any():
+            R.md += ["**No parameter's effect is distinguishable from noise at this budget: the ranking below is not a finding.**", ""]
         R.table(imp)
     R.step("importance", _imp)
 
@@ -188,23 +193,36 @@ def make_report(
     def _kmap():
         if finished.empty:
             raise ValueError("no completed or pruned trials")
-        an = analyze_kmap(fr, n_bootstrap=n_bootstrap, seed=seed)
-        pk, fit = an.preferred, an.fit
-        R.csv(pk.table, "kmap_points")
-        R.csv(fit.table(), "kmap_fits")
-        (out / "kmap.json").write_text(json.dumps({**fit.to_dict(), "preferred_k": json.loads(pk.table.to_json(orient="records"))}, indent=2))
+        an = analyze_kmap(fr, alpha=alpha, seed=seed)
+        e = an.effect
+        R.md += [f"**{e.verdict()}**", ""]
+        if e.noise.sigma is not None:
+            R.md += [f"- seed-to-seed noise: sigma_seed = {e.noise.sigma:.2f} points (95 % CI {e.noise.ci[0]:.2f}-{e.noise.ci[1]:.2f}, "
+                     f"{e.noise.df} df)"]
+        R.md += [f"- C or stage: {e.stage_test['text']}", f"- additivity: {e.additivity['text']}"]
+        R.md += [f"- {n}" for n in (*e.notes, *an.notes)] + [""]
+        R.csv(e.table, "kmap_points")
+        R.csv(e.effects, "kmap_effects")
+        R.csv(an.mappings, "kmap_mappings")
+        (out / "kmap.json").write_text(json.dumps(an.to_dict(), indent=2))
         R.made.append("kmap.json")
-        R.fig(P.plot_kmap(an), "kmap", "k* per C with fits")
-        R.fig(P.plot_kmap_curves(pk), "kmap_curves", "partial dependence on k per C")
-        R.md += [f"Preferred k per C from {pk.n_trials} ECA trials ({pk.n_pruned} pruned, weight {pk.pruned_weight:g}, "
-                 f"epochs run modelled), {pk.model} surrogate, {pk.replicates['replicate'].nunique()} bootstrap replicates:", ""]
-        R.table(pk.table)
-        R.md += ["Fits to the (C, k*) points (loss: mean squared error in k; `paper_loss` is the paper's psi with gamma=2, b=1):", ""]
-        R.table(fit.table())
-        for rule, f in fit.psi.items():
-            R.md += [f"- psi ({rule}): {len(f.equal_loss)} (gamma, b) share the lowest loss {f.loss:.3g}; gamma in "
-                     f"[{f.gamma_range[0]:g}, {f.gamma_range[1]:g}], b in [{f.b_range[0]:g}, {f.b_range[1]:g}]; the paper's (2, 1) "
-                     f"{'is' if f.contains_paper else 'is not'} among them (full set in `kmap.json`)."]
+        R.fig(P.plot_kmap(an), "kmap", "k* per C with confidence sets")
+        R.fig(P.plot_kmap_curves(an), "kmap_curves", "k effects per C with intervals")
+        support = "supported by the data" if e.evidence else "NOT supported by the data (no evidence that k matters)"
+        R.md += [f"k* per C, {support}. Model: WLS of top-1 on width strata, stage kinds and theta(C, k); `k_set` is a "
+                 f"{100 * (1 - e.alpha):.0f} % confidence set for the best k at that C (`k_lo`..`k_hi` its range); `spread`: largest "
+                 "minus smallest estimated effect at that C (points):", ""]
+        R.table(e.table)
+        R.md += ["Mappings by the top-1 a network of this study is predicted to lose against the best k per C (`regret`, "
+                 "95 % interval `regret_lo`..`regret_hi`), and their top-1 minus the paper's psi (`vs_paper`, exact 95 % interval):", ""]
+        R.table(an.mappings.drop(columns=["description"]))
+        f = an.fitted
+        if f is not None:
+            R.md += [f"- psi fitted by predicted top-1: gamma={f.gamma:g}, b={f.b:g}; {len(f.equal)} grid (gamma, b) predict the same "
+                     f"top-1; the paper's (2, 1) {'is' if f.contains_paper else 'is not'} among them (all in `kmap.json`)."]
+            if f.loco_regret is not None:
+                R.md += [f"- leave-one-C-out: fitted without each C, it loses {f.loco_regret:.2f} points per stage at that C (95 % CI "
+                         f"{f.loco_ci[0]:.2f}-{f.loco_ci[1]:.2f}); the paper's psi loses {f.loco_paper:.2f} on the same C."]
         R.md += [""]
     R.step("k-vs-C fit", _kmap)
 
@@ -253,16 +271,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--storage", help="storage URL (instead of a run folder)")
     ap.add_argument("--study", help="study name in the storage")
     ap.add_argument("--compare", nargs="*", default=[], metavar="RUN", help="other run folders: fronts overlay and fidelity")
-    ap.add_argument("--bootstrap", type=int, default=100, help="bootstrap replicates for k* (default 100)")
+    ap.add_argument("--alpha", type=float, default=0.05, help="level of the k-vs-C test and confidence sets (default 0.05)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="output folder (default RUN/report)")
     args = ap.parse_args(argv)
     if bool(args.run) == bool(args.storage):
         ap.error("give a run folder or --storage URL (not both)")
-    if args.bootstrap < 0:
-        ap.error(f"--bootstrap: must be >= 0, got {args.bootstrap}")
+    if not 0 < args.alpha < 1:
+        ap.error(f"--alpha: must be in (0, 1), got {args.alpha:g}")
     fr = load(args.storage or args.run, args.study)
     others = [load(c) for c in args.compare]
-    make_report(fr, args.out, compare=others, n_bootstrap=args.bootstrap, seed=args.seed,
+    make_report(fr, args.out, compare=others, alpha=args.alpha, seed=args.seed,
                 log=lambda s: print(s, flush=True))
     return 0

@@ -1,37 +1,69 @@
-"""Which ECA kernel size k does a search prefer for C channels, and does psi(C) describe it?
+"""Does the ECA kernel size k matter, which k does each channel count C prefer, and does the
+paper's psi(C) describe it? Every answer with its interval, and "no evidence" when that is
+what the data say.
 
 ECA-Net (Wang et al., "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural
 Networks", CVPR 2020, Sec. 3.2.3, eq. 12) maps the channel count C to the 1-D kernel size
-k = psi(C) = |log2(C)/gamma + b/gamma|_odd with gamma=2, b=1, after rejecting a linear
-mapping C = gamma*k - b. This module
+k = psi(C) = |log2(C)/gamma + b/gamma|_odd with gamma=2, b=1. For a study this module
 
-1. estimates the preferred k* per observed C from a study's ECA trials
-   (:func:`preferred_k`): a scikit-learn surrogate of top-1 over the per-stage choices,
-   read off as the odd k that maximizes the partial dependence of predicted top-1 on that
-   stage's k, averaged over the trials whose stage has C channels; a bootstrap over trials
-   gives a distribution of k*. Pruned trials count with the best top-1 they reached
-   (weighted by ``pruned_weight``, default 1) and the number of epochs they ran is a
-   surrogate feature, the partial dependence being read at the full epoch budget; failed
-   trials are left out;
-2. fits mappings to (C, k*) points (:func:`fit_kmap`): (a) psi with (gamma, b) fitted by
-   grid search for both rounding rules of :func:`study.attention.psi` ("paper" and "timm",
-   which floors k at 3), reporting the whole set of (gamma, b) with equal loss;
-   (b) the continuous k ~ alpha*log2(C) + beta (gamma = 1/alpha, b = beta/alpha) with
-   bootstrap confidence intervals; (c) the linear k ~ a*C + c the paper rejected. Every fit
-   reports its loss and the paper's own (gamma=2, b=1) loss on the same points;
-3. summarizes trials that sampled (gamma, b) directly (:func:`gamma_b_plane`).
+1. reads one response that every included trial reached - validation top-1 at the last
+   epoch all of them ran, pruned trials included, failed ones counted and left out - and
+   pools replicates per configuration (:func:`kmap_data`; seed noise :func:`seed_noise`);
+2. fits an explicit model, top-1 = width/backbone stratum + stage kinds + theta(C, k), by
+   weighted least squares (statsmodels), and tests "k matters" (F-test, or a permutation
+   test within width strata), estimates k* per C with a confidence set for the best k,
+   every k's difference to k* with intervals, the largest difference with a simultaneous
+   interval, whether the stage matters beyond C, and whether the seed noise explains the
+   spread between configurations (:func:`k_effect`, :class:`KEffect`);
+3. scores mappings by the top-1 they are predicted to lose - the paper's psi, timm's rule,
+   k=3, the authors' released per-stage k, and psi fitted to the study by predicted top-1,
+   validated leave-one-C-out (:func:`fit_psi_by_top1`, :func:`score_mappings`);
+4. summarizes trials that sampled (gamma, b) directly (:func:`gamma_b_plane`, descriptive).
 
-Command line: ``python -m analysis.kmap --points FILE.csv [--json]`` fits points given
-directly (columns C, k and optionally weight); ``python -m analysis.kmap runs/NAME`` does
-steps 1-2 for a study.
+:func:`analyze_kmap` does 1-3. Given (C, k) points instead of a study (e.g. a paper's table),
+:func:`fit_kmap` fits psi (both rounding rules, every equal-loss (gamma, b)), the continuous
+k ~ alpha log2(C) + beta with bootstrap intervals and the linear mapping the paper rejected,
+scored by their error in k.
+
+Command line::
+
+    python -m analysis.kmap runs/NAME [--json] [--alpha 0.05] [--method permutation] [--epoch E]
+    python -m analysis.kmap --points FILE.csv [--json]
+
+``--json`` prints a top-level ``k_effect`` object (``evidence``, ``p_value``, ``method``,
+``effect_pts``, ``effect_ci``, ``sigma_seed``, ``n_trials``, ...) beside ``preferred_k``,
+``effects``, ``mappings`` and ``fitted_psi``.
 """
 
-from analysis._kmap import *  # noqa: F401,F403  (the public API of this module)
-from analysis._kmap import __all__  # noqa: F401
+from analysis._kdata import KData, SeedNoise, kmap_data, seed_noise
+from analysis._keffect import KEffect, KModel, fit_k_model, k_effect
+from analysis._kfits import (
+    PAPER_B,
+    PAPER_GAMMA,
+    ContinuousFit,
+    KmapFit,
+    LinearFit,
+    PsiFit,
+    fit_continuous,
+    fit_kmap,
+    fit_linear,
+    fit_psi,
+)
+from analysis._kmap import KmapAnalysis, analyze_kmap, gamma_b_plane
+from analysis._kmap_cli import format_analysis, format_fit, main, read_points
+from analysis._kmappings import MappingScore, PsiChoice, fit_psi_by_top1, score_mappings
+
+__all__ = [
+    "KData", "SeedNoise", "kmap_data", "seed_noise",
+    "KEffect", "KModel", "fit_k_model", "k_effect",
+    "PAPER_GAMMA", "PAPER_B", "PsiFit", "ContinuousFit", "LinearFit", "KmapFit",
+    "fit_psi", "fit_continuous", "fit_linear", "fit_kmap",
+    "KmapAnalysis", "analyze_kmap", "gamma_b_plane",
+    "MappingScore", "PsiChoice", "fit_psi_by_top1", "score_mappings",
+    "read_points", "format_fit", "format_analysis", "main",
+]
 
 if __name__ == "__main__":
     from study._cli import run_cli
-
-    from analysis._kmap import main
 
     run_cli(main, prog="python -m analysis.kmap")

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from runners import Progress, StudySettings, run_study
 from study.config import Recipe
 from study.data import proxy_preset
-from study.run import DEFAULT_PROXY, DEFAULT_RECIPE
+from runners.cli import DEFAULT_PROXY, DEFAULT_RECIPE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

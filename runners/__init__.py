@@ -15,6 +15,7 @@ from runners._local import BridgeReporter, run_local
 from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage
 from runners._progress import Progress
 from runners._settings import PRUNER_OPTIONS, PRUNERS, RESUMABLE, RUNNERS, SAMPLER_OPTIONS, SAMPLERS, StudySettings
+from runners._simulate import Planted, simulate_study
 from runners._study import open_study, run_study, study_exists
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "run_study",
     "study_exists",
     "run_local",
+    "Planted",
+    "simulate_study",
     "run_ray",
     "connect",
     "OptunaSearcher",

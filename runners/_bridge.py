@@ -39,6 +39,8 @@ __all__ = ["StudyBridge", "LiveTrial", "EPOCH_KEYS", "COST_PREFIX"]
 EPOCH_KEYS = ("epoch", "top1", "top5", "val_loss", "train_loss", "lr", "epoch_time_s", "wall_time_s", "images_per_s")
 #: flat result keys that carry the costs under Ray Tune (``cost_params``, ...)
 COST_PREFIX = "cost_"
+#: the user attributes a queued trial carries into the run that takes its place
+_QUEUE_ATTRS = (record.REFERENCE, record.RESUMED_FROM, record.GROUP, record.REPLICATE)
 INTERRUPTED = "interrupted: the driver stopped while this trial ran; its configuration was enqueued again"
 
 
@@ -131,11 +133,11 @@ class StudyBridge:
         if self._stop_reason:
             return self._stop_reason
         s = self.settings
-        if self.finished() >= s.trials:
-            return f"reached {s.trials} finished trials"
+        if self.finished() >= s.runs:
+            return f"reached {s.runs} finished trials" + (f" ({s.trials} configurations x {s.replicates} replicates)" if s.replicates > 1 else "")
         if s.timeout is not None and time.monotonic() - self._t0 >= s.timeout:
             return f"timeout of {s.timeout:g} s reached"
-        if self.failed_here >= max(3, s.trials):
+        if self.failed_here >= max(3, s.runs):
             return f"stopped after {self.failed_here} failed trials in this run (see their 'error' attribute)"
         sampler = self.study.sampler
         if isinstance(sampler, GridSampler) and sampler.is_exhausted(self.study) and not self._waiting():
@@ -144,7 +146,7 @@ class StudyBridge:
 
     def needs_more(self) -> bool:
         """True when the finished trials plus those in flight fall short of the budget."""
-        return self.done() is None and self.finished() + len(self.live) < self.settings.trials
+        return self.done() is None and self.finished() + len(self.live) < self.settings.runs
 
     def stop(self, reason: str) -> None:
         self._stop_reason = reason
@@ -158,12 +160,23 @@ class StudyBridge:
     # ---------------------------------------------------------------- setup
 
     def enqueue_references(self) -> list[str]:
-        """Enqueue the space's reference points (on a new study), tagged ``reference``."""
+        """Enqueue the space's reference points (on a new study), tagged ``reference``, each
+        ``replicates`` times as one replicate group."""
         names = []
         for name, params in self.space.reference_points(**self.settings.space_settings()):
-            self.study.enqueue_trial(params, user_attrs={record.REFERENCE: name, record.ATTEMPT: 1})
+            self._enqueue_group(params, {record.REFERENCE: name})
             names.append(name)
         return names
+
+    def _enqueue_group(self, params: Mapping[str, Any], attrs: Mapping[str, Any], *, first: int | None = None) -> None:
+        """Enqueue the runs of one configuration as a replicate group, named by the number of
+        its first run: all ``replicates`` runs, or - trial ``first`` being its first run
+        already - the others."""
+        start = 1
+        if first is None:  # trial numbers are consecutive: the next trial is the group's first
+            first, start = len(self.study.get_trials(deepcopy=False)), 0
+        for r in range(start, self.settings.replicates):
+            self.study.enqueue_trial(dict(params), user_attrs={**attrs, record.ATTEMPT: 1, record.GROUP: first, record.REPLICATE: r})
 
     def recover_interrupted(self) -> list[int]:
         """Trials left RUNNING by a driver that died: record them failed ("interrupted")
@@ -205,16 +218,15 @@ class StudyBridge:
         for number, params, user_attrs in trials:
             self.study.tell(number, state=TrialState.FAIL)
             queue.append((dict(params), {
+                **{key: user_attrs.get(key) for key in _QUEUE_ATTRS},
                 record.ATTEMPT: int(user_attrs.get(record.ATTEMPT, 1)) + 1,
-                record.REFERENCE: user_attrs.get(record.REFERENCE),
                 record.RESUMED_FROM: number,
             }))
         for params, attrs in queue:
             self.study.enqueue_trial(params, user_attrs=attrs)
         if waiting:
-            queue += [(compat.enqueued_params(t), {record.ATTEMPT: t.user_attrs.get(record.ATTEMPT, 1),
-                                                   record.REFERENCE: t.user_attrs.get(record.REFERENCE),
-                                                   record.RESUMED_FROM: t.user_attrs.get(record.RESUMED_FROM)})
+            queue += [(compat.enqueued_params(t), {**{key: t.user_attrs.get(key) for key in _QUEUE_ATTRS},
+                                                   record.ATTEMPT: t.user_attrs.get(record.ATTEMPT, 1)})
                       for t in waiting]
             slots = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
             for slot, (params, attrs) in zip(slots, queue):
@@ -229,7 +241,7 @@ class StudyBridge:
         if record.ATTEMPT not in trial.user_attrs:
             trial.set_user_attr(record.ATTEMPT, 1)
         try:
-            config = self.space.suggest(trial, **self.settings.space_settings())
+            config = self.space.suggest(trial, **self.settings.space_settings(number=trial.number))
         except Exception as exc:  # the space's own error: the trial fails, the study goes on
             text = f"{type(exc).__name__}: {exc}"
             trial.set_user_attr(record.OUTCOME, record.OUTCOME_FAILED)
@@ -238,6 +250,10 @@ class StudyBridge:
             self.failed_here += 1
             self.progress.trial_failed(trial.number, text, self)
             return None
+        if trial.user_attrs.get(record.GROUP) is None:  # sampled, not enqueued: the first run of a new group
+            trial.set_user_attr(record.GROUP, trial.number)
+            trial.set_user_attr(record.REPLICATE, 0)
+            self._enqueue_group(trial.params, {}, first=trial.number)
         live = LiveTrial(trial=trial, config=config)
         self.live[trial.number] = live
         self._write(live, "config.json", config.to_dict())

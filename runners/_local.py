@@ -38,12 +38,16 @@ class BridgeReporter(Reporter):
         return self.bridge.report(self.live, metrics.to_dict())
 
 
-def run_local(bridge: StudyBridge) -> None:
-    """Run trials one after another until :meth:`StudyBridge.done`."""
+def run_local(bridge: StudyBridge, *, train: Any = None, load_proxy: Any = None) -> None:
+    """Run trials one after another until :meth:`StudyBridge.done`. ``train`` and
+    ``load_proxy`` default to :func:`study.trainer.train` and :func:`study.data.load_proxy`
+    (a simulated study, :func:`runners.simulate_study`, passes its own)."""
     import torch
 
-    from study.data import load_proxy
-    from study.trainer import train
+    if train is None:
+        from study.trainer import train
+    if load_proxy is None:
+        from study.data import load_proxy
 
     settings = bridge.settings
     threads = torch.get_num_threads()

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from runners._settings import RESUMABLE, StudySettings
+from runners._settings import DESIGNS, RESUMABLE, StudySettings
 from study._cli import UsageError, in_flags
 
 __all__ = ["FLAGS", "DEFAULT_PROXY", "DEFAULT_RECIPE", "resolve_settings", "usage_error"]
@@ -43,6 +43,7 @@ FLAGS: dict[str, str] = {
     "pruner_options.min_resource": "--min-resource", "pruner_options.reduction_factor": "--reduction-factor",
     "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
     "max_concurrent": "--max-concurrent", "max_failures": "--max-failures",
+    "design": "--design", "replicates": "--replicates", "seed_mode": "--seed-mode",
 }
 #: option flags of the sampler and the pruner: settings option name -> argparse dest
 _SAMPLER_ARGS = {"startup": "n_startup_trials", "population_size": "population_size"}
@@ -69,7 +70,7 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _resolve_proxy(args: Any, overrides: dict[str, Any]) -> Any:
+def _resolve_proxy(args: Any, overrides: dict[str, Any], design: Any = DESIGNS["search"]) -> Any:
     from study.config import ProxySpec
     from study.data import list_proxies, proxy_preset, read_manifest
 
@@ -93,7 +94,7 @@ def _resolve_proxy(args: Any, overrides: dict[str, Any]) -> Any:
             read_manifest(spec.data)
     else:
         name, fields = DEFAULT_PROXY
-        spec = proxy_preset(name, **fields)
+        spec = proxy_preset(name, **fields, **({"val_per_class": design.val_per_class} if design.val_per_class else {}))
     if overrides:
         try:
             spec = ProxySpec.from_dict({**spec.to_dict(), **overrides})
@@ -213,15 +214,23 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
         space = get_space(args.space)
     except ValueError as exc:
         raise usage_error(exc) from None
+    design = DESIGNS.get(args.design or "search")
+    if design is None:
+        raise UsageError(f"--design: must be one of {', '.join(DESIGNS)}, got {args.design!r}")
+    try:
+        budget = space.info.budget_for(design.name)
+    except ValueError as exc:
+        raise usage_error(exc) from None
     objectives = _objectives(args) or ("top1",)
     multi = len(objectives) > 1
-    sampler = args.sampler or ("nsga2" if multi and space.info.sampler == "tpe" else space.info.sampler)
-    pruner = args.pruner or ("none" if multi else "median")
+    space_sampler = design.sampler or space.info.sampler
+    sampler = args.sampler or ("nsga2" if multi and space_sampler == "tpe" else space_sampler)
+    pruner = args.pruner or ("none" if multi else design.pruner)
     if multi and pruner != "none":
         note(f"note: --pruner {pruner} ignored: a multi-objective study is not pruned (Optuna takes no intermediate values for several objectives)")
         pruner = "none"
-    proxy = _resolve_proxy(args, overrides["proxy"])
-    recipe = _resolve_recipe(args, overrides["recipe"], space.info.budget.epochs)
+    proxy = _resolve_proxy(args, overrides["proxy"], design)
+    recipe = _resolve_recipe(args, overrides["recipe"], budget.epochs)
 
     # -- the name and the folder
     if args.name is not None:
@@ -246,7 +255,7 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
             space=space_ref,
             storage=normalize_storage_url(args.storage) if args.storage else f"sqlite:///{run_dir / 'study.db'}",
             run_dir=str(run_dir),
-            trials=args.trials or space.info.budget.trials,
+            trials=args.trials or budget.trials,
             runner=runner,
             address=args.address,
             timeout=args.timeout,
@@ -266,6 +275,9 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
             max_concurrent=args.max_concurrent if args.max_concurrent is not None else (1 if runner == "local" else 2),
             max_failures=1 if args.max_failures is None else args.max_failures,
             device=args.device,
+            design=design.name,
+            replicates=args.replicates if args.replicates is not None else design.replicates,
+            seed_mode=args.seed_mode or "per_trial",
         )
     except ValueError as exc:
         raise usage_error(exc) from None
@@ -299,11 +311,13 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
         "space": args.space, "storage": args.storage and normalize_storage_url(args.storage), "epochs": args.epochs, "seed": args.seed,
         "backbone": args.backbone, "stem": args.stem, "width": args.width, "proxy": args.proxy, "data": args.data,
         "sampler": args.sampler, "pruner": args.pruner, "objectives": _objectives(args),
+        "design": args.design, "replicates": args.replicates, "seed_mode": args.seed_mode,
     }
     kept = {
         "space": stored.space, "storage": stored.storage, "epochs": stored.recipe.epochs, "seed": stored.seed,
         "backbone": stored.backbone, "stem": stored.stem, "width": stored.width, "proxy": None, "data": stored.proxy.data,
         "sampler": stored.sampler, "pruner": stored.pruner, "objectives": tuple(stored.objectives),
+        "design": stored.design, "replicates": stored.replicates, "seed_mode": stored.seed_mode,
     }
     for key, value in given.items():
         if value is None or (key == "space" and get_space(value).name == get_space(stored.space).name):
@@ -311,7 +325,8 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
         if key == "data" and str(Path(value).resolve()) == kept["data"]:
             continue
         if key == "proxy" or value != kept[key]:
-            raise UsageError(f"--{key}: a resumed study keeps its {key} ({kept[key]!r}); drop the flag or start a new study")
+            flag = FLAGS.get(key, f"--{key}")
+            raise UsageError(f"{flag}: a resumed study keeps its {key.replace('_', ' ')} ({kept[key]!r}); drop the flag or start a new study")
     if args.overrides:
         raise UsageError("--set: a resumed study keeps its proxy and recipe; drop --set or start a new study")
     for dest in (*_SAMPLER_ARGS.values(), *_PRUNER_ARGS.values()):

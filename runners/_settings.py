@@ -16,7 +16,7 @@ from search_spaces import SAMPLERS
 from study.config import ProxySpec, Recipe, repr_non_default
 from study.storage import check_storage_url
 
-__all__ = ["StudySettings", "SAMPLERS", "PRUNERS", "RUNNERS", "PRUNER_OPTIONS", "SAMPLER_OPTIONS", "RESUMABLE"]
+__all__ = ["StudySettings", "Design", "DESIGNS", "SEED_MODES", "SAMPLERS", "PRUNERS", "RUNNERS", "PRUNER_OPTIONS", "SAMPLER_OPTIONS", "RESUMABLE"]
 
 RUNNERS = ("ray", "local")
 PRUNERS = ("median", "sha", "hyperband", "none")
@@ -36,6 +36,38 @@ SAMPLER_OPTIONS: dict[str, dict[str, int]] = {
     "grid": {},
     "nsga2": {"population_size": 8},
 }
+#: "per_trial": each trial trains from its own seed (:func:`study.record.trial_seed`);
+#: "fixed": every trial trains from the study seed
+SEED_MODES = ("per_trial", "fixed")
+
+
+@dataclass(frozen=True)
+class Design:
+    """What a study is for, and the defaults that follow from it (each flag overrides its own).
+
+    ``sampler`` None keeps the space's own default sampler; ``val_per_class`` sizes the
+    validation split of the default synthetic proxy (None: the proxy's own).
+    """
+
+    name: str
+    description: str
+    sampler: str | None = None
+    pruner: str = "median"
+    replicates: int = 1
+    val_per_class: int | None = None
+
+
+#: the study designs: "search" finds good configurations, "inference" measures an effect
+DESIGNS: dict[str, Design] = {
+    "search": Design("search", "find good configurations: the space's sampler, pruning, one run per configuration"),
+    "inference": Design(
+        "inference",
+        "measure an effect without bias: random sampling, no pruning, every configuration run twice with "
+        "different seeds, a larger validation set",
+        sampler="random", pruner="none", replicates=2, val_per_class=100,
+    ),
+}
+
 #: settings a resumed study may change; every other field stays as the study was created
 RESUMABLE = ("trials", "timeout", "runner", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "device")
 #: trials at once under Ray when ``max_concurrent`` is not given
@@ -70,10 +102,11 @@ class StudySettings:
     """Everything that defines a study and how it runs.
 
     Study-defining fields (``space``, ``backbone``, ``stem``, ``width``, ``proxy``,
-    ``recipe``, ``seed``, ``sampler``, ``pruner``, ``objectives``) are fixed when the
-    study is created; the budget (``trials``: finished trials the study goes on to,
-    ``timeout`` seconds for this run) and the execution fields (``runner``, ``address``,
-    resources) may change on ``--resume``.
+    ``recipe``, ``seed``, ``sampler``, ``pruner``, ``objectives``, ``design``,
+    ``replicates``, ``seed_mode``) are fixed when the study is created; the budget
+    (``trials``: configurations the study goes on to finish, each run ``replicates`` times
+    with its own seed; ``timeout`` seconds for this run) and the execution fields
+    (``runner``, ``address``, resources) may change on ``--resume``.
     """
 
     name: str
@@ -100,6 +133,9 @@ class StudySettings:
     max_concurrent: int | None = None
     max_failures: int = 1
     device: str | None = None
+    design: str = "search"
+    replicates: int = 1
+    seed_mode: str = "per_trial"
 
     def __post_init__(self) -> None:
         for name in ("name", "space", "storage", "run_dir", "backbone", "stem"):
@@ -107,6 +143,14 @@ class StudySettings:
                 raise ValueError(f"{name}: expected a non-empty string, got {getattr(self, name)!r}")
         _int(self.trials, "trials", 1)
         _int(self.seed, "seed", 0)
+        if self.design not in DESIGNS:
+            raise ValueError(f"design: must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+        _int(self.replicates, "replicates", 1)
+        if self.seed_mode not in SEED_MODES:
+            raise ValueError(f"seed_mode: must be one of {', '.join(SEED_MODES)}, got {self.seed_mode!r}")
+        if self.replicates > 1 and self.seed_mode != "per_trial":
+            raise ValueError(f"replicates: {self.replicates} replicates of a configuration need their own seeds "
+                             f"(`seed_mode` per_trial), got seed_mode {self.seed_mode!r}")
         if self.max_concurrent is not None:
             _int(self.max_concurrent, "max_concurrent", 1)
         _int(self.max_failures, "max_failures", 0)
@@ -183,15 +227,23 @@ class StudySettings:
         """torch threads per trial: its CPU share, at least one."""
         return max(1, int(self.cpus_per_trial))
 
-    def space_settings(self) -> dict[str, Any]:
-        """The keyword arguments a space's ``define`` receives."""
+    @property
+    def runs(self) -> int:
+        """Finished trials the study goes on to: every configuration ``replicates`` times."""
+        return self.trials * self.replicates
+
+    def space_settings(self, *, number: int | None = None) -> dict[str, Any]:
+        """The keyword arguments a space's ``define`` receives; for trial ``number`` with seed
+        mode "per_trial", ``seed`` is that trial's own (:func:`study.record.trial_seed`)."""
+        seed = self.seed if number is None or self.seed_mode == "fixed" else record.trial_seed(self.seed, number)
         return {
             "backbone": self.backbone,
             "stem": self.stem,
             "width": self.width,
             "proxy": self.proxy,
             "recipe": self.recipe,
-            "seed": self.seed,
+            "seed": seed,
+            "design": self.design,
         }
 
     def replace(self, **changes: Any) -> "StudySettings":
@@ -217,6 +269,7 @@ class StudySettings:
         if unknown:
             raise ValueError(f"settings: unknown key {unknown[0]!r}")
         d = dict(data)
+        d.setdefault("seed_mode", "fixed")  # studies recorded before per-trial seeds ran with one seed
         if "objectives" in d:
             d["objectives"] = tuple(d["objectives"])
         return cls(**d)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from runners._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, resolve_settings, usage_error
-from runners._settings import PRUNERS, RESUMABLE, RUNNERS, SAMPLERS
+from runners._settings import DESIGNS, PRUNERS, RESUMABLE, RUNNERS, SAMPLERS, SEED_MODES
 from study._cli import ArgumentParser, UsageError, run_cli
 from study._io import write_json
 
@@ -76,12 +76,17 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: start a local Ray for the run)")
     g.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<out>/<name>/study.db); postgresql://... for a cluster")
     g.add_argument("--out", default="runs", help="folder that holds the study folders (default: runs)")
-    g = p.add_argument_group("budget")
-    g.add_argument("--trials", type=count, help="finished (complete + pruned) trials to reach (default: the space's budget)")
+    g = p.add_argument_group("design and budget")
+    g.add_argument("--design", choices=tuple(DESIGNS), help="search (default): find good configurations; inference: measure an effect "
+                   "(random sampling, no pruning, 2 replicates, a larger validation set) - for spaces that have it (eca_kmap)")
+    g.add_argument("--replicates", type=count, help="runs of every configuration, each with its own seed (default: 1; inference 2)")
+    g.add_argument("--seed-mode", choices=SEED_MODES, help="per_trial (default): each trial trains from a seed derived from --seed and "
+                   "its number; fixed: every trial from --seed")
+    g.add_argument("--trials", type=count, help="configurations to finish, each run --replicates times (default: the space's budget)")
     g.add_argument("--epochs", type=count, help="epochs per trial (default: the space's budget)")
     g.add_argument("--timeout", type=float, help="start no trial after this many seconds")
     g = p.add_argument_group("what")
-    g.add_argument("--seed", type=natural, help="seed of the sampler and of every trial (default 0)")
+    g.add_argument("--seed", type=natural, help="seed of the sampler and of the trials' seeds (default 0)")
     g.add_argument("--backbone", help="backbone (default resnet18); see study.models.list_backbones()")
     g.add_argument("--stem", help="imagenet or lowres (default lowres, for low-resolution proxies)")
     g.add_argument("--width", type=float, help="fix the width multiplier (default: the space decides)")
@@ -118,7 +123,8 @@ def _list_spaces() -> None:
     infos = list_spaces()
     width = max(len(i.name) for i in infos)
     for i in infos:
-        print(f"{i.name:<{width}}  {str(i.budget):<22}  sampler {i.sampler:<5}  {i.description}")
+        other = "".join(f" [--design {d}: {i.budget_for(d)}]" for d in i.designs[1:])
+        print(f"{i.name:<{width}}  {str(i.budget):<22}  sampler {i.sampler:<5}  {i.description}{other}")
 
 
 def _summary(bridge: Any, settings: Any, started: float) -> None:
@@ -163,7 +169,8 @@ def _relative(path: str) -> str:
 
 def _headline(settings: Any, space: Any, created: bool) -> str:
     s = settings
-    line = (f"{'study' if created else 'resuming'} {s.name!r}: space {space.name}, {s.trials} trials x {s.recipe.epochs} epochs, "
+    runs = f"{s.trials} configurations x {s.replicates} replicates" if s.replicates > 1 else f"{s.trials} trials"
+    line = (f"{'study' if created else 'resuming'} {s.name!r}: space {space.name} ({s.design} design), {runs} x {s.recipe.epochs} epochs, "
             f"{s.backbone}, proxy {s.proxy.source} {s.proxy.resolution}px/{s.proxy.num_classes} classes, "
             f"sampler {s.sampler}, pruner {s.pruner}, runner {s.runner}")
     if s.runner == "ray":

@@ -15,6 +15,9 @@ Every trial of a study - complete, pruned or failed - carries these Optuna user 
 ``reference`` the name of a reference point the study enqueued (e.g. "paper_psi")
 ``attempt``   how many times this configuration was started (resume re-runs)
 ``resumed_from`` the number of the trial this one re-runs (a trial the driver left running)
+``group``     the replicate group: the number of the first trial of this configuration (its
+              replicates, run with other seeds, share it)
+``replicate`` the index of this run within its group (0, 1, ...)
 ============  ===========================================================================
 
 The study itself carries ``settings`` (the runner's resolved settings as a dict) and
@@ -31,6 +34,7 @@ from typing import Any, Mapping
 
 __all__ = [
     "CONFIG", "STAGES", "COSTS", "HISTORY", "OUTCOME", "ERROR", "REFERENCE", "ATTEMPT", "RESUMED_FROM",
+    "GROUP", "REPLICATE", "trial_seed",
     "STUDY_SETTINGS", "STUDY_SPACE", "STAGE_KEYS",
     "OUTCOME_COMPLETE", "OUTCOME_PRUNED", "OUTCOME_DIVERGED", "OUTCOME_FAILED",
     "OBJECTIVES", "TrialRecord", "read_trial",
@@ -45,6 +49,8 @@ ERROR = "error"
 REFERENCE = "reference"
 ATTEMPT = "attempt"
 RESUMED_FROM = "resumed_from"
+GROUP = "group"
+REPLICATE = "replicate"
 
 #: study user attributes
 STUDY_SETTINGS = "settings"
@@ -78,6 +84,8 @@ class TrialRecord:
     outcome: str | None
     error: str | None
     reference: str | None
+    group: int | None = None
+    replicate: int | None = None
 
 
 def read_trial(trial: Any) -> TrialRecord:
@@ -91,4 +99,16 @@ def read_trial(trial: Any) -> TrialRecord:
         outcome=attrs.get(OUTCOME),
         error=attrs.get(ERROR),
         reference=attrs.get(REFERENCE),
+        group=attrs.get(GROUP),
+        replicate=attrs.get(REPLICATE),
     )
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """The training seed of trial ``number`` of a study seeded ``study_seed`` (seed mode
+    "per_trial"): drawn from ``numpy.random.SeedSequence([study_seed, number])``, so every
+    trial - and every replicate of a configuration - trains from its own seed, and the
+    same study seed gives the same seeds again."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(study_seed), int(number)]).generate_state(1)[0] % (2**31 - 1))

@@ -7,20 +7,38 @@ import pytest
 import analysis
 
 
-def test_param_importances(demo_run):
+def test_param_importances_by_branch_with_a_noise_test(demo_run):
     imp = analysis.param_importances(analysis.load(demo_run))
-    assert set(imp["param"]) <= {"width", "attention", "stage0_k", "stage1_k", "stage2_k", "stage3_k", "se_r", "gamma", "b"}
-    assert {"width", "attention"} <= set(imp["param"])
-    assert imp["importance"].sum() == pytest.approx(1.0)
-    assert imp["importance"].is_monotonic_decreasing
+    assert "validation top-1 at epoch 1" in imp.attrs["response"]  # the epoch every finished trial reached
+    ranked = imp.dropna(subset=["importance"])
+    # every trial has width and attention; the conditional parameters are ranked in their own branch
+    assert set(ranked.loc[ranked["branch"] == "all", "param"]) == {"width", "attention"}
+    k_branch = ranked[ranked["branch"] == "{stage0_k, stage1_k, stage2_k, stage3_k}"]
+    assert set(k_branch["param"]) == {"width", "attention", "stage0_k", "stage1_k", "stage2_k", "stage3_k"}
+    assert k_branch["n"].iloc[0] == 130  # 120 complete + 10 pruned fixed-k trials
+    for _, g in ranked.groupby("branch"):
+        assert g["importance"].sum() == pytest.approx(1.0) and g["importance"].is_monotonic_decreasing
+    # the planted effects (width, k) are distinguishable from noise
+    assert k_branch.set_index("param").loc["stage0_k", "significant"] and k_branch.set_index("param").loc["width", "significant"]
+    # a branch below the minimum is listed, not ranked
+    small = imp[imp["branch"] == "{se_r}"]
+    assert small["importance"].isna().all() and "not ranked: 12 trials < 20" in small["note"].iloc[0]
 
 
-def test_importance_too_few_trials(make_study):
+def test_importance_refuses_too_few_trials(make_study):
     fr = analysis.load(make_study("tiny", n_eca=2, n_psi=0, n_se=1, n_none=0, n_pruned=1, n_failed=1))
-    with pytest.raises(ValueError, match="needs at least 5 complete trials with sampled parameters; the study has 3"):
+    with pytest.raises(ValueError, match="needs at least 20 finished trials sharing their sampled parameters .* the largest branch has 4"):
         analysis.param_importances(fr)
     with pytest.raises(ValueError, match="evaluator: must be one of"):
-        analysis.param_importances(fr, evaluator="shap", min_trials=2)
+        analysis.param_importances(fr, evaluator="shap", min_trials=3)
+
+
+def test_importance_of_noise_is_not_significant(make_study):
+    # no planted effect of k (lam=0) and no width effect visible through a constant transform
+    fr = analysis.load(make_study("noise", n_eca=40, n_psi=0, n_se=0, n_none=0, n_pruned=0, n_failed=0, lam=0.0, noise=1.0,
+                                  transform=lambda x: 60.0))
+    imp = analysis.param_importances(fr)
+    assert not imp["significant"].any()
 
 
 def test_learning_curves_mark_pruned(demo_run):
@@ -49,7 +67,8 @@ def test_fidelity_rank_correlation(make_study):
 def test_importance_of_a_maximized_objective_in_a_multi_objective_study(make_study):
     # the same trials in a single- and a two-objective study: top-1's importance must agree
     # (Optuna's default evaluator treats a target as minimized unless told otherwise)
-    kw = dict(n_eca=40, n_psi=10, n_se=10, n_none=10, n_pruned=0, n_failed=0)
+    kw = dict(n_eca=40, n_psi=20, n_se=20, n_none=20, n_pruned=0, n_failed=0)
     single = analysis.param_importances(analysis.load(make_study("single", **kw)))
     multi = analysis.param_importances(analysis.load(make_study("multi", objectives=("top1", "params"), **kw)))
-    assert single.set_index("param")["importance"].to_dict() == pytest.approx(multi.set_index("param")["importance"].to_dict())
+    key = ["branch", "param"]
+    assert single.set_index(key)["importance"].to_dict() == pytest.approx(multi.set_index(key)["importance"].to_dict(), nan_ok=True)

@@ -95,25 +95,38 @@ def test_fit_input_errors():
     assert one.continuous is None and one.notes
 
 
-def test_preferred_k_from_study_recovers_psi(demo_run):
+def test_k_effect_on_a_study_recovers_psi(demo_run):
+    # the demo study plants k* = psi(C; 2, 1) with a quadratic loss of 0.3 points per odd step squared
     fr = analysis.load(demo_run)
-    an = analysis.analyze_kmap(fr, n_bootstrap=8, seed=0)
-    tab = an.preferred.table
+    an = analysis.analyze_kmap(fr, seed=0)
+    e = an.effect
+    assert e.evidence and e.p_value < 1e-6 and e.verdict().startswith("Evidence that k matters")
+    tab = e.table
     assert tab["C"].tolist() == [64, 128, 256, 512, 1024, 2048, 4096]
     truth = [psi(int(c), 2, 1) for c in tab["C"]]
     assert tab["k_star"].tolist() == truth
     assert ((tab["k_lo"] <= truth) & (np.array(truth) <= tab["k_hi"])).all()
-    assert an.preferred.n_pruned == 10 and an.preferred.n_trials == 120 + 24 + 10
-    assert an.fit.psi["paper"].contains_paper and an.fit.psi["paper"].loss == 0
-    assert set(an.preferred.replicates["replicate"]) == set(range(8))
-    # pruned trials can be left out
-    assert analysis.preferred_k(fr, n_bootstrap=0, pruned_weight=0).n_pruned == 0
+    # pruned trials enter with their value at the last epoch all trials ran; failed ones are counted out
+    assert e.model.data.epoch == 1 and e.n_trials == 120 + 24 + 10 and e.model.data.excluded == {"failed": 3}
+    # the paper's psi is the truth: it loses nothing, k=3 loses more than the released k
+    m = an.mappings.set_index("mapping")
+    assert m.loc["paper_psi", "regret"] == pytest.approx(0, abs=1e-9)
+    assert m.loc["k3", "regret"] > m.loc["released", "regret"] > 0.5 and m.loc["k3", "vs_paper_hi"] < 0
+    assert an.fitted.contains_paper and an.fitted.loco_C
+    out = an.to_dict()
+    for key in ("evidence", "p_value", "method", "effect_pts", "sigma_seed", "n_trials"):
+        assert key in out["k_effect"]
 
 
-def test_preferred_k_needs_eca_trials(make_study):
+def test_k_effect_needs_eca_trials_and_enough_configurations(make_study):
     fr = analysis.load(make_study("few", n_eca=0, n_psi=0, n_se=3, n_none=3, n_pruned=0, n_failed=0))
-    with pytest.raises(ValueError, match="at least 8 finished ECA trials"):
-        analysis.preferred_k(fr)
+    with pytest.raises(ValueError, match="no trial with 'eca' attention"):
+        analysis.k_effect(fr)
+    fr = analysis.load(make_study("small", n_eca=12, n_psi=0, n_se=0, n_none=0, n_pruned=0, n_failed=0))
+    with pytest.raises(ValueError, match="parameters .* but the study has only 12 configurations"):
+        analysis.k_effect(fr)
+    with pytest.raises(ValueError, match="alpha: must be in"):
+        analysis.k_effect(fr, alpha=1.5)
 
 
 def test_gamma_b_plane(demo_run):
@@ -171,15 +184,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"python -m analysis.kmap: error: {bad}: missing column 'k' (header: C, kk)"]
 
 
-def test_plot_kmap_when_k_star_lies_outside_its_bootstrap_range(demo_run):
-    # the fit on all trials can pick a k* that few replicates pick (seen on a real 20-trial study)
-    an = analysis.analyze_kmap(analysis.load(demo_run), n_bootstrap=2, seed=0)
-    tab = an.preferred.table.copy()
-    tab.loc[0, ["k_lo", "k_hi"]] = tab.loc[0, "k_star"] + 2
-    tab.loc[1, ["k_lo", "k_hi"]] = tab.loc[1, "k_star"] - 2
-    pref = dataclasses.replace(an.preferred, table=tab)
-    fig = analysis.plot_kmap(dataclasses.replace(an, preferred=pref))
-    assert fig.axes[0].get_legend() is not None
+def test_plots_of_a_study_and_of_points(demo_run):
+    an = analysis.analyze_kmap(analysis.load(demo_run), loco=False)
+    for fig in (analysis.plot_kmap(an), analysis.plot_kmap_curves(an)):
+        assert fig.axes[0].get_legend() is not None and "k matters" in fig.axes[0].get_title()
+    fit = fit_kmap(CS, [psi(c, 2, 1) for c in CS], n_bootstrap=10)
+    assert "error in k" in analysis.plot_kmap(fit).axes[0].get_title()
 
 
 def test_continuous_fit_interval_of_gamma_when_k_falls_with_C():

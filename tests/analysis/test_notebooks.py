@@ -21,7 +21,6 @@ def test_notebook_runs_and_shows_plots(name, min_images, demo_run, tmp_path, mon
     first = nb.cells[0]
     assert first.cell_type == "code" and "STUDY" in first.source and "parameters" in first.metadata.get("tags", [])
     monkeypatch.setenv("ANALYSIS_STUDY", str(demo_run))
-    monkeypatch.setenv("ANALYSIS_BOOTSTRAP", "2")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     images = [base64.b64decode(o["data"]["image/png"]) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])

@@ -31,7 +31,7 @@ def test_report_writes_every_plot_and_table(demo_run, make_study, tmp_path, caps
     other = make_study("proxy2", n_eca=20, n_psi=0, n_se=0, n_none=0, n_pruned=0, n_failed=0, seed=0, noise_seed=5,
                        transform=lambda x: 0.8 * x + 5)
     out = tmp_path / "report"
-    code, stdout, err = _run([str(demo_run), "--bootstrap", "3", "--out", str(out), "--compare", str(other)], capsys)
+    code, stdout, err = _run([str(demo_run), "--out", str(out), "--compare", str(other)], capsys)
     assert code == 0, err
     for item in ("pareto params", "pareto macs", "pareto latency", "hypervolume", "attention gain", "learning curves",
                  "importance", "k-vs-C fit", "gamma-b plane", "fidelity vs proxy2"):
@@ -40,13 +40,16 @@ def test_report_writes_every_plot_and_table(demo_run, make_study, tmp_path, caps
                  "kmap_curves", "gamma_b", "fronts_params", "fidelity_proxy2"):
         assert _png_ok(out / f"{name}.png"), name
         assert "<svg" in (out / f"{name}.svg").read_text()[:2000], name
-    for name in ("trials", "pareto_params", "attention_gain", "hypervolume", "importance", "kmap_points", "kmap_fits", "gamma_b",
+    for name in ("trials", "pareto_params", "attention_gain", "hypervolume", "importance", "kmap_points", "kmap_effects", "kmap_mappings", "gamma_b",
                  "fidelity_proxy2"):
         assert (out / f"{name}.csv").stat().st_size > 50, name
     md = (out / "report.md").read_text()
     for head in ("# Study report: demo", "## Pareto fronts", "## ECA kernel size k against channels C", "## Proxy fidelity", "![top-1 vs params](pareto_params.png)"):
         assert head in md
     assert "## Not made" not in md
+    # the k section opens with its verdict, in words, before any number
+    k_section = md.split("## ECA kernel size k against channels C", 1)[1]
+    assert k_section.lstrip().startswith("**Evidence that k matters (p = ")
     assert "20 common configurations" in md
     assert hashlib.sha256((demo_run / "study.db").read_bytes()).hexdigest() == before
 
@@ -54,12 +57,12 @@ def test_report_writes_every_plot_and_table(demo_run, make_study, tmp_path, caps
 def test_report_says_what_cannot_be_made(make_study, capsys):
     run = make_study("failing", n_eca=0, n_psi=0, n_se=0, n_none=0, n_pruned=2, n_failed=2)
     url = f"sqlite:///{run / 'study.db'}"
-    code, stdout, err = _run(["--storage", url, "--study", "failing", "--out", str(run / "report"), "--bootstrap", "2"], capsys)
+    code, stdout, err = _run(["--storage", url, "--study", "failing", "--out", str(run / "report")], capsys)
     assert code == 0, err
     md = (run / "report" / "report.md").read_text()
     assert "## Not made" in md and "no completed trials" in md
     assert "pareto params: not made (no completed trials)" in stdout
-    assert "k-vs-C fit: not made (k-vs-C: needs at least 8 finished ECA trials" in stdout
+    assert "k-vs-C fit: not made (k-vs-C: no C with two or more k values among the 2 configurations" in stdout
     assert (run / "report" / "learning_curves.png").exists()  # pruned trials still have curves
 
 
@@ -81,7 +84,7 @@ def test_report_compares_studies_of_the_same_name(demo_run, make_study, tmp_path
     # another run folder holding a study also named "demo" (e.g. the same space on another proxy)
     other = load(make_study("demo", n_eca=20, n_psi=0, n_se=0, n_none=0, n_pruned=0, n_failed=0, seed=0, noise_seed=5))
     out = tmp_path / "report"
-    make_report(load(demo_run), out, compare=[other], n_bootstrap=0, log=None)
+    make_report(load(demo_run), out, compare=[other], log=None)
     import pandas as pd
 
     hv = pd.read_csv(out / "hypervolume.csv")

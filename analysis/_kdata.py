@@ -1,0 +1,183 @@
+"""The data of the k-vs-C inference: which trials, which response, one row per configuration.
+
+The response is **validation top-1 at one epoch that every included trial reached** (by
+default the last epoch all of them ran). A pruned trial is included with its value at that
+epoch, exactly like a complete one: being pruned depends on the outcome, so an analysis of
+"the best top-1 a trial reached" (or of complete trials only) would select its data by the
+result. Trials that failed or diverged are left out and counted (a kernel size that makes
+training diverge would show up there, not in the model).
+
+Replicates (runs of one configuration with other seeds, and any configuration sampled twice)
+are pooled: a configuration is the architecture without ``num_classes``
+(:func:`analysis.config_key`), its response the mean over its runs. Their spread is the
+seed-to-seed noise ``sigma_seed``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from analysis._load import coerce_frames, psi_kinds
+
+__all__ = ["KData", "kmap_data", "seed_noise"]
+
+
+@dataclass(frozen=True)
+class KData:
+    """The configurations of a study that carry the attention kind ``kind`` in some stage.
+
+    ``configs``: one row per configuration with ``key``, ``y`` (mean response over its
+    ``n`` runs), ``backbone``, ``width``, ``stratum`` ("backbone@width") and per stage
+    ``kind{i}``, ``C{i}`` (channels, or planes with ``by="planes"``) and ``k{i}`` (the
+    resolved k; NaN where the stage has another kind). ``trials``: one row per included
+    trial (``number``, ``key``, ``y``, ``state``, ``group``). ``epoch``: where the response
+    was read; ``excluded``: reason -> number of trials left out.
+    """
+
+    configs: pd.DataFrame
+    trials: pd.DataFrame
+    num_stages: int
+    kind: str
+    by: str
+    epoch: int
+    budget_epochs: int | None
+    excluded: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.trials)
+
+    @property
+    def n_configs(self) -> int:
+        return len(self.configs)
+
+    def response_text(self) -> str:
+        """How the response was chosen, in words."""
+        text = f"validation top-1 at epoch {self.epoch}"
+        if self.budget_epochs and self.epoch < self.budget_epochs:
+            text += (f" of {self.budget_epochs} (the last epoch every included trial ran: pruned trials count with their "
+                     f"value there, so pruning, which depends on the outcome, selects nothing)")
+        else:
+            text += " (every included trial ran it)"
+        return text
+
+
+def _stage_value(t: pd.DataFrame, col: str) -> pd.Series:
+    return t[col] if col in t else pd.Series(np.nan, index=t.index)
+
+
+def kmap_data(frames: Any, *, epoch: int | None = None, kind: str | None = None, by: str = "C") -> KData:
+    """Collect the k-vs-C data of a study (a :class:`analysis.StudyFrames`, run folder or URL).
+
+    ``epoch`` reads the response at that epoch (trials that did not reach it are left out,
+    and counted: that selects by survival, so the default is the last epoch all reached);
+    ``kind`` the attention kind whose k is analysed (default: the psi kind, "eca" or
+    "eca_ns", with the most stage observations); ``by="planes"`` uses the blocks' planes
+    instead of the channels the attention acts on. Raises ``ValueError`` naming the reason
+    when there is nothing to analyse.
+    """
+    fr = coerce_frames(frames)
+    if by not in ("C", "planes"):
+        raise ValueError(f"by: must be 'C' or 'planes', got {by!r}")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
+        raise ValueError(f"epoch: must be an integer >= 1, got {epoch!r}")
+    t = fr.trials
+    n_stages = fr.num_stages
+    if t.empty or n_stages == 0:
+        raise ValueError("k-vs-C: the study has no trials with recorded stages")
+    kinds = psi_kinds()
+    counts = {kd: int(sum((_stage_value(t, f"stage{i}_kind") == kd).sum() for i in range(n_stages))) for kd in kinds}
+    if kind is None:
+        kind = max(counts, key=lambda kd: counts[kd])
+    elif kind not in kinds:
+        raise ValueError(f"kind: must be an attention kind with a kernel size k ({', '.join(kinds)}), got {kind!r}")
+    if counts.get(kind, 0) == 0:
+        raise ValueError(f"k-vs-C: the study has no trial with {kind!r} attention in any stage")
+    has_kind = np.zeros(len(t), bool)
+    for i in range(n_stages):
+        has_kind |= (_stage_value(t, f"stage{i}_kind") == kind).to_numpy()
+    t = t[has_kind]
+    excluded: dict[str, int] = {}
+    for state in ("running", "waiting"):
+        if (t["state"] == state).any():
+            excluded[f"{state} (the study is not finished)"] = int((t["state"] == state).sum())
+    bad = t["state"] == "failed"
+    if bad.any():
+        for outcome, n in t.loc[bad, "outcome"].fillna("failed").value_counts().items():
+            excluded[str(outcome)] = int(n)
+    t = t[t["state"].isin(["complete", "pruned"])]
+    ep = fr.epochs
+    curves = ep[ep["trial"].isin(t["number"]) & np.isfinite(pd.to_numeric(ep["top1"], errors="coerce"))]
+    reached = curves.groupby("trial")["epoch"].max()
+    t = t[t["number"].isin(reached.index)]
+    if t.empty:
+        raise ValueError(f"k-vs-C: no finished trial with {kind!r} attention recorded a validation top-1")
+    budget = pd.to_numeric(t.get("budget_epochs"), errors="coerce").dropna()
+    budget_epochs = int(budget.max()) if len(budget) else None
+    if epoch is None:
+        epoch = int(reached.loc[t["number"]].min())
+    else:
+        short = t["number"].map(reached) < epoch
+        if short.any():
+            excluded[f"stopped before epoch {epoch}"] = int(short.sum())
+            t = t[~short]
+    at = curves[curves["epoch"] == epoch].drop_duplicates("trial", keep="last").set_index("trial")["top1"]
+    t = t[t["number"].isin(at.index)]
+    if t.empty:
+        raise ValueError(f"k-vs-C: no finished trial recorded a validation top-1 at epoch {epoch}")
+    rows = []
+    for r in t.itertuples(index=False):
+        d = r._asdict()
+        row: dict[str, Any] = {"number": int(d["number"]), "key": d.get("key") or f"trial{d['number']}", "y": float(at[d["number"]]),
+                               "state": d["state"], "backbone": d.get("backbone"), "width": float(d.get("width", math.nan))}
+        for i in range(n_stages):
+            kd = d.get(f"stage{i}_kind")
+            row[f"kind{i}"] = kd
+            row[f"C{i}"] = float(d.get(f"stage{i}_{by}", math.nan))
+            k = d.get(f"stage{i}_k", math.nan) if kd == kind else math.nan
+            row[f"k{i}"] = float(k) if k is not None else math.nan
+        rows.append(row)
+    trials = pd.DataFrame(rows)
+    first = trials.groupby("key", sort=False).first()
+    agg = trials.groupby("key", sort=False)["y"].agg(["mean", "size"]).rename(columns={"mean": "y", "size": "n"})
+    configs = first.drop(columns=["y", "number", "state"]).join(agg).reset_index()
+    configs["stratum"] = configs["backbone"].astype(str) + "@" + configs["width"].map(lambda w: f"{w:g}")
+    return KData(configs=configs, trials=trials[["number", "key", "y", "state"]], num_stages=n_stages, kind=kind, by=by,
+                 epoch=epoch, budget_epochs=budget_epochs, excluded=excluded)
+
+
+@dataclass(frozen=True)
+class SeedNoise:
+    """Seed-to-seed noise of the response, pooled over configurations run more than once."""
+
+    sigma: float | None
+    df: int
+    ci: tuple[float, float] | None
+    n_configs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sigma_seed": self.sigma, "df": self.df, "ci": list(self.ci) if self.ci else None, "replicated_configs": self.n_configs}
+
+
+def seed_noise(data: KData, *, confidence: float = 0.95) -> SeedNoise:
+    """The pooled within-configuration standard deviation of the response (its chi-square
+    interval at ``confidence``); ``sigma`` None when no configuration ran twice."""
+    from scipy import stats
+
+    g = data.trials.groupby("key")["y"]
+    n = g.size()
+    rep = n[n >= 2].index
+    if len(rep) == 0:
+        return SeedNoise(None, 0, None, 0)
+    dev = data.trials[data.trials["key"].isin(rep)]
+    ss = float(((dev["y"] - dev.groupby("key")["y"].transform("mean")) ** 2).sum())
+    df = int((n[rep] - 1).sum())
+    var = ss / df
+    a = 1 - confidence
+    ci = (math.sqrt(ss / stats.chi2.ppf(1 - a / 2, df)), math.sqrt(ss / stats.chi2.ppf(a / 2, df)))
+    return SeedNoise(math.sqrt(var), df, ci, len(rep))

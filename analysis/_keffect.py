@@ -1,0 +1,503 @@
+"""Does k matter, and which k does each C prefer? An explicit linear model with intervals.
+
+The model (one row per configuration, its response the mean over its runs, weighted by the
+number of runs; see :mod:`analysis._kdata`)::
+
+    top1 = stratum(backbone, width) + sum_s kind(s, kind_s) + sum_s theta(C_s, k_s) + error
+
+``stratum`` absorbs the width (and backbone), ``kind`` the stages whose attention is not the
+analysed kind, and ``theta(C, k)`` is the top-1 effect of kernel size k in a stage whose
+attention acts on C channels, relative to a reference k at that C (k=3 where observed).
+It is fitted by weighted least squares (statsmodels); a configuration is the unit, so
+differences between configurations that the additive model does not explain count as
+error, not as signal.
+
+- **Does k matter?** The F-test of all theta terms against the model without them (exact
+  under Gaussian errors), or a permutation test that shuffles the per-stage k vectors among
+  configurations of one stratum. "No evidence" is an answer: it says so with the p-value and
+  the largest estimated difference between two k at one C, with a simultaneous 95 % interval.
+- **k* per C** is the k with the largest theta; its **confidence set** holds every k that no
+  other k beats significantly (one-sided tests at alpha / (m - 1), Bonferroni over the m k
+  seen at that C), so the set contains the true best k with probability >= 1 - alpha; the
+  interval is the set's smallest and largest k.
+- **C alone, or the stage too?** In ResNets C = 64 x 2^stage x width, so stage and C are
+  confounded unless widths make one C arise in several stages. The F-test of theta per
+  (stage, C, k) against theta per (C, k), on the C values that arise in two or more stages.
+- **Seed noise**: the pooled spread of replicates (``sigma_seed``), and a check that the
+  spread between configurations is what the seed noise predicts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis._kdata import KData, SeedNoise, kmap_data, seed_noise
+
+__all__ = ["KModel", "KEffect", "fit_k_model", "k_effect", "METHODS"]
+
+METHODS = ("f", "permutation")
+#: draws of the multivariate t behind simultaneous intervals and parameter-uncertainty intervals
+_DRAWS = 20000
+
+
+# --------------------------------------------------------------------------------------
+# the design
+
+
+def _reference_k(ks: Sequence[float], counts: Mapping[float, int]) -> float:
+    if 3.0 in counts:
+        return 3.0
+    return sorted(ks, key=lambda k: (-counts[k], k))[0]
+
+
+@dataclass(frozen=True)
+class _Design:
+    """Matrices of the model: nuisance columns ``X0``, theta columns ``Xk`` (one per
+    non-reference (C, k) cell, named in ``cells``), and per C the k seen and the reference."""
+
+    X0: np.ndarray
+    Xk: np.ndarray
+    cells: list[tuple[float, float]]
+    levels: dict[float, list[float]]
+    ref: dict[float, float]
+    counts: dict[tuple[float, float], int]
+    stages: dict[float, list[int]]
+    nuisance: list[str]
+
+
+def _independent(X: np.ndarray, base: np.ndarray, names: list[Any], tol: float = 1e-9) -> tuple[np.ndarray, list[Any]]:
+    """Columns of ``X`` that add rank to ``base``, in order (aliased cells are dropped):
+    Gram-Schmidt against an orthonormal basis of what is kept so far."""
+    Q = np.zeros((X.shape[0], 0))
+    for col in base.T:
+        r = col - Q @ (Q.T @ col)
+        if np.linalg.norm(r) > tol * max(1.0, np.linalg.norm(col)):
+            Q = np.column_stack([Q, r / np.linalg.norm(r)])
+    keep: list[int] = []
+    for j in range(X.shape[1]):
+        col = X[:, j]
+        r = col - Q @ (Q.T @ col)
+        r = r - Q @ (Q.T @ r)  # twice is enough
+        if np.linalg.norm(r) > tol * max(1.0, np.linalg.norm(col)):
+            Q = np.column_stack([Q, r / np.linalg.norm(r)])
+            keep.append(j)
+    return X[:, keep], [names[j] for j in keep]
+
+
+def _design(data: KData, *, per_stage: bool = False) -> _Design:
+    cf = data.configs
+    n = len(cf)
+    S = data.num_stages
+    # nuisance: one intercept per stratum, then the kinds of stages that are not the analysed kind
+    strata = sorted(cf["stratum"].unique())
+    cols = [(cf["stratum"] == s).to_numpy(float) for s in strata]
+    names = [f"stratum[{s}]" for s in strata]
+    for i in range(S):
+        kinds = cf[f"kind{i}"].fillna("?")
+        for kd in sorted(kinds.unique())[1:]:
+            cols.append((kinds == kd).to_numpy(float))
+            names.append(f"stage{i}[{kd}]")
+    X0 = np.column_stack(cols) if cols else np.zeros((n, 0))
+    X0, names = _independent(X0, np.zeros((n, 0)), names)
+    # theta cells
+    obs: dict[float, dict[float, int]] = {}
+    stages: dict[float, set[int]] = {}
+    for i in range(S):
+        C, k = cf[f"C{i}"].to_numpy(float), cf[f"k{i}"].to_numpy(float)
+        for c, kk in zip(C[np.isfinite(k)].tolist(), k[np.isfinite(k)].tolist()):
+            obs.setdefault(c, {}).setdefault(kk, 0)
+            obs[c][kk] += 1
+            stages.setdefault(c, set()).add(i)
+    levels = {c: sorted(v) for c, v in sorted(obs.items())}
+    Cs = [cf[f"C{i}"].to_numpy(float) for i in range(S)]
+    Ks = [cf[f"k{i}"].to_numpy(float) for i in range(S)]
+    ref = {c: _reference_k(levels[c], obs[c]) for c in levels}
+    cells: list[Any] = []
+    kcols: list[np.ndarray] = []
+    for c in levels:
+        for kk in levels[c]:
+            if kk == ref[c]:
+                continue
+            if per_stage:
+                for i in sorted(stages[c]):
+                    col = ((Cs[i] == c) & (Ks[i] == kk)).astype(float)
+                    if col.any():
+                        kcols.append(col)
+                        cells.append((c, kk, i))
+            else:
+                col = sum(((Cs[i] == c) & (Ks[i] == kk)).astype(float) for i in range(S))
+                kcols.append(col)
+                cells.append((c, kk))
+    Xk = np.column_stack(kcols) if kcols else np.zeros((n, 0))
+    Xk, cells = _independent(Xk, X0, cells)
+    counts = {(c, kk): obs[c][kk] for c in obs for kk in obs[c]}
+    return _Design(X0, Xk, cells, levels, ref, counts, {c: sorted(v) for c, v in stages.items()}, names)
+
+
+# --------------------------------------------------------------------------------------
+# the fitted model
+
+
+@dataclass(frozen=True)
+class KModel:
+    """The fitted model: theta per (C, k) with its covariance, and the F-test of "no k effect".
+
+    ``theta(C)`` gives the effect of every k seen at C relative to the reference k (0 for
+    it); ``contrast(C, k1, k2)`` the estimate and standard error of theta(C, k1) - theta(C, k2).
+    """
+
+    data: KData
+    design: _Design
+    beta: np.ndarray  # theta coefficients, in design.cells order
+    cov: np.ndarray
+    df_resid: float
+    scale: float  # residual variance of the configuration means (per unit weight)
+    f_stat: float
+    f_p: float
+    df_num: int
+    params_null: int
+
+    @property
+    def C_values(self) -> list[float]:
+        return list(self.design.levels)
+
+    def _index(self) -> dict[tuple[float, float], int]:
+        return {cell: j for j, cell in enumerate(self.design.cells)}
+
+    def theta_vector(self, C: float, k: float) -> np.ndarray | None:
+        """L such that theta(C, k) = L @ beta; None when k was not seen at C."""
+        if C not in self.design.levels or k not in self.design.levels[C]:
+            return None
+        L = np.zeros(len(self.beta))
+        j = self._index().get((C, k))
+        if j is not None:
+            L[j] = 1.0
+        return L
+
+    def theta(self, C: float) -> dict[float, float]:
+        return {k: float(self.theta_vector(C, k) @ self.beta) for k in self.design.levels[C]}
+
+    def contrast(self, C: float, k1: float, k2: float) -> tuple[float, float]:
+        L = self.theta_vector(C, k1) - self.theta_vector(C, k2)
+        return float(L @ self.beta), float(math.sqrt(max(L @ self.cov @ L, 0.0)))
+
+    def draws(self, n: int = _DRAWS, seed: int = 0) -> np.ndarray:
+        """Draws of beta from its multivariate t sampling distribution (rows)."""
+        rng = np.random.default_rng(seed)
+        if len(self.beta) == 0:
+            return np.zeros((n, 0))
+        z = rng.standard_normal((n, len(self.beta))) @ _sqrt_psd(self.cov).T
+        w = np.sqrt(rng.chisquare(max(self.df_resid, 1.0), n) / max(self.df_resid, 1.0))
+        return self.beta + z / w[:, None]
+
+
+def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
+    vals, vecs = np.linalg.eigh((cov + cov.T) / 2)
+    return vecs * np.sqrt(np.clip(vals, 0, None))
+
+
+def _wls(y: np.ndarray, X: np.ndarray, w: np.ndarray):
+    import statsmodels.api as sm
+
+    return sm.WLS(y, X, weights=w).fit()
+
+
+def _f_stat(y: np.ndarray, X0: np.ndarray, X1: np.ndarray, w: np.ndarray) -> tuple[float, float, int, float]:
+    """F, p, df_num, df_den of the nested comparison X0 within X1 (weighted)."""
+    r1 = _wls(y, X1, w)
+    r0 = _wls(y, X0, w) if X0.shape[1] else None
+    ssr0 = float(r0.ssr) if r0 is not None else float(np.sum(w * y * y))
+    df_num = int(round(X1.shape[1] - X0.shape[1]))
+    df_den = float(r1.df_resid)
+    if df_num <= 0 or df_den <= 0:
+        return math.nan, math.nan, df_num, df_den
+    F = ((ssr0 - r1.ssr) / df_num) / (r1.ssr / df_den) if r1.ssr > 0 else math.inf
+    from scipy import stats
+
+    return float(F), float(stats.f.sf(F, df_num, df_den)), df_num, df_den
+
+
+def fit_k_model(data: KData) -> KModel:
+    """Fit the model to ``data``; ValueError when it has no k contrast or no residual df."""
+    d = _design(data)
+    cf = data.configs
+    if d.Xk.shape[1] == 0:
+        raise ValueError(f"k-vs-C: no C with two or more k values among the {data.n_configs} configurations: nothing to compare")
+    X1 = np.column_stack([d.X0, d.Xk])
+    p = X1.shape[1]
+    if len(cf) <= p:
+        raise ValueError(f"k-vs-C: the model has {p} parameters ({d.X0.shape[1]} for width/backbone strata and stage kinds, "
+                         f"{d.Xk.shape[1]} k effects) but the study has only {len(cf)} configurations; run more trials "
+                         f"(python -m study.run --space eca_kmap --design inference --plan estimates how many)")
+    y, w = cf["y"].to_numpy(float), cf["n"].to_numpy(float)
+    res = _wls(y, X1, w)
+    F, pval, df_num, _ = _f_stat(y, d.X0, X1, w)
+    k0 = d.X0.shape[1]
+    cov = np.asarray(res.cov_params())[k0:, k0:]
+    return KModel(data=data, design=d, beta=np.asarray(res.params)[k0:], cov=cov, df_resid=float(res.df_resid),
+                  scale=float(res.scale), f_stat=F, f_p=pval, df_num=df_num, params_null=k0)
+
+
+def _permutation_p(model: KModel, permutations: int, seed: int) -> float:
+    """Shuffle the k-effect rows among configurations of one stratum and kind pattern."""
+    data, d = model.data, model.design
+    cf = data.configs
+    y, w = cf["y"].to_numpy(float), cf["n"].to_numpy(float)
+    blocks = cf["stratum"].astype(str) + "|" + cf[[f"kind{i}" for i in range(data.num_stages)]].astype(str).agg(",".join, axis=1)
+    groups = [np.flatnonzero((blocks == b).to_numpy()) for b in blocks.unique()]
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(permutations):
+        perm = np.arange(len(cf))
+        for g in groups:
+            perm[g] = rng.permutation(g)
+        F, _, _, _ = _f_stat(y, d.X0, np.column_stack([d.X0, d.Xk[perm]]), w)
+        hits += bool(F >= model.f_stat - 1e-12)
+    return (1 + hits) / (1 + permutations)
+
+
+# --------------------------------------------------------------------------------------
+# the answer
+
+
+@dataclass(frozen=True)
+class KEffect:
+    """The answer to "does k matter, and which k does each C prefer?", with its intervals.
+
+    ``table``: one row per C with ``n`` (stage observations), ``stages``, ``ks`` (k seen),
+    ``k_star`` (the k with the largest estimated effect), ``k_set`` (its confidence set),
+    ``k_lo``/``k_hi`` (the set's range), ``spread`` (largest minus smallest estimated effect,
+    points). ``effects``: one row per (C, k) with ``diff`` (top-1 relative to k* at that C),
+    ``lo``/``hi`` (95 % interval, not adjusted for multiplicity) and ``vs_ref`` (relative to
+    the reference k). ``evidence`` is ``p_value < alpha``.
+    """
+
+    evidence: bool
+    p_value: float
+    method: str
+    alpha: float
+    effect_pts: float
+    effect_ci: tuple[float, float]
+    effect_at: tuple[float, float, float]  # (C, k_high, k_low) of the largest difference
+    noise: SeedNoise
+    n_trials: int
+    n_configs: int
+    table: pd.DataFrame
+    effects: pd.DataFrame
+    stage_test: Mapping[str, Any]
+    additivity: Mapping[str, Any]
+    model: KModel = field(repr=False)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def sigma_seed(self) -> float | None:
+        return self.noise.sigma
+
+    def verdict(self) -> str:
+        """The answer in words, first line of the k section of a report."""
+        lo, hi = self.effect_ci
+        C, kh, kl = self.effect_at
+        largest = (f"largest difference between two k at one C: {self.effect_pts:.2f} points (C={C:g}: k={kh:g} vs k={kl:g}), "
+                   f"95 % simultaneous CI [{lo:.2f}, {hi:.2f}]")
+        data = self.model.data
+        where = f"{self.n_trials} trials, {self.n_configs} configurations, {data.response_text()}"
+        if self.evidence:
+            return f"Evidence that k matters (p = {self.p_value:.2g}, {self.method}); {largest}. ({where})"
+        return (f"No evidence that k matters at this budget (p = {self.p_value:.2g}, {self.method}); {largest}. "
+                f"The k* and fits below are not supported by the data: they are shown, not found. ({where})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "evidence": bool(self.evidence),
+            "p_value": _num(self.p_value),
+            "method": self.method,
+            "alpha": self.alpha,
+            "effect_pts": _num(self.effect_pts),
+            "effect_ci": [_num(v) for v in self.effect_ci],
+            "effect_at": {"C": self.effect_at[0], "k_high": self.effect_at[1], "k_low": self.effect_at[2]},
+            "sigma_seed": _num(self.noise.sigma),
+            "sigma_seed_ci": [_num(v) for v in self.noise.ci] if self.noise.ci else None,
+            "sigma_seed_df": self.noise.df,
+            "n_trials": int(self.n_trials),
+            "n_configs": int(self.n_configs),
+            "response": self.model.data.response_text(),
+            "epoch": self.model.data.epoch,
+            "kind": self.model.data.kind,
+            "excluded": dict(self.model.data.excluded),
+            "model": "WLS of top-1 (configuration means, weights = runs) on width/backbone strata, stage kinds and theta(C, k)",
+            "df_resid": _num(self.model.df_resid),
+            "stage_test": dict(self.stage_test),
+            "additivity": dict(self.additivity),
+            "notes": list(self.notes),
+        }
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _simultaneous_critical(model: KModel, L: np.ndarray, alpha: float, seed: int) -> float:
+    """The (1 - alpha) quantile of max |t| over the contrasts ``L`` (rows)."""
+    if len(L) == 0:
+        return math.nan
+    V = L @ model.cov @ L.T
+    se = np.sqrt(np.clip(np.diag(V), 1e-300, None))
+    R = V / np.outer(se, se)
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((_DRAWS, len(L))) @ _sqrt_psd(R).T
+    w = np.sqrt(rng.chisquare(max(model.df_resid, 1.0), _DRAWS) / max(model.df_resid, 1.0))
+    return float(np.quantile(np.abs(z / w[:, None]).max(axis=1), 1 - alpha))
+
+
+def _per_C(model: KModel, alpha: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from scipy import stats
+
+    d = model.design
+    rows, eff = [], []
+    tq = stats.t.ppf(0.975, max(model.df_resid, 1.0))
+    for C in d.levels:
+        ks = d.levels[C]
+        th = model.theta(C)
+        best = max(ks, key=lambda k: (th[k], -k))
+        m = len(ks)
+        crit = stats.t.ppf(1 - alpha / max(m - 1, 1), max(model.df_resid, 1.0))
+        kset = []
+        for k in ks:
+            worse = [model.contrast(C, j, k) for j in ks if j != k]
+            if all(est <= crit * se + 1e-12 for est, se in worse):
+                kset.append(k)
+        n = sum(d.counts[(C, k)] for k in ks)
+        rows.append({"C": int(C), "n": n, "stages": ",".join(map(str, d.stages[C])), "ks": ",".join(f"{k:g}" for k in ks),
+                     "k_star": int(best), "k_set": ",".join(f"{k:g}" for k in kset), "k_lo": int(min(kset)), "k_hi": int(max(kset)),
+                     "spread": max(th.values()) - min(th.values()), "one_k": m == 1})
+        for k in ks:
+            diff, se = (0.0, 0.0) if k == best else model.contrast(C, k, best)
+            vs_ref, se_ref = (0.0, 0.0) if k == d.ref[C] else model.contrast(C, k, d.ref[C])
+            eff.append({"C": int(C), "k": int(k), "n": d.counts[(C, k)], "diff": diff, "lo": diff - tq * se, "hi": diff + tq * se,
+                        "vs_ref": vs_ref, "ref_k": int(d.ref[C]), "ref_lo": vs_ref - tq * se_ref, "ref_hi": vs_ref + tq * se_ref})
+    return pd.DataFrame(rows), pd.DataFrame(eff)
+
+
+def _largest(model: KModel, alpha: float, seed: int) -> tuple[float, tuple[float, float], tuple[float, float, float]]:
+    """The largest difference between two k at one C, with its simultaneous interval over
+    every such pair (so selecting the largest does not narrow it)."""
+    d = model.design
+    Ls, meta = [], []
+    for C in d.levels:
+        ks = d.levels[C]
+        for a in range(len(ks)):
+            for b in range(a + 1, len(ks)):
+                Ls.append(model.theta_vector(C, ks[a]) - model.theta_vector(C, ks[b]))
+                meta.append((C, ks[a], ks[b]))
+    L = np.array(Ls)
+    est = L @ model.beta
+    j = int(np.argmax(np.abs(est)))
+    C, ka, kb = meta[j]
+    sign = 1.0 if est[j] >= 0 else -1.0
+    hi_k, lo_k = (ka, kb) if sign > 0 else (kb, ka)
+    se = float(math.sqrt(max(L[j] @ model.cov @ L[j], 0.0)))
+    c = _simultaneous_critical(model, L, alpha, seed)
+    value = abs(float(est[j]))
+    return value, (value - c * se, value + c * se), (C, hi_k, lo_k)
+
+
+def _stage_test(model: KModel) -> dict[str, Any]:
+    """theta per (stage, C, k) against theta per (C, k): does the stage matter at equal C?"""
+    data, d = model.data, model.design
+    shared = [C for C, st in d.stages.items() if len(st) >= 2]
+    shared = sorted(shared)
+    out: dict[str, Any] = {"shared_C": [int(c) for c in shared]}
+    if not shared:
+        out.update(p_value=None, text="no C value arises in two stages (widths that make one C appear in several stages "
+                                      "are needed to tell C from stage): not tested")
+        return out
+    ds = _design(data, per_stage=True)
+    cf = data.configs
+    y, w = cf["y"].to_numpy(float), cf["n"].to_numpy(float)
+    X1 = np.column_stack([d.X0, d.Xk])
+    X2 = np.column_stack([d.X0, d.Xk, ds.Xk])
+    X2, _ = _independent(X2, np.zeros((len(cf), 0)), list(range(X2.shape[1])))
+    if X2.shape[1] <= X1.shape[1] or len(cf) <= X2.shape[1]:
+        out.update(p_value=None, text="too few configurations to fit k effects per stage: not tested")
+        return out
+    F, p, df_num, df_den = _f_stat(y, X1, X2, w)
+    out.update(p_value=_num(p), f=_num(F), df=[df_num, df_den])
+    verdict = "the k effect differs between stages at equal C" if p < 0.05 else "no evidence that the stage matters beyond C"
+    out["text"] = f"{verdict} (F-test of k effects per (stage, C) against per C, on C = {', '.join(f'{c:g}' for c in shared)}: p = {p:.2g})"
+    return out
+
+
+def _additivity(model: KModel, noise: SeedNoise) -> dict[str, Any]:
+    """Is the spread of configuration means what seed noise predicts?"""
+    from scipy import stats
+
+    if noise.sigma is None or noise.df == 0:
+        return {"p_value": None, "text": "no replicates: the spread between configurations cannot be split into seed noise and "
+                                         "configuration effects the model misses"}
+    expected = noise.sigma**2  # the residual variance per run that seed noise alone predicts (weights = runs)
+    F = model.scale / expected if expected > 0 else math.inf
+    p = float(stats.f.sf(F, model.df_resid, noise.df))
+    text = (f"residual standard deviation per run {math.sqrt(model.scale):.2f} points against a seed noise of "
+            f"{noise.sigma:.2f} (p = {p:.2g})")
+    if p < 0.05:
+        text += ": configurations differ beyond the additive model (interactions between stages or with width); the test of k counts them as noise"
+    return {"p_value": _num(p), "ratio": _num(F), "text": text}
+
+
+def k_effect(
+    frames_or_data: Any,
+    *,
+    alpha: float = 0.05,
+    method: str = "f",
+    permutations: int = 999,
+    epoch: int | None = None,
+    kind: str | None = None,
+    by: str = "C",
+    seed: int = 0,
+) -> KEffect:
+    """Test whether k matters and estimate k* per C, with intervals (see the module doc).
+
+    ``frames_or_data``: :class:`analysis.StudyFrames`, a run folder, a storage URL or a
+    :class:`KData`. ``method``: "f" (F-test) or "permutation" (``permutations`` shuffles).
+    Raises ``ValueError`` naming why the study cannot be analysed.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+    if method not in METHODS:
+        raise ValueError(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "permutation" and (not isinstance(permutations, int) or permutations < 19):
+        raise ValueError(f"permutations: must be an integer >= 19, got {permutations!r}")
+    data = frames_or_data if isinstance(frames_or_data, KData) else kmap_data(frames_or_data, epoch=epoch, kind=kind, by=by)
+    model = fit_k_model(data)
+    noise = seed_noise(data)
+    if method == "permutation":
+        p = _permutation_p(model, permutations, seed)
+        how = f"permutation test, {permutations} shuffles of the k vectors within width strata"
+    else:
+        p = model.f_p
+        how = f"F-test of {model.df_num} k terms, {model.df_resid:g} residual df"
+    table, effects = _per_C(model, alpha)
+    value, ci, at = _largest(model, alpha, seed)
+    notes = []
+    if noise.sigma is None:
+        notes.append("no configuration was run twice: the seed-to-seed noise is not measured (run the study with --replicates 2 "
+                     "or --design inference)")
+    if data.excluded:
+        notes.append("left out: " + ", ".join(f"{n} {why}" for why, n in data.excluded.items()))
+    one = table.loc[table["one_k"], "C"].tolist()
+    if one:
+        notes.append(f"only one k seen at C = {', '.join(map(str, one))}: no comparison there")
+    return KEffect(
+        evidence=bool(p < alpha), p_value=float(p), method=how, alpha=alpha, effect_pts=value, effect_ci=ci, effect_at=at,
+        noise=noise, n_trials=data.n_trials, n_configs=data.n_configs, table=table.drop(columns=["one_k"]), effects=effects,
+        stage_test=_stage_test(model), additivity=_additivity(model, noise), model=model, notes=tuple(notes),
+    )

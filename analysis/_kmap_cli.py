@@ -1,0 +1,141 @@
+"""``python -m analysis.kmap``: the k-vs-C answer of a study, or fits to given (C, k) points."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis._kfits import METRICS, KmapFit, fit_kmap
+
+__all__ = ["main", "read_points", "format_fit", "format_analysis"]
+
+PROG = "python -m analysis.kmap"
+
+
+def read_points(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Read a CSV with columns C and k (and optionally weight), header names case-insensitive."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise FileNotFoundError(f"{p}: cannot read points ({exc.strerror or exc})") from None
+    rows = list(csv.reader(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")))
+    if not rows:
+        raise ValueError(f"{p}: empty file; expected a header with columns C, k and optionally weight")
+    header = [h.strip().lower() for h in rows[0]]
+    for need in ("c", "k"):
+        if need not in header:
+            raise ValueError(f"{p}: missing column {need.upper() if need == 'c' else need!r} (header: {', '.join(rows[0])})")
+    ic, ik = header.index("c"), header.index("k")
+    iw = header.index("weight") if "weight" in header else None
+    C, K, W = [], [], []
+    for n, r in enumerate(rows[1:], start=2):
+        try:
+            C.append(float(r[ic]))
+            K.append(float(r[ik]))
+            if iw is not None:
+                W.append(float(r[iw]))
+        except (ValueError, IndexError):
+            raise ValueError(f"{p}: line {n}: expected numbers in columns C, k{', weight' if iw is not None else ''}, got {','.join(r)!r}") from None
+    if not C:
+        raise ValueError(f"{p}: no points below the header")
+    return np.array(C), np.array(K), (np.array(W) if iw is not None else None)
+
+
+
+
+def format_fit(fit: KmapFit) -> str:
+    tab = fit.table()
+    lines = [f"{len(fit.points)} points, {fit.points['C'].nunique()} distinct C; loss = weighted {fit.psi[fit.rule].metric}; "
+             f"paper's psi (gamma=2, b=1) loss = {fit.psi['paper'].paper_loss:.4g}"]
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 90):
+        lines.append(tab.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for r, f in fit.psi.items():
+        pts = ", ".join(f"({g:g}, {b:g})" for g, b in f.equal_loss[:12])
+        more = f" ... ({len(f.equal_loss)} in all)" if len(f.equal_loss) > 12 else ""
+        lines.append(f"psi ({r}) equal-loss (gamma, b): {pts}{more}; paper's (2, 1) {'is' if f.contains_paper else 'is not'} among them")
+    lines += list(fit.notes)
+    return "\n".join(lines)
+
+
+def _table(df: pd.DataFrame) -> str:
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 60):
+        return df.to_string(index=False, float_format=lambda v: f"{v:.3g}")
+
+
+def format_analysis(an: Any) -> str:
+    """The k-vs-C answer as text: the verdict first, then the numbers it qualifies."""
+    e = an.effect
+    lines = [e.verdict(), ""]
+    noise = e.noise
+    if noise.sigma is not None:
+        lines.append(f"seed-to-seed noise: sigma_seed = {noise.sigma:.2f} points (95 % CI {noise.ci[0]:.2f}-{noise.ci[1]:.2f}, "
+                     f"{noise.df} df from {noise.n_configs} replicated configurations)")
+    lines += [f"C vs stage: {e.stage_test['text']}", f"additivity: {e.additivity['text']}", ""]
+    lines.append(f"k* per C ({'supported' if e.evidence else 'NOT supported by the data'}; k_set: the k that no other k beats "
+                 f"significantly, a {100 * (1 - e.alpha):.0f} % confidence set for the best k):")
+    lines += [_table(e.table), ""]
+    lines.append("mappings, by predicted top-1 lost per network against the best k per C (95 % intervals; vs_paper: "
+                 "top-1 minus the paper's psi):")
+    lines += [_table(an.mappings.drop(columns=["description"])), ""]
+    f = an.fitted
+    if f is not None:
+        lines.append(f"fitted psi: gamma={f.gamma:g}, b={f.b:g} ({len(f.equal)} grid pairs predict the same top-1; the paper's (2, 1) "
+                     f"{'is' if f.contains_paper else 'is not'} among them)")
+        if f.loco_regret is not None:
+            lines.append(f"  leave-one-C-out: it loses {f.loco_regret:.2f} points per stage (95 % CI {f.loco_ci[0]:.2f}-{f.loco_ci[1]:.2f}) "
+                         f"on the C it was not fitted to; the paper's psi loses {f.loco_paper:.2f} on the same C")
+    lines += [*e.notes, *an.notes]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from study._cli import ArgumentParser, UsageError
+
+    ap = ArgumentParser(prog=PROG, description="Does k matter, which k does each C prefer, and does psi(C) describe it? "
+                                                "(or: fit psi to given (C, k) points)")
+    ap.add_argument("run", nargs="?", help="a run folder runs/NAME (or use --points or --storage)")
+    ap.add_argument("--points", help="CSV with columns C, k and optionally weight: fit psi, the log and the linear mapping to them")
+    ap.add_argument("--storage", help="storage URL of the study (with --study)")
+    ap.add_argument("--study", help="study name in the storage")
+    ap.add_argument("--json", action="store_true", help="print the answer as JSON (top-level k_effect, preferred_k, mappings, ...)")
+    ap.add_argument("--alpha", type=float, default=0.05, help="level of the test and of the confidence sets (default 0.05)")
+    ap.add_argument("--method", choices=("f", "permutation"), default="f", help="test of 'k matters': F-test (default) or permutation")
+    ap.add_argument("--permutations", type=int, default=999, help="shuffles of the permutation test (default 999)")
+    ap.add_argument("--epoch", type=int, help="read top-1 at this epoch (default: the last epoch every finished trial ran)")
+    ap.add_argument("--kind", help="the attention kind whose k is analysed (default: eca, or eca_ns if it has more stages)")
+    ap.add_argument("--no-loco", action="store_true", help="skip the leave-one-C-out validation of the fitted psi (faster)")
+    ap.add_argument("--rule", default="paper", choices=["paper", "timm"], help="--points: psi rounding rule reported first (both are fitted)")
+    ap.add_argument("--metric", default="mse", choices=list(METRICS), help="--points: loss in k")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="--points: bootstrap replicates of the continuous fit (default 1000)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    sources = [x for x in (args.points, args.run, args.storage) if x]
+    if len(sources) != 1:
+        raise UsageError(f"give exactly one of --points FILE.csv, a run folder, or --storage URL (see {PROG} --help)")
+    if args.bootstrap < 0:
+        raise UsageError(f"--bootstrap: must be >= 0, got {args.bootstrap}")
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha: must be in (0, 1), got {args.alpha:g}")
+    if args.points:
+        C, K, W = read_points(args.points)
+        fit = fit_kmap(C, K, W, rule=args.rule, metric=args.metric, n_bootstrap=args.bootstrap, seed=args.seed)
+        print(json.dumps(fit.to_dict(), indent=2) if args.json else format_fit(fit))
+        return 0
+    from analysis._kmap import analyze_kmap
+    from analysis._load import load
+    from study._cli import in_flags
+
+    fr = load(args.storage or args.run, args.study)
+    try:
+        an = analyze_kmap(fr, alpha=args.alpha, method=args.method, permutations=args.permutations, epoch=args.epoch,
+                          kind=args.kind, loco=not args.no_loco, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(in_flags(" ".join(str(exc).split()), {"epoch": "--epoch", "kind": "--kind", "permutations": "--permutations"})) from None
+    print(json.dumps(an.to_dict(), indent=2) if args.json else format_analysis(an))
+    return 0

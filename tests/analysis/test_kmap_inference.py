@@ -1,0 +1,109 @@
+"""The k-vs-C inference on studies recorded by the real bookkeeping (runners.simulate_study:
+the runner, the bridge, an SQLite storage, with a planted truth instead of training), read
+back with analysis.load as any study is."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import analysis
+from analysis.kmap import main as kmap_main
+from runners import Planted, StudySettings, simulate_study
+from study.attention import psi
+from study.config import ProxySpec, Recipe
+
+
+@pytest.fixture
+def tmp_path(tmp_path):
+    """A folder in memory where there is one: SQLite commits are most of a simulated study's time."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(dir=shm, prefix="kmap-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _study(tmp_path, name, planted, *, trials=30, replicates=1, design="inference", pruner="none", epochs=1, seed=0, width=0.5):
+    """A simulated eca_kmap study; ``width`` fixed (one stratum, four C: cheap) or None (all
+    the design's widths: C from 16 to 512)."""
+    settings = StudySettings(
+        name=name, space="eca_kmap", storage=f"sqlite:///{tmp_path / name / 'study.db'}", run_dir=str(tmp_path / name),
+        trials=trials, runner="local", design=design, replicates=replicates, sampler="random", pruner=pruner, seed=seed,
+        recipe=Recipe(epochs=epochs, warmup_epochs=0), proxy=ProxySpec(num_classes=10), width=width,
+    )
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "settings.json").write_text(json.dumps(settings.to_dict()))
+    simulate_study(settings, planted)
+    return tmp_path / name
+
+
+def test_a_null_study_says_no_evidence(tmp_path):
+    run = _study(tmp_path, "null", Planted(effect=0.0, sigma=0.5, seed=1), trials=30, replicates=2)
+    an = analysis.analyze_kmap(analysis.load(run), loco=False)
+    e = an.effect
+    assert not e.evidence and e.verdict().startswith("No evidence that k matters at this budget (p = ")
+    assert "not supported by the data" in e.verdict()
+    # the largest difference comes with a simultaneous interval that reaches 0
+    assert e.effect_ci[0] <= 0 <= e.effect_ci[1]
+    # replicates measure the seed noise that was planted
+    assert e.noise.sigma is not None and e.noise.ci[0] <= 0.5 <= e.noise.ci[1] and e.noise.df >= 25
+    # with no effect every k is as good as the best: the confidence sets are wide
+    assert (e.table["k_hi"] - e.table["k_lo"]).mean() >= 4
+
+
+def test_a_strong_planted_mapping_is_detected_and_recovered(tmp_path):
+    truth = Planted(effect=3.0, gamma=1.2, b=0.0, sigma=0.3, seed=2)
+    run = _study(tmp_path, "strong", truth, trials=56, width=None)
+    an = analysis.analyze_kmap(analysis.load(run))
+    e = an.effect
+    assert e.evidence and e.p_value < 1e-6
+    assert e.noise.sigma is None and any("not measured" in n for n in e.notes)  # no replicates: said, not guessed
+    tab = e.table
+    true_k = [psi(int(c), 1.2, 0.0) for c in tab["C"]]
+    assert ((tab["k_lo"] <= true_k) & (np.array(true_k) <= tab["k_hi"])).all()
+    assert (tab["k_star"] == true_k).mean() >= 0.8
+    # psi fitted by predicted top-1 (restricted to psi curves whose k were run at every C: with 56
+    # configurations a few (C, k) cells stay empty) is close to the truth and beats the paper's psi
+    fitted = [an.fitted.ks[int(c)] for c in tab["C"]]
+    assert np.mean(np.array(fitted) == np.array(true_k)) >= 0.5
+    m = an.mappings.set_index("mapping")
+    assert m.loc["fitted_psi", "regret"] < m.loc["paper_psi", "regret"]
+    assert an.fitted.loco_regret < an.fitted.loco_paper
+    # the truth depends on C alone: no evidence that the stage matters
+    assert e.stage_test["p_value"] is None or e.stage_test["p_value"] > 0.01
+
+
+def test_pruned_trials_are_read_at_the_epoch_every_trial_reached(tmp_path):
+    # median pruning stops trials whose (noisy) early top-1 is low: the response must not select by it
+    run = _study(tmp_path, "pruned", Planted(effect=0.0, sigma=1.0, seed=3), trials=25, design="search", pruner="median", epochs=4)
+    fr = analysis.load(run)
+    assert (fr.trials["state"] == "pruned").any()
+    e = analysis.k_effect(fr)
+    d = e.model.data
+    assert d.epoch == int(fr.trials.loc[fr.trials["state"].isin(["complete", "pruned"]), "epochs"].min()) < 4
+    assert set(d.trials["state"]) == {"complete", "pruned"}
+    assert "the last epoch every included trial ran" in d.response_text()
+
+
+def test_permutation_test_and_json_answer(tmp_path, capsys):
+    run = _study(tmp_path, "perm", Planted(effect=2.0, sigma=0.5, seed=4), trials=30)
+    e = analysis.k_effect(analysis.load(run), method="permutation", permutations=99)
+    assert e.evidence and e.p_value == pytest.approx(0.01) and "permutation" in e.method
+    assert kmap_main([str(run), "--json", "--alpha", "0.01", "--no-loco"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    k = out["k_effect"]
+    assert k["evidence"] is True and k["alpha"] == 0.01 and k["method"].startswith("F-test")
+    assert isinstance(k["p_value"], float) and isinstance(k["effect_pts"], float) and k["sigma_seed"] is None
+    assert k["n_trials"] == 30 and {"preferred_k", "effects", "mappings", "fitted_psi", "verdict"} <= set(out)
+    assert kmap_main([str(run), "--no-loco"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Evidence that k matters (p = ")
