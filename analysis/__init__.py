@@ -8,7 +8,7 @@ analysis.report`` writes them all; ``python -m analysis.export`` turns chosen tr
 full-training TrialConfig JSON. Analysis never writes to a study's storage.
 """
 
-from analysis._load import StudyFrames, config_key, load, summarize_kinds
+from analysis._load import StudyFrames, config_key, frames_of, load, summarize_kinds
 from analysis._pareto import attention_gain, front_hypervolumes, hypervolume, non_dominated, pareto_front
 from analysis._importance import learning_curves, param_importances
 from analysis._fidelity import FidelityResult, fidelity
@@ -26,21 +26,24 @@ from analysis._plots import (
 )
 from analysis._export import RECIPES, export_trials, full_training_config, select_trials
 from analysis._report import make_report
-from analysis._kdata import kmap_data
+from analysis._confirm import ConfirmResult, confirm_result
+from analysis._kdata import SeedNoise, kmap_data, seed_noise
+from analysis._kpower import design_power, detectable_effect, noncentrality
 from analysis._keffect import KEffect, fit_k_model, k_effect
 from analysis._kfits import ContinuousFit, KmapFit, LinearFit, PsiFit, fit_continuous, fit_kmap, fit_linear, fit_psi
 from analysis._kmap import KmapAnalysis, analyze_kmap, gamma_b_plane
 from analysis._kmappings import PsiChoice, fit_psi_by_top1, score_mappings
 
 __all__ = [
-    "StudyFrames", "load", "config_key", "summarize_kinds",
+    "StudyFrames", "load", "frames_of", "config_key", "summarize_kinds",
     "non_dominated", "pareto_front", "hypervolume", "front_hypervolumes", "attention_gain",
     "param_importances", "learning_curves",
     "FidelityResult", "fidelity",
     "KEffect", "KmapAnalysis", "PsiChoice", "PsiFit", "ContinuousFit", "LinearFit", "KmapFit",
-    "kmap_data", "k_effect", "fit_k_model", "analyze_kmap", "fit_psi_by_top1", "score_mappings",
+    "kmap_data", "seed_noise", "SeedNoise", "design_power", "detectable_effect", "noncentrality", "k_effect", "fit_k_model", "analyze_kmap", "fit_psi_by_top1", "score_mappings",
     "fit_psi", "fit_continuous", "fit_linear", "fit_kmap", "gamma_b_plane",
     "plot_pareto", "plot_fronts", "plot_attention_gain", "plot_learning_curves", "plot_importance", "plot_fidelity",
     "plot_kmap", "plot_kmap_curves", "plot_gamma_b", "save_figure",
+    "ConfirmResult", "confirm_result",
     "RECIPES", "full_training_config", "select_trials", "export_trials", "make_report",
 ]

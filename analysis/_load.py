@@ -22,7 +22,7 @@ import pandas as pd
 from study import record
 from study.storage import normalize_storage_url
 
-__all__ = ["StudyFrames", "load", "open_study_readonly", "summarize_kinds", "config_key"]
+__all__ = ["StudyFrames", "load", "frames_of", "open_study_readonly", "summarize_kinds", "config_key"]
 
 SETTINGS_FILE = "settings.json"
 DEFAULT_DB = "study.db"
@@ -379,14 +379,19 @@ def load(source: str | Path, study_name: str | None = None) -> StudyFrames:
     and ``ValueError`` (naming the problem) for a bad URL or an unknown study name.
     """
     study, url, run_dir, settings = open_study_readonly(source, study_name)
+    return frames_of(study, settings=settings, storage=url, run_dir=run_dir)
+
+
+def frames_of(study: optuna.Study, *, settings: Mapping[str, Any] | None = None, storage: str = "", run_dir: Path | None = None) -> StudyFrames:
+    """The frames of an already opened ``optuna.Study`` (e.g. one a runner just wrote)."""
+    settings = dict(settings or {})
     objectives = _objective_names(study, settings)
-    trials = study.get_trials(deepcopy=False)
-    df, ep = frames_from_trials(trials, objectives)
+    df, ep = frames_from_trials(study.get_trials(deepcopy=False), objectives)
     return StudyFrames(
         trials=df,
         epochs=ep,
         name=study.study_name,
-        storage=url,
+        storage=storage,
         objectives=objectives,
         directions=tuple(d.name.lower() for d in study.directions),
         run_dir=run_dir,

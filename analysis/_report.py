@@ -86,6 +86,7 @@ def make_report(
     from analysis._importance import param_importances
     from analysis._load import coerce_frames
     from analysis._pareto import attention_gain, front_hypervolumes, pareto_front
+    from analysis._confirm import confirm_result
     from analysis._kmap import analyze_kmap, gamma_b_plane
 
     fr = coerce_frames(frames)
@@ -111,6 +112,25 @@ def make_report(
         R.csv(_trials_csv(t), "trials")
     done = fr.complete
     finished = t[t["state"].isin(["complete", "pruned"]) & t["top1"].notna()] if len(t) else t
+
+    # ---- a confirmation study: its decision comes first
+    if "param_arm" in t:
+        R.md += ["## Confirmation: each arm against the paper's psi, paired by seed", ""]
+
+        def _confirm():
+            res = confirm_result(fr)
+            R.md += [f"**{res.verdict[0].upper()}{res.verdict[1:]}.**", "",
+                     f"- decision rule, stated when the study was created: {res.decision}"]
+            if fr.settings.get("space_options", {}).get("source_verdict"):
+                R.md += [f"- the study it confirms ({res.source}): {fr.settings['space_options']['source_verdict']}"]
+            R.md += [""]
+            R.csv(res.table, "confirmation")
+            (out / "confirmation.json").write_text(json.dumps(res.to_dict(), indent=2, default=float))
+            R.made.append("confirmation.json")
+            R.md += ["Final-epoch validation top-1; `diff`: mean paired difference against the paper's psi, `lo`..`hi` its 95 % "
+                     "t interval over the seed pairs:", ""]
+            R.table(res.table)
+        R.step("confirmation", _confirm)
 
     # ---- best trials
     R.md += ["## Best trials", ""]

@@ -241,7 +241,8 @@ class StudyBridge:
         if record.ATTEMPT not in trial.user_attrs:
             trial.set_user_attr(record.ATTEMPT, 1)
         try:
-            config = self.space.suggest(trial, **self.settings.space_settings(number=trial.number))
+            replicate = trial.user_attrs.get(record.REPLICATE)
+            config = self.space.suggest(trial, **self.settings.space_settings(number=trial.number, replicate=0 if replicate is None else replicate))
         except Exception as exc:  # the space's own error: the trial fails, the study goes on
             text = f"{type(exc).__name__}: {exc}"
             trial.set_user_attr(record.OUTCOME, record.OUTCOME_FAILED)

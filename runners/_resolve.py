@@ -44,6 +44,7 @@ FLAGS: dict[str, str] = {
     "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
     "max_concurrent": "--max-concurrent", "max_failures": "--max-failures",
     "design": "--design", "replicates": "--replicates", "seed_mode": "--seed-mode",
+    "sigma": "--sigma", "effect": "--effect", "source": "--from",
 }
 #: option flags of the sampler and the pruner: settings option name -> argparse dest
 _SAMPLER_ARGS = {"startup": "n_startup_trials", "population_size": "population_size"}
@@ -70,7 +71,7 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _resolve_proxy(args: Any, overrides: dict[str, Any], design: Any = DESIGNS["search"]) -> Any:
+def _resolve_proxy(args: Any, overrides: dict[str, Any], design: Any = DESIGNS["search"], default: Any = None) -> Any:
     from study.config import ProxySpec
     from study.data import list_proxies, proxy_preset, read_manifest
 
@@ -92,9 +93,13 @@ def _resolve_proxy(args: Any, overrides: dict[str, Any], design: Any = DESIGNS["
         spec = proxy_preset(args.proxy)
         if spec.source == "cache":
             read_manifest(spec.data)
+    elif default is not None:  # e.g. the proxy of the study a confirmation checks
+        spec = default
+        if design.val_per_class and spec.source != "cache":
+            spec = ProxySpec.from_dict({**spec.to_dict(), "val_per_class": max(design.val_per_class, spec.val_per_class or 0)})
     else:
         name, fields = DEFAULT_PROXY
-        spec = proxy_preset(name, **fields, **({"val_per_class": design.val_per_class} if design.val_per_class else {}))
+        spec = proxy_preset(name, **{**fields, **({"val_per_class": design.val_per_class} if design.val_per_class else {})})
     if overrides:
         try:
             spec = ProxySpec.from_dict({**spec.to_dict(), **overrides})
@@ -103,12 +108,12 @@ def _resolve_proxy(args: Any, overrides: dict[str, Any], design: Any = DESIGNS["
     return spec
 
 
-def _resolve_recipe(args: Any, overrides: dict[str, Any], default_epochs: int) -> Any:
+def _resolve_recipe(args: Any, overrides: dict[str, Any], default_epochs: int, base: dict[str, Any] | None = None) -> Any:
     from study.config import Recipe
 
     if "epochs" in overrides and args.epochs is not None and overrides["epochs"] != args.epochs:
         raise UsageError("--set recipe.epochs contradicts --epochs")
-    fields = {**DEFAULT_RECIPE, **overrides}
+    fields = {**(base or DEFAULT_RECIPE), **overrides}
     fields["epochs"] = overrides.get("epochs", args.epochs or default_epochs)
     try:
         fields["warmup_epochs"] = min(float(fields["warmup_epochs"]), float(fields["epochs"]))
@@ -174,6 +179,48 @@ def _dry_run(space: Any, settings: StudySettings) -> None:
         study.tell(trial, 0.0)
 
 
+#: the confirmation trains this many times the source study's epochs unless --epochs says otherwise
+CONFIRM_EPOCHS_FACTOR = 3
+
+
+def _confirm_source(args: Any, space: Any) -> dict[str, Any]:
+    """For ``--space kmap_confirm --from RUN``: the source study's fitted mapping and the
+    defaults the confirmation takes from it (backbone, stem, proxy, a longer recipe)."""
+    if space.name != "kmap_confirm":
+        if args.source is not None:
+            raise UsageError("--from: only the kmap_confirm space confirms a study (python -m study.run --space kmap_confirm --from runs/NAME)")
+        return {}
+    if args.source is None:
+        raise UsageError("--from: kmap_confirm confirms the mapping a k-vs-C study fitted; give that study with --from runs/NAME")
+    import analysis
+    from search_spaces._kmap_confirm import DECISION
+    from study.config import ProxySpec, Recipe
+
+    try:
+        fr = analysis.load(args.source)
+        an = analysis.analyze_kmap(fr, loco=False)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--from {args.source}: {' '.join(str(exc).split())}") from None
+    if an.fitted is None:
+        raise UsageError(f"--from {args.source}: no psi(C; gamma, b) fits the k this study ran ({'; '.join(an.notes)})")
+    settings = dict(fr.settings)
+    out: dict[str, Any] = {"options": {
+        "source": str(Path(args.source).resolve()) if "://" not in str(args.source) else str(args.source),
+        "source_study": fr.name, "fitted": {"gamma": an.fitted.gamma, "b": an.fitted.b},
+        "source_evidence": bool(an.effect.evidence), "source_verdict": an.effect.verdict(), "decision": DECISION,
+    }}
+    cfg = next((c for c in fr.trials["config"] if isinstance(c, dict)), None)
+    if cfg is not None:
+        out["backbone"], out["stem"] = cfg["arch"]["backbone"], cfg["arch"]["stem"]
+        out["proxy"] = ProxySpec.from_dict(cfg["proxy"])
+        recipe = Recipe.from_dict(cfg["recipe"]).to_dict()
+        out["epochs"] = CONFIRM_EPOCHS_FACTOR * int(recipe["epochs"])
+        out["recipe"] = {k: v for k, v in recipe.items() if k != "epochs"}
+    elif settings.get("backbone"):
+        out["backbone"] = settings["backbone"]
+    return out
+
+
 def _objectives(args: Any) -> tuple[str, ...] | None:
     if args.objectives is None:
         return None
@@ -214,7 +261,7 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
         space = get_space(args.space)
     except ValueError as exc:
         raise usage_error(exc) from None
-    design = DESIGNS.get(args.design or "search")
+    design = DESIGNS.get(args.design or space.info.default_design)
     if design is None:
         raise UsageError(f"--design: must be one of {', '.join(DESIGNS)}, got {args.design!r}")
     try:
@@ -229,8 +276,9 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
     if multi and pruner != "none":
         note(f"note: --pruner {pruner} ignored: a multi-objective study is not pruned (Optuna takes no intermediate values for several objectives)")
         pruner = "none"
-    proxy = _resolve_proxy(args, overrides["proxy"], design)
-    recipe = _resolve_recipe(args, overrides["recipe"], budget.epochs)
+    source = _confirm_source(args, space)
+    proxy = _resolve_proxy(args, overrides["proxy"], design, default=source.get("proxy"))
+    recipe = _resolve_recipe(args, overrides["recipe"], source.get("epochs", budget.epochs), base=source.get("recipe"))
 
     # -- the name and the folder
     if args.name is not None:
@@ -260,8 +308,8 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
             address=args.address,
             timeout=args.timeout,
             seed=args.seed if args.seed is not None else 0,
-            backbone=args.backbone or "resnet18",
-            stem=args.stem or "lowres",
+            backbone=args.backbone or source.get("backbone", "resnet18"),
+            stem=args.stem or source.get("stem", "lowres"),
             width=args.width,
             proxy=proxy,
             recipe=recipe,
@@ -277,7 +325,8 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
             device=args.device,
             design=design.name,
             replicates=args.replicates if args.replicates is not None else design.replicates,
-            seed_mode=args.seed_mode or "per_trial",
+            seed_mode=args.seed_mode or design.seed_mode,
+            space_options=source.get("options", {}),
         )
     except ValueError as exc:
         raise usage_error(exc) from None

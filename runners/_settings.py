@@ -36,9 +36,10 @@ SAMPLER_OPTIONS: dict[str, dict[str, int]] = {
     "grid": {},
     "nsga2": {"population_size": 8},
 }
-#: "per_trial": each trial trains from its own seed (:func:`study.record.trial_seed`);
-#: "fixed": every trial trains from the study seed
-SEED_MODES = ("per_trial", "fixed")
+#: "per_trial": each trial trains from its own seed (:func:`study.record.trial_seed` of its number);
+#: "paired": replicate r of every configuration trains from one seed (trial_seed of r), so
+#: configurations can be compared pair by pair; "fixed": every trial from the study seed
+SEED_MODES = ("per_trial", "paired", "fixed")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Design:
     pruner: str = "median"
     replicates: int = 1
     val_per_class: int | None = None
+    seed_mode: str = "per_trial"
 
 
 #: the study designs: "search" finds good configurations, "inference" measures an effect
@@ -65,6 +67,12 @@ DESIGNS: dict[str, Design] = {
         "measure an effect without bias: random sampling, no pruning, every configuration run twice with "
         "different seeds, a larger validation set",
         sampler="random", pruner="none", replicates=2, val_per_class=100,
+    ),
+    "confirm": Design(
+        "confirm",
+        "compare fixed configurations at a higher fidelity: every one run with the same seeds (paired), no pruning, "
+        "a larger validation set",
+        pruner="none", replicates=3, val_per_class=100, seed_mode="paired",
     ),
 }
 
@@ -136,6 +144,7 @@ class StudySettings:
     design: str = "search"
     replicates: int = 1
     seed_mode: str = "per_trial"
+    space_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("name", "space", "storage", "run_dir", "backbone", "stem"):
@@ -148,9 +157,12 @@ class StudySettings:
         _int(self.replicates, "replicates", 1)
         if self.seed_mode not in SEED_MODES:
             raise ValueError(f"seed_mode: must be one of {', '.join(SEED_MODES)}, got {self.seed_mode!r}")
-        if self.replicates > 1 and self.seed_mode != "per_trial":
+        if self.replicates > 1 and self.seed_mode == "fixed":
             raise ValueError(f"replicates: {self.replicates} replicates of a configuration need their own seeds "
-                             f"(`seed_mode` per_trial), got seed_mode {self.seed_mode!r}")
+                             f"(`seed_mode` per_trial or paired), got seed_mode {self.seed_mode!r}")
+        if not isinstance(self.space_options, Mapping):
+            raise ValueError(f"space_options: expected a mapping, got {type(self.space_options).__name__}")
+        object.__setattr__(self, "space_options", dict(self.space_options))
         if self.max_concurrent is not None:
             _int(self.max_concurrent, "max_concurrent", 1)
         _int(self.max_failures, "max_failures", 0)
@@ -232,10 +244,16 @@ class StudySettings:
         """Finished trials the study goes on to: every configuration ``replicates`` times."""
         return self.trials * self.replicates
 
-    def space_settings(self, *, number: int | None = None) -> dict[str, Any]:
-        """The keyword arguments a space's ``define`` receives; for trial ``number`` with seed
-        mode "per_trial", ``seed`` is that trial's own (:func:`study.record.trial_seed`)."""
-        seed = self.seed if number is None or self.seed_mode == "fixed" else record.trial_seed(self.seed, number)
+    def space_settings(self, *, number: int | None = None, replicate: int | None = None) -> dict[str, Any]:
+        """The keyword arguments a space's ``define`` receives. ``seed`` is the trial's own:
+        :func:`study.record.trial_seed` of trial ``number`` (seed mode "per_trial") or of its
+        ``replicate`` index (seed mode "paired"); the study seed otherwise. ``options`` are
+        the space's own settings (``space_options``, e.g. the study a confirmation checks)."""
+        seed = self.seed
+        if self.seed_mode == "per_trial" and number is not None:
+            seed = record.trial_seed(self.seed, number)
+        elif self.seed_mode == "paired" and replicate is not None:
+            seed = record.trial_seed(self.seed, replicate)
         return {
             "backbone": self.backbone,
             "stem": self.stem,
@@ -244,6 +262,7 @@ class StudySettings:
             "recipe": self.recipe,
             "seed": seed,
             "design": self.design,
+            "options": dict(self.space_options),
         }
 
     def replace(self, **changes: Any) -> "StudySettings":

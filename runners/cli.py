@@ -71,6 +71,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--list-spaces", action="store_true", help="print every space's name, description and default budget, and exit")
     p.add_argument("--name", help="the study's name and folder under --out (default: the space's name, numbered if taken)")
     p.add_argument("--resume", action="store_true", help="continue the study --name (or the latest of --space): trials left running are re-run")
+    p.add_argument("--from", dest="source", metavar="RUN", help="kmap_confirm: the k-vs-C study (run folder) whose fitted mapping to confirm")
     g = p.add_argument_group("where")
     g.add_argument("--runner", choices=RUNNERS, default=None, help="ray (default): Ray Tune; local: in-process, one trial at a time")
     g.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: start a local Ray for the run)")
@@ -83,6 +84,10 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--seed-mode", choices=SEED_MODES, help="per_trial (default): each trial trains from a seed derived from --seed and "
                    "its number; fixed: every trial from --seed")
     g.add_argument("--trials", type=count, help="configurations to finish, each run --replicates times (default: the space's budget)")
+    g.add_argument("--plan", action="store_true", help="print the trials and trial-epochs the k-vs-C test needs for power 0.8 "
+                   "(and what this budget detects), and exit; measures the noise with a short pilot unless --sigma is given")
+    g.add_argument("--sigma", type=_number_at_least(0), help="--plan: the seed-to-seed noise of top-1 per trial, points (default: a pilot)")
+    g.add_argument("--effect", type=_number_at_least(0), default=0.5, help="--plan: the k effect to detect, points (default 0.5)")
     g.add_argument("--epochs", type=count, help="epochs per trial (default: the space's budget)")
     g.add_argument("--timeout", type=float, help="start no trial after this many seconds")
     g = p.add_argument_group("what")
@@ -178,6 +183,18 @@ def _headline(settings: Any, space: Any, created: bool) -> str:
     return line
 
 
+def _plan(args: Any, settings: Any, space: Any) -> int:
+    from runners._plan import plan_study
+
+    try:
+        plan = plan_study(settings.replace(runner="local", address=None, max_concurrent=1, gpus_per_trial=0.0), space,
+                          effect=args.effect, sigma=args.sigma, log=lambda s: print(s, file=sys.stderr))
+    except ValueError as exc:
+        raise usage_error(exc) from None
+    print(plan.text(settings, space.name))
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -186,7 +203,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list_spaces:
         _list_spaces()
         return 0
+    if args.plan and args.resume:
+        raise UsageError("--plan: plans a new study; drop --resume")
+    if args.source is not None and args.resume:
+        raise UsageError("--from: a resumed confirmation keeps the study it checks; drop --from")
+    if not args.plan and args.sigma is not None:
+        raise UsageError("--sigma: only with --plan")
     settings, space, create = resolve_settings(args, note=lambda text: print(text, file=sys.stderr))
+    if args.plan:
+        return _plan(args, settings, space)
 
     from runners import Progress, connect, open_study, run_study
 

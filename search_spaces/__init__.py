@@ -28,7 +28,7 @@ from search_spaces._registry import (
 )
 
 # importing the space modules registers them
-from search_spaces import _attention_nas, _eca_kmap, _paper_table2, _se_ratio  # noqa: F401,E402
+from search_spaces import _attention_nas, _eca_kmap, _kmap_confirm, _paper_table2, _se_ratio  # noqa: F401,E402
 
 __all__ = [
     "SAMPLERS",

@@ -63,9 +63,9 @@ class Budget:
 class SpaceInfo:
     """What ``--list-spaces`` prints: name, one-line description and default budget.
 
-    ``sampler`` is the space's default sampler ("grid" for a grid space). Every space has
-    the "search" design (``budget``); ``budgets`` names the other designs it supports
-    (e.g. "inference") with their default budgets.
+    ``sampler`` is the space's default sampler ("grid" for a grid space). ``budget`` is the
+    default budget of its default design (``default_design``, "search" for most spaces);
+    ``budgets`` names the other designs it supports (e.g. "inference") with theirs.
     """
 
     name: str
@@ -73,14 +73,15 @@ class SpaceInfo:
     budget: Budget
     sampler: str = "tpe"
     budgets: Mapping[str, Budget] = field(default_factory=dict)
+    default_design: str = "search"
 
     @property
     def designs(self) -> tuple[str, ...]:
-        return ("search", *sorted(self.budgets))
+        return (self.default_design, *sorted(self.budgets))
 
     def budget_for(self, design: str) -> Budget:
         """The default budget of ``design``; a ValueError names the designs the space has."""
-        if design == "search":
+        if design == self.default_design:
             return self.budget
         if design not in self.budgets:
             raise ValueError(f"design: space {self.name!r} has no {design!r} design (its designs: {', '.join(self.designs)})")
@@ -116,7 +117,7 @@ class Space:
 
     def suggest(self, trial: Any, **settings: Any) -> TrialConfig:
         """Run the space on ``trial`` and record ``config`` and ``stages`` on it."""
-        self.info.budget_for(settings.get("design", "search"))  # a design the space has
+        self.info.budget_for(settings.get("design", self.info.default_design))  # a design the space has
         config = self.define(trial, **settings)
         if not isinstance(config, TrialConfig):
             raise TypeError(f"space {self.name!r}: define() must return a TrialConfig, got {type(config).__name__}")
@@ -152,13 +153,14 @@ def register_space(
     references: ReferencesFn | None = None,
     grid: GridFn | None = None,
     designs: Mapping[str, Budget] | None = None,
+    default_design: str = "search",
 ) -> Callable[[DefineFn], DefineFn]:
     """Decorator: register ``define`` as the space ``name``. ``designs`` names the study
     designs it supports besides "search" (its ``define`` receives ``design=``), each with
     its default budget."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"space name: expected letters, digits, '_' or '-', got {name!r}")
-    info = SpaceInfo(name, description, budget, sampler, dict(designs or {}))
+    info = SpaceInfo(name, description, budget, sampler, dict(designs or {}), default_design)
     if sampler == "grid" and grid is None:
         raise ValueError(f"space {name!r}: sampler 'grid' needs a grid function")
 

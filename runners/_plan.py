@@ -1,0 +1,190 @@
+"""``python -m study.run ... --plan``: what a k-vs-C study needs before compute is spent.
+
+For the study's own design (its space, design, widths, replicates and reference points,
+drawn by the real space in memory), a planted effect (``--effect`` points: a stage two or
+more odd steps away from k* = psi(C; 2, 1) loses it, one step half of it; see
+:class:`runners.Planted`) and a noise level (``--sigma``, or measured by a short pilot that
+runs the space's reference points three times each with the study's own proxy and recipe),
+it prints the configurations, trials and trial-epochs the F-test of "k matters" needs for
+power 0.8 at alpha 0.05 (:mod:`analysis._kpower`), and the effect the requested budget can
+detect. Nothing of the study is created; the pilot runs in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from runners._settings import StudySettings
+
+__all__ = ["Plan", "plan_study", "sample_designs", "pilot_sigma", "PILOT_REPLICATES"]
+
+#: runs of each reference point in the pilot that measures the noise
+PILOT_REPLICATES = 3
+#: designs drawn per size (the power is their mean)
+DRAWS = 4
+#: the most configurations a plan considers
+MAX_CONFIGS = 4096
+
+
+def sample_designs(settings: StudySettings, space: Any, n: int, *, draws: int = DRAWS) -> list[Any]:
+    """``draws`` sets of ``n`` configurations of the study's design (reference points first,
+    then the space's random draws), as :class:`analysis.KData` without responses."""
+    import optuna
+
+    from analysis._kdata import KData
+    from analysis._load import psi_kinds
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kinds = psi_kinds()
+    out = []
+    kw = settings.space_settings()
+    for d in range(draws):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=settings.seed + 1000 * d))
+        for _, params in space.reference_points(**kw):
+            study.enqueue_trial(params)
+        rows = []
+        for _ in range(n):
+            trial = study.ask()
+            config = space.suggest(trial, **kw)
+            stages = trial.user_attrs["stages"]
+            row: dict[str, Any] = {"key": str(len(rows)), "backbone": config.arch.backbone, "width": config.arch.width,
+                                   "stratum": f"{config.arch.backbone}@{config.arch.width:g}", "n": settings.replicates, "y": 0.0}
+            for i, s in enumerate(stages):
+                row[f"kind{i}"] = s["kind"]
+                row[f"C{i}"] = float(s["channels"])
+                row[f"k{i}"] = float(s["k"]) if s["kind"] in kinds and s.get("k") is not None else math.nan
+            rows.append(row)
+            study.tell(trial, 0.0)
+        import pandas as pd
+
+        configs = pd.DataFrame(rows)
+        n_stages = len(stages)
+        if configs[[f"k{i}" for i in range(n_stages)]].isna().all().all():
+            raise ValueError(f"space: {space.name!r} samples no stage with an attention kind that has a kernel size k "
+                             f"({', '.join(kinds)}); a k-vs-C plan needs one")
+        out.append(KData(configs=configs, trials=pd.DataFrame(columns=["number", "key", "y", "state"]), num_stages=n_stages,
+                         kind="eca", by="C", epoch=settings.recipe.epochs, budget_epochs=settings.recipe.epochs))
+    return out
+
+
+def pilot_sigma(settings: StudySettings, space: Any, *, log: Callable[[str], None] = print) -> tuple[float, tuple[float, float], int, int]:
+    """Train the space's reference points :data:`PILOT_REPLICATES` times each (local runner,
+    the study's proxy and recipe) and return the pooled seed-to-seed standard deviation of
+    top-1: ``(sigma, 95 % interval, df, trials)``."""
+    import analysis
+    from runners._progress import Progress
+    from runners._study import run_study
+
+    refs = space.reference_points(**settings.space_settings())
+    if not refs:
+        raise ValueError(f"sigma: space {space.name!r} has no reference points to run as a noise pilot; give the noise with `sigma`")
+    folder = Path(tempfile.mkdtemp(prefix="plan-pilot-"))
+    try:
+        pilot = settings.replace(name="pilot", storage=f"sqlite:///{folder / 'study.db'}", run_dir=str(folder), trials=len(refs),
+                                 runner="local", address=None, max_concurrent=1, gpus_per_trial=0.0, replicates=PILOT_REPLICATES,
+                                 seed_mode="per_trial", pruner="none", pruner_options={}, timeout=None)
+        log(f"pilot: {len(refs)} reference points x {PILOT_REPLICATES} runs ({settings.recipe.epochs} epochs each) to measure the noise ...")
+        bridge = run_study(pilot, space=space, progress=Progress(quiet=True))
+        noise = analysis.seed_noise(analysis.kmap_data(analysis.frames_of(bridge.study, settings=pilot.to_dict())))
+        if noise.sigma is None or noise.ci is None:
+            raise ValueError("sigma: the noise pilot finished no replicated reference point; give the noise with `sigma`")
+        return noise.sigma, noise.ci, noise.df, len(bridge.study.get_trials())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the plan found (see the module doc); ``needed`` None when even
+    :data:`MAX_CONFIGS` configurations do not reach the power."""
+
+    sigma: float
+    sigma_source: str
+    effect: float
+    alpha: float
+    power: float
+    needed: int | None
+    needed_power: float | None
+    budget: int
+    budget_power: float
+    detectable: float
+    replicates: int
+    epochs: int
+    pilot_trials: int
+
+    def text(self, settings: StudySettings, space_name: str) -> str:
+        s, R, E = settings, self.replicates, self.epochs
+        lines = [f"plan for {space_name} ({s.design} design): {s.backbone} {s.stem}, proxy {s.proxy.source} {s.proxy.resolution}px/"
+                 f"{s.proxy.num_classes} classes, {E} epochs per trial, {R} replicate{'s' if R > 1 else ''} per configuration",
+                 f"noise: sigma = {self.sigma:.3g} points of top-1 per trial ({self.sigma_source})",
+                 f"planted effect: {self.effect:g} points (a stage two or more odd steps from k* = psi(C; 2, 1) loses it, one step half); "
+                 f"F-test of 'k matters' at alpha {self.alpha:g}"]
+        if self.needed is None:
+            lines.append(f"needed for power {self.power:g}: more than {MAX_CONFIGS} configurations: reduce the noise (more validation "
+                         f"images, more epochs, more replicates) or look for a larger effect")
+        else:
+            lines.append(f"needed for power {self.power:g}: {self.needed} configurations x {R} = {self.needed * R} trials, "
+                         f"{self.needed * R * E} trial-epochs (power {self.needed_power:.2f})"
+                         + (f"; the pilot used {self.pilot_trials} trials" if self.pilot_trials else ""))
+        lines.append(f"this budget ({self.budget} configurations x {R} = {self.budget * R} trials, {self.budget * R * E} trial-epochs): "
+                     f"power {self.budget_power:.2f} for {self.effect:g} points; it detects {self.detectable:.2g} points with power {self.power:g}")
+        lines.append("(the power depends on the planted shape and on sigma; rerun the plan with the sigma a finished study reports)")
+        return "\n".join(lines)
+
+
+def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigma: float | None = None, alpha: float = 0.05,
+               power: float = 0.8, log: Callable[[str], None] = print) -> Plan:
+    """Plan the k-vs-C study ``settings`` (see the module doc)."""
+    from analysis._kpower import design_power, detectable_effect
+    from runners._simulate import Planted
+
+    if not effect > 0:
+        raise ValueError(f"effect: must be > 0 points, got {effect!r}")
+    if sigma is not None and not sigma > 0:
+        raise ValueError(f"sigma: must be > 0 points, got {sigma!r}")
+    planted = Planted(effect=effect)
+    effect_of = lambda C, k: planted.stage_effect(int(C), int(k))  # noqa: E731
+    pilot_trials = 0
+    if sigma is None:
+        sigma, ci, df, pilot_trials = pilot_sigma(settings, space, log=log)
+        source = f"measured by the pilot: 95 % CI {ci[0]:.3g}-{ci[1]:.3g}, {df} df"
+    else:
+        source = "given with --sigma"
+    pools = sample_designs(settings, space, min(max(256, settings.trials), MAX_CONFIGS))
+
+    def at(n: int) -> Any:
+        return design_power([_head(p, n) for p in pools], effect_of, sigma=sigma, alpha=alpha)
+
+    budget_pt = at(settings.trials)
+    detectable = detectable_effect([_head(p, settings.trials) for p in pools], effect_of, effect=effect, sigma=sigma, alpha=alpha, power=power)
+    # the smallest number of configurations with the power: grow, then bisect
+    lo, hi = 2, min(max(256, settings.trials), MAX_CONFIGS)
+    while not (at(hi).power >= power):
+        if hi >= MAX_CONFIGS:
+            hi = None
+            break
+        hi = min(hi * 2, MAX_CONFIGS)
+        if hi > len(pools[0].configs):
+            pools = sample_designs(settings, space, hi)
+    needed = needed_power = None
+    if hi is not None:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            p = at(mid).power
+            lo, hi = (mid, hi) if not (p >= power) else (lo, mid)
+        needed, needed_power = hi, at(hi).power
+    return Plan(sigma=sigma, sigma_source=source, effect=effect, alpha=alpha, power=power, needed=needed, needed_power=needed_power,
+                budget=settings.trials, budget_power=budget_pt.power, detectable=detectable, replicates=settings.replicates,
+                epochs=settings.recipe.epochs, pilot_trials=pilot_trials)
+
+
+def _head(data: Any, n: int) -> Any:
+    """The first ``n`` configurations of a drawn design."""
+    from dataclasses import replace
+
+    return replace(data, configs=data.configs.head(n).reset_index(drop=True))
