@@ -27,6 +27,7 @@ from analysis._plots import (
 from analysis._export import RECIPES, export_trials, full_training_config, select_trials
 from analysis._report import make_report
 from analysis._confirm import ConfirmResult, confirm_result
+from analysis._trained import load_trained
 from analysis._kdata import SeedNoise, kmap_data, seed_noise
 from analysis._kpower import design_power, detectable_effect, noncentrality
 from analysis._keffect import KEffect, fit_k_model, k_effect
@@ -44,6 +45,6 @@ __all__ = [
     "fit_psi", "fit_continuous", "fit_linear", "fit_kmap", "gamma_b_plane",
     "plot_pareto", "plot_fronts", "plot_attention_gain", "plot_learning_curves", "plot_importance", "plot_fidelity",
     "plot_kmap", "plot_kmap_curves", "plot_gamma_b", "save_figure",
-    "ConfirmResult", "confirm_result",
+    "ConfirmResult", "confirm_result", "load_trained",
     "RECIPES", "full_training_config", "select_trials", "export_trials", "make_report",
 ]

@@ -52,13 +52,14 @@ def fidelity(a: Any, b: Any, *, metric: str = "top1", key: str = "arch", states:
     """Match the two studies' trials by configuration and correlate ``metric``.
 
     ``key`` (see :func:`analysis._load.config_key`): "arch" (default; the architecture
-    without its class count, so a proxy and full training match), "arch+recipe" or "all".
+    without its class count, so two proxies match), "net" (also without the stem, so a
+    proxy study and the full training of its exports match), "arch+recipe" or "all".
     Repeats of a configuration are averaged. Raises ``ValueError`` with fewer than
     ``min_pairs`` matched configurations.
     """
     fa, fb = coerce_frames(a), coerce_frames(b)
-    if key not in ("arch", "arch+recipe", "all"):
-        raise ValueError(f"key: must be one of arch, arch+recipe, all, got {key!r}")
+    if key not in ("arch", "net", "arch+recipe", "all"):
+        raise ValueError(f"key: must be one of arch, net, arch+recipe, all, got {key!r}")
     for fr in (fa, fb):
         if not fr.trials.empty and metric not in fr.trials:
             raise ValueError(f"metric: {metric!r} is not a trials column of study {fr.name!r}")

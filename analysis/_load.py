@@ -208,16 +208,18 @@ def config_key(config: Mapping[str, Any] | None, *, what: str = "arch") -> str |
     """A canonical string naming a configuration, to match trials across studies.
 
     ``what="arch"`` (default): the architecture without ``num_classes`` (two proxies may
-    differ in class count); ``"arch+recipe"`` adds the recipe; ``"all"`` the whole
-    TrialConfig.
+    differ in class count); ``"net"``: also without the stem (an export for full training
+    swaps the proxy's low-resolution stem for ImageNet's); ``"arch+recipe"`` adds the recipe;
+    ``"all"`` the whole TrialConfig.
     """
     if not config:
         return None
     if what == "all":
         data: Any = config
     else:
-        arch = {k: v for k, v in dict(config.get("arch", {})).items() if k != "num_classes"}
-        data = arch if what == "arch" else {"arch": arch, "recipe": config.get("recipe")}
+        drop = ("num_classes", "stem") if what == "net" else ("num_classes",)
+        arch = {k: v for k, v in dict(config.get("arch", {})).items() if k not in drop}
+        data = arch if what in ("arch", "net") else {"arch": arch, "recipe": config.get("recipe")}
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 

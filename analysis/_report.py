@@ -87,6 +87,7 @@ def make_report(
     from analysis._load import coerce_frames
     from analysis._pareto import attention_gain, front_hypervolumes, pareto_front
     from analysis._confirm import confirm_result
+    from analysis._trained import TRAINED
     from analysis._kmap import analyze_kmap, gamma_b_plane
 
     fr = coerce_frames(frames)
@@ -94,6 +95,7 @@ def make_report(
     out.mkdir(parents=True, exist_ok=True)
     R = _Report(out, log or (lambda s: None))
     others = [coerce_frames(c) for c in compare]
+    studies_only = [o for o in others if o.settings.get("kind") != TRAINED]
     labels = [fr.name]  # one distinct label per study: two run folders may hold studies of one name
     for o in others:
         lab, i = o.name, 2
@@ -158,7 +160,7 @@ def make_report(
         R.step(f"pareto {cost}", _pareto, note=f"_Front against {cost} not made: " + "{reason}._")
 
     def _hv():
-        studies = dict(zip(labels, [fr, *others]))
+        studies = {lab: o for lab, o in zip(labels, [fr, *others]) if o is fr or o.settings.get("kind") != TRAINED}
         if done.empty:
             raise ValueError("no completed trials")
         hv = front_hypervolumes(studies, cost="params")
@@ -166,7 +168,7 @@ def make_report(
         R.md += ["Hypervolume of the params front (reference: 1.1 x the largest parameter count of any complete "
                  "trial in the compared studies, top-1 0; `hv_norm` is the fraction of [0, ref] x [0, 100]):", ""]
         R.table(hv)
-        if others:
+        if studies_only:
             R.fig(P.plot_fronts(studies, cost="params"), "fronts_params", "fronts of the compared studies")
     R.step("hypervolume", _hv, note=None)
 
@@ -262,11 +264,13 @@ def make_report(
         R.md += ["## Proxy fidelity", ""]
         for o, lab in zip(others, labels[1:]):
             def _fid(o=o, lab=lab):
-                res = fidelity(fr, o, names=(fr.name, lab))
+                trained = o.settings.get("kind") == TRAINED
+                res = fidelity(fr, o, names=(fr.name, lab), key="net" if trained else "arch")
                 safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in lab)
                 R.csv(res.pairs, f"fidelity_{safe}")
                 R.fig(P.plot_fidelity(res), f"fidelity_{safe}", f"fidelity against {lab}")
-                R.md += [f"Against `{lab}`: {res.n} common configurations, Kendall tau {res.kendall_tau:.3f} "
+                what = "full-training runs, matched by network (backbone, width, attention per stage)" if trained else "study"
+                R.md += [f"Against `{lab}` ({what}): {res.n} common configurations, Kendall tau {res.kendall_tau:.3f} "
                          f"(p={res.kendall_p:.2g}), Spearman rho {res.spearman_rho:.3f} (p={res.spearman_p:.2g}).", ""]
             R.step(f"fidelity vs {lab}", _fid, note=f"_Not made against {lab}: " + "{reason}._")
 
@@ -290,7 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("run", nargs="?", help="run folder runs/NAME")
     ap.add_argument("--storage", help="storage URL (instead of a run folder)")
     ap.add_argument("--study", help="study name in the storage")
-    ap.add_argument("--compare", nargs="*", default=[], metavar="RUN", help="other run folders: fronts overlay and fidelity")
+    ap.add_argument("--compare", nargs="*", default=[], metavar="RUN",
+                    help="other studies (run folders: fronts overlay and fidelity), or full-training results - study.train output "
+                         "folders, a folder of them, or an export index.json whose configs were trained - for proxy fidelity")
     ap.add_argument("--alpha", type=float, default=0.05, help="level of the k-vs-C test and confidence sets (default 0.05)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="output folder (default RUN/report)")
@@ -300,7 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.alpha < 1:
         ap.error(f"--alpha: must be in (0, 1), got {args.alpha:g}")
     fr = load(args.storage or args.run, args.study)
-    others = [load(c) for c in args.compare]
+    from analysis._trained import is_study_folder, load_trained
+
+    others = [load(c) if is_study_folder(c) else load_trained(c) for c in args.compare]
     make_report(fr, args.out, compare=others, alpha=args.alpha, seed=args.seed,
                 log=lambda s: print(s, flush=True))
     return 0

@@ -31,45 +31,58 @@ DRAWS = 4
 MAX_CONFIGS = 4096
 
 
+class _Pool:
+    """Configurations of the study's design drawn by its real space, in memory (reference
+    points first, then random draws), grown on demand."""
+
+    def __init__(self, settings: StudySettings, space: Any, seed: int):
+        import optuna
+
+        from analysis._load import psi_kinds
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.settings, self.space, self.kinds = settings, space, psi_kinds()
+        self.kw = settings.space_settings()
+        self.study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        for _, params in space.reference_points(**self.kw):
+            self.study.enqueue_trial(params)
+        self.rows: list[dict[str, Any]] = []
+        self.num_stages = 0
+
+    def grow(self, n: int) -> None:
+        while len(self.rows) < n:
+            trial = self.study.ask()
+            config = self.space.suggest(trial, **self.kw)
+            stages = trial.user_attrs["stages"]
+            row: dict[str, Any] = {"key": str(len(self.rows)), "backbone": config.arch.backbone, "width": config.arch.width,
+                                   "stratum": f"{config.arch.backbone}@{config.arch.width:g}", "n": self.settings.replicates, "y": 0.0}
+            for i, st in enumerate(stages):
+                row[f"kind{i}"] = st["kind"]
+                row[f"C{i}"] = float(st["channels"])
+                row[f"k{i}"] = float(st["k"]) if st["kind"] in self.kinds and st.get("k") is not None else math.nan
+            self.rows.append(row)
+            self.num_stages = len(stages)
+            self.study.tell(trial, 0.0)
+
+    def data(self, n: int) -> Any:
+        """The first ``n`` configurations as :class:`analysis.KData` (no responses)."""
+        import pandas as pd
+
+        from analysis._kdata import KData
+
+        self.grow(n)
+        configs = pd.DataFrame(self.rows[:n])
+        if configs[[f"k{i}" for i in range(self.num_stages)]].isna().all().all():
+            raise ValueError(f"space: {self.space.name!r} samples no stage with an attention kind that has a kernel size k "
+                             f"({', '.join(self.kinds)}); a k-vs-C plan needs one")
+        return KData(configs=configs, trials=pd.DataFrame(columns=["number", "key", "y", "state"]), num_stages=self.num_stages,
+                     kind="eca", by="C", epoch=self.settings.recipe.epochs, budget_epochs=self.settings.recipe.epochs)
+
+
 def sample_designs(settings: StudySettings, space: Any, n: int, *, draws: int = DRAWS) -> list[Any]:
     """``draws`` sets of ``n`` configurations of the study's design (reference points first,
     then the space's random draws), as :class:`analysis.KData` without responses."""
-    import optuna
-
-    from analysis._kdata import KData
-    from analysis._load import psi_kinds
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    kinds = psi_kinds()
-    out = []
-    kw = settings.space_settings()
-    for d in range(draws):
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=settings.seed + 1000 * d))
-        for _, params in space.reference_points(**kw):
-            study.enqueue_trial(params)
-        rows = []
-        for _ in range(n):
-            trial = study.ask()
-            config = space.suggest(trial, **kw)
-            stages = trial.user_attrs["stages"]
-            row: dict[str, Any] = {"key": str(len(rows)), "backbone": config.arch.backbone, "width": config.arch.width,
-                                   "stratum": f"{config.arch.backbone}@{config.arch.width:g}", "n": settings.replicates, "y": 0.0}
-            for i, s in enumerate(stages):
-                row[f"kind{i}"] = s["kind"]
-                row[f"C{i}"] = float(s["channels"])
-                row[f"k{i}"] = float(s["k"]) if s["kind"] in kinds and s.get("k") is not None else math.nan
-            rows.append(row)
-            study.tell(trial, 0.0)
-        import pandas as pd
-
-        configs = pd.DataFrame(rows)
-        n_stages = len(stages)
-        if configs[[f"k{i}" for i in range(n_stages)]].isna().all().all():
-            raise ValueError(f"space: {space.name!r} samples no stage with an attention kind that has a kernel size k "
-                             f"({', '.join(kinds)}); a k-vs-C plan needs one")
-        out.append(KData(configs=configs, trials=pd.DataFrame(columns=["number", "key", "y", "state"]), num_stages=n_stages,
-                         kind="eca", by="C", epoch=settings.recipe.epochs, budget_epochs=settings.recipe.epochs))
-    return out
+    return [_Pool(settings, space, settings.seed + 1000 * d).data(n) for d in range(draws)]
 
 
 def pilot_sigma(settings: StudySettings, space: Any, *, log: Callable[[str], None] = print) -> tuple[float, tuple[float, float], int, int]:
@@ -140,7 +153,7 @@ class Plan:
 def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigma: float | None = None, alpha: float = 0.05,
                power: float = 0.8, log: Callable[[str], None] = print) -> Plan:
     """Plan the k-vs-C study ``settings`` (see the module doc)."""
-    from analysis._kpower import design_power, detectable_effect
+    from analysis._kpower import _power, design_power, detectable_effect
     from runners._simulate import Planted
 
     if not effect > 0:
@@ -155,36 +168,38 @@ def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigm
         source = f"measured by the pilot: 95 % CI {ci[0]:.3g}-{ci[1]:.3g}, {df} df"
     else:
         source = "given with --sigma"
-    pools = sample_designs(settings, space, min(max(256, settings.trials), MAX_CONFIGS))
+    pools = [_Pool(settings, space, settings.seed + 1000 * d) for d in range(DRAWS)]
 
     def at(n: int) -> Any:
-        return design_power([_head(p, n) for p in pools], effect_of, sigma=sigma, alpha=alpha)
+        return design_power([p.data(n) for p in pools], effect_of, sigma=sigma, alpha=alpha)
 
     budget_pt = at(settings.trials)
-    detectable = detectable_effect([_head(p, settings.trials) for p in pools], effect_of, effect=effect, sigma=sigma, alpha=alpha, power=power)
-    # the smallest number of configurations with the power: grow, then bisect
-    lo, hi = 2, min(max(256, settings.trials), MAX_CONFIGS)
-    while not (at(hi).power >= power):
-        if hi >= MAX_CONFIGS:
-            hi = None
-            break
-        hi = min(hi * 2, MAX_CONFIGS)
-        if hi > len(pools[0].configs):
-            pools = sample_designs(settings, space, hi)
+    detectable = detectable_effect([p.data(settings.trials) for p in pools], effect_of, effect=effect, sigma=sigma, alpha=alpha, power=power)
+    # the smallest number of configurations with the power: the noncentrality grows about in
+    # proportion to the configurations, so a pilot size predicts where to look; the drawn
+    # designs then confirm it (stepping up by 10 % while they fall short)
+    probe = at(max(min(settings.trials, MAX_CONFIGS), 64))
+    params = probe.configs - probe.df[1]
+    rate = probe.lam / probe.configs
+
+    def predicted(n: int) -> float:
+        return _power(rate * n, probe.df[0], n - params, alpha)
+
     needed = needed_power = None
-    if hi is not None:
+    if predicted(MAX_CONFIGS) >= power:
+        lo, hi = params + 1, MAX_CONFIGS
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            p = at(mid).power
-            lo, hi = (mid, hi) if not (p >= power) else (lo, mid)
-        needed, needed_power = hi, at(hi).power
+            lo, hi = (mid, hi) if not predicted(mid) >= power else (lo, mid)
+        n = hi
+        while n <= MAX_CONFIGS:
+            pt = at(n)
+            if pt.power >= power:
+                needed, needed_power = n, pt.power
+                break
+            n = math.ceil(n * 1.1)
     return Plan(sigma=sigma, sigma_source=source, effect=effect, alpha=alpha, power=power, needed=needed, needed_power=needed_power,
                 budget=settings.trials, budget_power=budget_pt.power, detectable=detectable, replicates=settings.replicates,
                 epochs=settings.recipe.epochs, pilot_trials=pilot_trials)
 
 
-def _head(data: Any, n: int) -> Any:
-    """The first ``n`` configurations of a drawn design."""
-    from dataclasses import replace
-
-    return replace(data, configs=data.configs.head(n).reset_index(drop=True))

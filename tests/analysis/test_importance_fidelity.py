@@ -72,3 +72,30 @@ def test_importance_of_a_maximized_objective_in_a_multi_objective_study(make_stu
     multi = analysis.param_importances(analysis.load(make_study("multi", objectives=("top1", "params"), **kw)))
     key = ["branch", "param"]
     assert single.set_index(key)["importance"].to_dict() == pytest.approx(multi.set_index(key)["importance"].to_dict(), nan_ok=True)
+
+
+def test_fidelity_against_full_training_runs(tmp_path, capsys, tiny_flags):
+    """A real study, its exports trained with study.train, and the report closing the loop."""
+    from runners.cli import main as run_main
+    from study.train import main as train_main
+
+    assert run_main(["--space", "eca_kmap", "--runner", "local", "--name", "proxy", "--trials", "4", "--epochs", "1",
+                     "--pruner", "none", "--out", str(tmp_path), "--quiet", *tiny_flags]) == 0
+    run = tmp_path / "proxy"
+    index = analysis.export_trials(analysis.load(run), run / "export", top=3, num_classes=10, resolution=16, data=None)
+    trained = tmp_path / "train"
+    for e in index:
+        assert train_main(["--config", str(run / "export" / e["file"]), "--epochs", "1", "--out", str(trained / e["file"][:-5])]) == 0
+    capsys.readouterr()
+    frames = analysis.load_trained(trained)
+    assert len(frames.trials) == 3 and (frames.trials["state"] == "complete").all()
+    assert frames.trials["config"].map(lambda c: c["arch"]["stem"]).eq("imagenet").all()  # export switched the stem
+    res = analysis.fidelity(analysis.load(run), frames, key="net")
+    assert res.n == 3 and -1 <= res.kendall_tau <= 1
+    with pytest.raises(ValueError, match="needs at least 3 configurations"):
+        analysis.fidelity(analysis.load(run), frames, key="arch")  # the stems differ: nothing matches by architecture
+    from analysis._report import main as report_main
+
+    assert report_main([str(run), "--out", str(tmp_path / "report"), "--compare", str(trained)]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Against `train` (full-training runs, matched by network (backbone, width, attention per stage)): 3 common configurations" in md

@@ -107,3 +107,17 @@ def test_permutation_test_and_json_answer(tmp_path, capsys):
     assert kmap_main([str(run), "--no-loco"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("Evidence that k matters (p = ")
+
+
+def test_a_study_still_running_is_analysed_on_what_finished_and_says_so(tmp_path):
+    import optuna
+
+    run = _study(tmp_path, "running", Planted(effect=2.0, sigma=0.5, seed=5), trials=30)
+    settings = json.loads((run / "settings.json").read_text())
+    from search_spaces import get_space
+
+    trial = optuna.load_study(study_name=settings["name"], storage=settings["storage"]).ask()  # a trial in flight, as
+    get_space("eca_kmap").suggest(trial, **StudySettings.from_dict(settings).space_settings())  # the runner records it
+    e = analysis.k_effect(analysis.load(run))
+    assert e.n_trials == 30 and e.model.data.excluded == {"running (the study is not finished)": 1}
+    assert any("1 running (the study is not finished)" in n for n in e.notes)

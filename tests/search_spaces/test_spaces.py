@@ -33,9 +33,9 @@ def _run(space, n, *, sampler=None, settings=SETTINGS, references=True):
     return study, out
 
 
-def test_registry_lists_the_four_spaces_with_info():
+def test_registry_lists_the_spaces_with_info():
     infos = list_spaces()
-    assert [i.name for i in infos] == ["attention_nas", "eca_kmap", "paper_table2", "se_ratio"] == space_names()
+    assert [i.name for i in infos] == ["attention_nas", "eca_kmap", "kmap_confirm", "paper_table2", "se_ratio"] == space_names()
     for info in infos:
         assert isinstance(info, SpaceInfo) and info.description and info.budget.trials >= 1 and info.budget.epochs >= 1
     assert get_space("paper_table2").info.sampler == "grid"
@@ -44,7 +44,7 @@ def test_registry_lists_the_four_spaces_with_info():
 
 
 def test_unknown_space_names_the_valid_ones():
-    with pytest.raises(ValueError, match="valid: attention_nas, eca_kmap, paper_table2, se_ratio"):
+    with pytest.raises(ValueError, match="valid: attention_nas, eca_kmap, kmap_confirm, paper_table2, se_ratio"):
         get_space("eca_kmapp")
 
 
@@ -59,10 +59,15 @@ def test_register_space_validates_and_refuses_duplicates():
         register_space("gridless", description="x", budget=Budget(trials=1, epochs=1), sampler="grid")
 
 
+#: what a space needs beyond the study settings (kmap_confirm: the mapping it confirms)
+EXTRA = {"kmap_confirm": {"options": {"fitted": {"gamma": 1.5, "b": 0.5}}}}
+
+
 @pytest.mark.parametrize("name", space_names())
 def test_every_space_returns_a_trial_config_and_records_config_and_stages(name):
     space = get_space(name)
-    study, out = _run(space, 6)
+    settings = {**SETTINGS, **EXTRA.get(name, {})}
+    study, out = _run(space, 6, settings=settings)
     for frozen, config in out:
         assert isinstance(config, TrialConfig)
         assert config.arch.num_classes == 10 and config.recipe.epochs == 2 and config.seed == 3
@@ -222,3 +227,19 @@ def test_invalid_settings_fail_in_the_space():
 
 def test_public_api():
     assert set(search_spaces.__all__) >= {"register_space", "get_space", "list_spaces", "SpaceInfo", "Budget", "Space"}
+
+
+def test_kmap_confirm_arms_and_its_missing_source():
+    space = get_space("kmap_confirm")
+    settings = {**SETTINGS, **EXTRA["kmap_confirm"]}
+    assert space.info.default_design == "confirm" and space.grid_space(**settings) == {"arm": ["fitted", "paper_psi", "k3", "released", "none"]}
+    from runners._optuna import GridSampler  # Optuna's own stops the study when the grid is done
+
+    study, out = _run(space, 5, settings=settings, sampler=GridSampler(space.grid_space(**settings), seed=0))
+    by_arm = {frozen.params["arm"]: frozen.user_attrs[record.STAGES] for frozen, _ in out}
+    assert [s["k"] for s in by_arm["fitted"]] == [psi(s["channels"], 1.5, 0.5) for s in by_arm["fitted"]]
+    assert [s["k"] for s in by_arm["paper_psi"]] == [psi(s["channels"], 2, 1) for s in by_arm["paper_psi"]]
+    assert [s["k"] for s in by_arm["released"]] == list(released_k("resnet18")) and {s["kind"] for s in by_arm["none"]} == {"none"}
+    assert {c.arch.width for _, c in out} == {1.0}
+    with pytest.raises(ValueError, match="kmap_confirm needs the mapping to confirm"):
+        _run(space, 1, settings=SETTINGS)
