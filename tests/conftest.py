@@ -78,6 +78,23 @@ def postgres_url() -> str:
 
 
 @pytest.fixture
+def mem_path(tmp_path):
+    """A temporary folder in memory (/dev/shm) where there is one, else ``tmp_path``: the
+    SQLite commits of a simulated study (runners.simulate_study) are most of its time."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(dir=shm, prefix="study-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def tiny_settings(tmp_path):
     """``tiny_settings(**changes)``: StudySettings of a seconds-long study in ``tmp_path``."""
     from runners import StudySettings

@@ -5,10 +5,6 @@ back with analysis.load as any study is."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,15 +17,8 @@ from study.config import ProxySpec, Recipe
 
 
 @pytest.fixture
-def tmp_path(tmp_path):
-    """A folder in memory where there is one: SQLite commits are most of a simulated study's time."""
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        yield tmp_path
-        return
-    folder = Path(tempfile.mkdtemp(dir=shm, prefix="kmap-test-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+def tmp_path(mem_path):
+    return mem_path
 
 
 def _study(tmp_path, name, planted, *, trials=30, replicates=1, design="inference", pruner="none", epochs=1, seed=0, width=0.5):

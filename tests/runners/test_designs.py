@@ -6,15 +6,12 @@ otherwise."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import optuna
 import pytest
 
-from runners import Planted, StudySettings, run_study, simulate_study
+from runners import Planted, StudySettings, simulate_study
 from runners.cli import build_parser, main as cli_main, resolve_settings
 from search_spaces._eca_kmap import INFERENCE_WIDTHS
 from study import record
@@ -25,15 +22,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @pytest.fixture
-def mem(tmp_path):
-    """A folder in memory where there is one (SQLite commits dominate a simulated study)."""
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        yield tmp_path
-        return
-    folder = Path(tempfile.mkdtemp(dir=shm, prefix="designs-test-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+def mem(mem_path):
+    return mem_path
 
 
 def _settings(folder: Path, name: str, **changes) -> StudySettings:
