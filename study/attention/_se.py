@@ -128,19 +128,26 @@ class SEVar3(AttentionModule):
 @register_attention("se_gc")
 class SEGC(AttentionModule):
     """SE-GC (ECA-Net, Wang et al. CVPR 2020, Sec. 3.2.1): sigma(G y), a block-diagonal W
-    realised as a grouped 1x1 convolution over the pooled vector with ``groups`` groups
-    (default 16, SE-GC1 of Table 2; must divide C). ``C * C / groups`` parameters."""
+    realised as a grouped 1x1 convolution over the pooled vector with ``groups`` groups.
+    ``C * C / groups`` parameters.
+
+    ``groups`` defaults to 16 (SE-GC1 of Table 2). Left at its default it resolves per stage
+    to the largest divisor of C not above 16 (16 on every C divisible by 16; 8 on an
+    8-channel stage; 12 on 24 channels), and the resolved value is recorded in the
+    completed parameters. An explicit ``groups`` must divide C.
+    """
 
     PARAMS = {"groups": 16}
 
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
-        p = {**cls.PARAMS, **params}
-        g = check_int(cls.kind, "groups", p["groups"])
+        if "groups" not in params:
+            default = cls.PARAMS["groups"]
+            return {"groups": max(g for g in range(1, min(default, channels) + 1) if channels % g == 0)}
+        g = check_int(cls.kind, "groups", params["groups"])
         if channels % g:
             raise ValueError(f"attention {cls.kind!r}: groups must be an integer >= 1 dividing channels={channels}, got {g!r}")
-        p["groups"] = g
-        return p
+        return {"groups": g}
 
     def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)

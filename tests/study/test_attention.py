@@ -183,6 +183,11 @@ def test_create_attention_accepts_specs_and_dicts():
     assert resolve_attention("eca", 1024) == ("eca", {"k": 5, "gamma": 2, "b": 1, "rule": "paper"})
 
 
+def test_se_gc_default_groups_is_the_largest_divisor_not_above_16():
+    assert [resolve_attention("se_gc", C)[1]["groups"] for C in (8, 16, 24, 40, 7, 2048)] == [8, 16, 12, 10, 7, 16]
+    assert resolve_attention("se_gc", 24, groups=8)[1] == {"groups": 8}  # explicit: kept, strict
+
+
 @pytest.mark.parametrize(
     "kind,channels,params,match",
     [

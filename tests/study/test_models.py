@@ -168,13 +168,18 @@ def test_invalid_architectures_raise_value_errors(arch, match):
         describe_stages(arch)
 
 
-def test_se_gc_groups_must_divide_every_stage():
-    with pytest.raises(ConfigError, match=r"stages\[0\]: attention 'se_gc': groups must be an integer >= 1 dividing channels=8"):
-        describe_stages(ArchSpec.uniform("mobilenetv2", "se_gc", width=0.25))
+def test_se_gc_default_groups_resolve_per_stage_and_explicit_groups_stay_strict():
+    # default 16 -> the largest divisor of C not above 16, recorded per stage
+    infos = describe_stages(ArchSpec.uniform("mobilenetv2", "se_gc", width=0.25))
+    assert [(s.channels, s.params["groups"]) for s in infos] == [(8, 8), (8, 8), (8, 8), (16, 16), (24, 12), (40, 10), (80, 16)]
+    model = build_model(ArchSpec.uniform("mobilenetv2", "se_gc", width=0.25))
+    assert [m.conv.groups for m in _attention_modules(model.stages[4])] == [12] * 3
+    with pytest.raises(ConfigError, match=r"stages\[0\]: attention 'se_gc': groups must be an integer >= 1 dividing channels=8, got 16"):
+        describe_stages(ArchSpec.uniform("mobilenetv2", {"kind": "se_gc", "groups": 16}, width=0.25))
 
 
 # registry-driven smoke test: every attention kind in every stage of every backbone
-SMOKE_PARAMS = {"se_gc": {"groups": 8}}  # default 16 does not divide MobileNetV2's 8-channel stages at width 0.25
+SMOKE_PARAMS: dict = {}
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
