@@ -5,7 +5,7 @@ parameters (each with its paper's default), and validates them eagerly::
 
     >>> from study.attention import create_attention, list_attention, psi
     >>> list_attention()
-    ['cbam', 'coord', 'eca', 'eca_ns', 'none', 'se', 'se_gc', 'se_var1', 'se_var2', 'se_var3']
+    ['a2', 'bam', 'cbam', 'coord', 'eca', 'eca_ns', 'gc', 'ge_theta', 'ge_theta_minus', 'ge_theta_plus', 'gsop', 'none', 'se', 'se_gc', 'se_var1', 'se_var2', 'se_var3']
     >>> create_attention("eca", 256).k          # gamma=2, b=1 -> psi(256) = 5
     5
     >>> create_attention({"kind": "se", "r": 8}, 64)
@@ -17,7 +17,9 @@ parameters (each with its paper's default), and validates them eagerly::
 
 Kinds: ``none`` (identity), ``se`` (SENet), ``se_var1``/``se_var2``/``se_var3``/``se_gc``
 (the ECA paper's SE variants), ``eca`` and ``eca_ns`` (ECA-Net), ``cbam`` (CBAM), ``coord``
-(Coordinate Attention). :data:`ATTENTION_PARAMS` maps each kind to its parameters and
+(Coordinate Attention), and the rest of the ECA paper's comparison: ``bam`` (BAM), ``gc``
+(GCNet's global context block), ``ge_theta_minus``/``ge_theta``/``ge_theta_plus``
+(Gather-Excite), ``a2`` (double attention) and ``gsop`` (global second-order pooling). :data:`ATTENTION_PARAMS` maps each kind to its parameters and
 defaults.
 """
 
@@ -39,6 +41,11 @@ from study.attention._se import SE, SEGC, SEVar1, SEVar2, SEVar3
 from study.attention._eca import ECA, ECANS
 from study.attention._cbam import CBAM
 from study.attention._coord import CoordAttention
+from study.attention._bam import BAM
+from study.attention._gc import GlobalContext
+from study.attention._ge import GEThetaMinus, GETheta, GEThetaPlus
+from study.attention._a2 import DoubleAttention
+from study.attention._gsop import GSoP
 
 __all__ = [
     "ATTENTION_PARAMS",
@@ -63,4 +70,11 @@ __all__ = [
     "ECANS",
     "CBAM",
     "CoordAttention",
+    "BAM",
+    "GlobalContext",
+    "GEThetaMinus",
+    "GETheta",
+    "GEThetaPlus",
+    "DoubleAttention",
+    "GSoP",
 ]
