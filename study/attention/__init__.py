@@ -34,6 +34,7 @@ from study.attention._registry import (
     resolve_attention,
 )
 from study.attention._psi import PSI_RULES, RELEASED_K, psi, released_k
+from study.attention._rescale import bn_attention, lean_attention, lean_enabled, pooled_gate_scale, set_lean
 
 # importing the family modules registers them
 from study.attention._identity import NoAttention
@@ -60,6 +61,11 @@ __all__ = [
     "PSI_RULES",
     "RELEASED_K",
     "released_k",
+    "bn_attention",
+    "lean_attention",
+    "lean_enabled",
+    "pooled_gate_scale",
+    "set_lean",
     "NoAttention",
     "SE",
     "SEVar1",

@@ -31,6 +31,7 @@ from torch import nn
 
 from study.attention._check import check_int, resolve_ratio
 from study.attention._registry import AttentionModule, register_attention
+from study.attention._rescale import pooled_gate_scale
 
 
 def _check_extent(kind: str, value: Any) -> int:
@@ -114,14 +115,20 @@ class GEThetaMinus(_GatherExcite):
     nearest-neighbour upsampling and a sigmoid. No parameters. With the global extent it is
     the ECA paper's SE-Var1, sigma(GAP(x)) * x."""
 
+    @property
+    def pooled_gate(self) -> bool:
+        """With the global extent the gate is a function of the pooled vector (memory-lean path)."""
+        return self.params["extent"] == 0
+
+    def gate(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(y)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_map(x.shape[2], x.shape[3])
         e = self.params["extent"]
         if e == 0:
-            gathered = x.mean(dim=(2, 3), keepdim=True)
-        else:
-            gathered = F.avg_pool2d(x, 2 * e - 1, stride=e, padding=e - 1, count_include_pad=False)
-        return self._excite(x, gathered)
+            return pooled_gate_scale(self, x)  # x * sigmoid(mean_hw(x))
+        return self._excite(x, F.avg_pool2d(x, 2 * e - 1, stride=e, padding=e - 1, count_include_pad=False))
 
     @classmethod
     def expected_params(cls, channels: int, /, **params: Any) -> int:

@@ -11,8 +11,10 @@ from torch import nn
 from study.attention import (
     ATTENTION_PARAMS,
     AttentionModule,
+    bn_attention,
     create_attention,
     get_attention,
+    lean_attention,
     list_attention,
     psi,
     register_attention,
@@ -544,3 +546,130 @@ def test_released_k_presets():
     assert released_k("mobilenetv2") == (1, 1, 1, 1, 3, 3, 3)  # 16, 24, 32, 64 < 96 <= 96, 160, 320
     with pytest.raises(ValueError, match="no released ECA k for 'vgg16'"):
         released_k("vgg16")
+
+
+# ------------------------------------------------- the fused and memory-lean channel rescale
+
+POOLED_GATE_KINDS = ["eca", "eca_ns", "ge_theta_minus", "se", "se_gc", "se_var1", "se_var2", "se_var3"]
+
+
+def _bn_and(kind: str, C: int, dtype: torch.dtype, momentum: float | None = 0.1):
+    torch.manual_seed(11)
+    bn = nn.BatchNorm2d(C, momentum=momentum).to(dtype)
+    with torch.no_grad():
+        bn.weight.normal_(1, 0.3)
+        bn.bias.normal_(0, 0.3)
+        bn.running_mean.normal_(0, 1)
+        bn.running_var.uniform_(0.5, 2)
+    return bn, create_attention(kind, C, **({"r": 4} if kind == "se" else {})).to(dtype)
+
+
+def _run_block(bn, att, c0, g, mode):
+    """BN then attention, forward and backward: "plain" operations, the "fused" node, or the
+    "lean" path through bn_attention."""
+    import copy
+
+    bn, att = copy.deepcopy(bn), copy.deepcopy(att)
+    c = c0.clone().requires_grad_()
+    with lean_attention(mode != "plain"):
+        y = att(bn(c)) if mode == "fused" else bn_attention(bn, att, c)
+        y2 = bn_attention(bn, att, c)  # a second step: running statistics move twice
+    ((y + y2) * g).sum().backward()
+    grads = [c.grad, bn.weight.grad, bn.bias.grad, *(p.grad for p in att.parameters())]
+    return y.detach(), grads, (bn.running_mean, bn.running_var, bn.num_batches_tracked)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)], ids=["float64", "float32"])
+@pytest.mark.parametrize("kind", POOLED_GATE_KINDS)
+def test_fused_and_lean_paths_equal_the_plain_operations(kind, dtype, tol):
+    assert create_attention(kind, 8).pooled_gate
+    bn, att = _bn_and(kind, 16, dtype, momentum=None if kind == "se_var1" else 0.1)
+    c0 = torch.randn(3, 16, 5, 4, dtype=dtype) * 2 + 1
+    g = torch.randn(3, 16, 5, 4, dtype=dtype)
+    y_ref, g_ref, stats_ref = _run_block(bn, att, c0, g, "plain")
+    for mode in ("fused", "lean"):
+        y, grads, stats = _run_block(bn, att, c0, g, mode)
+        torch.testing.assert_close(y, y_ref, rtol=tol, atol=tol)
+        for a, b in zip(grads, g_ref):
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+        for a, b in zip(stats, stats_ref):
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+def test_lean_path_gradcheck_in_float64():
+    bn, att = _bn_and("eca", 6, torch.float64)
+    att.conv.weight.requires_grad_(False)  # gradcheck over the block's input
+    c = torch.randn(2, 6, 3, 3, dtype=torch.float64, requires_grad=True)
+    with lean_attention(True):
+        assert torch.autograd.gradcheck(lambda t: bn_attention(bn, att, t), (c,))
+        assert torch.autograd.gradcheck(lambda t: att(t), (c,))  # the fused node alone
+
+
+def _saved_full_size(fn, c):
+    ptrs = set()
+
+    def pack(t):
+        if t.numel() == c.numel():
+            ptrs.add(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(c)
+    return ptrs
+
+
+@pytest.mark.parametrize("kind", ["eca", "se"])
+def test_lean_path_saves_no_second_copy_of_the_feature_map(kind):
+    bn, att = _bn_and(kind, 16, torch.float32)
+    c = torch.randn(4, 16, 6, 6, requires_grad=True)
+    with lean_attention(False):
+        plain = _saved_full_size(lambda t: bn_attention(bn, att, t), c)
+    with lean_attention(True):
+        lean = _saved_full_size(lambda t: bn_attention(bn, att, t), c)
+    assert len(plain) == 2 and c.untyped_storage().data_ptr() in plain  # BN's input and the BN output
+    assert lean == {c.untyped_storage().data_ptr()}  # BN's input only
+
+
+def test_lean_path_falls_back_to_the_plain_path():
+    from study.attention import lean_enabled, set_lean
+
+    bn, att = _bn_and("eca", 8, torch.float32)
+    calls = []
+    bn.register_forward_hook(lambda *a: calls.append("bn"))
+    c = torch.randn(2, 8, 3, 3, requires_grad=True)
+    with lean_attention(True):
+        bn_attention(bn, att, c)
+        assert calls == []  # lean: BN runs as native_batch_norm
+        bn_attention(bn.eval(), att, c)  # eval mode: plain
+        bn.train()
+        with torch.no_grad():
+            bn_attention(bn, att, c)  # no autograd: plain
+        bn_attention(bn, create_attention("cbam", 8), c)  # not a pooled gate: plain
+    with lean_attention(False):
+        bn_attention(bn, att, c)
+    assert calls == ["bn"] * 4
+    assert lean_enabled()
+    with pytest.raises(ValueError, match="lean: must be true or false"):
+        set_lean("yes")
+
+
+def test_lean_path_in_a_model_and_backward_twice():
+    import copy
+
+    from study.config import ArchSpec
+    from study.models import build_model
+
+    torch.manual_seed(12)
+    model = build_model(ArchSpec.uniform("resnet18", "eca", stem="lowres", width=0.25, num_classes=4))
+    x = torch.randn(2, 3, 16, 16)
+    results = []
+    for lean in (False, True):
+        m = copy.deepcopy(model)
+        with lean_attention(lean):
+            loss = m(x).square().sum()
+            loss.backward(retain_graph=True)
+            loss.backward()  # the gate graph is kept for a second backward, as autograd's own
+        results.append((loss.detach(), [p.grad for p in m.parameters()]))
+    torch.testing.assert_close(results[1][0], results[0][0])
+    for a, b in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
