@@ -1,37 +1,38 @@
-"""The pool -> gate -> rescale step shared by the channel-attention kinds, fused, and its
-memory-lean form after batch norm.
+"""The pool -> gate -> rescale step shared by the channel-attention kinds, in fused nodes, and
+its memory-lean form after batch norm.
 
 Every channel attention with a pooled gate (SE, the SE variants, SE-GC, ECA, ECA-NS, global
-GE-theta-minus; ``pooled_gate = True`` and a ``gate(y)`` method mapping the pooled (N, C)
+GE-theta-minus: ``pooled_gate = True`` and a ``gate(y)`` method mapping the pooled (N, C)
 vector to the (N, C) channel weights) computes y = x * s with s = gate(GAP(x)).
 
-**Fused.** Written as plain operations, autograd runs it as five full-size passes forward and
-backward beyond the pooling and the product themselves: the product's backward writes g * s
-and a temporary g * x, the mean's backward writes a full-size copy of dp / HW and the two
-gradients of x are added in another pass. :class:`_PooledGateScale` does the same arithmetic
-as one autograd node: the backward reduces sum_hw(g x) without a temporary (``einsum``),
-back-propagates it through the small gate graph, and writes dx = g s + dp / HW in a single
-``addcmul``. Outputs and gradients equal the plain operations' within float rounding.
+**Fused nodes.** Written as plain operations, the backward pass writes a full-size copy of
+dp / HW for the mean (then adds it to the product's gradient in another pass) and the
+product's backward keeps x and s. Here the pooling is a node whose backward hands back
+dp / HW as a broadcast view (autograd adds it in place into the rescale's gradient), and the
+rescale is a node computing ds = sum_hw(g x) and dx = g s directly. The gate between them
+stays ordinary autograd. Outputs and gradients equal the plain operations' within float
+rounding.
 
 **Memory-lean.** Autograd keeps x for that reduction - one extra activation per block, on top
 of the BN input c that batch norm keeps itself. When x = BN(c), x = a c + b per channel with
 a = gamma * invstd and b = beta - mean * a (the batch statistics BN used), so
 sum_hw(g x) = a sum_hw(g c) + b sum_hw(g): :func:`bn_attention` runs BN as
 ``torch.native_batch_norm`` (the kernel ``nn.BatchNorm2d`` runs, with the same running-
-statistics bookkeeping; it also returns the mean and invstd) and hands c, a and b to the
-fused node instead of x. x is freed after the forward pass; c is the storage BN saved anyway.
+statistics bookkeeping), which also returns the mean and invstd, and the rescale node keeps
+c, a and b instead of x - and, since nothing else keeps x, scales it in place. x is freed
+after the forward pass; c is the storage BN keeps anyway.
 
 Both are on by default (:func:`set_lean`, :func:`lean_attention` switch them off, e.g. to
 measure them: ``benchmarks/attention_memory.py``, ``benchmarks/attention_overhead.py``). The
 lean path applies after a plain ``nn.BatchNorm2d`` with affine parameters in training mode;
 there the BN module's ``forward`` (and any hook on it) is not called. Under
-``torch.compile`` the plain operations are used (the compiler fuses them itself).
+``torch.compile`` and without autograd the plain operations are used.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Sequence
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -66,49 +67,51 @@ def lean_attention(enabled: bool = True) -> Iterator[None]:
         set_lean(before)
 
 
-class _PooledGateScale(torch.autograd.Function):
-    """y = x * gate(mean_hw(x)) as one node. With ``c`` given (the memory-lean form), x = a c + b
-    per channel and c, a, b are kept instead of x. The gate's parameters are inputs, so that
-    autograd routes their gradients through the node."""
+class _Pool(torch.autograd.Function):
+    """p = mean_hw(x), whose backward hands back dp / HW broadcast as a stride-0 view: autograd
+    adds it in place into the rescale's gradient instead of writing a full-size copy first."""
 
     @staticmethod
-    def forward(ctx, x, c, a, b, gate, *params):
-        with torch.enable_grad():  # the gate's own small graph, back-propagated by hand below
-            p = x.detach().mean(dim=(2, 3)).requires_grad_()
-            s = gate(p)
-        ctx.gate_graph = (p, s)
-        ctx.hw = x.shape[2] * x.shape[3]
-        ctx.lean = c is not None
-        ctx.save_for_backward(*((c, a, b) if ctx.lean else (x,)), *params)
-        if ctx.lean:  # nothing keeps x (BN saved its input c): rescale it in place, no new tensor
-            ctx.mark_dirty(x)
-            return x.mul_(s.detach()[:, :, None, None])
-        return x * s.detach()[:, :, None, None]
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        return x.mean(dim=(2, 3))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dp):
+        n, c, h, w = ctx.shape
+        return (dp / (h * w))[:, :, None, None].expand(n, c, h, w)
+
+
+class _Scale(torch.autograd.Function):
+    """y = x * s. Plain form: keeps x and s; ds = sum_hw(g x). Lean form (``c`` given, x = a c +
+    b per channel): keeps c, s, a, b and scales x in place (nothing else keeps x);
+    ds = a sum_hw(g c) + b sum_hw(g)."""
+
+    @staticmethod
+    def forward(ctx, x, s, c, a, b):
+        s4 = s[:, :, None, None]
+        if c is None:
+            ctx.save_for_backward(s, x)
+            return x * s4
+        ctx.save_for_backward(s, c, a, b)
+        ctx.mark_dirty(x)
+        return x.mul_(s4)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
-        p, s = ctx.gate_graph
-        saved = ctx.saved_tensors
-        if ctx.lean:
-            (c, a, b), params = saved[:3], saved[3:]
-            common = torch.promote_types(g.dtype, c.dtype)  # mixed precision: e.g. a bf16 c and a float32 g
-            gx = torch.einsum("nchw,nchw->nc", g.to(common), c.to(common)) * a + g.sum(dim=(2, 3)).to(common) * b
-        else:
-            (x,), params = saved[:1], saved[1:]
-            common = torch.promote_types(g.dtype, x.dtype)
-            gx = torch.einsum("nchw,nchw->nc", g.to(common), x.to(common))  # sum over H, W of g * x, no temporary
-        wanted = [i for i, need in enumerate(ctx.needs_input_grad[5:]) if need]
-        grads = torch.autograd.grad(s, [p, *(params[i] for i in wanted)], gx.to(s.dtype), retain_graph=True, allow_unused=True)
-        param_grads: list[torch.Tensor | None] = [None] * len(params)
-        for i, grad in zip(wanted, grads[1:]):
-            param_grads[i] = grad
-        dx = None
-        if ctx.needs_input_grad[0]:
-            dp = grads[0] if grads[0] is not None else torch.zeros_like(p)
-            # dx = g s + dp / HW: the rescale's and the pooling's gradients in one pass
-            dx = torch.addcmul((dp / ctx.hw).to(g.dtype)[:, :, None, None], g, s.detach().to(g.dtype)[:, :, None, None])
-        return (dx, None, None, None, None, *param_grads)
+        s, *kept = ctx.saved_tensors
+        dx = g * s[:, :, None, None].to(g.dtype) if ctx.needs_input_grad[0] else None
+        ds = None
+        if ctx.needs_input_grad[1]:
+            if len(kept) == 1:
+                ds = (g * kept[0]).sum(dim=(2, 3))
+            else:
+                c, a, b = kept
+                ds = (g * c).sum(dim=(2, 3)) * a + g.sum(dim=(2, 3)) * b
+            ds = ds.to(s.dtype)
+        return dx, ds, None, None, None
 
 
 def _fuse(x: torch.Tensor) -> bool:
@@ -116,11 +119,11 @@ def _fuse(x: torch.Tensor) -> bool:
 
 
 def pooled_gate_scale(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``x * module.gate(x.mean((2, 3)))[:, :, None, None]``, as the fused node when the paths
-    are on and autograd records (module docstring)."""
+    """``x * module.gate(x.mean((2, 3)))[:, :, None, None]``, through the fused nodes when the
+    paths are on and autograd records (module docstring)."""
     if not _fuse(x):
         return x * module.gate(x.mean(dim=(2, 3)))[:, :, None, None]
-    return _PooledGateScale.apply(x, None, None, None, module.gate, *module.parameters())
+    return _Scale.apply(x, module.gate(_Pool.apply(x)), None, None, None)
 
 
 def _lean_applies(bn: nn.Module, attention: nn.Module, c: torch.Tensor) -> bool:
@@ -148,4 +151,4 @@ def bn_attention(bn: nn.Module, attention: nn.Module, c: torch.Tensor) -> torch.
     with torch.no_grad():
         a = bn.weight * invstd  # x = a c + b, per channel
         b = bn.bias - mean * a
-    return _PooledGateScale.apply(x, c, a, b, attention.gate, *attention.parameters())
+    return _Scale.apply(x, attention.gate(_Pool.apply(x)), c, a, b)
