@@ -21,11 +21,40 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from study.attention._check import check_int, check_number
 from study.attention._psi import PSI_RULES, psi
 from study.attention._registry import AttentionModule, register_attention
 from study.attention._rescale import pooled_gate_scale
+
+
+class _ChannelConv(torch.autograd.Function):
+    """z = Conv1d(1, 1, k, padding (k-1)/2, no bias) over the channel axis of y (N, C), as a
+    matrix product of the (N*C, k) windows of y with the k weights - on CPU about twice as fast
+    as ``F.conv1d`` forward and backward at these sizes, and counted by the FLOP counter as the
+    same C*k multiply-adds. Keeps only y and the weight for the backward pass (the windows are
+    rebuilt there): dw = windows^T dz, dy = the windows of dz times the flipped weight."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(y, weight)
+        return (_windows(y, weight.numel()) @ weight.reshape(-1, 1)).view_as(y)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dz: torch.Tensor):
+        y, weight = ctx.saved_tensors
+        k = weight.numel()
+        dy = (_windows(dz, k) @ weight.reshape(-1).flip(0).reshape(k, 1)).view_as(y) if ctx.needs_input_grad[0] else None
+        dw = (dz.reshape(1, -1) @ _windows(y, k)).view_as(weight) if ctx.needs_input_grad[1] else None
+        return dy, dw
+
+
+def _windows(y: torch.Tensor, k: int) -> torch.Tensor:
+    """The (N*C, k) zero-padded windows of length k around every channel of y (N, C)."""
+    pad = (k - 1) // 2
+    return F.pad(y, (pad, pad)).unfold(1, k, 1).reshape(-1, k)
 
 
 class _KernelSized(AttentionModule):
@@ -73,9 +102,9 @@ class ECA(_KernelSized):
     pooled_gate = True
 
     def gate(self, y: torch.Tensor) -> torch.Tensor:
-        """The channel weights (N, C) for the pooled vector ``y`` (N, C): the authors' Conv1d(1,
-        1, k) over the channel axis, which autograd keeps only the (N, C) input of."""
-        return torch.sigmoid(self.conv(y.unsqueeze(1))).squeeze(1)
+        """The channel weights (N, C) for the pooled vector ``y`` (N, C): sigmoid of the
+        authors' Conv1d(1, 1, k) over the channel axis (:class:`_ChannelConv`)."""
+        return torch.sigmoid(_ChannelConv.apply(y, self.conv.weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pooled_gate_scale(self, x)

@@ -564,13 +564,13 @@ def _bn_and(kind: str, C: int, dtype: torch.dtype, momentum: float | None = 0.1)
     return bn, create_attention(kind, C, **({"r": 4} if kind == "se" else {})).to(dtype)
 
 
-def _run_block(bn, att, c0, g, mode):
-    """BN then attention, forward and backward: "plain" operations, the "fused" node, or the
+def _run_block(bn, att, c0, g, mode, memory_format=torch.contiguous_format):
+    """BN then attention, forward and backward: "plain" operations, the "fused" nodes, or the
     "lean" path through bn_attention."""
     import copy
 
     bn, att = copy.deepcopy(bn), copy.deepcopy(att)
-    c = c0.clone().requires_grad_()
+    c = c0.clone().contiguous(memory_format=memory_format).requires_grad_()
     with lean_attention(mode != "plain"):
         y = att(bn(c)) if mode == "fused" else bn_attention(bn, att, c)
         y2 = bn_attention(bn, att, c)  # a second step: running statistics move twice
@@ -587,8 +587,8 @@ def test_fused_and_lean_paths_equal_the_plain_operations(kind, dtype, tol):
     c0 = torch.randn(3, 16, 5, 4, dtype=dtype) * 2 + 1
     g = torch.randn(3, 16, 5, 4, dtype=dtype)
     y_ref, g_ref, stats_ref = _run_block(bn, att, c0, g, "plain")
-    for mode in ("fused", "lean"):
-        y, grads, stats = _run_block(bn, att, c0, g, mode)
+    for mode, fmt in (("fused", torch.contiguous_format), ("lean", torch.contiguous_format), ("lean", torch.channels_last)):
+        y, grads, stats = _run_block(bn, att, c0, g, mode, fmt)
         torch.testing.assert_close(y, y_ref, rtol=tol, atol=tol)
         for a, b in zip(grads, g_ref):
             torch.testing.assert_close(a, b, rtol=tol, atol=tol)
@@ -673,3 +673,18 @@ def test_lean_path_in_a_model_and_backward_twice():
     torch.testing.assert_close(results[1][0], results[0][0])
     for a, b in zip(results[1][1], results[0][1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_eca_channel_convolution_gradients_equal_conv1d(k):
+    from study.attention._eca import _ChannelConv
+
+    torch.manual_seed(13)
+    y = torch.randn(3, 10, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(1, 1, k, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_ChannelConv.apply, (y, w))
+    g = torch.randn(3, 10, dtype=torch.float64)
+    ours = torch.autograd.grad(_ChannelConv.apply(y, w), (y, w), g)
+    ref = torch.autograd.grad(torch.nn.functional.conv1d(y.unsqueeze(1), w, padding=(k - 1) // 2).squeeze(1), (y, w), g)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b)
