@@ -75,21 +75,21 @@ def run(args: argparse.Namespace) -> list[dict]:
         torch.manual_seed(0)
         x = torch.randn(args.batch, 3, args.res, args.res, device=device)
         y = torch.randint(0, args.num_classes, (args.batch,), device=device)
-        for lean in (False, True):
-            with lean_attention(lean):
-                for kind in kinds:
-                    try:
-                        arch = uniform_arch(backbone, kind, args.res, stem=args.stem, width=args.width, num_classes=args.num_classes)
-                    except ValueError as exc:
-                        print(f"# {backbone} {kind}: skipped ({exc})", flush=True)
-                        continue
-                    model = build_model(arch).to(device).train()
+        for kind in kinds:
+            try:
+                arch = uniform_arch(backbone, kind, args.res, stem=args.stem, width=args.width, num_classes=args.num_classes)
+            except ValueError as exc:
+                print(f"# {backbone} {kind}: skipped ({exc})", flush=True)
+                continue
+            model = build_model(arch).to(device).train()
+            for lean in (False, True):
+                with lean_attention(lean):
                     row = {"backbone": backbone, "kind": kind, "lean": lean, "saved": saved_bytes(model, x)}
                     if device.type == "cuda":
                         peak_step_bytes(model, x, y)  # warm-up (workspaces, allocator)
                         row["peak"] = peak_step_bytes(model, x, y)
-                    rows.append(row)
-                    del model
+                rows.append(row)
+            del model
     for backbone in args.backbones:
         for lean in (False, True):
             group = [r for r in rows if r["backbone"] == backbone and r["lean"] == lean]
