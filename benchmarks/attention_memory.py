@@ -7,8 +7,8 @@ one training-mode forward pass runs under ``torch.autograd.graph.saved_tensors_h
 the bytes of every distinct storage saved for backward are summed (parameters excluded):
 an exact figure, on any device. On a GPU the peak allocated memory of a forward+backward
 step is printed alongside. Figures are ratios against ``none`` measured in the same run, and
-the attention's overhead ``saved(kind) - saved(none)`` in MiB; the run is repeated with the
-memory-lean path off and on (:func:`study.attention.set_lean`).
+the attention's overhead ``saved(kind) - saved(none)`` in MiB, with the memory-lean path off
+and at its default setting (:func:`study.attention.set_lean`).
 
     python benchmarks/attention_memory.py                    # ResNet-18 and ResNet-50, 64 px, batch 32, CPU
     python benchmarks/attention_memory.py --device cuda --kinds eca se
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 print(f"# {backbone} {kind}: skipped ({exc})", flush=True)
                 continue
             model = build_model(arch).to(device).train()
-            for lean in (False, True):
+            for lean in (False, "auto"):
                 with lean_attention(lean):
                     row = {"backbone": backbone, "kind": kind, "lean": lean, "saved": saved_bytes(model, x)}
                     if device.type == "cuda":
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 rows.append(row)
             del model
     for backbone in args.backbones:
-        for lean in (False, True):
+        for lean in (False, "auto"):
             group = [r for r in rows if r["backbone"] == backbone and r["lean"] == lean]
             base = next(r for r in group if r["kind"] == "none")
             for r in group:
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     head = f"{'backbone':<10} {'attention':<15} {'saved MiB':>10} {'x none':>7} {'+MiB':>8} | {'lean MiB':>9} {'x none':>7} {'+MiB':>8} {'cut':>6}"
     print(head + (f" | {'peak MiB':>9} {'x none':>7} {'lean peak':>9} {'x none':>7}" if cuda else ""))
     for r in (r for r in rows if not r["lean"]):
-        lean = next((q for q in rows if q["lean"] and q["backbone"] == r["backbone"] and q["kind"] == r["kind"]), None)
+        lean = next((q for q in rows if q["lean"] == "auto" and q["backbone"] == r["backbone"] and q["kind"] == r["kind"]), None)
         cut = r["saved_overhead"] / lean["saved_overhead"] if lean and lean["saved_overhead"] > 0 else float("inf")
         line = (
             f"{r['backbone']:<10} {r['kind']:<15} {r['saved'] / MIB:>10.1f} {r['saved_ratio']:>7.3f} {r['saved_overhead'] / MIB:>8.1f} | "
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
     print(
         "# saved: distinct storages saved for backward in one forward (parameters excluded); x none: ratio to none in the same run; "
-        f"+MiB: overhead over none; cut: overhead without / with the lean path; {time.time() - t0:.0f} s in all"
+        f"+MiB: overhead over none; lean: the lean path at its default setting (auto); cut: overhead without / with it; {time.time() - t0:.0f} s in all"
     )
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=2))

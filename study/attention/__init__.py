@@ -34,7 +34,7 @@ from study.attention._registry import (
     resolve_attention,
 )
 from study.attention._psi import PSI_RULES, RELEASED_K, psi, released_k
-from study.attention._rescale import bn_attention, lean_attention, lean_enabled, pooled_gate_scale, set_lean
+from study.attention._rescale import LEAN_MIN_NUMEL, bn_attention, lean_attention, lean_enabled, pooled_gate_scale, set_lean
 
 # importing the family modules registers them
 from study.attention._identity import NoAttention
@@ -62,6 +62,7 @@ __all__ = [
     "RELEASED_K",
     "released_k",
     "bn_attention",
+    "LEAN_MIN_NUMEL",
     "lean_attention",
     "lean_enabled",
     "pooled_gate_scale",

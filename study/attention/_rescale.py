@@ -22,8 +22,10 @@ statistics bookkeeping), which also returns the mean and invstd, and the rescale
 c, a and b instead of x - and, since nothing else keeps x, scales it in place. x is freed
 after the forward pass; c is the storage BN keeps anyway.
 
-Both are on by default (:func:`set_lean`, :func:`lean_attention` switch them off, e.g. to
-measure them: ``benchmarks/attention_memory.py``, ``benchmarks/attention_overhead.py``). The
+Both are on by default for feature maps of at least :data:`LEAN_MIN_NUMEL` elements, where
+they are faster or equal in time (:func:`set_lean`, :func:`lean_attention`: ``True`` always,
+``False`` never, ``"auto"`` the default; measured by ``benchmarks/attention_memory.py`` and
+``benchmarks/attention_overhead.py``). The
 lean path applies after a plain ``nn.BatchNorm2d`` with affine parameters in training mode;
 there the BN module's ``forward`` (and any hook on it) is not called. Under
 ``torch.compile`` and without autograd the plain operations are used.
@@ -40,27 +42,37 @@ from torch.autograd.function import once_differentiable
 
 __all__ = ["set_lean", "lean_enabled", "lean_attention", "bn_attention", "pooled_gate_scale"]
 
-_LEAN = {"enabled": True}
+#: "auto" takes the fused and lean paths for feature maps of at least this many elements
+#: (256 KiB of float32). On this project's 2-core CPU (benchmarks/attention_overhead.py
+#: --isolate) the paths were 10-30 % faster than the plain operations for maps of 131,072
+#: elements and more, within +-10 % between 65,536 and 131,072, and up to 10 % slower
+#: below, where the fixed cost of two Python-level autograd nodes outweighs the passes saved.
+LEAN_MIN_NUMEL = 65536
+
+_MODES = (True, False, "auto")
+_LEAN = {"mode": "auto"}
 
 
-def set_lean(enabled: bool) -> None:
-    """Turn the fused and memory-lean channel-attention paths on or off (process-wide)."""
-    if not isinstance(enabled, bool):
-        raise ValueError(f"lean: must be true or false, got {enabled!r}")
-    _LEAN["enabled"] = enabled
+def set_lean(mode: bool | str) -> None:
+    """The fused and memory-lean channel-attention paths, process-wide: ``True`` (always),
+    ``False`` (never: the plain operations) or ``"auto"`` (the default: for feature maps of at
+    least :data:`LEAN_MIN_NUMEL` elements, where they are faster or equal in time)."""
+    if mode not in _MODES or (mode != "auto" and not isinstance(mode, bool)):
+        raise ValueError(f"lean: must be true, false or 'auto', got {mode!r}")
+    _LEAN["mode"] = mode
 
 
-def lean_enabled() -> bool:
-    """Whether the fused and memory-lean paths are on (the default: on)."""
-    return _LEAN["enabled"]
+def lean_enabled() -> bool | str:
+    """The current mode: ``True``, ``False`` or ``"auto"`` (the default)."""
+    return _LEAN["mode"]
 
 
 @contextlib.contextmanager
-def lean_attention(enabled: bool = True) -> Iterator[None]:
-    """``with lean_attention(False): ...`` runs the block with the paths off (or on), then
-    restores the previous setting."""
+def lean_attention(mode: bool | str = True) -> Iterator[None]:
+    """``with lean_attention(False): ...`` runs the block with the paths off (``True``: on,
+    ``"auto"``: the default), then restores the previous mode."""
     before = lean_enabled()
-    set_lean(enabled)
+    set_lean(mode)
     try:
         yield
     finally:
@@ -115,7 +127,10 @@ class _Scale(torch.autograd.Function):
 
 
 def _fuse(x: torch.Tensor) -> bool:
-    return _LEAN["enabled"] and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+    mode = _LEAN["mode"]
+    if mode is False or not torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return False
+    return mode is True or x.numel() >= LEAN_MIN_NUMEL
 
 
 def pooled_gate_scale(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -648,9 +648,15 @@ def test_lean_path_falls_back_to_the_plain_path():
     with lean_attention(False):
         bn_attention(bn, att, c)
     assert calls == ["bn"] * 4
-    assert lean_enabled()
-    with pytest.raises(ValueError, match="lean: must be true or false"):
+    assert lean_enabled() == "auto"  # the default
+    with pytest.raises(ValueError, match="lean: must be true, false or 'auto', got 'yes'"):
         set_lean("yes")
+    # "auto": the paths where the map is large enough to gain from them
+    with lean_attention("auto"):
+        bn_attention(bn, att, torch.randn(2, 8, 4, 4, requires_grad=True))  # 256 elements: plain
+        assert calls == ["bn"] * 5
+        bn_attention(bn, att, torch.randn(4, 8, 64, 32, requires_grad=True))  # LEAN_MIN_NUMEL: lean
+        assert calls == ["bn"] * 5
 
 
 def test_lean_path_in_a_model_and_backward_twice():
