@@ -46,8 +46,9 @@ class _ChannelConv(torch.autograd.Function):
     def backward(ctx, dz: torch.Tensor):
         y, weight = ctx.saved_tensors
         k = weight.numel()
-        dy = (_windows(dz, k) @ weight.reshape(-1).flip(0).reshape(k, 1)).view_as(y) if ctx.needs_input_grad[0] else None
-        dw = (dz.reshape(1, -1) @ _windows(y, k)).view_as(weight) if ctx.needs_input_grad[1] else None
+        w = weight.to(dz.dtype)  # under autocast the forward ran in a lower precision than the weight
+        dy = (_windows(dz, k) @ w.reshape(-1).flip(0).reshape(k, 1)).view_as(y).to(y.dtype) if ctx.needs_input_grad[0] else None
+        dw = (dz.reshape(1, -1) @ _windows(y.to(dz.dtype), k)).view_as(weight).to(weight.dtype) if ctx.needs_input_grad[1] else None
         return dy, dw
 
 

@@ -103,10 +103,9 @@ class _Scale(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, s, c, a, b):
         s4 = s[:, :, None, None]
-        if c is None:
-            ctx.save_for_backward(s, x)
+        ctx.save_for_backward(s, x) if c is None else ctx.save_for_backward(s, c, a, b)
+        if c is None or torch.result_type(x, s4) != x.dtype:  # x kept, or a product of another dtype
             return x * s4
-        ctx.save_for_backward(s, c, a, b)
         ctx.mark_dirty(x)
         return x.mul_(s4)
 
@@ -120,7 +119,7 @@ class _Scale(torch.autograd.Function):
             if len(kept) == 1:
                 ds = (g * kept[0]).sum(dim=(2, 3))
             else:
-                c, a, b = kept
+                c, a, b = kept  # x = a c + b: sum_hw(g x) = a sum_hw(g c) + b sum_hw(g)
                 ds = (g * c).sum(dim=(2, 3)) * a + g.sum(dim=(2, 3)) * b
             ds = ds.to(s.dtype)
         return dx, ds, None, None, None

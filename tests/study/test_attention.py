@@ -694,3 +694,26 @@ def test_eca_channel_convolution_gradients_equal_conv1d(k):
     ref = torch.autograd.grad(torch.nn.functional.conv1d(y.unsqueeze(1), w, padding=(k - 1) // 2).squeeze(1), (y, w), g)
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kind", ["eca", "se"])
+def test_lean_path_under_bf16_autocast(kind):
+    bn, att = _bn_and(kind, 16, torch.float32)
+    c0 = torch.randn(4, 16, 6, 6).bfloat16()
+    g = torch.randn(4, 16, 6, 6).bfloat16()
+    out = []
+    for lean in (False, True):
+        import copy
+
+        b, a = copy.deepcopy(bn), copy.deepcopy(att)
+        c = c0.clone().requires_grad_()
+        with lean_attention(lean), torch.autocast("cpu", dtype=torch.bfloat16):
+            y = bn_attention(b, a, c)
+        (y * g).float().sum().backward()
+        out.append((y, c.grad, [p.grad for p in a.parameters()]))
+    (y0, g0, p0), (y1, g1, p1) = out
+    assert y1.dtype == y0.dtype and g1.dtype == g0.dtype
+    torch.testing.assert_close(y1.float(), y0.float(), rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(g1.float(), g0.float(), rtol=2e-2, atol=2e-2)
+    for a_, b_ in zip(p1, p0):
+        torch.testing.assert_close(a_, b_, rtol=5e-2, atol=5e-2)
