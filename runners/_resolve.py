@@ -44,7 +44,7 @@ FLAGS: dict[str, str] = {
     "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
     "max_concurrent": "--max-concurrent", "max_failures": "--max-failures",
     "design": "--design", "replicates": "--replicates", "seed_mode": "--seed-mode",
-    "sigma": "--sigma", "effect": "--effect", "source": "--from",
+    "sigma": "--sigma", "effect": "--effect", "source": "--from", "kinds": "--kinds",
 }
 #: option flags of the sampler and the pruner: settings option name -> argparse dest
 _SAMPLER_ARGS = {"startup": "n_startup_trials", "population_size": "population_size"}
@@ -173,7 +173,9 @@ def _dry_run(space: Any, settings: StudySettings) -> None:
         try:
             space.suggest(trial, **kw)
         except (ValueError, TypeError, KeyError) as exc:
-            raise UsageError(f"--space {settings.space}: {exc}") from None
+            text = " ".join(str(exc).split())
+            lead = text.split(":", 1)[0]
+            raise UsageError(in_flags(text, FLAGS) if lead in FLAGS else f"--space {settings.space}: {text}") from None
         except Exception as exc:  # a user's space with a bug: one line, not a traceback
             raise UsageError(f"--space {settings.space}: {type(exc).__name__}: {exc}") from None
         study.tell(trial, 0.0)
@@ -277,6 +279,10 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
         note(f"note: --pruner {pruner} ignored: a multi-objective study is not pruned (Optuna takes no intermediate values for several objectives)")
         pruner = "none"
     source = _confirm_source(args, space)
+    if args.kinds is not None:
+        if space.name != "attention_nas":
+            raise UsageError("--kinds: only the attention_nas space chooses among attention kinds")
+        source.setdefault("options", {})["kinds"] = [k.strip() for k in args.kinds.split(",") if k.strip()]
     proxy = _resolve_proxy(args, overrides["proxy"], design, default=source.get("proxy"))
     recipe = _resolve_recipe(args, overrides["recipe"], source.get("epochs", budget.epochs), base=source.get("recipe"))
 
@@ -361,12 +367,14 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
         "backbone": args.backbone, "stem": args.stem, "width": args.width, "proxy": args.proxy, "data": args.data,
         "sampler": args.sampler, "pruner": args.pruner, "objectives": _objectives(args),
         "design": args.design, "replicates": args.replicates, "seed_mode": args.seed_mode,
+        "kinds": [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds is not None else None,
     }
     kept = {
         "space": stored.space, "storage": stored.storage, "epochs": stored.recipe.epochs, "seed": stored.seed,
         "backbone": stored.backbone, "stem": stored.stem, "width": stored.width, "proxy": None, "data": stored.proxy.data,
         "sampler": stored.sampler, "pruner": stored.pruner, "objectives": tuple(stored.objectives),
         "design": stored.design, "replicates": stored.replicates, "seed_mode": stored.seed_mode,
+        "kinds": stored.space_options.get("kinds"),
     }
     for key, value in given.items():
         if value is None or (key == "space" and get_space(value).name == get_space(stored.space).name):

@@ -100,6 +100,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one field: proxy.<field>=V or recipe.<field>=V (JSON values), repeatable")
     g.add_argument("--objectives", help="top1, or top1 plus costs to minimise: top1,macs | top1,params | top1,latency")
+    g.add_argument("--kinds", metavar="KIND[,KIND...]", help="attention_nas: the attention kinds a study may choose (default: all "
+                   "of its kinds)")
     g = p.add_argument_group("Optuna")
     g.add_argument("--sampler", choices=SAMPLERS, help="default: the space's (tpe; grid for paper_table2; nsga2 for several objectives)")
     g.add_argument("--n-startup-trials", type=int, help="random trials before TPE / CMA-ES model (default 5)")

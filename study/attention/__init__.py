@@ -5,7 +5,7 @@ parameters (each with its paper's default), and validates them eagerly::
 
     >>> from study.attention import create_attention, list_attention, psi
     >>> list_attention()
-    ['cbam', 'coord', 'eca', 'eca_ns', 'none', 'se', 'se_gc', 'se_var1', 'se_var2', 'se_var3']
+    ['a2', 'bam', 'cbam', 'coord', 'eca', 'eca_ns', 'gc', 'ge_theta', 'ge_theta_minus', 'ge_theta_plus', 'gsop', 'none', 'se', 'se_gc', 'se_var1', 'se_var2', 'se_var3']
     >>> create_attention("eca", 256).k          # gamma=2, b=1 -> psi(256) = 5
     5
     >>> create_attention({"kind": "se", "r": 8}, 64)
@@ -17,7 +17,9 @@ parameters (each with its paper's default), and validates them eagerly::
 
 Kinds: ``none`` (identity), ``se`` (SENet), ``se_var1``/``se_var2``/``se_var3``/``se_gc``
 (the ECA paper's SE variants), ``eca`` and ``eca_ns`` (ECA-Net), ``cbam`` (CBAM), ``coord``
-(Coordinate Attention). :data:`ATTENTION_PARAMS` maps each kind to its parameters and
+(Coordinate Attention), and the rest of the ECA paper's comparison: ``bam`` (BAM), ``gc``
+(GCNet's global context block), ``ge_theta_minus``/``ge_theta``/``ge_theta_plus``
+(Gather-Excite), ``a2`` (double attention) and ``gsop`` (global second-order pooling). :data:`ATTENTION_PARAMS` maps each kind to its parameters and
 defaults.
 """
 
@@ -33,6 +35,7 @@ from study.attention._registry import (
     resolve_attention,
 )
 from study.attention._psi import PSI_RULES, RELEASED_K, psi, released_k
+from study.attention._rescale import LEAN_MIN_NUMEL, bn_attention, lean_attention, lean_enabled, pooled_gate_scale, set_lean
 
 # importing the family modules registers them
 from study.attention._identity import NoAttention
@@ -40,6 +43,11 @@ from study.attention._se import SE, SEGC, SEVar1, SEVar2, SEVar3
 from study.attention._eca import ECA, ECANS
 from study.attention._cbam import CBAM
 from study.attention._coord import CoordAttention
+from study.attention._bam import BAM
+from study.attention._gc import GlobalContext
+from study.attention._ge import GEThetaMinus, GETheta, GEThetaPlus
+from study.attention._a2 import DoubleAttention
+from study.attention._gsop import GSoP
 
 __all__ = [
     "ATTENTION_PARAMS",
@@ -55,6 +63,12 @@ __all__ = [
     "PSI_RULES",
     "RELEASED_K",
     "released_k",
+    "bn_attention",
+    "LEAN_MIN_NUMEL",
+    "lean_attention",
+    "lean_enabled",
+    "pooled_gate_scale",
+    "set_lean",
     "NoAttention",
     "SE",
     "SEVar1",
@@ -65,4 +79,11 @@ __all__ = [
     "ECANS",
     "CBAM",
     "CoordAttention",
+    "BAM",
+    "GlobalContext",
+    "GEThetaMinus",
+    "GETheta",
+    "GEThetaPlus",
+    "DoubleAttention",
+    "GSoP",
 ]

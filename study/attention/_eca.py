@@ -21,10 +21,41 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from study.attention._check import check_int, check_number
 from study.attention._psi import PSI_RULES, psi
 from study.attention._registry import AttentionModule, register_attention
+from study.attention._rescale import pooled_gate_scale
+
+
+class _ChannelConv(torch.autograd.Function):
+    """z = Conv1d(1, 1, k, padding (k-1)/2, no bias) over the channel axis of y (N, C), as a
+    matrix product of the (N*C, k) windows of y with the k weights - on CPU about 1.5x as fast
+    as ``F.conv1d`` forward and backward at these sizes, and counted by the FLOP counter as the
+    same C*k multiply-adds. Keeps only y and the weight for the backward pass (the windows are
+    rebuilt there): dw = windows^T dz, dy = the windows of dz times the flipped weight."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(y, weight)
+        return (_windows(y, weight.numel()) @ weight.reshape(-1, 1)).view_as(y)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dz: torch.Tensor):
+        y, weight = ctx.saved_tensors
+        k = weight.numel()
+        w = weight.to(dz.dtype)  # under autocast the forward ran in a lower precision than the weight
+        dy = (_windows(dz, k) @ w.reshape(-1).flip(0).reshape(k, 1)).view_as(y).to(y.dtype) if ctx.needs_input_grad[0] else None
+        dw = (dz.reshape(1, -1) @ _windows(y.to(dz.dtype), k)).view_as(weight).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        return dy, dw
+
+
+def _windows(y: torch.Tensor, k: int) -> torch.Tensor:
+    """The (N*C, k) zero-padded windows of length k around every channel of y (N, C)."""
+    pad = (k - 1) // 2
+    return F.pad(y, (pad, pad)).unfold(1, k, 1).reshape(-1, k)
 
 
 class _KernelSized(AttentionModule):
@@ -69,16 +100,16 @@ class ECA(_KernelSized):
         k = self.k
         self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
 
+    pooled_gate = True
+
+    def gate(self, y: torch.Tensor) -> torch.Tensor:
+        """The channel weights (N, C) for the pooled vector ``y`` (N, C): sigmoid of the
+        Conv1d(1, 1, k) over the channel axis (:class:`_ChannelConv`). The weight stays a
+        Conv1d so that state dicts match the authors' ECA modules."""
+        return torch.sigmoid(_ChannelConv.apply(y, self.conv.weight))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Equal to self.conv on the (N, 1, C) pooled vector; computed as windows @ weight,
-        # which is about 1.4x faster than Conv1d forward+backward on CPU. The weight stays a
-        # Conv1d(1, 1, k) so state dicts match the authors' ECA modules.
-        k = self.k
-        y = x.mean(dim=(2, 3))  # (N, C)
-        n, c = y.shape
-        windows = F.pad(y, ((k - 1) // 2, (k - 1) // 2)).unfold(1, k, 1).reshape(n * c, k)
-        z = (windows @ self.conv.weight.view(k, 1)).view(n, c)
-        return x * torch.sigmoid(z)[:, :, None, None]
+        return pooled_gate_scale(self, x)
 
     @classmethod
     def expected_params(cls, channels: int, /, **params: Any) -> int:
@@ -97,12 +128,15 @@ class ECANS(_KernelSized):
         bound = 1.0 / math.sqrt(k)  # the default init of the shared Conv1d(1, 1, k) in ECA
         self.weight = nn.Parameter(torch.empty(channels, k).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    pooled_gate = True
+
+    def gate(self, y: torch.Tensor) -> torch.Tensor:
         k = self.k
-        y = x.mean(dim=(2, 3))  # (N, C)
         windows = F.pad(y, ((k - 1) // 2, (k - 1) // 2)).unfold(1, k, 1)  # (N, C, k)
-        z = torch.einsum("nck,ck->nc", windows, self.weight)
-        return x * torch.sigmoid(z)[:, :, None, None]
+        return torch.sigmoid(torch.einsum("nck,ck->nc", windows, self.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pooled_gate_scale(self, x)
 
     @classmethod
     def expected_params(cls, channels: int, /, **params: Any) -> int:

@@ -14,6 +14,7 @@ from torch import nn
 
 from study.attention._check import check_bool, check_int
 from study.attention._registry import AttentionModule, register_attention
+from study.attention._rescale import pooled_gate_scale
 
 
 def reduced_width(channels: int, r: int) -> int:
@@ -32,10 +33,6 @@ def resolve_reduction(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     params["r"] = check_int(kind, "r", params["r"])
     params["bias"] = check_bool(kind, "bias", params["bias"])
     return params
-
-
-def _pool(x: torch.Tensor) -> torch.Tensor:
-    return x.mean(dim=(2, 3))  # global average pooling -> (N, C)
 
 
 @register_attention("se")
@@ -62,9 +59,14 @@ class SE(AttentionModule):
         self.fc1 = nn.Linear(channels, hidden, bias=bias)
         self.fc2 = nn.Linear(hidden, channels, bias=bias)
 
+    pooled_gate = True
+
+    def gate(self, y: torch.Tensor) -> torch.Tensor:
+        """The channel weights (N, C) for the pooled vector ``y`` (N, C)."""
+        return torch.sigmoid(self.fc2(torch.relu(self.fc1(y))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.sigmoid(self.fc2(torch.relu(self.fc1(_pool(x)))))
-        return x * y[:, :, None, None]
+        return pooled_gate_scale(self, x)
 
     @classmethod
     def expected_params(cls, channels: int, /, **params: Any) -> int:
@@ -79,8 +81,13 @@ class SEVar1(AttentionModule):
 
     PARAMS = {}
 
+    pooled_gate = True
+
+    def gate(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(y)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(_pool(x))[:, :, None, None]
+        return pooled_gate_scale(self, x)
 
     @classmethod
     def expected_params(cls, channels: int, /, **params: Any) -> int:
@@ -98,8 +105,13 @@ class SEVar2(AttentionModule):
         super().__init__(channels, **params)
         self.weight = nn.Parameter(torch.ones(channels))
 
+    pooled_gate = True
+
+    def gate(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(y * self.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(_pool(x) * self.weight)[:, :, None, None]
+        return pooled_gate_scale(self, x)
 
     @classmethod
     def expected_params(cls, channels: int, /, **params: Any) -> int:
@@ -117,8 +129,13 @@ class SEVar3(AttentionModule):
         super().__init__(channels, **params)
         self.fc = nn.Linear(channels, channels, bias=False)
 
+    pooled_gate = True
+
+    def gate(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc(y))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.fc(_pool(x)))[:, :, None, None]
+        return pooled_gate_scale(self, x)
 
     @classmethod
     def expected_params(cls, channels: int, /, **params: Any) -> int:
@@ -128,27 +145,38 @@ class SEVar3(AttentionModule):
 @register_attention("se_gc")
 class SEGC(AttentionModule):
     """SE-GC (ECA-Net, Wang et al. CVPR 2020, Sec. 3.2.1): sigma(G y), a block-diagonal W
-    realised as a grouped 1x1 convolution over the pooled vector with ``groups`` groups
-    (default 16, SE-GC1 of Table 2; must divide C). ``C * C / groups`` parameters."""
+    realised as a grouped 1x1 convolution over the pooled vector with ``groups`` groups.
+    ``C * C / groups`` parameters.
+
+    ``groups`` defaults to 16 (SE-GC1 of Table 2). Left at its default it resolves per stage
+    to the largest divisor of C not above 16 (16 on every C divisible by 16; 8 on an
+    8-channel stage; 12 on 24 channels), and the resolved value is recorded in the
+    completed parameters. An explicit ``groups`` must divide C.
+    """
 
     PARAMS = {"groups": 16}
 
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
-        p = {**cls.PARAMS, **params}
-        g = check_int(cls.kind, "groups", p["groups"])
+        if "groups" not in params:
+            default = cls.PARAMS["groups"]
+            return {"groups": max(g for g in range(1, min(default, channels) + 1) if channels % g == 0)}
+        g = check_int(cls.kind, "groups", params["groups"])
         if channels % g:
             raise ValueError(f"attention {cls.kind!r}: groups must be an integer >= 1 dividing channels={channels}, got {g!r}")
-        p["groups"] = g
-        return p
+        return {"groups": g}
 
     def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)
         self.conv = nn.Conv2d(channels, channels, 1, groups=self.params["groups"], bias=False)
 
+    pooled_gate = True
+
+    def gate(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv(y[:, :, None, None])).flatten(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x.mean(dim=(2, 3), keepdim=True)
-        return x * torch.sigmoid(self.conv(y))
+        return pooled_gate_scale(self, x)
 
     @classmethod
     def expected_params(cls, channels: int, /, **params: Any) -> int:

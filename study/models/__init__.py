@@ -23,7 +23,7 @@ use :func:`study.attention.released_k` for their settings.
 
 from study.models._registry import STEMS, Backbone, StagePlan, get_backbone, list_backbones, num_stages, register_backbone
 from study.models._stages import StageInfo, describe_stages
-from study.models._builder import build_model, released_arch
+from study.models._builder import build_model, released_arch, stage_sizes
 
 # importing the family modules registers them
 from study.models import _resnet, _mobilenetv2  # noqa: F401  (registration)
@@ -32,6 +32,7 @@ from study.models._mobilenetv2 import make_divisible
 __all__ = [
     "build_model",
     "released_arch",
+    "stage_sizes",
     "describe_stages",
     "StageInfo",
     "num_stages",

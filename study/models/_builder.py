@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any, Mapping
+
+import torch
 
 from torch import nn
 
@@ -10,7 +14,7 @@ from study.config import ArchSpec
 from study.models._registry import get_backbone
 from study.models._stages import as_arch, describe_stages
 
-__all__ = ["build_model", "released_arch"]
+__all__ = ["build_model", "released_arch", "stage_sizes"]
 
 
 def build_model(arch: ArchSpec | Mapping[str, Any]) -> nn.Module:
@@ -43,3 +47,38 @@ def released_arch(backbone: str, **kwargs: Any) -> ArchSpec:
 
     get_backbone(backbone)
     return ArchSpec(backbone=backbone, stages=tuple(AttentionSpec.of("eca", k=k) for k in released_k(backbone)), **kwargs)
+
+
+def stage_sizes(arch: ArchSpec | Mapping[str, Any], resolution: int) -> tuple[tuple[int, int], ...]:
+    """The (H, W) of the feature map every attention of each stage sees, for square
+    ``resolution`` px input: e.g. ``((8, 8), (4, 4), (2, 2), (1, 1))`` for a ResNet with the
+    ImageNet stem at 32 px. Computed by one shape-only pass on the ``meta`` device (no memory,
+    no arithmetic) of the backbone without attention, so it works whatever the stages ask for.
+    Spatial attention parameters that must fit the map (BAM's dilation, Gather-Excite's
+    extent and global ``size``) can be chosen from it."""
+    arch = as_arch(arch)
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"resolution: must be an integer >= 1, got {resolution!r}")
+    return _stage_sizes(arch.backbone, arch.stem, arch.width, resolution)
+
+
+@functools.lru_cache(maxsize=256)
+def _stage_sizes(backbone: str, stem: str, width: float, resolution: int) -> tuple[tuple[int, int], ...]:
+    from study.config import AttentionSpec
+
+    plain = ArchSpec.uniform(backbone, AttentionSpec("none"), stem=stem, width=width)
+    infos = describe_stages(plain)
+    with torch.device("meta"):
+        model = get_backbone(backbone).build(plain, infos).eval()
+    seen: dict[int, tuple[int, int]] = {}
+    hooks = [
+        stage[-1].attention.register_forward_hook(lambda m, args, out, i=i: seen.__setitem__(i, tuple(args[0].shape[2:])))
+        for i, stage in enumerate(model.stages)
+    ]
+    try:
+        with torch.no_grad():
+            model.forward_features(torch.empty(1, 3, resolution, resolution, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    return tuple(seen[i] for i in range(len(infos)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from study.attention import bn_attention
 from study.config import ArchSpec
 from study.models._common import attention_factory, init_backbone
 from study.models._registry import StagePlan, register_backbone
@@ -49,7 +50,11 @@ class InvertedResidual(nn.Module):
         self.attention = attention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.attention(self.conv(x))
+        out = x
+        *body, bn = self.conv  # the projection's BN goes with the attention (bn_attention)
+        for layer in body:
+            out = layer(out)
+        out = bn_attention(bn, self.attention, out)  # attention(conv(x))
         return x + out if self.use_residual else out
 
 

@@ -3,7 +3,9 @@
 He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016; the
 layout and parameter counts are torchvision's (stride on the bottleneck's 3x3, "v1.5").
 The attention of a block sits on the residual branch after its last BN, before the
-addition, as in SENet (Hu et al., CVPR 2018, Fig. 3) and ECA-Net (Wang et al., CVPR 2020).
+addition, as in SENet (Hu et al., CVPR 2018, Fig. 3) and ECA-Net (Wang et al., CVPR 2020);
+BN and attention go through :func:`study.attention.bn_attention`, which takes the
+memory-lean path for channel attention where it applies.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from study.attention import bn_attention
 from study.config import ArchSpec
 from study.models._common import attention_factory, init_backbone
 from study.models._registry import StagePlan, register_backbone
@@ -40,7 +43,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.attention(self.bn2(self.conv2(out)))
+        out = bn_attention(self.bn2, self.attention, self.conv2(out))  # attention(bn2(conv2(out)))
         return self.relu(out + identity)
 
 
@@ -64,7 +67,7 @@ class Bottleneck(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.attention(self.bn3(self.conv3(out)))
+        out = bn_attention(self.bn3, self.attention, self.conv3(out))  # attention(bn3(conv3(out)))
         return self.relu(out + identity)
 
 

@@ -332,3 +332,18 @@ def test_sigkill_the_driver_then_resume(ray_cluster, tmp_path, tiny_flags):
     rerun_of = [t.user_attrs["resumed_from"] for t in trials if t.user_attrs.get("resumed_from") is not None]
     assert sorted(rerun_of) == sorted(running_before)
     assert "resume: trials" in proc.stdout and (tmp_path / "killed" / "ray" / "run-2").is_dir()
+
+
+def test_kinds_restricts_attention_nas_and_is_kept_on_resume(tmp_path, capsys, tiny_flags, monkeypatch):
+    monkeypatch.delenv("STUDY_DEBUG", raising=False)
+    out = tmp_path / "runs"
+    for argv, match in ((["--space", "attention_nas", "--kinds", "eca,sk"], "--kinds: unknown attention kind 'sk'"),
+                        (["--space", "eca_kmap", "--kinds", "eca"], "--kinds: only the attention_nas space")):
+        code, _, err = _cli([*argv, "--out", out], capsys)
+        assert code == 2 and match in err and not out.exists(), err
+    base = ["--space", "attention_nas", "--name", "nas", "--runner", "local", "--epochs", 1, "--out", out, *tiny_flags]
+    assert _cli([*base, "--kinds", "eca,none", "--trials", 2], capsys)[0] == 0
+    kinds = {s["kind"] for t in _finished(_load(out / "nas")) for s in t.user_attrs[record.STAGES]}
+    assert kinds <= {"eca", "none"}
+    code, _, err = _cli(["--name", "nas", "--resume", "--out", out, "--kinds", "se"], capsys)
+    assert code == 2 and "--kinds: a resumed study keeps its kinds" in err

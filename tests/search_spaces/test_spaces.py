@@ -9,6 +9,7 @@ import pytest
 import search_spaces
 from search_spaces import Budget, SpaceInfo, get_space, list_spaces, register_space, space_names
 from search_spaces._eca_kmap import K_CHOICES
+from search_spaces._attention_nas import KINDS as ATTENTION_NAS_KINDS
 from search_spaces._paper_table2 import VARIANTS
 from study import record
 from study.attention import psi, released_k
@@ -127,9 +128,63 @@ def test_attention_nas_samples_each_kinds_own_parameters_only():
             seen.add(kind)
             stage_params = {k for k in p if k.endswith(f"_s{i}") and k != f"kind_s{i}"}
             assert all(k.startswith(kind + "_") for k in stage_params), (kind, stage_params)
-            if kind in ("se", "cbam", "coord"):
+            if kind in ("se", "cbam", "coord", "bam", "gc", "a2"):
                 assert spec.kwargs["r"] == p[f"{kind}_r_s{i}"]
-    assert seen == {"none", "se", "se_var2", "se_var3", "eca_ns", "eca", "cbam", "coord"}
+    assert seen == set(ATTENTION_NAS_KINDS) == {
+        "none", "se", "se_var2", "se_var3", "eca_ns", "eca", "cbam", "coord",
+        "bam", "gc", "ge_theta_minus", "ge_theta", "ge_theta_plus", "a2", "gsop",
+    }
+
+
+def test_attention_nas_map_and_width_dependent_parameters_fit_their_stage():
+    import torch
+
+    from study.models import build_model, stage_sizes
+
+    settings = {**SETTINGS, "width": 0.25}
+    study, out = _run(get_space("attention_nas"), 40, settings=settings, references=False)
+    built = 0
+    for frozen, config in out:
+        sides = [max(hw) for hw in stage_sizes(config.arch, 32)]
+        for st, side, spec in zip(frozen.user_attrs[record.STAGES], sides, config.arch.stages):
+            C, kw = st["channels"], spec.kwargs
+            if st["kind"] == "bam":
+                assert kw["dilation"] < side and kw["r"] <= C
+            if st["kind"] == "gc":
+                assert kw["r"] <= C // 2
+            if st["kind"].startswith("ge_theta"):
+                assert kw["extent"] < side
+                assert kw.get("size") == (side if kw["extent"] == 0 and st["kind"] != "ge_theta_minus" else None)
+            if st["kind"] == "gsop":
+                assert kw["dim"] <= C
+        if built < 6 and any(s.kind in ("bam", "ge_theta", "ge_theta_plus", "gc", "a2", "gsop") for s in config.arch.stages):
+            built += 1
+            assert build_model(config.arch)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert built == 6
+
+
+def test_attention_nas_kinds_restricts_the_choice():
+    space = get_space("attention_nas")
+    for kinds in (("none", "eca"), "eca, se_var1"):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+        seen = set()
+        for _ in range(8):
+            trial = study.ask()
+            config = space.suggest(trial, **SETTINGS, kinds=kinds)
+            study.tell(trial, 0.0)
+            seen |= {s.kind for s in config.arch.stages}
+        assert seen == ({"none", "eca"} if kinds == ("none", "eca") else {"eca", "se_var1"})
+    trial = optuna.create_study().ask()
+    with pytest.raises(ValueError, match=r"kinds: unknown attention kind 'sk' \(valid kinds: a2, bam,"):
+        space.suggest(trial, **SETTINGS, kinds=("eca", "sk"))
+    with pytest.raises(ValueError, match="kinds: expected at least one attention kind"):
+        space.suggest(trial, **SETTINGS, kinds=())
+    # BAM cannot run on a 1x1 map (ImageNet stem at 32 px: the last stage is 1x1)
+    tiny_maps = {**SETTINGS, "stem": "imagenet"}
+    config = space.suggest(optuna.create_study().ask(), **tiny_maps, kinds=("bam", "none"))
+    assert config.arch.stages[3].kind == "none"
+    with pytest.raises(ValueError, match=r"kinds: none of bam fits stage 3 \(a 1x1 feature map at 32 px\)"):
+        space.suggest(optuna.create_study().ask(), **tiny_maps, kinds=("bam",))
 
 
 def test_se_ratio_per_stage_r():

@@ -85,7 +85,7 @@ def test_latency_and_table_layout(capsys):
     [
         (["--attention", "eca:k=4"], "stages[0]: attention 'eca': k must be an odd integer >= 1, got 4"),
         (["--attention", "eca:k"], "parameter 'k' is not NAME=VALUE"),
-        (["--attention", "foo"], "unknown attention kind 'foo' (valid kinds: cbam,"),
+        (["--attention", "foo"], "unknown attention kind 'foo' (valid kinds: a2, bam, cbam,"),
         (["--attention", "se:channels=8"], "attention 'se': unknown parameter 'channels'"),
         (["--attention", "eca:kind=se"], "parameter 'kind' is not allowed"),
         (["--stage", "4=none"], "backbone 'resnet50' has stages 0..3"),

@@ -7,7 +7,7 @@ import torch
 
 from study.attention import AttentionModule, list_attention, psi, released_k
 from study.config import ArchSpec, AttentionSpec, ConfigError
-from study.models import StageInfo, build_model, describe_stages, list_backbones, make_divisible, num_stages, released_arch
+from study.models import StageInfo, build_model, describe_stages, list_backbones, make_divisible, num_stages, released_arch, stage_sizes
 
 
 
@@ -168,21 +168,34 @@ def test_invalid_architectures_raise_value_errors(arch, match):
         describe_stages(arch)
 
 
-def test_se_gc_groups_must_divide_every_stage():
-    with pytest.raises(ConfigError, match=r"stages\[0\]: attention 'se_gc': groups must be an integer >= 1 dividing channels=8"):
-        describe_stages(ArchSpec.uniform("mobilenetv2", "se_gc", width=0.25))
+def test_se_gc_default_groups_resolve_per_stage_and_explicit_groups_stay_strict():
+    # default 16 -> the largest divisor of C not above 16, recorded per stage
+    infos = describe_stages(ArchSpec.uniform("mobilenetv2", "se_gc", width=0.25))
+    assert [(s.channels, s.params["groups"]) for s in infos] == [(8, 8), (8, 8), (8, 8), (16, 16), (24, 12), (40, 10), (80, 16)]
+    model = build_model(ArchSpec.uniform("mobilenetv2", "se_gc", width=0.25))
+    assert [m.conv.groups for m in _attention_modules(model.stages[4])] == [12] * 3
+    with pytest.raises(ConfigError, match=r"stages\[0\]: attention 'se_gc': groups must be an integer >= 1 dividing channels=8, got 16"):
+        describe_stages(ArchSpec.uniform("mobilenetv2", {"kind": "se_gc", "groups": 16}, width=0.25))
 
 
 # registry-driven smoke test: every attention kind in every stage of every backbone
-SMOKE_PARAMS = {"se_gc": {"groups": 8}}  # default 16 does not divide MobileNetV2's 8-channel stages at width 0.25
+def _fitting(kind: str, side: int) -> dict:
+    """Per-stage parameters that fit a side x side map: the global parametric GE gather
+    covers the map; BAM's dilation (default 4) must stay below the side."""
+    if kind in ("ge_theta", "ge_theta_plus"):
+        return {"size": side}
+    if kind == "bam":
+        return {"dilation": min(4, side - 1)}
+    return {}
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("kind", list_attention())
 def test_every_kind_in_every_stage_of_every_backbone(kind, backbone):
     torch.manual_seed(0)
-    spec = AttentionSpec.of(kind, **SMOKE_PARAMS.get(kind, {}))
-    model = build_model(ArchSpec.uniform(backbone, spec, stem="lowres", width=0.25, num_classes=10))
+    base = ArchSpec.uniform(backbone, "none", stem="lowres", width=0.25, num_classes=10)
+    sizes = stage_sizes(base, 32)
+    model = build_model(base.with_stages([AttentionSpec.of(kind, **_fitting(kind, h)) for h, _ in sizes]))
     assert all(s.kind == kind for s in model.stage_info)
     n_attn = sum(len(_attention_modules(stage)) for stage in model.stages)
     assert n_attn == sum(s.blocks for s in model.stage_info)  # one module per block ("none": identity)
@@ -192,6 +205,22 @@ def test_every_kind_in_every_stage_of_every_backbone(kind, backbone):
     out.logsumexp(1).sum().backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_stage_sizes_are_the_maps_each_stage_attends_to():
+    assert stage_sizes(ArchSpec.uniform("resnet50", "none"), 224) == ((56, 56), (28, 28), (14, 14), (7, 7))
+    assert stage_sizes(ArchSpec.uniform("resnet18", "none", stem="lowres", width=0.25), 32) == ((32, 32), (16, 16), (8, 8), (4, 4))
+    assert stage_sizes({"backbone": "mobilenetv2", "stages": [{"kind": "ge_theta"}] * 7, "stem": "lowres"}, 32) == (
+        (32, 32), (16, 16), (8, 8), (4, 4), (4, 4), (2, 2), (2, 2)
+    )
+    with pytest.raises(ValueError, match="resolution: must be an integer >= 1"):
+        stage_sizes(ArchSpec.uniform("resnet18", "none"), 0)
+
+
+def test_map_dependent_parameters_fail_at_forward_time_with_one_line():
+    model = build_model(ArchSpec.uniform("resnet18", {"kind": "bam", "dilation": 4}, stem="lowres", width=0.25, num_classes=4))
+    with pytest.raises(ValueError, match=r"attention 'bam': dilation must be an integer in \[1, 3\] on a 4x4 feature map"):
+        model(torch.randn(2, 3, 32, 32))
 
 
 @pytest.mark.parametrize("res", [32, 64, 224])

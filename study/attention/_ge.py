@@ -1,0 +1,195 @@
+"""Gather-Excite: Hu, Shen, Albanie, Sun, Vedaldi, "Gather-Excite: Exploiting Feature
+Context in Convolutional Neural Networks", NeurIPS 2018.
+
+A gather operator xi_G aggregates the responses over a spatial extent; an excite operator
+xi_E rescales the features with the gathered context: y = x * sigma(interp(xi_G(x))). The
+extent ratio e sets how far a gathered value reaches: a local extent e gives a map of
+ceil(H/e) x ceil(W/e) (each value seeing a (2e-1) x (2e-1) window, stride e) that is
+upsampled back by nearest-neighbour interpolation; the *global* extent (``extent=0`` here)
+gathers one value per channel over the whole map.
+
+**Default extent: global (0) for all three kinds.** The paper's extent study (Sec. 4, the
+tables of GE-theta-minus and GE-theta on ResNet-50 over e = 2, 4, 8 and global) finds the
+global extent best, and its ImageNet results for GE-theta-minus, GE-theta and GE-theta-plus
+use it. For the parametric kinds a global gather is a depthwise convolution whose kernel
+covers the whole map, so its size depends on the feature map's side, which an attention
+spec here does not otherwise know: give ``size`` (the side of the square map of that
+stage, e.g. 7 for the last ResNet stage at 224 px); without it the global parametric gather
+is refused with a one-line error. A local extent needs no size. Because it depends on the
+map, the extent (and ``size``) is checked against H and W at forward time: a local extent
+must be smaller than max(H, W) (otherwise it gathers globally; say ``extent=0``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.attention._check import check_int, resolve_ratio
+from study.attention._registry import AttentionModule, register_attention
+from study.attention._rescale import pooled_gate_scale
+
+
+def _check_extent(kind: str, value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not (value == 0 or (value >= 2 and value & (value - 1) == 0)):
+        raise ValueError(f"attention {kind!r}: extent must be 0 (global) or a power of two >= 2, got {value!r}")
+    return value
+
+
+class _GatherExcite(AttentionModule):
+    """Shared parameter handling and excite step of the three Gather-Excite kinds."""
+
+    PARAMS = {"extent": 0}
+    #: whether the gather has parameters (depthwise convolutions)
+    PARAMETRIC = False
+
+    @classmethod
+    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+        p = {"extent": _check_extent(cls.kind, params.get("extent", 0))}
+        if cls.PARAMETRIC:
+            size = params.get("size")
+            if p["extent"] == 0:
+                if size is None:
+                    raise ValueError(
+                        f"attention {cls.kind!r}: size is required with extent=0 (the global gather is a depthwise size x size "
+                        f"convolution over the whole map: give the stage's feature-map side, e.g. size=7), or choose a local extent 2, 4, 8, ..."
+                    )
+                p["size"] = check_int(cls.kind, "size", size)
+            elif size is not None:
+                raise ValueError(f"attention {cls.kind!r}: size applies to the global extent only (extent=0), got size={size!r} with extent={p['extent']}")
+            else:
+                p["size"] = None
+        return p
+
+    def _check_map(self, h: int, w: int) -> None:
+        extent = self.params["extent"]
+        side = max(h, w)
+        if extent and extent >= side:
+            largest = 2 ** math.floor(math.log2(side - 1)) if side > 2 else 0
+            valid = f"0 (global) or a power of two in [2, {largest}]" if largest >= 2 else "0 (global)"
+            raise ValueError(f"attention {self.kind!r}: extent must be {valid} on a {h}x{w} feature map (a larger extent gathers globally), got {extent}")
+        size = self.params.get("size")
+        if extent == 0 and size is not None and (h, w) != (size, size):
+            raise ValueError(
+                f"attention {self.kind!r}: size must equal the side of the square feature map the global gather covers "
+                f"(this one is {h}x{w}), got size={size}"
+            )
+
+    def _excite(self, x: torch.Tensor, gathered: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(gathered)
+        if gate.shape[2:] != x.shape[2:]:
+            gate = F.interpolate(gate, size=x.shape[2:], mode="nearest")
+        return x * gate
+
+
+def _parametric_gather(channels: int, extent: int, size: int | None) -> nn.Sequential:
+    """GE-theta's gather: one depthwise size x size convolution (global) or log2(e) depthwise
+    3x3 stride-2 convolutions (local extent e), each followed by BN, ReLU between them."""
+    if extent == 0:
+        return nn.Sequential(nn.Conv2d(channels, channels, size, groups=channels, bias=False), nn.BatchNorm2d(channels))
+    layers: list[nn.Module] = []
+    for i in range(int(math.log2(extent))):
+        if i:
+            layers.append(nn.ReLU(inplace=True))
+        layers += [nn.Conv2d(channels, channels, 3, 2, 1, groups=channels, bias=False), nn.BatchNorm2d(channels)]
+    return nn.Sequential(*layers)
+
+
+def _parametric_gather_params(channels: int, extent: int, size: int | None) -> int:
+    if extent == 0:
+        return channels * size * size + 2 * channels
+    return int(math.log2(extent)) * (9 * channels + 2 * channels)
+
+
+@register_attention("ge_theta_minus")
+class GEThetaMinus(_GatherExcite):
+    """GE-theta-minus (Hu et al., NeurIPS 2018, Sec. 3): parameter-free gather by average
+    pooling (global mean for ``extent=0``, the default; for a local extent e a (2e-1) x (2e-1)
+    average pool with stride e, padding e-1, padded cells not counted), excite by
+    nearest-neighbour upsampling and a sigmoid. No parameters. With the global extent it is
+    the ECA paper's SE-Var1, sigma(GAP(x)) * x."""
+
+    @property
+    def pooled_gate(self) -> bool:
+        """With the global extent the gate is a function of the pooled vector (memory-lean path)."""
+        return self.params["extent"] == 0
+
+    def gate(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_map(x.shape[2], x.shape[3])
+        e = self.params["extent"]
+        if e == 0:
+            return pooled_gate_scale(self, x)  # x * sigmoid(mean_hw(x))
+        return self._excite(x, F.avg_pool2d(x, 2 * e - 1, stride=e, padding=e - 1, count_include_pad=False))
+
+    @classmethod
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
+        cls.resolve(channels, **params)
+        return 0
+
+
+@register_attention("ge_theta")
+class GETheta(_GatherExcite):
+    """GE-theta (Hu et al., NeurIPS 2018, Sec. 3): a parametric gather of depthwise
+    convolutions, each followed by BN - for a local extent e, log2(e) 3x3 stride-2 convolutions
+    with ReLU between them; for the global extent (``extent=0``, the default, needs ``size``)
+    one size x size convolution covering the map - then nearest-neighbour upsampling and a
+    sigmoid. Parameters: ``log2(e) * 11 * C`` (local), ``C * size**2 + 2*C`` (global)."""
+
+    PARAMS = {"extent": 0, "size": None}
+    PARAMETRIC = True
+
+    def __init__(self, channels: int, /, **params: Any):
+        super().__init__(channels, **params)
+        self.gather = _parametric_gather(channels, self.params["extent"], self.params["size"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_map(x.shape[2], x.shape[3])
+        return self._excite(x, self.gather(x))
+
+    @classmethod
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
+        p = cls.resolve(channels, **params)
+        return _parametric_gather_params(channels, p["extent"], p["size"])
+
+
+@register_attention("ge_theta_plus")
+class GEThetaPlus(_GatherExcite):
+    """GE-theta-plus (Hu et al., NeurIPS 2018, Sec. 3): GE-theta's parametric gather followed
+    by an SE-style excite - 1x1 conv C -> C/r, ReLU, 1x1 conv C/r -> C (both with bias) - before
+    upsampling and the sigmoid. ``r`` default 16 as in SENet; left at its default it resolves to
+    ``min(16, C)`` per stage (recorded); an explicit ``r`` must lie in [1, C]. Parameters: the
+    gather's (see GE-theta) plus ``2*C*h + h + C`` with ``h = C // r``."""
+
+    PARAMS = {"extent": 0, "size": None, "r": 16}
+    PARAMETRIC = True
+
+    @classmethod
+    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+        p = super()._resolve(channels, params)
+        p["r"] = resolve_ratio(cls.kind, channels, params, "r", cls.PARAMS["r"])
+        return p
+
+    def __init__(self, channels: int, /, **params: Any):
+        super().__init__(channels, **params)
+        h = channels // self.params["r"]
+        self.gather = _parametric_gather(channels, self.params["extent"], self.params["size"])
+        self.excite = nn.Sequential(nn.Conv2d(channels, h, 1), nn.ReLU(inplace=True), nn.Conv2d(h, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_map(x.shape[2], x.shape[3])
+        return self._excite(x, self.excite(self.gather(x)))
+
+    @classmethod
+    def expected_params(cls, channels: int, /, **params: Any) -> int:
+        p = cls.resolve(channels, **params)
+        h = channels // p["r"]
+        return _parametric_gather_params(channels, p["extent"], p["size"]) + 2 * channels * h + h + channels
