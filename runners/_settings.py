@@ -76,6 +76,9 @@ DESIGNS: dict[str, Design] = {
     ),
 }
 
+#: the fewest paired seeds a confirmation runs
+CONFIRM_MIN_SEEDS = 3
+
 #: settings a resumed study may change; every other field stays as the study was created
 RESUMABLE = ("trials", "timeout", "runner", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "device")
 #: trials at once under Ray when ``max_concurrent`` is not given
@@ -160,6 +163,8 @@ class StudySettings:
         if self.replicates > 1 and self.seed_mode == "fixed":
             raise ValueError(f"replicates: {self.replicates} replicates of a configuration need their own seeds "
                              f"(`seed_mode` per_trial or paired), got seed_mode {self.seed_mode!r}")
+        if self.design == "confirm" and self.replicates < CONFIRM_MIN_SEEDS:
+            raise ValueError(f"replicates: a confirmation compares its arms over at least {CONFIRM_MIN_SEEDS} paired seeds, got {self.replicates}")
         if not isinstance(self.space_options, Mapping):
             raise ValueError(f"space_options: expected a mapping, got {type(self.space_options).__name__}")
         object.__setattr__(self, "space_options", dict(self.space_options))

@@ -72,6 +72,8 @@ def test_seed_modes_fixed_and_paired(mem):
     assert by_rep == {0: {record.trial_seed(5, 0)}, 1: {record.trial_seed(5, 1)}}
     with pytest.raises(ValueError, match="replicates: 2 replicates of a configuration need their own seeds"):
         _settings(mem, "bad", replicates=2, seed_mode="fixed")
+    with pytest.raises(ValueError, match="replicates: a confirmation compares its arms over at least 3 paired seeds"):
+        _settings(mem, "bad", space="kmap_confirm", design="confirm", replicates=2, seed_mode="paired")
 
 
 def test_the_inference_design_and_its_defaults(tmp_path):
@@ -163,22 +165,22 @@ def test_a_study_resumed_with_another_design_is_refused(tmp_path, capsys, tiny_f
 def test_a_confirmation_study_end_to_end(mem, capsys, tiny_flags):
     # the source: a k-vs-C study recorded by the bookkeeping, with a planted mapping to confirm
     source = simulate_study(_settings(mem, "src", trials=24, design="inference"), Planted(effect=3.0, gamma=1.2, b=0.0, sigma=0.3))
-    code, out, err = _cli(["--space", "kmap_confirm", "--from", source.settings.run_dir, "--runner", "local", "--replicates", "2",
+    code, out, err = _cli(["--space", "kmap_confirm", "--from", source.settings.run_dir, "--runner", "local",
                            "--epochs", "1", "--out", mem / "runs", "--quiet", *tiny_flags], capsys)
     assert code == 0, err
     run = mem / "runs" / "kmap_confirm"
     settings = json.loads((run / "settings.json").read_text())
-    assert (settings["design"], settings["seed_mode"], settings["replicates"], settings["pruner"]) == ("confirm", "paired", 2, "none")
+    assert (settings["design"], settings["seed_mode"], settings["replicates"], settings["pruner"]) == ("confirm", "paired", 3, "none")
     options = settings["space_options"]
     assert options["source_study"] == "src" and "lies above 0" in options["decision"] and set(options["fitted"]) == {"gamma", "b"}
     import analysis
 
     fr = analysis.load(run)
-    assert len(fr.trials) == 10 and set(fr.trials["param_arm"]) == {"fitted", "paper_psi", "k3", "released", "none"}
+    assert len(fr.trials) == 15 and set(fr.trials["param_arm"]) == {"fitted", "paper_psi", "k3", "released", "none"}
     # paired: replicate r of every arm trained from one seed
     assert fr.trials.groupby("replicate")["seed"].nunique().eq(1).all()
     res = analysis.confirm_result(fr)
-    assert set(res.table["arm"]) == set(fr.trials["param_arm"]) and res.table.set_index("arm").loc["fitted", "n_pairs"] == 2
+    assert set(res.table["arm"]) == set(fr.trials["param_arm"]) and res.table.set_index("arm").loc["fitted", "n_pairs"] == 3
     assert res.verdict.startswith("the fitted mapping is")
     analysis.make_report(fr, run / "report", log=None)
     md = (run / "report" / "report.md").read_text()
