@@ -26,10 +26,8 @@ Exit status: 0 when the run completed, 1 when it diverged, 2 for bad input.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,13 +35,12 @@ from typing import Any, Sequence
 from study._cli import ArgumentParser, UsageError, run_cli
 from study._io import write_atomic, write_json
 from study.config import ConfigError, TrialConfig, load_config
-from study.metrics import EpochMetrics, Reporter
+from study.metrics import MetricsWriter, write_metrics
 
 __all__ = ["main", "derive_name", "DEFAULT_ROOT"]
 
 PROG = "python -m study.train"
 DEFAULT_ROOT = Path("runs") / "train"
-METRIC_FIELDS = [f.name for f in dataclasses.fields(EpochMetrics)]
 
 
 def derive_name(config: TrialConfig) -> str:
@@ -54,38 +51,6 @@ def derive_name(config: TrialConfig) -> str:
     attention = kinds[0] if len(set(kinds)) == 1 else ".".join(kinds)
     digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
     return f"{config.arch.backbone}-{attention}-{config.proxy.source}{config.proxy.resolution}-s{config.seed}-{digest}"
-
-
-def _write_metrics(out: Path, rows: Sequence[dict[str, Any]]) -> None:
-    write_json(out / "metrics.json", list(rows))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(out / "metrics.csv", buf.getvalue())
-
-
-class _MetricsWriter(Reporter):
-    """Rewrites ``metrics.csv`` / ``metrics.json`` after every epoch. On a resumed run the
-    rows of the epochs before the first reported one are kept from the existing file."""
-
-    def __init__(self, out: Path):
-        self.out = out
-        self.rows: list[dict[str, Any]] | None = None
-
-    def report(self, metrics: EpochMetrics) -> bool:
-        if self.rows is None:
-            self.rows = [r for r in self._existing() if r.get("epoch", 0) < metrics.epoch]
-        self.rows.append(metrics.to_dict())
-        _write_metrics(self.out, self.rows)
-        return False
-
-    def _existing(self) -> list[dict[str, Any]]:
-        try:
-            rows = json.loads((self.out / "metrics.json").read_text())
-        except (OSError, ValueError):
-            return []
-        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
 def _parser() -> ArgumentParser:
@@ -138,9 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     del state
     print(f"training {config.arch.backbone} ({', '.join(s.kind for s in config.arch.stages)}) "
           f"on {config.proxy.source} {config.proxy.resolution}px for {config.recipe.epochs} epochs -> {out}")
-    result = train(config, _MetricsWriter(out), device=args.device, data=data, checkpoint_dir=out, resume=args.resume, log=print)
+    result = train(config, MetricsWriter(out), device=args.device, data=data, checkpoint_dir=out, resume=args.resume, log=print)
     write_atomic(out / "config.json", config.to_json() + "\n")
-    _write_metrics(out, [m.to_dict() for m in result.history])
+    write_metrics(out, [m.to_dict() for m in result.history])
     write_json(out / "result.json", result.to_dict())
 
     best, final = result.best, result.final
