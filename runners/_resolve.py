@@ -42,7 +42,7 @@ FLAGS: dict[str, str] = {
     "pruner_options.warmup": "--pruner-warmup", "pruner_options.startup": "--pruner-startup",
     "pruner_options.min_resource": "--min-resource", "pruner_options.reduction_factor": "--reduction-factor",
     "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
-    "max_concurrent": "--max-concurrent", "max_failures": "--max-failures",
+    "max_concurrent": "--max-concurrent", "max_failures": "--max-failures", "stage_data": "--stage-data",
 }
 #: option flags of the sampler and the pruner: settings option name -> argparse dest
 _SAMPLER_ARGS = {"startup": "n_startup_trials", "population_size": "population_size"}
@@ -266,6 +266,7 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
             max_concurrent=args.max_concurrent if args.max_concurrent is not None else (1 if runner == "local" else 2),
             max_failures=1 if args.max_failures is None else args.max_failures,
             device=args.device,
+            stage_data=bool(args.stage_data),
         )
     except ValueError as exc:
         raise usage_error(exc) from None
@@ -319,7 +320,7 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
             raise UsageError(f"--{dest.replace('_', '-')}: a resumed study keeps its sampler and pruner options")
     changes: dict[str, Any] = {k: getattr(args, k) for k in RESUMABLE if getattr(args, k, None) is not None}
     if changes.get("runner", stored.runner) == "local":
-        changes.update(address=None, max_concurrent=1, gpus_per_trial=0.0)
+        changes.update(address=None, max_concurrent=1, gpus_per_trial=0.0, stage_data=False)
     try:
         settings = stored.replace(run_dir=str((out / name).resolve()), **changes)
     except ValueError as exc:

@@ -37,7 +37,8 @@ SAMPLER_OPTIONS: dict[str, dict[str, int]] = {
     "nsga2": {"population_size": 8},
 }
 #: settings a resumed study may change; every other field stays as the study was created
-RESUMABLE = ("trials", "timeout", "runner", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "device")
+RESUMABLE = ("trials", "timeout", "runner", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "device",
+             "stage_data")
 #: trials at once under Ray when ``max_concurrent`` is not given
 DEFAULT_CONCURRENCY = 2
 #: samplers that optimise several objectives
@@ -73,7 +74,8 @@ class StudySettings:
     ``recipe``, ``seed``, ``sampler``, ``pruner``, ``objectives``) are fixed when the
     study is created; the budget (``trials``: finished trials the study goes on to,
     ``timeout`` seconds for this run) and the execution fields (``runner``, ``address``,
-    resources) may change on ``--resume``.
+    resources, ``stage_data``) may change on ``--resume``. ``stage_data`` ships the proxy
+    cache to every Ray node's local disk instead of reading it at the same path everywhere.
     """
 
     name: str
@@ -100,6 +102,7 @@ class StudySettings:
     max_concurrent: int | None = None
     max_failures: int = 1
     device: str | None = None
+    stage_data: bool = False
 
     def __post_init__(self) -> None:
         for name in ("name", "space", "storage", "run_dir", "backbone", "stem"):
@@ -162,6 +165,10 @@ class StudySettings:
                 raise ValueError("gpus_per_trial: Ray resources need `runner` ray (use `device` cuda with the local runner)")
             if self.max_concurrent not in (None, 1):
                 raise ValueError(f"max_concurrent: the local runner runs one trial at a time, got {self.max_concurrent!r}")
+            if self.stage_data:
+                raise ValueError("stage_data: ships the cache to Ray nodes; it needs `runner` ray (the local runner reads it here)")
+        if not isinstance(self.stage_data, bool):
+            raise ValueError(f"stage_data: expected true or false, got {self.stage_data!r}")
 
     @property
     def concurrency(self) -> int:

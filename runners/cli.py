@@ -105,6 +105,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--max-concurrent", type=count, help="trials at once (default 2)")
     g.add_argument("--max-failures", type=natural, help="retries of a trial whose Ray worker died (default 1)")
     g.add_argument("--device", help="torch device for training (default: cuda when available, else cpu)")
+    g.add_argument("--stage-data", action="store_true", default=None,
+                   help="ship the proxy cache to every Ray node's local disk (default: every node reads it at its path, checked first)")
     g.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     return p
 
@@ -186,9 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(settings.run_dir)
     made_dir = not run_dir.exists()
     progress = Progress(quiet=args.quiet)
-    if settings.runner == "ray":  # connect first: a cluster that cannot hold a trial creates nothing
+    if settings.runner == "ray":  # connect first: a cluster that cannot hold a trial, or a node
+        # that cannot read the data, creates nothing
+        from runners._ray_tune import prepare_study_data
+
         try:
             connect(settings)  # (Ray shuts itself down when this process exits)
+            prepare_study_data(settings, log=print)
         except ValueError as exc:
             raise usage_error(exc) from None
     if create:

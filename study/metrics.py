@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 __all__ = ["EpochMetrics", "Reporter", "CallbackReporter", "as_reporter", "TrialResult", "OUTCOMES", "MetricsWriter",
-           "write_metrics", "METRIC_FIELDS"]
+           "write_metrics", "write_result", "METRIC_FIELDS"]
 
 
 @dataclass(frozen=True)
@@ -180,3 +180,15 @@ class MetricsWriter(Reporter):
         except (OSError, ValueError):
             return []
         return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
+def write_result(out: str | Path, result: TrialResult) -> None:
+    """Write a finished run's files into ``out``: ``config.json``, ``metrics.csv`` /
+    ``metrics.json`` and, last, ``result.json`` (each atomically): a folder with a
+    ``result.json`` holds a finished run."""
+    from study._io import write_atomic, write_json
+
+    out = Path(out)
+    write_atomic(out / "config.json", result.config.to_json() + "\n")
+    write_metrics(out, [m.to_dict() for m in result.history])
+    write_json(out / "result.json", result.to_dict())

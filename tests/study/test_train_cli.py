@@ -208,7 +208,7 @@ def test_data_dir_trains_on_a_prepared_cache(tmp_path, capsys):
         (lambda d: ["--config", str(d / "good.json"), "--data", str(d)], "not a complete cache"),
         (lambda d: ["--config", str(d / "good.json"), "--device", "tpu"], "--device: invalid choice"),
         (lambda d: ["--config", str(d / "good.json"), "--out", str(d / "good.json")], "is not a folder"),
-        (lambda d: [], "the following arguments are required: --config"),
+        (lambda d: [], "one of the arguments --config --batch is required"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, make_args, expected):
