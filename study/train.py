@@ -293,6 +293,12 @@ def _main_ray(args: Any, config: TrialConfig) -> int:
             raise UsageError(str(exc)) from None
     if args.resume and state is None:
         print(f"no checkpoint in {out}; starting from epoch 1")
+    from study.trainer import per_worker_batch
+
+    try:
+        per_worker_batch(config.recipe.batch_size, args.workers)
+    except ValueError as exc:
+        raise _usage(exc) from None
     scaling = _connect(args)
     try:
         staged = prepare_data(config, scaling, log=print)
@@ -349,13 +355,16 @@ def _main_batch(args: Any) -> int:
         entries = read_index(args.batch, out_root=args.out)
     except ValueError as exc:
         raise _usage(exc) from None
+    from study.trainer import per_worker_batch
+
     resolved = []
     for e in entries:
         if e.config is not None:
             try:
                 e = dataclasses.replace(e, config=_effective(e.config, args, absolute=True))
-            except UsageError as exc:
-                e = dataclasses.replace(e, config=None, error=str(exc))
+                per_worker_batch(e.config.recipe.batch_size, args.workers or 1)
+            except (UsageError, ValueError) as exc:
+                e = dataclasses.replace(e, config=None, error=str(_usage(exc)) if isinstance(exc, ValueError) else str(exc))
         resolved.append(e)
     entries = resolved
     if all(e.config is None for e in entries):
@@ -374,10 +383,8 @@ def _main_batch(args: Any) -> int:
         return 130
     print()
     print(format_table(outcomes))
-    counts: dict[str, int] = {}
-    for o in outcomes:
-        counts[o.status] = counts.get(o.status, 0) + 1
-    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    statuses = [o.status for o in outcomes]
+    print(", ".join(f"{statuses.count(s)} {s}" for s in ("complete", "skipped", "diverged", "stopped", "failed") if s in statuses))
     return 0 if all(o.status in ("complete", "skipped") and (o.result is None or o.result.outcome == "complete")
                     for o in outcomes) else 1
 

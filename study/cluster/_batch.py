@@ -51,6 +51,8 @@ class EntryOutcome:
     result: TrialResult | None = None
     reason: str = ""
     seconds: float = 0.0
+    #: epochs in the run's checkpoint when it failed (``--resume`` continues from there)
+    checkpointed: int = 0
 
 
 def read_index(path: str | Path, *, out_root: str | Path | None = None) -> list[BatchEntry]:
@@ -108,8 +110,9 @@ def _hms(seconds: float) -> str:
 
 
 def format_table(outcomes: Sequence[EntryOutcome]) -> str:
-    """The closing table: config, outcome, final and best top-1, epochs, time, the proxy
-    top-1 that selected it, and the reason of a failure."""
+    """The closing table: config, outcome, final and best top-1, epochs (of a failed run:
+    those in its checkpoint), time, the proxy top-1 that selected it, and the reason of a
+    failure."""
     rows = [("config", "outcome", "top-1", "best", "epochs", "time", "proxy top-1", "")]
     for o in outcomes:
         r, e = o.result, o.entry
@@ -122,7 +125,7 @@ def format_table(outcomes: Sequence[EntryOutcome]) -> str:
             o.status,
             f"{final.top1:.2f}" if final else "-",
             f"{best.top1:.2f}" if best else "-",
-            f"{r.epochs_run if r is not None else 0}/{epochs_total if epochs_total else '?'}",
+            f"{r.epochs_run if r is not None else o.checkpointed}/{epochs_total if epochs_total else '?'}",
             _hms(o.seconds) if o.seconds else "-",
             f"{proxy:.2f}" if isinstance(proxy, (int, float)) else "-",
             o.reason,
@@ -228,6 +231,12 @@ def train_batch(
             o.status, o.reason = "failed", " ".join(str(exc).split())
         except Exception as exc:  # noqa: BLE001 - one entry's surprise must not stop the others
             o.status, o.reason = "failed", f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        if o.status == "failed":
+            try:
+                state = read_checkpoint(e.out)
+                o.checkpointed = int(state["epoch"]) if state else 0
+            except (OSError, ValueError):
+                pass
         o.seconds = time.monotonic() - started
         with lock:
             final = o.result.final if o.result is not None else None

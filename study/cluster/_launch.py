@@ -256,12 +256,13 @@ def train_distributed(
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from study.cluster._recorder import NAMESPACE, Recorder, recorder_name
-    from study.trainer import finished_result, read_checkpoint
+    from study.trainer import finished_result, per_worker_batch, read_checkpoint
 
     say = log or (lambda _line: None)
     out = Path(out).resolve()
     config = absolute_data(config)
     if check:
+        per_worker_batch(config.recipe.batch_size, scaling.workers)
         check_resources(scaling)
         staged = prepare_data(config, scaling, log=say)
     state = read_checkpoint(out) if out.is_dir() else None
@@ -328,6 +329,9 @@ def train_distributed(
     if "error" in box or result is None:
         error = box.get("error") or RuntimeError("the workers ended without a result")
         raise TrainingFailed(_failure_text(error, st["errors"], st["attempts"]))
+    workers = st["workers"]
+    result.setdefault("extra", {}).setdefault("distributed", {}).update(
+        nodes=[workers[r]["node_id"] for r in sorted(workers)], attempts=st["attempts"])
     res = result_from_dict(result)
     say(f"ran on {scaling.workers} worker(s) in {time.monotonic() - started:.1f} s"
         + (f", {st['attempts']} attempts" if st["attempts"] > 1 else ""))
