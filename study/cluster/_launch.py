@@ -103,7 +103,7 @@ def scale_recipe(recipe: Recipe, workers: int, batch_per_worker: int) -> Recipe:
     if isinstance(batch_per_worker, bool) or not isinstance(batch_per_worker, int) or batch_per_worker < 1:
         raise ValueError(f"batch_per_worker: must be an integer >= 1, got {batch_per_worker!r}")
     global_batch = workers * batch_per_worker
-    return dataclasses.replace(recipe, batch_size=global_batch, lr=recipe.lr * global_batch / recipe.batch_size)
+    return dataclasses.replace(recipe, batch_size=global_batch, lr=recipe.lr * (global_batch / recipe.batch_size))
 
 
 def check_resources(scaling: Scaling) -> None:

@@ -70,10 +70,11 @@ def nodes_for(cpus: float, gpus: float) -> list[Node]:
     return [n for n in cluster_nodes() if n.cpus >= cpus and n.gpus >= gpus and (n.cpus > 0 or n.gpus > 0)]
 
 
-def _on(node: Node, fn: Any) -> Any:
+def _on(node: Node, fn: Any, **options: Any) -> Any:
+    """``fn`` (a remote function) pinned to ``node``, using no CPU."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return fn.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False))
+    return fn.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False), **options)
 
 
 def _gather(refs: dict[Node, Any], timeout: float) -> dict[Node, Any]:
@@ -198,7 +199,7 @@ def stage_cache(path: str, nodes: list[Node], *, log: Callable[[str], Any] | Non
                 refs.append(ray.put(block))
         chunks[name] = refs or [ray.put(b"")]
     write = ray.remote(_write_staged)
-    answers = _gather({n: _on(n, write).options(max_retries=0).remote(key, chunks, checksums) for n in missing}, STAGE_TIMEOUT_S)
+    answers = _gather({n: _on(n, write, max_retries=0).remote(key, chunks, checksums) for n in missing}, STAGE_TIMEOUT_S)
     bad = [(n, a) for n, a in answers.items() if not isinstance(a, str)]
     if bad:
         node, reason = bad[0]
