@@ -4,6 +4,7 @@
     python -m study.run --list-spaces
     python -m study.run --space se_ratio --proxy in100-32 --trials 40 --epochs 10 --gpus-per-trial 0.5
     python -m study.run --space eca_kmap --address auto --storage postgresql://user@db/optuna
+    python -m study.run --space eca_kmap --address auto --proxy in100-32 --stage-data   # ship the cache to every node
     python -m study.run --name eca_kmap --resume         # continue after the driver died
     python -m study.run --space my_spaces.py:define --runner local --trials 4
 

@@ -117,7 +117,7 @@ def _parser() -> ArgumentParser:
     g = p.add_argument_group("data-parallel on Ray Train")
     g.add_argument("--workers", type=_number(1, integer=True), metavar="N", help="train on N Ray Train workers (DDP; default with --batch: 1)")
     g.add_argument("--gpus-per-worker", type=_number(0, integer=True), metavar="G",
-                   help="GPUs per worker, 0 or 1 (default: 1 when the Ray cluster has GPUs and --device is not cpu, else 0)")
+                   help="GPUs per worker, 0 (gloo on CPUs) or 1 (NCCL) (default: 1 when the Ray cluster has GPUs and --device is not cpu)")
     g.add_argument("--cpus-per-worker", type=_number(0), metavar="C", help="CPUs per worker, also its torch threads (default 1)")
     g.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: a local Ray started for the run)")
     g.add_argument("--max-failures", type=_number(0, integer=True), metavar="K",
@@ -381,6 +381,8 @@ def _main_batch(args: Any) -> int:
         print(f"{PROG}: interrupted; finished runs are kept, the others keep their last checkpoint; continue with: "
               f"{_resume_command(_hint(args, None))}", file=sys.stderr)
         return 130
+    for o in outcomes:  # library words (a parameter's name) as this command's flags
+        o.reason = in_flags(o.reason, FLAGS) if o.reason else o.reason
     print()
     print(format_table(outcomes))
     statuses = [o.status for o in outcomes]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -55,8 +56,7 @@ class Scaling:
     """How a data-parallel run uses the Ray cluster.
 
     ``workers`` ranks (Ray Train workers), each with ``cpus_per_worker`` CPUs (also its torch
-    threads) and ``gpus_per_worker`` GPUs (0: gloo on CPUs; 1: one GPU and NCCL; a rank
-    trains on one device, the lowest of its GPUs); ``sync_bn`` converts BatchNorm to
+    threads) and ``gpus_per_worker`` GPUs (0: gloo on CPUs; 1: one GPU and NCCL); ``sync_bn`` converts BatchNorm to
     SyncBatchNorm (GPUs only); ``max_failures``: how often Ray Train restarts the workers
     from the last checkpoint after one died (0: never); ``stage_data``: ship the proxy cache
     to every node's local disk instead of reading it at the same path everywhere.
@@ -78,8 +78,9 @@ class Scaling:
         g = self.gpus_per_worker
         if isinstance(g, float) and g.is_integer():
             object.__setattr__(self, "gpus_per_worker", g := int(g))
-        if isinstance(g, bool) or not isinstance(g, int) or g < 0:
-            raise ValueError(f"gpus_per_worker: must be a whole number >= 0 (NCCL puts one rank on one GPU), got {g!r}")
+        if isinstance(g, bool) or not isinstance(g, int) or g not in (0, 1):
+            raise ValueError(f"gpus_per_worker: must be 0 (CPUs, gloo) or 1 (one GPU per rank: DistributedDataParallel "
+                             f"trains one device per process), got {g!r}")
         if c == 0 and g == 0:
             raise ValueError("cpus_per_worker: a worker needs some CPU or GPU (both are 0)")
         if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) or self.max_failures < 0:
@@ -219,12 +220,24 @@ def _session(ray_dir: Path) -> str:
 
 
 def _failure_text(error: BaseException, errors: Mapping[int, str], attempts: int) -> str:
+    """One line: the first rank's own error (the last line of its traceback) when it
+    recorded one, else what Ray says of the first failed rank (a worker process that died)."""
+    tries = f"after {attempts} attempt(s)" if attempts > 1 else "on the first attempt"
     if errors:
         rank = min(errors)
         last = [line for line in errors[rank].strip().splitlines() if line.strip()]
-        return f"rank {rank} failed (attempt {attempts}): {last[-1].strip() if last else 'no message'}"
+        return f"rank {rank} failed {tries}: {last[-1].strip() if last else 'no message'}"
+    failures = getattr(error, "worker_failures", None)
+    if failures:
+        rank, exc = min(failures.items(), key=lambda item: item[0])
+        text = str(exc)
+        head = text.strip().splitlines()[0].strip() if text.strip() else ""
+        exit_type = re.search(r"Worker exit type: (\w+)", text)
+        pid = re.search(r"\bpid: (\d+)", text)
+        return (f"rank {rank}{f' (pid {pid.group(1)})' if pid else ''} failed {tries}: {type(exc).__name__}: {head[:200]}"
+                + (f" (worker exit type {exit_type.group(1)})" if exit_type else ""))
     text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text[-500:]}"
+    return f"{type(error).__name__}: {text[:300]}"
 
 
 def train_distributed(

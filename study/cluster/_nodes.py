@@ -146,9 +146,12 @@ def _write_staged(key: str, chunks: dict[str, list[Any]], checksums: dict[str, s
                 raise ValueError(f"{name}: the shipped copy does not match the manifest's sha256")
         try:
             partial.rename(final)
-        except OSError:  # another task on this node finished first
+        except OSError:  # another task on this node finished first, or a damaged copy is in the way
             if _probe_cache(str(final)) is not None:
-                raise
+                broken = root / f"{key}.broken-{os.getpid()}"
+                final.rename(broken)
+                shutil.rmtree(broken, ignore_errors=True)
+                partial.rename(final)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return str(final)

@@ -100,11 +100,12 @@ class Distributed:
         """Every BatchNorm of ``model`` as ``SyncBatchNorm`` (parameters kept)."""
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
-    def all_sum(self, values: list[torch.Tensor]) -> list[float]:
-        """The sums over ranks of scalar tensors (one float64 all-reduce)."""
+    def all_sum(self, values: list[torch.Tensor | float], device: torch.device) -> list[float]:
+        """The sums over ranks of scalars (one float64 all-reduce on ``device``: NCCL
+        reduces CUDA tensors only)."""
         import torch.distributed as dist
 
-        t = torch.stack([v.detach().to(torch.float64).reshape(()) for v in values])
+        t = torch.stack([torch.as_tensor(v).detach().to(device=device, dtype=torch.float64).reshape(()) for v in values])
         dist.all_reduce(t)
         return t.tolist()
 

@@ -169,6 +169,9 @@ def train(
         step, wall_before = int(state["step"]), float(state["wall_time_s"])
         _set_rng_state(state["rng"], device)
         say(f"resuming from epoch {state['epoch']} of {recipe.epochs} ({store})")
+        if int(state.get("world_size", 1)) != world:
+            say(f"note: the checkpoint was written by {state.get('world_size', 1)} worker(s), this run has {world}: "
+                "it goes on from the same weights but does not reproduce an uninterrupted run exactly")
     elif costs is not None:
         say(f"costs: {_format_costs(costs)}")
     if main:
@@ -218,7 +221,7 @@ def train(
             if distributed is None:
                 train_loss = loss_sum.item() / steps
             else:  # the mean over ranks of equal shards: the global batches' mean loss
-                total_loss, seen = distributed.all_sum([loss_sum, torch.tensor(float(seen))])
+                total_loss, seen = distributed.all_sum([loss_sum, float(seen)], device)
                 train_loss, seen = total_loss / (steps * world), int(seen)
 
             # ---- evaluate on the centre view ------------------------------------------------
@@ -240,7 +243,7 @@ def train(
                 if distributed is None:
                     hits1, hits5, val_loss = correct1.item(), correct5.item(), val_loss_sum.item() / n_val
                 else:  # counts and sums over ranks (each image in exactly one rank's part)
-                    hits1, hits5, val_total = distributed.all_sum([correct1, correct5, val_loss_sum])
+                    hits1, hits5, val_total = distributed.all_sum([correct1, correct5, val_loss_sum], device)
                     val_loss = val_total / n_val
             else:
                 val_loss = math.nan
