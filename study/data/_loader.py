@@ -279,7 +279,7 @@ class DeviceLoader:
                     xb = torch.gather(xb, 2, cols.to(dev)[:, None, :, None].expand(b, self._h, self._w, 3))
                 else:
                     xb = self.images[idx.to(dev)]
-                yield self._finish(xb, idx, theta)
+                yield self._finish(xb, None, idx, theta)
             return
         # streamed from host memory, one batch ahead: batch i+1 is gathered and its copy
         # issued before batch i is handed out
@@ -288,12 +288,14 @@ class DeviceLoader:
             staged = self._stage(turn & 1, idx, rows, cols)
             if ahead is not None:
                 yield self._finish(*ahead)
-            ahead = (staged, idx, theta)
+            ahead = (*staged, idx, theta)
         if ahead is not None:
             yield self._finish(*ahead)
 
-    def _stage(self, turn: int, idx: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.Tensor:
-        """Gather a batch on the host into staging buffer ``turn`` and start its copy."""
+    def _stage(self, turn: int, idx: torch.Tensor, rows: torch.Tensor | None,
+               cols: torch.Tensor | None) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+        """Gather a batch on the host into staging buffer ``turn`` and start its copy; the
+        batch (on the device once its event has passed) and the event (None on the CPU)."""
         pending = self._copied[turn]
         if pending is not None:
             pending.synchronize()  # the copy that last read this buffer has finished
@@ -305,19 +307,20 @@ class DeviceLoader:
         else:
             torch.index_select(self.images, 0, idx, out=buf)
         if self._copy_stream is None:
-            return buf
+            return buf, None
         with torch.cuda.stream(self._copy_stream):
             x = buf.to(self.device, non_blocking=True)
             done = torch.cuda.Event()
             done.record(self._copy_stream)
         self._copied[turn] = done
-        return x
+        return x, done
 
-    def _finish(self, xb: torch.Tensor, idx: torch.Tensor, theta: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _finish(self, xb: torch.Tensor, copied: torch.cuda.Event | None, idx: torch.Tensor,
+                theta: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels, and the uint8 NHWC batch as a normalized float NCHW batch on the device."""
-        if self._copy_stream is not None:  # streamed: wait for the copy, keep its memory for this stream
-            current = torch.cuda.current_stream(self.device)
-            current.wait_stream(self._copy_stream)
+        if copied is not None:  # streamed: this stream waits for this batch's copy only, and
+            current = torch.cuda.current_stream(self.device)  # the copy's memory is kept for it
+            current.wait_event(copied)
             xb.record_stream(current)
         y = self.labels[idx.to(self.labels.device)]
         xb = xb.to(self.device, non_blocking=True)
