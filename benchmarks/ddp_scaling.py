@@ -5,8 +5,10 @@ step) with ``study.cluster.train_distributed`` on 1 and then 2 workers of a loca
 by this script (or ``--address``), and, as the baseline of the 1-worker figure, with
 ``study.trainer.train`` in this process. Throughput is training images per second of an
 epoch (all ranks' images over rank 0's epoch time, CUDA events on a GPU), the median over
-the epochs after the first (warm-up). Start-up (Ray Train's worker processes, the process
-group) is not in the figure; it is printed apart.
+the epochs after the first (warm-up). The three run in turn, ``--rounds`` times, and each
+figure is the median over the rounds, so a drifting machine load hits all three alike.
+Start-up (Ray Train's worker processes, the process group) is not in the figure; it is
+printed apart.
 
     python benchmarks/ddp_scaling.py                              # CPU: gloo, 1 CPU per worker
     python benchmarks/ddp_scaling.py --gpus-per-worker 1 --width 1 --res 64 --batch-size 256   # GPUs: NCCL
@@ -47,6 +49,7 @@ def main() -> None:
     p.add_argument("--images-per-class", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=64, help="the global batch (each of N workers: batch / N)")
     p.add_argument("--epochs", type=int, default=4, help="epochs per run (the first is warm-up)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of (one process, 1 worker, 2 workers)")
     args = p.parse_args()
 
     import torch
@@ -64,23 +67,25 @@ def main() -> None:
           f"{args.classes * args.images_per_class} train images  {args.epochs} epochs  device {device}  {os.cpu_count()} CPUs")
 
     torch.set_num_threads(1)  # as one worker with 1 CPU
-    one = train(config, device=device)
-    rates = {"process": median_rate(one.history)}
-    print(f"one process:  {rates['process']:9.1f} img/s")
-
     init_ray(args.address)
+    runs: dict[str, list[float]] = {"process": [], "1": [], "2": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for workers in (1, 2):
-            started = time.monotonic()
-            scaling = Scaling(workers=workers, cpus_per_worker=1.0, gpus_per_worker=args.gpus_per_worker, max_failures=0)
-            result = train_distributed(config, Path(tmp) / f"w{workers}", scaling=scaling, log=None)
-            wall = time.monotonic() - started
-            train_s = sum(m.epoch_time_s for m in result.history)
-            rates[workers] = median_rate(result.history)
-            print(f"{workers} worker(s): {rates[workers]:9.1f} img/s   (run {wall:.1f} s, of which training {train_s:.1f} s; "
-                  f"load average {os.getloadavg()[0]:.1f})")
-    print(f"throughput 2 workers / 1 worker: {rates[2] / rates[1]:.2f}x (ideal 2.0)")
-    print(f"throughput 1 worker on Ray / one process: {rates[1] / rates['process']:.3f}")
+        for r in range(1, args.rounds + 1):
+            runs["process"].append(median_rate(train(config, device=device).history))
+            print(f"round {r}: one process {runs['process'][-1]:9.1f} img/s  (load average {os.getloadavg()[0]:.1f})", flush=True)
+            for workers in (1, 2):
+                started = time.monotonic()
+                scaling = Scaling(workers=workers, cpus_per_worker=1.0, gpus_per_worker=args.gpus_per_worker, max_failures=0)
+                result = train_distributed(config, Path(tmp) / f"r{r}w{workers}", scaling=scaling, log=None)
+                wall = time.monotonic() - started
+                runs[str(workers)].append(median_rate(result.history))
+                print(f"round {r}: {workers} worker(s) {runs[str(workers)][-1]:9.1f} img/s  (run {wall:.1f} s, of which training "
+                      f"{sum(m.epoch_time_s for m in result.history):.1f} s; load average {os.getloadavg()[0]:.1f})", flush=True)
+    rates = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"median over {args.rounds} rounds: one process {rates['process']:.1f}, 1 worker {rates['1']:.1f}, "
+          f"2 workers {rates['2']:.1f} img/s")
+    print(f"throughput 2 workers / 1 worker: {rates['2'] / rates['1']:.2f}x (ideal 2.0)")
+    print(f"throughput 1 worker on Ray / one process: {rates['1'] / rates['process']:.3f} (ideal 1.0)")
 
 
 if __name__ == "__main__":

@@ -151,7 +151,7 @@ def test_the_data_check_names_the_node_that_lacks_the_cache(hidden_node, hidden_
     code, _, stderr = _main(cli.main, ["--config", _config(tmp_path), "--data", hidden_cache, "--workers", 1, "--cpus-per-worker", 2,
                                        "--address", ray_cluster.address, "--out", out], cli.PROG)
     line = _one_line(code, stderr, cli.PROG)
-    assert f"--data: node " in line and f"node {node_id[:12]})" in line and f"cannot read the cache {hidden_cache}" in line, line
+    assert "--data: node " in line and f"node {node_id[:12]})" in line and f"cannot read the cache {hidden_cache}" in line, line
     assert "no such cache folder" in line and "--stage-data" in line
     assert not out.exists()
 
@@ -172,7 +172,7 @@ def test_stage_data_makes_the_same_run_succeed(hidden_node, hidden_cache, ray_cl
                                             "--cpus-per-worker", 2, "--stage-data", "--batch-per-worker", 6,
                                             "--address", ray_cluster.address, "--out", out], cli.PROG)
     assert code == 0, stdout + stderr
-    assert f"staging {hidden_cache} " in stdout and f"to 1 node(s): " in stdout and node_id[:12] in stdout
+    assert f"staging {hidden_cache} " in stdout and "to 1 node(s): " in stdout and node_id[:12] in stdout
     result = json.loads((out / "result.json").read_text())
     assert result["outcome"] == "complete" and result["extra"]["distributed"]["nodes"] == [node_id]
     saved = TrialConfig.from_json((out / "config.json").read_text())

@@ -320,3 +320,64 @@ def test_an_unreachable_address_fails_fast_and_creates_nothing(tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)
     assert "--address: cannot connect to the Ray cluster" in _one_line(proc.returncode, proc.stderr)
     assert time.monotonic() - started < 60 and not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- the pieces, without Ray
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"workers": 0}, "workers: must be an integer >= 1"),
+    ({"gpus_per_worker": 2}, "gpus_per_worker: must be 0 .* or 1"),
+    ({"gpus_per_worker": 0.5}, "gpus_per_worker"),
+    ({"cpus_per_worker": -1}, "cpus_per_worker: must be a number >= 0"),
+    ({"cpus_per_worker": 0}, "cpus_per_worker: a worker needs some CPU or GPU"),
+    ({"max_failures": -1}, "max_failures: must be an integer >= 0"),
+    ({"sync_bn": True}, "sync_bn: torch's SyncBatchNorm runs on GPUs only"),
+])
+def test_scaling_names_the_bad_parameter(kwargs, match):
+    from study.cluster import Scaling
+
+    with pytest.raises(ValueError, match=match):
+        Scaling(**kwargs)
+
+
+def test_scaling_repr_and_the_linear_scaling_rule():
+    from study.cluster import Scaling, scale_recipe
+
+    assert repr(Scaling(workers=4, gpus_per_worker=1.0)) == "Scaling(workers=4, gpus_per_worker=1)"
+    recipe = Recipe(epochs=100, batch_size=256, lr=0.1, warmup_epochs=5.0)
+    scaled = scale_recipe(recipe, 8, 64)  # 8 x 64 = 512 images a step: twice the lr
+    assert (scaled.batch_size, scaled.lr, scaled.warmup_epochs, scaled.epochs) == (512, 0.2, 5.0, 100)
+    assert scale_recipe(recipe, 4, 64) == recipe  # the recipe's own global batch: nothing changes
+    with pytest.raises(ValueError, match="batch_per_worker"):
+        scale_recipe(recipe, 4, 0)
+
+
+def test_read_index_resolves_files_and_out_folders(tmp_path):
+    from study.cluster import read_index
+
+    export = tmp_path / "runs" / "s" / "export"
+    export.mkdir(parents=True)
+    write_config(export / "a.json")
+    elsewhere = write_config(tmp_path / "b.json")
+    (export / "index.json").write_text(json.dumps([{"file": "a.json", "proxy_top1": 1.5}, {"file": str(elsewhere)},
+                                                   {"file": "c.json"}]))
+    a, b, c = read_index(export / "index.json")
+    assert (a.name, a.config, a.error, a.meta["proxy_top1"]) == ("a", CONFIG, None, 1.5)
+    assert a.out == tmp_path.resolve() / "runs" / "s" / "train" / "a" and b.file == elsewhere and b.config == CONFIG
+    assert c.config is None and "cannot read config" in c.error
+    assert read_index(export / "index.json", out_root=tmp_path / "x")[0].out == tmp_path / "x" / "a"
+    (export / "twice.json").write_text(json.dumps([{"file": "a.json"}, {"file": "sub/a.json"}]))
+    with pytest.raises(ValueError, match="names 'sub/a.json' twice"):
+        read_index(export / "twice.json")
+
+
+def test_check_reachable_fails_fast_on_a_closed_port():
+    from study.cluster import check_reachable
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ValueError, match=r"address: cannot connect to the Ray cluster at '127.0.0.1:\d+'"):
+        check_reachable(f"127.0.0.1:{port}", timeout=5)
+    check_reachable("auto")  # left to Ray
