@@ -42,7 +42,7 @@ FLAGS: dict[str, str] = {
     "pruner_options.warmup": "--pruner-warmup", "pruner_options.startup": "--pruner-startup",
     "pruner_options.min_resource": "--min-resource", "pruner_options.reduction_factor": "--reduction-factor",
     "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
-    "max_concurrent": "--max-concurrent", "max_failures": "--max-failures", "stage_data": "--stage-data",
+    "max_concurrent": "--max-concurrent", "max_failures": "--max-failures", "stage_data": "--stage-data", "data": "--data",
 }
 #: option flags of the sampler and the pruner: settings option name -> argparse dest
 _SAMPLER_ARGS = {"startup": "n_startup_trials", "population_size": "population_size"}

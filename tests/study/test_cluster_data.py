@@ -161,7 +161,7 @@ def test_the_data_check_names_the_node_that_lacks_the_cache(hidden_node, hidden_
     code, _, stderr = _main(study_main, ["--space", "eca_kmap", "--data", hidden_cache, "--address", ray_cluster.address,
                                          "--cpus-per-trial", 2, "--trials", 1, "--epochs", 1, "--out", runs], "python -m study.run")
     line = _one_line(code, stderr, "python -m study.run")
-    assert f"node {node_id[:12]})" in line and "cannot read the cache" in line and "--stage-data" in line, line
+    assert "--data: node " in line and f"node {node_id[:12]})" in line and "cannot read the cache" in line and "--stage-data" in line, line
     assert not runs.exists()
 
 
