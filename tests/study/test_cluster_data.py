@@ -189,10 +189,9 @@ def test_stage_data_makes_the_same_run_succeed(hidden_node, hidden_cache, ray_cl
     assert stage_cache(str(hidden_cache), [node], log=lines.append) == {node_id: str(copy)} and lines == []
 
 
-@pytest.mark.slow
 def test_a_study_stages_its_cache_too(hidden_node, hidden_cache, ray_cluster, tmp_path):
-    """(slow: a Ray Tune study) ``study.run --stage-data``: the trial runs on the node that
-    lacks the cache, from its staged copy."""
+    """``study.run --stage-data``: the trial (2 CPUs) runs on the node that lacks the cache,
+    from its staged copy."""
     from study.run import main as study_main
 
     code, stdout, stderr = _main(study_main, ["--space", "eca_kmap", "--data", hidden_cache, "--address", ray_cluster.address,
