@@ -3,8 +3,9 @@
 ``python -m study.train`` writes ``config.json`` and ``result.json`` into its output folder.
 :func:`load_trained` reads one such folder, a folder of them (``runs/train/``), or an export
 ``index.json`` (:mod:`analysis.export`) whose configs were trained (each entry's output
-folder: its ``out`` when the entry names one, else the folder ``study.train`` derives from the
-config under ``runs/train/``, or beside the index), into a :class:`StudyFrames` with one
+folder: its ``out`` when the entry names one, else the folder ``study.train --batch`` writes,
+``runs/NAME/train/<config stem>/``, else the one ``study.train --config`` derives under
+``runs/train/``), into a :class:`StudyFrames` with one
 complete "trial" per finished run: ``top1`` its best validation top-1, ``top1_last`` the
 final one. Export switches the stem (and the recipe and class count), so these frames are
 matched with a study by the network - backbone, width and attention per stage - not by the
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -56,7 +56,8 @@ def _run_folders(path: Path) -> list[Path]:
                 out.append(Path(e["out"]))
                 continue
             name = derive_name(load_config(path.parent / e["file"]))
-            out += [c for c in (DEFAULT_ROOT / name, path.parent / name) if (c / "result.json").is_file()][:1]
+            batch = path.resolve().parent.parent / "train" / Path(e["file"]).stem  # study.train --batch's folder
+            out += [c for c in (batch, DEFAULT_ROOT / name, path.parent / name) if (c / "result.json").is_file()][:1]
         return out
     if (path / "result.json").is_file():
         return [path]

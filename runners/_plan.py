@@ -99,7 +99,7 @@ def pilot_sigma(settings: StudySettings, space: Any, *, log: Callable[[str], Non
     folder = Path(tempfile.mkdtemp(prefix="plan-pilot-"))
     try:
         pilot = settings.replace(name="pilot", storage=f"sqlite:///{folder / 'study.db'}", run_dir=str(folder), trials=len(refs),
-                                 runner="local", address=None, max_concurrent=1, gpus_per_trial=0.0, replicates=PILOT_REPLICATES,
+                                 runner="local", address=None, max_concurrent=1, gpus_per_trial=0.0, stage_data=False, replicates=PILOT_REPLICATES,
                                  seed_mode="per_trial", pruner="none", pruner_options={}, timeout=None)
         log(f"pilot: {len(refs)} reference points x {PILOT_REPLICATES} runs ({settings.recipe.epochs} epochs each) to measure the noise ...")
         bridge = run_study(pilot, space=space, progress=Progress(quiet=True))

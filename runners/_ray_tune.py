@@ -18,7 +18,9 @@ trainable (:func:`trainable`) calls ``study.trainer.train`` and ``ray.tune.repor
 flat metrics (the epoch's :class:`~study.metrics.EpochMetrics` and ``cost_*`` keys). A trial
 whose ``train`` raises or diverges reports that (``error`` / ``diverged``) and returns, so it
 is recorded FAIL and not retried; a worker that dies is retried by Ray up to
-``FailureConfig(max_failures)``.
+``FailureConfig(max_failures)``. Before the first trial, every node that can run one must
+read the proxy cache at its path, or gets a copy with ``stage_data``
+(:func:`prepare_study_data`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ray.tune.search import Searcher
 
 from runners._bridge import COST_PREFIX, LiveTrial, StudyBridge
 
-__all__ = ["run_ray", "connect", "trainable", "OptunaSearcher", "OptunaPrunerScheduler"]
+__all__ = ["run_ray", "connect", "prepare_study_data", "trainable", "OptunaSearcher", "OptunaPrunerScheduler"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,19 @@ def trainable(spec: Mapping[str, Any]) -> None:
 
     try:
         config = TrialConfig.from_dict(spec["config"])
-        result = train(config, _RayReporter(), device=spec.get("device"))
+        data = None
+        where = spec.get("data")
+        if where and config.proxy.source == "cache" and config.proxy.data == where["data"]:
+            # the cache as checked from the driver (an absolute path), or this node's staged copy
+            import dataclasses
+
+            import ray
+
+            from study.data import load_proxy
+
+            local = where["staged"].get(ray.get_runtime_context().get_node_id(), where["path"])
+            data = load_proxy(dataclasses.replace(config.proxy, data=local))
+        result = train(config, _RayReporter(), device=spec.get("device"), data=data)
     except Exception as exc:  # recorded FAIL by the driver; not a worker failure to retry
         tune.report({"epoch": state["epoch"], "error": error_text(exc), **state["costs"], "stages": state["stages"]})
         return
@@ -175,43 +189,16 @@ def _trial_name(trial: Any) -> str:
     return f"trial_{trial.config.get('number', trial.trial_id)}"
 
 
-def _check_reachable(address: str, timeout: float = 10.0) -> None:
-    """A ``HOST:PORT`` address must accept a TCP connection: ``ray.init`` retries an
-    unreachable one for minutes before it fails."""
-    import socket
-
-    host, sep, port = address.rpartition(":")
-    if not sep or "://" in address or not port.isdigit():
-        return  # 'auto', ray://..., or a form Ray itself will judge
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise ValueError(f"address: cannot connect to the Ray cluster at {address!r} ({exc.strerror or exc})") from None
-
-
 def connect(settings: Any) -> bool:
     """Connect to ``settings.address`` or start a local Ray for the run (nothing when this
-    process is connected already), and check that the cluster can hold one trial.
-    Returns True when this call started or connected Ray (the caller shuts it down)."""
+    process is connected already; :func:`study.cluster.init_ray`), and check that the cluster
+    can hold one trial. Returns True when this call started or connected Ray (the caller
+    shuts it down)."""
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {
-            "include_dashboard": False,
-            "log_to_driver": False,
-            "logging_level": logging.WARNING,
-            "configure_logging": True,
-        }
-        try:
-            if settings.address:
-                _check_reachable(settings.address)
-                ray.init(address=settings.address, **kwargs)
-            else:
-                ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
-        except ConnectionError as exc:
-            raise ValueError(f"address: cannot connect to the Ray cluster at {settings.address!r} ({exc})") from None
-        started = True
+    from study.cluster import init_ray
+
+    started = init_ray(settings.address)
     resources = ray.cluster_resources()
     for key, need in (("CPU", settings.cpus_per_trial), ("GPU", settings.gpus_per_trial)):
         have = resources.get(key, 0.0)
@@ -220,6 +207,21 @@ def connect(settings: Any) -> bool:
                 ray.shutdown()
             raise ValueError(f"{key.lower()}s_per_trial: a trial needs {need:g} {key} but the Ray cluster has {have:g}")
     return started
+
+
+def prepare_study_data(settings: Any, log: Any = None) -> dict[str, Any] | None:
+    """Before the first trial: every node that can run a trial (``cpus_per_trial``,
+    ``gpus_per_trial``) must read the study's proxy cache at its path (ValueError naming a
+    node that cannot), or with ``stage_data`` gets a copy on its local disk. Returns what the
+    trainable needs to find the data (None for a generated proxy)."""
+    from study.cluster import prepare_cache
+
+    proxy = settings.proxy
+    if proxy.source != "cache" or not proxy.data:
+        return None
+    path = str(Path(proxy.data).resolve())
+    staged = prepare_cache(path, cpus=settings.cpus_per_trial, gpus=settings.gpus_per_trial, stage=settings.stage_data, log=log)
+    return {"data": proxy.data, "path": path, "staged": staged or {}}
 
 
 def run_ray(bridge: StudyBridge) -> None:
@@ -232,9 +234,10 @@ def run_ray(bridge: StudyBridge) -> None:
     s = bridge.settings
     started = connect(s)
     try:
+        data = prepare_study_data(s, log=lambda line: bridge.progress.line(line, bridge))
         trials: dict[str, LiveTrial] = {}
         errors: dict[str, str] = {}
-        spec = {"threads": s.threads, "device": s.device}
+        spec = {"threads": s.threads, "device": s.device, "data": data}
         searcher = OptunaSearcher(bridge, trials, errors, spec)
         scheduler = OptunaPrunerScheduler(bridge, trials, errors)
         ray_dir = Path(s.run_dir).resolve() / "ray"

@@ -42,7 +42,7 @@ FLAGS: dict[str, str] = {
     "pruner_options.warmup": "--pruner-warmup", "pruner_options.startup": "--pruner-startup",
     "pruner_options.min_resource": "--min-resource", "pruner_options.reduction_factor": "--reduction-factor",
     "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
-    "max_concurrent": "--max-concurrent", "max_failures": "--max-failures",
+    "max_concurrent": "--max-concurrent", "max_failures": "--max-failures", "stage_data": "--stage-data", "data": "--data",
     "design": "--design", "replicates": "--replicates", "seed_mode": "--seed-mode",
     "sigma": "--sigma", "effect": "--effect", "source": "--from", "kinds": "--kinds",
 }
@@ -333,6 +333,7 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
             replicates=args.replicates if args.replicates is not None else design.replicates,
             seed_mode=args.seed_mode or design.seed_mode,
             space_options=source.get("options", {}),
+            stage_data=bool(args.stage_data),
         )
     except ValueError as exc:
         raise usage_error(exc) from None
@@ -391,7 +392,7 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
             raise UsageError(f"--{dest.replace('_', '-')}: a resumed study keeps its sampler and pruner options")
     changes: dict[str, Any] = {k: getattr(args, k) for k in RESUMABLE if getattr(args, k, None) is not None}
     if changes.get("runner", stored.runner) == "local":
-        changes.update(address=None, max_concurrent=1, gpus_per_trial=0.0)
+        changes.update(address=None, max_concurrent=1, gpus_per_trial=0.0, stage_data=False)
     try:
         settings = stored.replace(run_dir=str((out / name).resolve()), **changes)
     except ValueError as exc:

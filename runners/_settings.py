@@ -80,7 +80,8 @@ DESIGNS: dict[str, Design] = {
 CONFIRM_MIN_SEEDS = 3
 
 #: settings a resumed study may change; every other field stays as the study was created
-RESUMABLE = ("trials", "timeout", "runner", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "device")
+RESUMABLE = ("trials", "timeout", "runner", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "device",
+             "stage_data")
 #: trials at once under Ray when ``max_concurrent`` is not given
 DEFAULT_CONCURRENCY = 2
 #: samplers that optimise several objectives
@@ -117,7 +118,9 @@ class StudySettings:
     ``replicates``, ``seed_mode``) are fixed when the study is created; the budget
     (``trials``: configurations the study goes on to finish, each run ``replicates`` times
     with its own seed; ``timeout`` seconds for this run) and the execution fields
-    (``runner``, ``address``, resources) may change on ``--resume``.
+    (``runner``, ``address``, resources, ``stage_data``) may change on ``--resume``.
+    ``stage_data`` ships the proxy cache to every Ray node's local disk instead of reading
+    it at the same path everywhere.
     """
 
     name: str
@@ -148,6 +151,7 @@ class StudySettings:
     replicates: int = 1
     seed_mode: str = "per_trial"
     space_options: Mapping[str, Any] = field(default_factory=dict)
+    stage_data: bool = False
 
     def __post_init__(self) -> None:
         for name in ("name", "space", "storage", "run_dir", "backbone", "stem"):
@@ -223,6 +227,10 @@ class StudySettings:
                 raise ValueError("gpus_per_trial: Ray resources need `runner` ray (use `device` cuda with the local runner)")
             if self.max_concurrent not in (None, 1):
                 raise ValueError(f"max_concurrent: the local runner runs one trial at a time, got {self.max_concurrent!r}")
+            if self.stage_data:
+                raise ValueError("stage_data: ships the cache to Ray nodes; it needs `runner` ray (the local runner reads it here)")
+        if not isinstance(self.stage_data, bool):
+            raise ValueError(f"stage_data: expected true or false, got {self.stage_data!r}")
 
     @property
     def concurrency(self) -> int:

@@ -4,6 +4,7 @@
     python -m study.run --list-spaces
     python -m study.run --space se_ratio --proxy in100-32 --trials 40 --epochs 10 --gpus-per-trial 0.5
     python -m study.run --space eca_kmap --address auto --storage postgresql://user@db/optuna
+    python -m study.run --space eca_kmap --address auto --proxy in100-32 --stage-data   # ship the cache to every node
     python -m study.run --name eca_kmap --resume         # continue after the driver died
     python -m study.run --space my_spaces.py:define --runner local --trials 4
 
@@ -117,6 +118,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--max-concurrent", type=count, help="trials at once (default 2)")
     g.add_argument("--max-failures", type=natural, help="retries of a trial whose Ray worker died (default 1)")
     g.add_argument("--device", help="torch device for training (default: cuda when available, else cpu)")
+    g.add_argument("--stage-data", action="store_true", default=None,
+                   help="ship the proxy cache to every Ray node's local disk (default: every node reads it at its path, checked first)")
     g.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     return p
 
@@ -189,7 +192,7 @@ def _plan(args: Any, settings: Any, space: Any) -> int:
     from runners._plan import plan_study
 
     try:
-        plan = plan_study(settings.replace(runner="local", address=None, max_concurrent=1, gpus_per_trial=0.0), space,
+        plan = plan_study(settings.replace(runner="local", address=None, max_concurrent=1, gpus_per_trial=0.0, stage_data=False), space,
                           effect=args.effect, sigma=args.sigma, log=lambda s: print(s, file=sys.stderr))
     except ValueError as exc:
         raise usage_error(exc) from None
@@ -220,9 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(settings.run_dir)
     made_dir = not run_dir.exists()
     progress = Progress(quiet=args.quiet)
-    if settings.runner == "ray":  # connect first: a cluster that cannot hold a trial creates nothing
+    if settings.runner == "ray":  # connect first: a cluster that cannot hold a trial, or a node
+        # that cannot read the data, creates nothing
+        from runners._ray_tune import prepare_study_data
+
         try:
             connect(settings)  # (Ray shuts itself down when this process exits)
+            prepare_study_data(settings, log=print)
         except ValueError as exc:
             raise usage_error(exc) from None
     if create:

@@ -5,17 +5,23 @@ before the first epoch and ``reporter.report(metrics)`` after every epoch; ``rep
 returning True asks the trial to stop after that epoch (that is how pruning acts). A plain
 callable ``f(metrics) -> bool | None`` is accepted wherever a reporter is.
 
-Accuracies are percentages (0-100), as papers quote them.
+Accuracies are percentages (0-100), as papers quote them. :class:`MetricsWriter` is the
+reporter that keeps a run folder's ``metrics.csv`` / ``metrics.json``.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["EpochMetrics", "Reporter", "CallbackReporter", "as_reporter", "TrialResult", "OUTCOMES"]
+__all__ = ["EpochMetrics", "Reporter", "CallbackReporter", "as_reporter", "TrialResult", "OUTCOMES", "MetricsWriter",
+           "write_metrics", "write_result", "METRIC_FIELDS"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +128,67 @@ class TrialResult:
             "stages": [dict(s) for s in self.stages],
             **({"extra": dict(self.extra)} if self.extra else {}),
         }
+
+
+# --------------------------------------------------------------------------------------
+# a run folder's per-epoch metrics files
+
+
+def _metric_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(EpochMetrics)]
+
+
+#: the columns of ``metrics.csv``
+METRIC_FIELDS = _metric_fields()
+
+
+def write_metrics(out: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write ``out/metrics.json`` and ``out/metrics.csv`` (one row per epoch), atomically."""
+    from study._io import write_atomic, write_json
+
+    out = Path(out)
+    write_json(out / "metrics.json", [dict(r) for r in rows])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out / "metrics.csv", buf.getvalue())
+
+
+class MetricsWriter(Reporter):
+    """Rewrites ``out/metrics.csv`` and ``out/metrics.json`` after every epoch.
+
+    A reported epoch replaces the rows of that epoch and of later ones (a resumed or a
+    restarted run repeats the epochs after its checkpoint); rows of earlier epochs are kept,
+    on a resumed run from the existing file. Used by ``python -m study.train`` in one
+    process and by the recorder of a data-parallel run (:mod:`study.cluster`)."""
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+        self.rows: list[dict[str, Any]] | None = None
+
+    def report(self, metrics: EpochMetrics) -> bool:
+        rows = self._existing() if self.rows is None else self.rows
+        self.rows = [r for r in rows if r.get("epoch", 0) < metrics.epoch]
+        self.rows.append(metrics.to_dict())
+        write_metrics(self.out, self.rows)
+        return False
+
+    def _existing(self) -> list[dict[str, Any]]:
+        try:
+            rows = json.loads((self.out / "metrics.json").read_text())
+        except (OSError, ValueError):
+            return []
+        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
+def write_result(out: str | Path, result: TrialResult) -> None:
+    """Write a finished run's files into ``out``: ``config.json``, ``metrics.csv`` /
+    ``metrics.json`` and, last, ``result.json`` (each atomically): a folder with a
+    ``result.json`` holds a finished run."""
+    from study._io import write_atomic, write_json
+
+    out = Path(out)
+    write_atomic(out / "config.json", result.config.to_json() + "\n")
+    write_metrics(out, [m.to_dict() for m in result.history])
+    write_json(out / "result.json", result.to_dict())

@@ -1,49 +1,78 @@
-"""Full training of one TrialConfig: ``python -m study.train --config CONFIG.json``.
+"""Full training of TrialConfigs: ``python -m study.train --config CONFIG.json``.
 
 ::
 
     python -m study.train --config CONFIG.json [--data DIR] [--epochs N] [--out DIR]
                           [--resume] [--device cpu|cuda]
+    python -m study.train --config CONFIG.json --workers N [--gpus-per-worker G] [--cpus-per-worker C]
+                          [--address ADDR] [--max-failures K] [--sync-bn] [--batch-per-worker B] [--stage-data] ...
+    python -m study.train --batch runs/NAME/export/index.json [--workers N ...] [--out ROOT] [--resume]
 
 Trains the config (the same JSON that studies store and ``analysis`` exports) with
 :func:`study.trainer.train` and writes into ``--out`` (default
 ``runs/train/<backbone>-<attention>-<source><res>-s<seed>-<hash>/``, derived from the
 config):
 
-- ``config.json``: the effective config (after ``--data`` / ``--epochs``);
+- ``config.json``: the effective config (after ``--data`` / ``--epochs`` /
+  ``--batch-per-worker``);
 - ``metrics.csv`` and ``metrics.json``: one row per epoch, rewritten after every epoch;
 - ``checkpoint.pt``: model, optimizer, schedule, RNG and history after every epoch
   (written aside, then renamed);
-- ``result.json``: outcome, final and best metrics, history, costs and stages.
+- ``result.json``: outcome, final and best metrics, history, costs and stages (written last).
 
 It prints one line per epoch and a summary. After an interruption, ``--resume`` continues
 from the last checkpoint and ends with the same result as an uninterrupted run. Starting
 into a folder that holds a checkpoint without ``--resume`` is refused. ``--data DIR``
 trains on a cache made by ``python -m study.data prepare`` (``proxy.source = "cache"``).
 
-Exit status: 0 when the run completed, 1 when it diverged, 2 for bad input.
+Without ``--workers`` the run is one process, as it always was. ``--workers N`` runs the same
+trainer data-parallel on Ray Train (:func:`study.cluster.train_distributed`): on the Ray
+cluster at ``--address``, or a local Ray started for the run. The config's
+``recipe.batch_size`` is the global batch (each worker gets ``batch_size // N``, the
+remainder is dropped and said) and the learning rate is the recipe's; ``--batch-per-worker
+B`` instead fixes the per-worker batch, makes the global batch N x B and scales the peak lr
+linearly (lr x N B / batch_size). Checkpoints are rank 0's, written into ``--out`` every
+epoch; a worker that dies is restarted from the last one up to ``--max-failures`` times.
+Every node that can run a worker must read the proxy cache at its path (checked first,
+naming a node that cannot), or ``--stage-data`` ships it to each node's local disk.
+
+``--batch INDEX`` trains every config of an export index, as many at once as the cluster
+holds, each into ``ROOT/<config name>/`` (default ROOT: ``runs/NAME/train``), prints each
+run's progress and a closing table; ``--resume`` leaves finished runs alone and continues
+the others. An entry whose config is invalid fails with its reason; the others train.
+
+Exit status: 0 when every run completed, 1 when one diverged or failed, 2 for bad input
+(nothing started), 130 when interrupted.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
+import math
+import shlex
+import sys
+from argparse import ArgumentTypeError
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from study._cli import ArgumentParser, UsageError, run_cli
-from study._io import write_atomic, write_json
+from study._cli import ArgumentParser, UsageError, in_flags, run_cli
+from study._io import write_atomic
 from study.config import ConfigError, TrialConfig, load_config
-from study.metrics import EpochMetrics, Reporter
+from study.metrics import MetricsWriter, TrialResult, write_result
 
-__all__ = ["main", "derive_name", "DEFAULT_ROOT"]
+__all__ = ["main", "derive_name", "DEFAULT_ROOT", "FLAGS"]
 
 PROG = "python -m study.train"
 DEFAULT_ROOT = Path("runs") / "train"
-METRIC_FIELDS = [f.name for f in dataclasses.fields(EpochMetrics)]
+#: library parameter -> the flag that sets it
+FLAGS = {"workers": "--workers", "cpus_per_worker": "--cpus-per-worker", "gpus_per_worker": "--gpus-per-worker",
+         "max_failures": "--max-failures", "sync_bn": "--sync-bn", "stage_data": "--stage-data", "address": "--address",
+         "data": "--data", "out": "--out", "batch": "--batch", "batch_per_worker": "--batch-per-worker", "resume": "--resume",
+         "epochs": "--epochs", "device": "--device"}
+#: flags that only mean something for a run on Ray (``--workers`` or ``--batch``)
+RAY_FLAGS = ("address", "gpus_per_worker", "cpus_per_worker", "max_failures", "sync_bn", "batch_per_worker", "stage_data")
 
 
 def derive_name(config: TrialConfig) -> str:
@@ -56,52 +85,57 @@ def derive_name(config: TrialConfig) -> str:
     return f"{config.arch.backbone}-{attention}-{config.proxy.source}{config.proxy.resolution}-s{config.seed}-{digest}"
 
 
-def _write_metrics(out: Path, rows: Sequence[dict[str, Any]]) -> None:
-    write_json(out / "metrics.json", list(rows))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(out / "metrics.csv", buf.getvalue())
+def _number(lo: float, *, integer: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a finite number (a whole one with ``integer``) of at least ``lo``."""
 
-
-class _MetricsWriter(Reporter):
-    """Rewrites ``metrics.csv`` / ``metrics.json`` after every epoch. On a resumed run the
-    rows of the epochs before the first reported one are kept from the existing file."""
-
-    def __init__(self, out: Path):
-        self.out = out
-        self.rows: list[dict[str, Any]] | None = None
-
-    def report(self, metrics: EpochMetrics) -> bool:
-        if self.rows is None:
-            self.rows = [r for r in self._existing() if r.get("epoch", 0) < metrics.epoch]
-        self.rows.append(metrics.to_dict())
-        _write_metrics(self.out, self.rows)
-        return False
-
-    def _existing(self) -> list[dict[str, Any]]:
+    def parse(text: str) -> Any:
         try:
-            rows = json.loads((self.out / "metrics.json").read_text())
-        except (OSError, ValueError):
-            return []
-        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+            v = float(text)
+        except ValueError:
+            raise ArgumentTypeError(f"expected {'an integer' if integer else 'a number'}, got {text!r}") from None
+        if integer and v.is_integer():
+            v = int(v)
+        if not math.isfinite(v) or v < lo or (integer and not isinstance(v, int)):
+            raise ArgumentTypeError(f"must be {'an integer ' if integer else 'a number '}>= {lo:g}, got {text}")
+        return v
+
+    return parse
 
 
 def _parser() -> ArgumentParser:
-    p = ArgumentParser(prog=PROG, description="Train one TrialConfig to the end, with per-epoch metrics and checkpoints.")
-    p.add_argument("--config", required=True, metavar="CONFIG.json", help="a TrialConfig JSON file")
+    p = ArgumentParser(prog=PROG, description="Train TrialConfigs to the end, with per-epoch metrics and checkpoints: "
+                                              "in one process, data-parallel on Ray Train, or every config of an export index.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--config", metavar="CONFIG.json", help="a TrialConfig JSON file")
+    what.add_argument("--batch", metavar="INDEX.json", help="train every config of an export index (python -m analysis.export)")
     p.add_argument("--data", metavar="DIR", help="a proxy cache folder made by `python -m study.data prepare` (sets proxy.source to 'cache')")
     p.add_argument("--epochs", type=int, metavar="N", help="override recipe.epochs")
-    p.add_argument("--out", metavar="DIR", help=f"output folder (default {DEFAULT_ROOT}/<name derived from the config>)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--out", metavar="DIR", help=f"output folder (default {DEFAULT_ROOT}/<name derived from the config>); "
+                                                "with --batch the folder of the runs' folders (default: train/ beside the export folder)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out; with --batch, skip finished runs")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
+    g = p.add_argument_group("data-parallel on Ray Train")
+    g.add_argument("--workers", type=_number(1, integer=True), metavar="N", help="train on N Ray Train workers (DDP; default with --batch: 1)")
+    g.add_argument("--gpus-per-worker", type=_number(0, integer=True), metavar="G",
+                   help="GPUs per worker, 0 (gloo on CPUs) or 1 (NCCL) (default: 1 when the Ray cluster has GPUs and --device is not cpu)")
+    g.add_argument("--cpus-per-worker", type=_number(0), metavar="C", help="CPUs per worker, also its torch threads (default 1)")
+    g.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: a local Ray started for the run)")
+    g.add_argument("--max-failures", type=_number(0, integer=True), metavar="K",
+                   help="restarts of the workers from the last checkpoint after one died (default 1)")
+    g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm: batch statistics over the global batch (GPUs only)")
+    g.add_argument("--batch-per-worker", type=_number(1, integer=True), metavar="B",
+                   help="B images per worker and step: global batch N x B, peak lr scaled by N B / recipe.batch_size")
+    g.add_argument("--stage-data", action="store_true", help="ship the proxy cache to every node's local disk through Ray's object store")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    config = load_config(args.config)
+def _usage(exc: BaseException) -> UsageError:
+    return UsageError(in_flags(" ".join(str(exc).split()), FLAGS))
+
+
+def _effective(config: TrialConfig, args: Any, *, absolute: bool) -> TrialConfig:
+    """The config after --data, --epochs (and, on Ray, --batch-per-worker; a relative cache
+    folder made absolute: the workers run elsewhere)."""
     if args.data is not None:
         if not Path(args.data).is_dir():
             raise UsageError(f"--data: {args.data} is not a folder")
@@ -111,21 +145,65 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = config.replace(recipe=dataclasses.replace(config.recipe, epochs=args.epochs))
         except ConfigError as exc:
             raise UsageError(f"--epochs: {exc}") from None
+    if absolute:
+        from study.cluster import absolute_data, scale_recipe
+
+        config = absolute_data(config)
+        if args.batch_per_worker is not None:
+            try:
+                config = config.replace(recipe=scale_recipe(config.recipe, args.workers or 1, args.batch_per_worker))
+            except ValueError as exc:
+                raise _usage(exc) from None
+    return config
+
+
+def _summary(result: TrialResult, epochs: int) -> str:
+    best, final = result.best, result.final
+    line = f"{result.outcome}: {result.epochs_run} of {epochs} epochs"
+    if final is not None:
+        line += f"; final top1 {final.top1:.2f} top5 {final.top5:.2f}"
+    if best is not None:
+        line += f"; best top1 {best.top1:.2f} at epoch {best.epoch}"
+    if result.message:
+        line += f" ({result.message})"
+    return line
+
+
+def _refuse_checkpoint(out: Path, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint in ``out`` (None when there is none); refused without ``--resume``."""
+    from study.trainer import read_checkpoint
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {out} exists and is not a folder")
+    state = read_checkpoint(out) if out.is_dir() else None
+    if state is not None and not resume:
+        raise UsageError(f"--out: {out} already holds a checkpoint (epoch {state['epoch']} of "
+                         f"{state['config']['recipe']['epochs']}); pass --resume to continue it or choose another --out")
+    return state
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    on_ray = args.workers is not None or args.batch is not None
+    if not on_ray:
+        given = [FLAGS[k] for k in RAY_FLAGS if getattr(args, k) not in (None, False)]
+        if given:
+            raise UsageError(f"{given[0]}: needs --workers (or --batch); without them the run is one process")
+    if args.batch is not None:
+        return _main_batch(args)
+    config = _effective(load_config(args.config), args, absolute=on_ray)
+    if on_ray:
+        return _main_ray(args, config)
 
     from study.costs import resolve_device
-    from study.trainer import read_checkpoint, train
+    from study.trainer import train
 
     try:
         resolve_device(args.device)
     except ValueError:  # the choices are cpu and cuda: only CUDA can be missing
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine") from None
     out = Path(args.out) if args.out else DEFAULT_ROOT / derive_name(config)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out: {out} exists and is not a folder")
-    state = read_checkpoint(out) if out.is_dir() else None
-    if state is not None and not args.resume:
-        raise UsageError(f"--out: {out} already holds a checkpoint (epoch {state['epoch']} of "
-                         f"{state['config']['recipe']['epochs']}); pass --resume to continue it or choose another --out")
+    state = _refuse_checkpoint(out, args.resume)
     if args.resume and state is None:
         print(f"no checkpoint in {out}; starting from epoch 1")
 
@@ -138,22 +216,179 @@ def main(argv: Sequence[str] | None = None) -> int:
     del state
     print(f"training {config.arch.backbone} ({', '.join(s.kind for s in config.arch.stages)}) "
           f"on {config.proxy.source} {config.proxy.resolution}px for {config.recipe.epochs} epochs -> {out}")
-    result = train(config, _MetricsWriter(out), device=args.device, data=data, checkpoint_dir=out, resume=args.resume, log=print)
-    write_atomic(out / "config.json", config.to_json() + "\n")
-    _write_metrics(out, [m.to_dict() for m in result.history])
-    write_json(out / "result.json", result.to_dict())
-
-    best, final = result.best, result.final
-    line = f"{result.outcome}: {result.epochs_run} of {config.recipe.epochs} epochs"
-    if final is not None:
-        line += f"; final top1 {final.top1:.2f} top5 {final.top5:.2f}"
-    if best is not None:
-        line += f"; best top1 {best.top1:.2f} at epoch {best.epoch}"
-    if result.message:
-        line += f" ({result.message})"
-    print(line)
+    result = train(config, MetricsWriter(out), device=args.device, data=data, checkpoint_dir=out, resume=args.resume, log=print)
+    write_result(out, result)
+    print(_summary(result, config.recipe.epochs))
     print(f"written to {out}")
     return 1 if result.outcome == "diverged" else 0
+
+
+# ----------------------------------------------------------------------------- on Ray
+
+
+def _scaling(args: Any) -> Any:
+    """The run's :class:`study.cluster.Scaling`, after connecting (the default GPUs per
+    worker depend on the cluster)."""
+    from study.cluster import Scaling, cluster_nodes
+
+    gpus = args.gpus_per_worker
+    if gpus is None:
+        gpus = 1 if args.device != "cpu" and any(n.gpus >= 1 for n in cluster_nodes()) else 0
+    if args.device == "cpu" and gpus:
+        raise UsageError("--gpus-per-worker: --device cpu trains on CPUs; drop one of them")
+    if args.device == "cuda" and not gpus:
+        raise UsageError("--device cuda: the workers need GPUs: give --gpus-per-worker 1 (a node with a GPU)")
+    try:
+        return Scaling(workers=args.workers or 1, cpus_per_worker=1.0 if args.cpus_per_worker is None else args.cpus_per_worker,
+                       gpus_per_worker=gpus, sync_bn=args.sync_bn,
+                       max_failures=1 if args.max_failures is None else args.max_failures, stage_data=args.stage_data)
+    except ValueError as exc:
+        raise _usage(exc) from None
+
+
+def _connect(args: Any) -> Any:
+    from study.cluster import check_resources, init_ray
+
+    try:
+        init_ray(args.address)
+    except ValueError as exc:
+        raise _usage(exc) from None
+    scaling = _scaling(args)
+    try:
+        check_resources(scaling)
+    except ValueError as exc:
+        raise _usage(exc) from None
+    return scaling
+
+
+def _resume_command(argv_hint: str) -> str:
+    return f"{PROG} {argv_hint} --resume"
+
+
+def _main_ray(args: Any, config: TrialConfig) -> int:
+    from study.cluster import TrainingFailed, prepare_data, train_distributed
+
+    out = (Path(args.out) if args.out else DEFAULT_ROOT / derive_name(config)).resolve()
+    state = _refuse_checkpoint(out, args.resume)
+    if state is not None and state.get("outcome"):  # finished: its result, no workers needed
+        from study.trainer import finished_result
+        from study.trainer._train import _check_same_config
+
+        try:
+            _check_same_config(state["config"], config, out)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"checkpoint in {out} is finished ({state['outcome']} after epoch {state['epoch']})")
+        result = finished_result(state, config)
+        write_result(out, result)
+        print(_summary(result, config.recipe.epochs))
+        print(f"written to {out}")
+        return 1 if result.outcome == "diverged" else 0
+    if state is not None:
+        from study.trainer._train import _check_same_config
+
+        try:
+            _check_same_config(state["config"], config, out)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if args.resume and state is None:
+        print(f"no checkpoint in {out}; starting from epoch 1")
+    from study.trainer import per_worker_batch
+
+    try:
+        per_worker_batch(config.recipe.batch_size, args.workers)
+    except ValueError as exc:
+        raise _usage(exc) from None
+    scaling = _connect(args)
+    try:
+        staged = prepare_data(config, scaling, log=print)
+    except ValueError as exc:
+        raise _usage(exc) from None
+    out.mkdir(parents=True, exist_ok=True)
+    if state is None:
+        write_atomic(out / "config.json", config.to_json() + "\n")
+    print(f"training {config.arch.backbone} ({', '.join(s.kind for s in config.arch.stages)}) on {config.proxy.source} "
+          f"{config.proxy.resolution}px for {config.recipe.epochs} epochs on {scaling.workers} Ray Train worker(s) "
+          f"({scaling.cpus_per_worker:g} CPU" + (f" + {scaling.gpus_per_worker} GPU" if scaling.gpus_per_worker else "")
+          + f" each) -> {out}", flush=True)
+    try:
+        result = train_distributed(config, out, scaling=scaling, resume=True, log=lambda line: print(line, flush=True),
+                                   staged=staged, check=False)
+    except TrainingFailed as exc:
+        print(f"{PROG}: failed: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"the last checkpoint is in {out}; continue with: {_resume_command(_hint(args, out))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the last checkpoint is in {out}; continue with: {_resume_command(_hint(args, out))}",
+              file=sys.stderr)
+        return 130
+    write_result(out, result)
+    print(_summary(result, config.recipe.epochs))
+    print(f"written to {out}")
+    return 1 if result.outcome == "diverged" else 0
+
+
+def _hint(args: Any, out: Path | None) -> str:
+    """The command line that continues this run (without --resume)."""
+    parts = ["--batch", args.batch] if args.batch else ["--config", args.config]
+    for flag, value in (("--data", args.data), ("--epochs", args.epochs), ("--workers", args.workers),
+                        ("--gpus-per-worker", args.gpus_per_worker), ("--cpus-per-worker", args.cpus_per_worker),
+                        ("--address", args.address), ("--max-failures", args.max_failures),
+                        ("--batch-per-worker", args.batch_per_worker)):
+        if value is not None:
+            parts += [flag, str(value)]
+    parts += [f for f, on in (("--sync-bn", args.sync_bn), ("--stage-data", args.stage_data)) if on]
+    if out is not None or args.out:
+        parts += ["--out", str(args.out or out)]
+    return shlex.join(parts)
+
+
+# ----------------------------------------------------------------------------- --batch
+
+
+def _main_batch(args: Any) -> int:
+    from study.cluster import format_table, read_index, train_batch
+
+    if args.data is not None and not Path(args.data).is_dir():
+        raise UsageError(f"--data: {args.data} is not a folder")
+    try:
+        entries = read_index(args.batch, out_root=args.out)
+    except ValueError as exc:
+        raise _usage(exc) from None
+    from study.trainer import per_worker_batch
+
+    resolved = []
+    for e in entries:
+        if e.config is not None:
+            try:
+                e = dataclasses.replace(e, config=_effective(e.config, args, absolute=True))
+                per_worker_batch(e.config.recipe.batch_size, args.workers or 1)
+            except (UsageError, ValueError) as exc:
+                e = dataclasses.replace(e, config=None, error=str(_usage(exc)) if isinstance(exc, ValueError) else str(exc))
+        resolved.append(e)
+    entries = resolved
+    if all(e.config is None for e in entries):
+        raise UsageError(f"--batch: no config of {args.batch} can train: {entries[0].name}: {entries[0].error}")
+    scaling = _connect(args)
+    print(f"batch {args.batch}: {len(entries)} configs, {scaling.workers} Ray Train worker(s) each -> "
+          f"{entries[0].out.parent}", flush=True)
+    try:
+        outcomes = train_batch(entries, scaling=scaling, resume=args.resume, log=lambda line: print(line, flush=True),
+                               write=write_result)
+    except ValueError as exc:
+        raise _usage(exc) from None
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; finished runs are kept, the others keep their last checkpoint; continue with: "
+              f"{_resume_command(_hint(args, None))}", file=sys.stderr)
+        return 130
+    for o in outcomes:  # library words (a parameter's name) as this command's flags
+        o.reason = in_flags(o.reason, FLAGS) if o.reason else o.reason
+    print()
+    print(format_table(outcomes))
+    statuses = [o.status for o in outcomes]
+    print(", ".join(f"{statuses.count(s)} {s}" for s in ("complete", "skipped", "diverged", "stopped", "failed") if s in statuses))
+    return 0 if all(o.status in ("complete", "skipped") and (o.result is None or o.result.outcome == "complete")
+                    for o in outcomes) else 1
 
 
 if __name__ == "__main__":

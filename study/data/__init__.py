@@ -2,8 +2,9 @@
 
 - :func:`load_proxy` turns a :class:`~study.config.ProxySpec` into :class:`ProxyData`
   (two :class:`Split` s of uint8 NHWC images and int64 labels, class names, resolution).
-- :class:`DeviceLoader` serves ``(x, y)`` batches from a split held on the device (or in
-  pinned host memory), augmented on the device; no per-image Python.
+- :class:`DeviceLoader` serves ``(x, y)`` batches from a split held on the device (or
+  streamed from host memory through pinned buffers), augmented on the device, optionally
+  one rank's shard of a data-parallel group; no per-image Python.
 - Sources are a registry (:func:`register_source`, :func:`list_sources`): ``synthetic``
   (generated, no files), and the file sources ``imagefolder``, ``imagenet100`` and
   ``imagenet-downsampled`` that ``python -m study.data prepare`` decodes once into a cache
@@ -16,7 +17,7 @@ ImageNet-100 labels: label ``i`` is the ``i``-th wnid of the class list in *sort
 
 from study.data._registry import CACHE, ProxySource, get_source, list_sources, register_source
 from study.data._types import ProxyData, Split, balanced_subset
-from study.data._loader import AUGMENTS, IMAGENET_MEAN, IMAGENET_STD, DeviceLoader, list_augments
+from study.data._loader import AUGMENTS, IMAGENET_MEAN, IMAGENET_STD, PLACEMENTS, DeviceLoader, choose_placement, list_augments
 from study.data._synthetic import DEFAULT_TRAIN_PER_CLASS, DEFAULT_VAL_PER_CLASS, SyntheticSource, make_synthetic
 from study.data._cache import load_cache, read_manifest, verify_cache
 from study.data._classes import imagenet100_classes, read_class_file, read_label_map
@@ -30,6 +31,8 @@ __all__ = [
     "ProxyData",
     "Split",
     "DeviceLoader",
+    "PLACEMENTS",
+    "choose_placement",
     "AUGMENTS",
     "list_augments",
     "IMAGENET_MEAN",

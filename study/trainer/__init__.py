@@ -1,23 +1,45 @@
-"""The trial trainer: :func:`train` runs one :class:`study.config.TrialConfig`.
+"""The trial trainer: :func:`train` runs one :class:`study.config.TrialConfig`, in one
+process or as one rank of a data-parallel group (:class:`Distributed`).
 
 Public API: :func:`train`, the lr schedule :class:`LRSchedule`, the optimizer helpers
-:func:`param_groups` / :func:`build_optimizer`, and checkpoint access
-:func:`read_checkpoint` / :data:`CHECKPOINT_NAME`.
+:func:`param_groups` / :func:`build_optimizer`, checkpoint access :func:`read_checkpoint` /
+:data:`CHECKPOINT_NAME` and the stores a checkpoint goes to (:class:`CheckpointStore`,
+:class:`FolderStore`), the rank-aware pieces :class:`Distributed`,
+:func:`per_worker_batch` and :func:`state_digest`.
 """
 
-from study.trainer._checkpoint import CHECKPOINT_NAME, checkpoint_path, read_checkpoint
+from study.trainer._checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointStore,
+    FolderStore,
+    checkpoint_bytes,
+    checkpoint_path,
+    parse_checkpoint,
+    read_checkpoint,
+    write_checkpoint_bytes,
+)
+from study.trainer._distributed import Distributed, per_worker_batch, state_digest
 from study.trainer._optim import build_optimizer, param_groups
 from study.trainer._schedule import LRSchedule
-from study.trainer._train import DIVERGENCE_CHECK_EVERY, format_metrics, train
+from study.trainer._train import DIVERGENCE_CHECK_EVERY, finished_result, format_metrics, train
 
 __all__ = [
     "train",
+    "finished_result",
     "format_metrics",
     "LRSchedule",
     "param_groups",
     "build_optimizer",
     "read_checkpoint",
     "checkpoint_path",
+    "checkpoint_bytes",
+    "parse_checkpoint",
+    "write_checkpoint_bytes",
+    "CheckpointStore",
+    "FolderStore",
     "CHECKPOINT_NAME",
     "DIVERGENCE_CHECK_EVERY",
+    "Distributed",
+    "per_worker_batch",
+    "state_digest",
 ]

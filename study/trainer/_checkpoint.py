@@ -4,35 +4,77 @@ The file holds everything needed to continue a run so that it reproduces the uni
 run exactly: model, optimizer (momentum buffers), the step counter of the lr schedule, the
 RNG states, the per-epoch history, the costs, the elapsed wall time and the config that
 produced it (a resume with a different config is refused).
+
+Where the file goes is a :class:`CheckpointStore`: :class:`FolderStore` writes
+``<folder>/checkpoint.pt`` itself (one process); a data-parallel run on Ray hands rank 0's
+bytes to the process that owns the output folder (``study.cluster``), which writes the same
+file the same way. One format either way: a run checkpointed by N workers resumes in one
+process and the other way round.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from study._io import atomic_file
 
-__all__ = ["CHECKPOINT_NAME", "checkpoint_path", "save_checkpoint", "read_checkpoint"]
+__all__ = ["CHECKPOINT_NAME", "CheckpointStore", "FolderStore", "as_store", "checkpoint_path", "save_checkpoint",
+           "read_checkpoint", "checkpoint_bytes", "parse_checkpoint", "write_checkpoint_bytes"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = 1
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """Where a run's checkpoint lives: ``load()`` the last one (or None), ``save(state)`` a
+    new one (atomically: a reader sees the old checkpoint or the new one, never half)."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
 
 
 def checkpoint_path(directory: str | os.PathLike) -> Path:
     return Path(directory) / CHECKPOINT_NAME
 
 
+def checkpoint_bytes(state: dict[str, Any]) -> bytes:
+    """The checkpoint file's content for ``state``."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buf)
+    return buf.getvalue()
+
+
+def parse_checkpoint(data: bytes, where: Any, *, map_location: Any = "cpu") -> dict[str, Any]:
+    """The state in a checkpoint file's ``data``; ValueError (naming ``where``) when it is
+    not a checkpoint of this format."""
+    try:
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling problem means "not a checkpoint"
+        raise ValueError(f"{where}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{where}: not a study.trainer checkpoint (format {FORMAT})")
+    return state
+
+
 def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``directory/checkpoint.pt``: a temporary file, then a rename, so
     an interruption never leaves a half-written checkpoint."""
+    return write_checkpoint_bytes(directory, checkpoint_bytes(state))
+
+
+def write_checkpoint_bytes(directory: str | os.PathLike, data: bytes) -> Path:
+    """Write a checkpoint file's ``data`` to ``directory/checkpoint.pt`` atomically (fsync'd)."""
     path = checkpoint_path(directory)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path, "wb", fsync=True) as f:
-        torch.save({"format": FORMAT, **state}, f)
+        f.write(data)
     return path
 
 
@@ -44,10 +86,29 @@ def read_checkpoint(directory: str | os.PathLike, *, map_location: Any = "cpu") 
     path = checkpoint_path(directory)
     if not path.is_file():
         return None
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem means "not a checkpoint"
-        raise ValueError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a study.trainer checkpoint (format {FORMAT})")
-    return state
+    return parse_checkpoint(path.read_bytes(), path, map_location=map_location)
+
+
+class FolderStore:
+    """The checkpoint ``<directory>/checkpoint.pt``."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+
+    def load(self) -> dict[str, Any] | None:
+        return read_checkpoint(self.directory)
+
+    def save(self, state: dict[str, Any]) -> None:
+        save_checkpoint(self.directory, state)
+
+    def __str__(self) -> str:
+        return str(self.directory)
+
+
+def as_store(where: str | os.PathLike | CheckpointStore | None) -> CheckpointStore | None:
+    """A folder as a :class:`FolderStore`; a store as itself; None as None."""
+    if where is None or isinstance(where, CheckpointStore):
+        return where
+    if isinstance(where, (str, os.PathLike)):
+        return FolderStore(where)
+    raise TypeError(f"checkpoint_dir: expected a folder or a CheckpointStore, got {type(where).__name__}")

@@ -22,11 +22,12 @@ import torch.nn.functional as F
 from study.config import TrialConfig
 from study.costs import resolve_device
 from study.metrics import EpochMetrics, Reporter, TrialResult, as_reporter
-from study.trainer._checkpoint import read_checkpoint, save_checkpoint
+from study.trainer._checkpoint import CheckpointStore, as_store
+from study.trainer._distributed import Distributed, per_worker_batch, state_digest
 from study.trainer._optim import build_optimizer
 from study.trainer._schedule import LRSchedule
 
-__all__ = ["train", "format_metrics", "DIVERGENCE_CHECK_EVERY"]
+__all__ = ["train", "finished_result", "format_metrics", "DIVERGENCE_CHECK_EVERY"]
 
 #: Steps between two host-side checks of the running training loss for NaN/inf.
 DIVERGENCE_CHECK_EVERY = 50
@@ -38,9 +39,11 @@ def train(
     *,
     device: str | torch.device | None = None,
     data: Any = None,
-    checkpoint_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | CheckpointStore | None = None,
     resume: bool = False,
     log: Callable[[str], Any] | None = None,
+    distributed: Distributed | None = None,
+    placement: str = "auto",
 ) -> TrialResult:
     """Train ``config`` for ``config.recipe.epochs`` epochs and return its :class:`TrialResult`.
 
@@ -55,8 +58,9 @@ def train(
         data: an already loaded :class:`study.data.ProxyData` (a study shares one); default
             ``study.data.load_proxy(config.proxy)``. Its class count must equal
             ``config.arch.num_classes`` and its resolution ``config.proxy.resolution``.
-        checkpoint_dir: save a checkpoint there after every epoch (atomically). A folder
-            that already holds one is refused unless ``resume``.
+        checkpoint_dir: save a checkpoint there after every epoch (atomically): a folder
+            (``<folder>/checkpoint.pt``) or a :class:`CheckpointStore`. One that already
+            holds a checkpoint is refused unless ``resume``.
         resume: continue from the checkpoint in ``checkpoint_dir`` (if any). The checkpoint
             must come from the same config; the continued run reproduces the uninterrupted
             one exactly on the same machine (model, optimizer, schedule step, RNG states and
@@ -64,6 +68,14 @@ def train(
             ``reporter.report`` only for the epochs trained now (the result's history holds
             all of them). A finished checkpoint returns its result without training.
         log: called with one human-readable line per event (costs, each epoch, the end).
+        distributed: this process's rank in an initialised data-parallel process group
+            (:class:`Distributed`); None trains in this process alone. Every rank calls
+            ``train`` with the same config; rank 0 reports, logs and saves checkpoints, and
+            every rank reads the checkpoint to resume. See :mod:`study.trainer._distributed`
+            for the global batch, the learning rate and how metrics are reduced; the
+            result's ``extra["distributed"]`` records them and every rank's weight digest.
+        placement: where the data splits live, ``"auto"``, ``"device"`` or ``"host"``
+            (streamed from host memory; see :class:`study.data.DeviceLoader`).
 
     Recipe (see :class:`study.config.Recipe`): SGD with Nesterov momentum, per-step lr with
     linear warm-up then cosine or step decay (:class:`LRSchedule`), label smoothing (Szegedy
@@ -96,24 +108,23 @@ def train(
     on_cuda = device.type == "cuda"
 
     # ---- checkpoint to resume from ------------------------------------------------------
+    store = as_store(checkpoint_dir)
+    main = distributed is None or distributed.main
     state = None
-    if checkpoint_dir is not None:
-        state = read_checkpoint(checkpoint_dir)
+    if store is not None:
+        state = store.load()
         if state is not None and not resume:
             raise FileExistsError(
-                f"checkpoint_dir: {checkpoint_dir} already holds a checkpoint (epoch {state['epoch']}); "
+                f"checkpoint_dir: {store} already holds a checkpoint (epoch {state['epoch']}); "
                 "pass resume=True to continue it or choose another folder"
             )
         if state is not None:
-            _check_same_config(state["config"], config, checkpoint_dir)
+            _check_same_config(state["config"], config, store)
     if state is not None and state.get("outcome"):
-        costs = Costs.from_dict(state["costs"])
-        stages = tuple(state["stages"])
-        reporter.start(costs, [dict(s) for s in stages])
-        history = tuple(EpochMetrics.from_dict(m) for m in state["history"])
-        say(f"checkpoint in {checkpoint_dir} is finished ({state['outcome']} after epoch {state['epoch']})")
-        return TrialResult(config=config, outcome=state["outcome"], history=history, costs=costs, stages=stages,
-                           message=state.get("message", ""), extra=dict(state.get("extra", {})))
+        result = finished_result(state, config)
+        reporter.start(result.costs, [dict(s) for s in result.stages])
+        say(f"checkpoint in {store} is finished ({state['outcome']} after epoch {state['epoch']})")
+        return result
 
     # ---- data -----------------------------------------------------------------------------
     if data is None:
@@ -124,10 +135,13 @@ def train(
     if data.resolution != config.proxy.resolution:
         raise ValueError(f"data: resolution {data.resolution} does not match proxy.resolution {config.proxy.resolution}")
     memory_format = torch.channels_last if on_cuda and recipe.channels_last else torch.contiguous_format
-    train_loader = DeviceLoader(data.train, batch_size=recipe.batch_size, device=device, train=True, seed=config.seed,
-                                augment=config.proxy.augment, memory_format=memory_format)
-    val_loader = DeviceLoader(data.val, batch_size=2 * recipe.batch_size, device=device, train=False, seed=config.seed,
-                              memory_format=memory_format)
+    rank, world = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
+    batch = per_worker_batch(recipe.batch_size, world)
+    train_loader = DeviceLoader(data.train, batch_size=batch, device=device, train=True, seed=config.seed,
+                                augment=config.proxy.augment, memory_format=memory_format, rank=rank, world_size=world,
+                                placement=placement)
+    val_loader = DeviceLoader(data.val, batch_size=2 * batch, device=device, train=False, seed=config.seed,
+                              memory_format=memory_format, rank=rank, world_size=world, placement=placement)
     steps_per_epoch = len(train_loader)
     schedule = LRSchedule.from_recipe(recipe, steps_per_epoch)
 
@@ -135,11 +149,15 @@ def train(
     torch.manual_seed(config.seed)
     model = build_model(config.arch)
     stages = tuple(s.to_dict() for s in model.stage_info)
+    if distributed is not None and distributed.sync_bn:
+        model = distributed.convert_sync_bn(model)
     model.to(device)
-    if state is None:
+    if state is not None:
+        costs = Costs.from_dict(state["costs"])
+    elif main:
         costs = measure_costs(model, config.proxy.resolution, latency=True, device=str(device))
     else:
-        costs = Costs.from_dict(state["costs"])
+        costs = None  # measured by rank 0
     model.to(memory_format=memory_format)
     optimizer = build_optimizer(model, recipe)
     history: list[EpochMetrics] = []
@@ -150,12 +168,24 @@ def train(
         history = [EpochMetrics.from_dict(m) for m in state["history"]]
         step, wall_before = int(state["step"]), float(state["wall_time_s"])
         _set_rng_state(state["rng"], device)
-        say(f"resuming from epoch {state['epoch']} of {recipe.epochs} ({checkpoint_dir})")
-    else:
+        say(f"resuming from epoch {state['epoch']} of {recipe.epochs} ({store})")
+        if int(state.get("world_size", 1)) != world:
+            say(f"note: the checkpoint was written by {state.get('world_size', 1)} worker(s), this run has {world}: "
+                "it goes on from the same weights but does not reproduce an uninterrupted run exactly")
+    elif costs is not None:
         say(f"costs: {_format_costs(costs)}")
-    reporter.start(costs, [dict(s) for s in stages])
+    if main:
+        reporter.start(costs, [dict(s) for s in stages])
+    if distributed is not None:
+        say(f"data-parallel: {world} workers x {batch} images = global batch {batch * world}"
+            + (f" (recipe.batch_size {recipe.batch_size}: the remainder of {recipe.batch_size - batch * world} is dropped)"
+               if batch * world != recipe.batch_size else "")
+            + f", lr {recipe.lr:g}" + (", SyncBatchNorm" if distributed.sync_bn else ""))
 
-    net = torch.compile(model) if recipe.compile else model
+    ddp = distributed.wrap(model, device) if distributed is not None else model
+    net = torch.compile(ddp) if recipe.compile else ddp
+    eval_net = net if distributed is None else (torch.compile(model) if recipe.compile else model)
+    nonfinite = _nonfinite if distributed is None else distributed.any_nonfinite
     amp = on_cuda and recipe.amp
     peak_lr, smoothing = recipe.lr, recipe.label_smoothing
     n_val = len(data.val)
@@ -185,26 +215,36 @@ def train(
                 steps += 1
                 step += 1
                 seen += y.shape[0]
-                if steps % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+                if steps % DIVERGENCE_CHECK_EVERY == 0 and nonfinite(loss_sum):
                     break
             epoch_time = timer.stop()
-            train_loss = loss_sum.item() / steps
+            if distributed is None:
+                train_loss = loss_sum.item() / steps
+            else:  # the mean over ranks of equal shards: the global batches' mean loss
+                total_loss, seen = distributed.all_sum([loss_sum, float(seen)], device)
+                train_loss, seen = total_loss / (steps * world), int(seen)
 
             # ---- evaluate on the centre view ------------------------------------------------
             if math.isfinite(train_loss):
-                net.eval()
+                if distributed is not None:
+                    distributed.sync_buffers(model)  # every rank evaluates rank 0's weights
+                eval_net.eval()
                 correct1 = torch.zeros((), dtype=torch.int64, device=device)
                 correct5 = torch.zeros((), dtype=torch.int64, device=device)
                 val_loss_sum = torch.zeros((), device=device)
                 with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     for x, y in val_loader:
-                        logits = net(x).float()
+                        logits = eval_net(x).float()
                         val_loss_sum += F.cross_entropy(logits, y, reduction="sum")
                         topk = logits.topk(val_k, dim=1).indices
                         hit = topk == y[:, None]
                         correct1 += hit[:, 0].sum()
                         correct5 += hit.any(dim=1).sum()
-                val_loss = val_loss_sum.item() / n_val
+                if distributed is None:
+                    hits1, hits5, val_loss = correct1.item(), correct5.item(), val_loss_sum.item() / n_val
+                else:  # counts and sums over ranks (each image in exactly one rank's part)
+                    hits1, hits5, val_total = distributed.all_sum([correct1, correct5, val_loss_sum], device)
+                    val_loss = val_total / n_val
             else:
                 val_loss = math.nan
 
@@ -220,8 +260,8 @@ def train(
                 break
             metrics = EpochMetrics(
                 epoch=epoch,
-                top1=100.0 * correct1.item() / n_val,
-                top5=100.0 * correct5.item() / n_val,
+                top1=100.0 * hits1 / n_val,
+                top5=100.0 * hits5 / n_val,
                 val_loss=val_loss,
                 train_loss=train_loss,
                 lr=lr,
@@ -231,12 +271,14 @@ def train(
             )
             history.append(metrics)
             say(format_metrics(metrics, recipe.epochs))
-            stop = bool(reporter.report(metrics))
+            stop = bool(reporter.report(metrics)) if main else False
+            if distributed is not None:
+                stop = distributed.broadcast_flag(stop, device)
             if stop and epoch < recipe.epochs:
                 outcome, message = "stopped", f"stopped by the reporter after epoch {epoch}"
-            if checkpoint_dir is not None:
+            if store is not None and main:
                 done = outcome if (stop or epoch == recipe.epochs) else None
-                save_checkpoint(checkpoint_dir, {
+                store.save({
                     "config": config.to_dict(),
                     "epoch": epoch,
                     "step": step,
@@ -250,14 +292,32 @@ def train(
                     "wall_time_s": time.perf_counter() - wall_start,
                     "outcome": done,
                     "message": message,
+                    "world_size": world,
                 })
             if stop:
                 break
 
     if outcome == "stopped":
         say(message)
+    if distributed is not None:  # the record that every rank ended with the same weights
+        extra = {**extra, "distributed": {"workers": world, "worker_batch": batch, "global_batch": batch * world,
+                                          "sync_bn": distributed.sync_bn,
+                                          "rank_digests": distributed.gather_strings(state_digest(model))}}
     return TrialResult(config=config, outcome=outcome, history=tuple(history), costs=costs, stages=stages,
                        message=message, extra=extra)
+
+
+def finished_result(state: Mapping[str, Any], config: TrialConfig) -> TrialResult:
+    """The result a finished checkpoint (its ``outcome`` set) stands for."""
+    from study.costs import Costs
+
+    return TrialResult(config=config, outcome=state["outcome"], history=tuple(EpochMetrics.from_dict(m) for m in state["history"]),
+                       costs=Costs.from_dict(state["costs"]), stages=tuple(state["stages"]),
+                       message=state.get("message", ""), extra=dict(state.get("extra", {})))
+
+
+def _nonfinite(value: torch.Tensor) -> bool:
+    return not torch.isfinite(value)
 
 
 # ---------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ def _bad_inputs(tmp_path):
         (["--space", "eca_kmap", "--data", tmp_path / "missing"], "no such cache folder"),
         (["--space", "eca_kmap", "--out", a_file], "is not a folder"),
         (["--space", "eca_kmap", "--runner", "local", "--address", "auto"], "--address"),
+        (["--space", "eca_kmap", "--runner", "local", "--stage-data"], "--stage-data: ships the cache to Ray nodes"),
         (["--space", "eca_kmap", "--proxy", "synthetic", "--data", tmp_path], "--data"),
         (["--space", "eca_kmap", "--objectives", "top1,flops"], "unknown objective 'flops'"),
         (["--space", "eca_kmap", "--objectives", "top1,macs", "--sampler", "cmaes"], "optimises one objective"),

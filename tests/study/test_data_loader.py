@@ -135,3 +135,80 @@ def test_host_resident_split_on_cuda_gives_the_cpu_batches_while_the_gpu_is_busy
     for (x, y), (xc, yc) in zip(got, cpu, strict=True):
         assert torch.equal(y.cpu(), yc)
         torch.testing.assert_close(x.cpu(), xc, rtol=0, atol=1e-3)
+
+
+# --------------------------------------------------------------------------------------
+# data-parallel shards and streaming from host memory
+
+
+def _batches(loader):
+    return [(x.clone(), y.clone()) for x, y in loader]
+
+
+@pytest.mark.parametrize("augment", list_augments())
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_two_shards_together_are_the_one_process_batches(split, augment, drop_last):
+    """Rank r of 2 with batch b takes its slice of every global batch of 2b, with the
+    augmentation one process draws for that global batch: concatenated, the ranks' batches
+    are the one-process batches of 2b, bit for bit."""
+    one = DeviceLoader(split, batch_size=8, device="cpu", train=True, seed=3, augment=augment, drop_last=drop_last)
+    ranks = [DeviceLoader(split, batch_size=4, device="cpu", train=True, seed=3, augment=augment, drop_last=drop_last,
+                          rank=r, world_size=2) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == len(one)  # every rank takes the same number of steps
+    for epoch in (1, 2):
+        for loader in (one, *ranks):
+            loader.set_epoch(epoch)
+        for (x, y), (x0, y0), (x1, y1) in zip(_batches(one), _batches(ranks[0]), _batches(ranks[1]), strict=True):
+            assert torch.equal(torch.cat([y0, y1]), y) and torch.equal(torch.cat([x0, x1]), x)
+    assert ranks[0].num_samples + ranks[1].num_samples == one.num_samples
+
+
+def test_validation_shards_partition_the_split_without_padding(split):
+    ranks = [DeviceLoader(split, batch_size=4, device="cpu", train=False, rank=r, world_size=3) for r in range(3)]
+    ys = [torch.cat([y for _, y in loader]) for loader in ranks]
+    assert [len(y) for y in ys] == [15, 15, 15] and sum(r.num_samples for r in ranks) == len(split)
+    assert torch.equal(torch.cat(ys), split.labels)  # each image exactly once, in order
+    odd = split.subset(torch.arange(44))
+    sizes = [DeviceLoader(odd, batch_size=4, device="cpu", train=False, rank=r, world_size=3).num_samples for r in range(3)]
+    assert sizes == [15, 15, 14]
+
+
+def test_a_global_batch_too_small_to_share_is_an_error(split):
+    tiny = split.subset(torch.arange(3))
+    with pytest.raises(ValueError, match="cannot be shared by 4 workers"):
+        DeviceLoader(tiny, batch_size=2, device="cpu", train=True, rank=0, world_size=4)
+
+
+@pytest.mark.parametrize("augment", ["crop_flip", "rrc_flip", "none"])
+def test_streaming_from_host_memory_gives_the_resident_batches(split, augment):
+    """placement='host' forces the streaming path (on the CPU with unpinned staging buffers,
+    on CUDA with pinned ones and asynchronous copies): the same batches, bit for bit."""
+    resident = DeviceLoader(split, batch_size=8, device="cpu", train=True, seed=2, augment=augment, drop_last=False)
+    streamed = DeviceLoader(split, batch_size=8, device="cpu", train=True, seed=2, augment=augment, drop_last=False,
+                            placement="host")
+    assert resident.placement == "device" and streamed.placement == "host" and not streamed.on_device
+    for _ in range(2):  # two epochs: the two staging buffers are reused
+        for (x, y), (xs, ys) in zip(_batches(resident), _batches(streamed), strict=True):
+            assert torch.equal(x, xs) and torch.equal(y, ys)
+    ev = [DeviceLoader(split, batch_size=16, device="cpu", train=False, placement=p) for p in ("device", "host")]
+    for (x, y), (xs, ys) in zip(*map(_batches, ev), strict=True):
+        assert torch.equal(x, xs) and torch.equal(y, ys)
+
+
+def test_placement_follows_free_device_memory():
+    from study.data import choose_placement
+    from study.data._loader import DEVICE_FRACTION
+
+    assert DEVICE_FRACTION == 0.5
+    assert choose_placement(100, 1000) == "device" and choose_placement(500, 1000) == "device"
+    assert choose_placement(501, 1000) == "host" and choose_placement(1, 0) == "host"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"world_size": 0}, "world_size"),
+    ({"rank": 2, "world_size": 2}, r"rank: expected an integer in \[0, 1\]"),
+    ({"placement": "gpu"}, "placement: must be one of auto, device, host"),
+])
+def test_bad_shard_and_placement_arguments_are_named(split, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DeviceLoader(split, batch_size=4, device="cpu", train=True, **kwargs)

@@ -19,6 +19,7 @@ from PIL import Image
 from study import train as cli
 from study._cli import run_cli
 from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
+from study.metrics import MetricsWriter
 from study.trainer import CHECKPOINT_NAME, read_checkpoint
 
 CONFIG = TrialConfig(
@@ -106,14 +107,14 @@ def test_resume_after_interruption_gives_the_uninterrupted_result(reference, tmp
     _, ref_out = reference
     config = write_config(tmp_path / "config.json")
     out = tmp_path / "out"
-    report = cli._MetricsWriter.report
+    report = MetricsWriter.report
 
     def interrupt_at_epoch_2(self, metrics):
         report(self, metrics)  # metrics.json gets epoch 2, the checkpoint does not
         if metrics.epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli._MetricsWriter, "report", interrupt_at_epoch_2)
+    monkeypatch.setattr(MetricsWriter, "report", interrupt_at_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         cli.main(["--config", str(config), "--out", str(out)])
     assert read_checkpoint(out)["epoch"] == 1
@@ -207,7 +208,7 @@ def test_data_dir_trains_on_a_prepared_cache(tmp_path, capsys):
         (lambda d: ["--config", str(d / "good.json"), "--data", str(d)], "not a complete cache"),
         (lambda d: ["--config", str(d / "good.json"), "--device", "tpu"], "--device: invalid choice"),
         (lambda d: ["--config", str(d / "good.json"), "--out", str(d / "good.json")], "is not a folder"),
-        (lambda d: [], "the following arguments are required: --config"),
+        (lambda d: [], "one of the arguments --config --batch is required"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, make_args, expected):

@@ -345,3 +345,45 @@ def test_compiled_model_trains(data, tmp_path):
     assert result.outcome == "complete" and result.history[-1].top1 > result.history[0].top1
     model = build_model(ARCH)
     model.load_state_dict(read_checkpoint(tmp_path)["model"])  # the plain module's weights are saved
+
+
+# --------------------------------------------------------------------------------------
+# streaming data and the rank-aware pieces (the data-parallel runs themselves are in
+# tests/study/test_train_distributed.py, on Ray)
+
+
+def test_streaming_the_data_from_host_memory_trains_the_same_run(baseline, data):
+    result, _, _, _ = baseline
+    streamed = train(make_config(), Recording(stop_at=1), device="cpu", data=data, placement="host")
+    assert exact(streamed.history) == exact(result.history[:1])
+
+
+def test_per_worker_batch_drops_the_remainder_and_needs_a_batch_per_worker():
+    from study.trainer import per_worker_batch
+
+    assert per_worker_batch(256, 1) == 256 and per_worker_batch(256, 4) == 64 and per_worker_batch(256, 3) == 85
+    with pytest.raises(ValueError, match=r"workers: 5 workers cannot share a global batch of 4 images"):
+        per_worker_batch(4, 5)
+    with pytest.raises(ValueError, match="workers: must be an integer >= 1"):
+        per_worker_batch(4, 0)
+
+
+def test_distributed_spec_checks_its_rank_and_converts_batchnorm():
+    from study.trainer import Distributed, state_digest
+
+    with pytest.raises(ValueError, match=r"rank: must be an integer in \[0, 1\]"):
+        Distributed(rank=2, world_size=2)
+    with pytest.raises(ValueError, match="world_size"):
+        Distributed(rank=0, world_size=0)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        Distributed.from_process_group()
+    assert Distributed(rank=0, world_size=2).main and not Distributed(rank=1, world_size=2).main
+    model = build_model(ARCH)
+    before = state_digest(model)
+    synced = Distributed.convert_sync_bn(model)
+    bns = [m for m in synced.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert bns and all(isinstance(m, nn.SyncBatchNorm) for m in bns)
+    assert state_digest(synced) == before  # the same weights, only the BN class changed
+    with torch.no_grad():
+        next(synced.parameters()).add_(1.0)
+    assert state_digest(synced) != before

@@ -1,0 +1,146 @@
+"""The rank-aware parts of the trainer: one process of a data-parallel group.
+
+:func:`study.trainer.train` runs unchanged in every rank of a group that someone else set up
+(Ray Train's ``TorchTrainer`` calls ``torch.distributed.init_process_group``: gloo on CPU,
+NCCL on GPU); given a :class:`Distributed`, it
+
+- reads its shard of every global batch (:class:`study.data.DeviceLoader` with ``rank`` and
+  ``world_size``): the recipe's ``batch_size`` is the *global* batch, each of N ranks gets
+  ``batch_size // N`` (:func:`per_worker_batch`; a remainder is dropped and said, a global
+  batch smaller than N is an error). The learning rate is the recipe's: the global batch is
+  the one the recipe was written for;
+- trains ``DistributedDataParallel(model)`` (optionally with ``SyncBatchNorm``), so the
+  averaged gradient of N shards of b images is the gradient of the global batch;
+- decides to stop (divergence, the reporter) collectively, so no rank waits for another in a
+  collective that never comes;
+- validates each rank's contiguous part of the validation split on the same weights (BN
+  buffers broadcast from rank 0 first) and sums correct counts, loss sums and image counts
+  over ranks: the figures equal one process's on those weights;
+- writes checkpoints and reports from rank 0 only; every rank reads a checkpoint to resume.
+
+Everything here is plain ``torch.distributed``; nothing imports Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["Distributed", "per_worker_batch", "state_digest"]
+
+
+def per_worker_batch(global_batch: int, workers: int) -> int:
+    """Each worker's batch when ``workers`` share a global batch of ``global_batch`` images:
+    ``global_batch // workers`` (the remainder, fewer than ``workers`` images, is dropped).
+    ValueError when the global batch is smaller than the number of workers."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: must be an integer >= 1, got {workers!r}")
+    if global_batch < workers:
+        raise ValueError(f"workers: {workers} workers cannot share a global batch of {global_batch} images "
+                         f"(recipe.batch_size must be at least the number of workers)")
+    return global_batch // workers
+
+
+def state_digest(module: nn.Module) -> str:
+    """SHA-256 (16 hex digits) of a module's parameters and buffers, in state-dict order:
+    equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a data-parallel group whose ``torch.distributed`` process
+    group is already initialised.
+
+    ``rank`` of ``world_size``; ``sync_bn`` converts every BatchNorm to
+    ``torch.nn.SyncBatchNorm`` (batch statistics over the global batch; torch runs it on
+    GPUs only).
+    """
+
+    rank: int
+    world_size: int
+    sync_bn: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.world_size, bool) or not isinstance(self.world_size, int) or self.world_size < 1:
+            raise ValueError(f"world_size: must be an integer >= 1, got {self.world_size!r}")
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank: must be an integer in [0, {self.world_size - 1}], got {self.rank!r}")
+
+    @classmethod
+    def from_process_group(cls, *, sync_bn: bool = False) -> "Distributed":
+        """This process's rank and the world size of the initialised default process group."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("torch.distributed is not initialised (run under Ray Train's TorchTrainer or torchrun)")
+        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), sync_bn=sync_bn)
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that reports, logs and writes checkpoints."""
+        return self.rank == 0
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """``model`` (already on ``device``) wrapped in ``DistributedDataParallel``."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    @staticmethod
+    def convert_sync_bn(model: nn.Module) -> nn.Module:
+        """Every BatchNorm of ``model`` as ``SyncBatchNorm`` (parameters kept)."""
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+    def all_sum(self, values: list[torch.Tensor | float], device: torch.device) -> list[float]:
+        """The sums over ranks of scalars (one float64 all-reduce on ``device``: NCCL
+        reduces CUDA tensors only)."""
+        import torch.distributed as dist
+
+        t = torch.stack([torch.as_tensor(v).detach().to(device=device, dtype=torch.float64).reshape(()) for v in values])
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def any_rank(self, flag: bool | torch.Tensor, device: torch.device) -> bool:
+        """True on every rank when ``flag`` is true on some rank."""
+        import torch.distributed as dist
+
+        t = torch.as_tensor(flag, dtype=torch.int32).reshape(1).to(device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def any_nonfinite(self, value: torch.Tensor) -> bool:
+        """True on every rank when ``value`` is NaN or inf on some rank."""
+        return self.any_rank(~torch.isfinite(value), value.device)
+
+    def broadcast_flag(self, flag: bool, device: torch.device) -> bool:
+        """Rank 0's ``flag`` on every rank."""
+        import torch.distributed as dist
+
+        t = torch.tensor([int(flag)], dtype=torch.int32, device=device)
+        dist.broadcast(t, 0)
+        return bool(t.item())
+
+    def sync_buffers(self, model: nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) on every rank: after a training
+        step each rank's running statistics saw only its own shard."""
+        import torch.distributed as dist
+
+        for b in model.buffers():
+            dist.broadcast(b.data, 0)
+
+    def gather_strings(self, text: str) -> list[str]:
+        """``text`` of every rank, in rank order."""
+        import torch.distributed as dist
+
+        out: list[str | None] = [None] * self.world_size
+        dist.all_gather_object(out, text)
+        return [str(s) for s in out]
