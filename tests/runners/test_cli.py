@@ -102,6 +102,13 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, monk
         assert not out.exists(), f"{argv} created {list(out.rglob('*'))}"
 
 
+def test_a_negative_max_failures_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("STUDY_DEBUG", raising=False)
+    code, _, err = _cli(["--space", "eca_kmap", "--max-failures", "-2", "--out", tmp_path / "runs"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--max-failures: must be >= 0, got -2" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_bad_input_with_a_storage_creates_no_database(tmp_path, capsys, monkeypatch):
     # the name check asks the storage whether the study exists: that must not create the file
     monkeypatch.delenv("STUDY_DEBUG", raising=False)
