@@ -73,22 +73,19 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def _resolve_proxy(args: Any, overrides: dict[str, Any], design: Any = DESIGNS["search"], default: Any = None) -> Any:
     from study.config import ProxySpec
-    from study.data import list_proxies, proxy_preset, read_manifest
+    from study.data import cache_proxy, list_proxies, proxy_preset, read_manifest
 
     if args.proxy is not None and args.proxy not in list_proxies():
         raise UsageError(f"--proxy: unknown preset {args.proxy!r} (valid: {', '.join(list_proxies())})")
     if args.data is not None:
         if args.proxy is not None and proxy_preset(args.proxy).source != "cache":
             raise UsageError(f"--data: preset {args.proxy!r} is generated ({proxy_preset(args.proxy).source}) and reads no data folder")
-        try:
-            manifest = read_manifest(args.data)  # a missing or incomplete folder is one clear line
+        # a preset keeps its own resolution and classes; else the cache's (as study.train --data)
+        base, keep = (proxy_preset(args.proxy), ("resolution", "num_classes")) if args.proxy is not None else (None, ())
+        try:  # a missing or incomplete folder is one clear line
+            spec = cache_proxy(str(Path(args.data).resolve()), base, keep=keep)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--data: {exc}") from None
-        fields = {"source": "cache", "data": str(Path(args.data).resolve())}
-        if args.proxy is not None:
-            spec = ProxySpec.from_dict({**proxy_preset(args.proxy).to_dict(), **fields})
-        else:
-            spec = ProxySpec(**fields, resolution=int(manifest["resolution"]), num_classes=int(manifest["num_classes"]))
     elif args.proxy is not None:
         spec = proxy_preset(args.proxy)
         if spec.source == "cache":

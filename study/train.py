@@ -23,7 +23,9 @@ config):
 It prints one line per epoch and a summary. After an interruption, ``--resume`` continues
 from the last checkpoint and ends with the same result as an uninterrupted run. Starting
 into a folder that holds a checkpoint without ``--resume`` is refused. ``--data DIR``
-trains on a cache made by ``python -m study.data prepare`` (``proxy.source = "cache"``).
+trains on a cache made by ``python -m study.data prepare`` (``proxy.source = "cache"``),
+with the cache's class count and, unless the config sets one, its resolution (as
+``study.run --data``); an architecture for another class count is an error.
 
 Without ``--workers`` the run is one process, as it always was. ``--workers N`` runs the same
 trainer data-parallel on Ray Train (:func:`study.cluster.train_distributed`): on the Ray
@@ -133,13 +135,37 @@ def _usage(exc: BaseException) -> UsageError:
     return UsageError(in_flags(" ".join(str(exc).split()), FLAGS))
 
 
-def _effective(config: TrialConfig, args: Any, *, absolute: bool) -> TrialConfig:
-    """The config after --data, --epochs (and, on Ray, --batch-per-worker; a relative cache
-    folder made absolute: the workers run elsewhere)."""
+def _set_in_file(path: str, section: str) -> set[str]:
+    """The keys that the config file ``path`` itself sets in ``section`` (the others took
+    their defaults); the file has been read as a TrialConfig already."""
+    part = json.loads(Path(path).read_text()).get(section)
+    return set(part) if isinstance(part, dict) else set()
+
+
+def _on_cache(config: TrialConfig, data: str, *, keep_resolution: bool) -> TrialConfig:
+    """``config`` reading the cache ``data`` (``--data``): its class count and, unless
+    ``keep_resolution``, its resolution come from the cache (as with ``study.run --data``);
+    an architecture for another class count is a contradiction."""
+    from study.data import cache_proxy
+
+    if not Path(data).is_dir():
+        raise UsageError(f"--data: {data} is not a folder")
+    try:
+        proxy = cache_proxy(data, config.proxy, keep=("resolution",) if keep_resolution else ())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--data: {' '.join(str(exc).split())}") from None
+    if config.arch.num_classes != proxy.num_classes:
+        raise UsageError(f"--data: the cache {data} holds {proxy.num_classes} classes, but the config's architecture "
+                         f"has num_classes {config.arch.num_classes}")
+    return config.replace(proxy=proxy)
+
+
+def _effective(config: TrialConfig, args: Any, *, absolute: bool, keep_resolution: bool = True) -> TrialConfig:
+    """The config after --data (``keep_resolution``: the config sets its own; an exported
+    one always does), --epochs (and, on Ray, --batch-per-worker; a relative cache folder
+    made absolute: the workers run elsewhere)."""
     if args.data is not None:
-        if not Path(args.data).is_dir():
-            raise UsageError(f"--data: {args.data} is not a folder")
-        config = config.replace(proxy=dataclasses.replace(config.proxy, source="cache", data=str(args.data)))
+        config = _on_cache(config, args.data, keep_resolution=keep_resolution)
     if args.epochs is not None:
         try:
             config = config.replace(recipe=dataclasses.replace(config.recipe, epochs=args.epochs))
@@ -191,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"{given[0]}: needs --workers (or --batch); without them the run is one process")
     if args.batch is not None:
         return _main_batch(args)
-    config = _effective(load_config(args.config), args, absolute=on_ray)
+    config = _effective(load_config(args.config), args, absolute=on_ray, keep_resolution="resolution" in _set_in_file(args.config, "proxy"))
     if on_ray:
         return _main_ray(args, config)
 

@@ -24,10 +24,11 @@ from study.data._classes import imagenet100_classes, read_class_file, read_label
 from study.data import _files, _downsampled  # noqa: F401  (register the file sources)
 from study.data._prepare import PrepareWarning, prepare
 from study.data._presets import list_proxies, proxy_preset
-from study.data._proxy import load_proxy
+from study.data._proxy import cache_proxy, load_proxy
 
 __all__ = [
     "load_proxy",
+    "cache_proxy",
     "ProxyData",
     "Split",
     "DeviceLoader",

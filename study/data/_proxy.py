@@ -1,12 +1,16 @@
-"""load_proxy: a :class:`~study.config.ProxySpec` -> :class:`ProxyData` in memory."""
+"""load_proxy: a :class:`~study.config.ProxySpec` -> :class:`ProxyData` in memory;
+cache_proxy: the ProxySpec that reads a prepared cache."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
 
 from study.config import ProxySpec
 from study.data._registry import CACHE, get_source
 from study.data._types import ProxyData
 
-__all__ = ["load_proxy"]
+__all__ = ["load_proxy", "cache_proxy"]
 
 
 def load_proxy(proxy: ProxySpec) -> ProxyData:
@@ -31,3 +35,25 @@ def load_proxy(proxy: ProxySpec) -> ProxyData:
                           images_per_class=proxy.images_per_class, val_per_class=proxy.val_per_class,
                           subset_seed=proxy.subset_seed)
     return get_source(proxy.source).load(proxy)
+
+
+#: the fields a cache's manifest decides unless the caller keeps its own
+CACHE_FIELDS = ("resolution", "num_classes")
+
+
+def cache_proxy(data: str | Path, base: ProxySpec | None = None, *, keep: Iterable[str] = ()) -> ProxySpec:
+    """The proxy that reads the prepared cache ``data`` (``--data DIR`` of ``study.run`` and
+    ``study.train``): ``base``'s fields (a preset's, a config's; default ``ProxySpec()``)
+    with ``source="cache"``, ``data`` as given, and the cache's own resolution and class
+    count, except the fields named in ``keep`` (``"resolution"``, ``"num_classes"``), which
+    stay ``base``'s. A folder that is not a complete cache raises (``read_manifest``)."""
+    from study.data._cache import read_manifest
+
+    keep = set(keep)
+    unknown = keep - set(CACHE_FIELDS)
+    if unknown:
+        raise ValueError(f"keep: only {', '.join(CACHE_FIELDS)} come from a cache, got {', '.join(sorted(unknown))}")
+    manifest = read_manifest(data)
+    fields = {**(base or ProxySpec()).to_dict(), "source": CACHE, "data": str(data)}
+    fields.update({name: int(manifest[name]) for name in CACHE_FIELDS if name not in keep})
+    return ProxySpec.from_dict(fields)

@@ -102,6 +102,13 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, monk
         assert not out.exists(), f"{argv} created {list(out.rglob('*'))}"
 
 
+def test_a_negative_max_failures_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("STUDY_DEBUG", raising=False)
+    code, _, err = _cli(["--space", "eca_kmap", "--max-failures", "-2", "--out", tmp_path / "runs"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--max-failures: must be >= 0, got -2" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_bad_input_with_a_storage_creates_no_database(tmp_path, capsys, monkeypatch):
     # the name check asks the storage whether the study exists: that must not create the file
     monkeypatch.delenv("STUDY_DEBUG", raising=False)
@@ -234,24 +241,39 @@ def test_postgresql_storage(postgres_url, tmp_path, capsys, tiny_flags):
             pass
 
 
-def test_two_studies_share_one_storage(tmp_path, tiny_flags):
-    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_two_studies_driven_at_once_share_one_storage(kind, request, tmp_path, tiny_flags):
+    """Two drivers write to one SQLite file / one PostgreSQL database at the same time: both
+    finish, and neither sees the other's trials."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {"eca_kmap": f"a-{suffix}", "se_ratio": f"b-{suffix}"}
+    storage = f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" else request.getfixturevalue("postgres_url")
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "study.run", "--space", space, "--name", name, "--runner", "local", "--storage", storage,
              "--trials", "1", "--epochs", "1", "--out", str(tmp_path), "--quiet", *tiny_flags],
             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        for space, name in (("eca_kmap", "a"), ("se_ratio", "b"))
+        for space, name in names.items()
     ]
-    for p in procs:  # both drivers write to the same SQLite file at the same time
-        out, _ = p.communicate(timeout=240)
-        assert p.returncode == 0, out
-    assert sorted(optuna.get_all_study_names(storage)) == ["a", "b"]
-    a, b = (optuna.load_study(study_name=n, storage=storage) for n in ("a", "b"))
-    assert len(_finished(a)) == 1 and len(_finished(b)) == 1
-    assert {s["kind"] for t in _finished(a) for s in t.user_attrs[record.STAGES]} == {"eca"}
-    assert {s["kind"] for t in _finished(b) for s in t.user_attrs[record.STAGES]} == {"se"}
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=240)
+            assert p.returncode == 0, out
+        assert set(names.values()) <= set(optuna.get_all_study_names(make_storage(storage)))
+        a, b = (optuna.load_study(study_name=n, storage=make_storage(storage)) for n in names.values())
+        assert len(_finished(a)) == 1 and len(_finished(b)) == 1
+        assert {s["kind"] for t in a.get_trials() for s in t.user_attrs.get(record.STAGES, [])} == {"eca"}
+        assert {s["kind"] for t in b.get_trials() for s in t.user_attrs.get(record.STAGES, [])} == {"se"}
+        for study in (a, b):  # each study numbers its own trials, 0, 1, ...
+            assert [t.number for t in study.get_trials()] == list(range(len(study.get_trials())))
+    finally:
+        if kind == "postgresql":
+            for name in names.values():
+                try:
+                    optuna.delete_study(study_name=name, storage=make_storage(storage))
+                except KeyError:
+                    pass
 
 
 # ----------------------------------------------------------------------------- Ray cluster

@@ -69,8 +69,54 @@ def test_ray_runner_without_pruner_and_with_a_failing_trial(ray_cluster, tiny_se
     assert bridge.finished() == 2
 
 
-def test_the_searcher_and_scheduler_are_ray_tune_interfaces():
+class _TuneTrial:
+    """What the scheduler reads of a Ray Tune trial."""
+
+    def __init__(self, trial_id: str, error: Exception | None = None):
+        self.trial_id, self.num_failures, self._error = trial_id, 2, error
+
+    def get_error(self) -> Exception | None:
+        return self._error
+
+
+def _epoch(epoch: int, top1: float) -> dict:
+    return {"epoch": epoch, "top1": top1, "top5": 100.0, "val_loss": 1.0, "train_loss": 1.0, "cost_params": 1000, "stages": "[]"}
+
+
+def test_the_searcher_and_scheduler_decide_as_optuna_says(tiny_settings):
+    """Driven as Ray Tune's controller calls them (no Ray processes needed): a dead worker is
+    recorded FAIL with Ray's error and does not count, the scheduler STOPs a trial when the
+    Optuna median pruner says prune, and the searcher says FINISHED at the budget."""
     from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import Searcher
 
-    assert issubclass(OptunaSearcher, Searcher) and issubclass(OptunaPrunerScheduler, TrialScheduler)
+    from runners import StudyBridge
+    from runners._study import open_study
+    from search_spaces import get_space
+
+    settings = tiny_settings(name="contract", runner="ray", trials=2, pruner="median", pruner_options={"startup": 1, "warmup": 0})
+    space = get_space(settings.space)
+    bridge = StudyBridge(open_study(settings, space, create=True), space, settings)
+    trials, errors = {}, {}
+    searcher = OptunaSearcher(bridge, trials, errors, {"threads": 1})
+    scheduler = OptunaPrunerScheduler(bridge, trials, errors)
+
+    first = searcher.suggest("a")
+    assert first["number"] == 0 and first["config"]["arch"]["width"] == 0.25
+    for epoch, top1 in ((1, 50.0), (2, 60.0)):
+        assert scheduler.on_trial_result(None, _TuneTrial("a"), _epoch(epoch, top1)) == TrialScheduler.CONTINUE
+    searcher.on_trial_complete("a", _epoch(2, 60.0))
+
+    assert searcher.suggest("b")["number"] == 1  # its worker dies: Ray gives up and says why
+    scheduler.on_trial_error(None, _TuneTrial("b", RuntimeError("the actor died unexpectedly")))
+    searcher.on_trial_complete("b", None, error=True)
+
+    assert searcher.suggest("c")["number"] == 2  # a failure does not count; below the median of epoch 1: pruned
+    assert scheduler.on_trial_result(None, _TuneTrial("c"), _epoch(1, 10.0)) == TrialScheduler.STOP
+    searcher.on_trial_complete("c", _epoch(1, 10.0))
+
+    a, b, c = _ran(bridge)
+    assert (a.state, a.value, a.intermediate_values) == (TrialState.COMPLETE, 60.0, {1: 50.0, 2: 60.0})
+    assert b.state == TrialState.FAIL and b.user_attrs[record.ERROR] == "Ray trial failed after 2 attempt(s): the actor died unexpectedly"
+    assert (c.state, c.intermediate_values, c.user_attrs[record.OUTCOME]) == (TrialState.PRUNED, {1: 10.0}, "pruned")
+    assert bridge.finished() == 2 and searcher.suggest("e") == Searcher.FINISHED

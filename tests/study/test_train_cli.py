@@ -196,6 +196,46 @@ def test_data_dir_trains_on_a_prepared_cache(tmp_path, capsys):
     assert json.loads((out / "result.json").read_text())["outcome"] == "complete"
 
 
+@pytest.fixture(scope="module")
+def cache3(tmp_path_factory):
+    """A 3-class, 16 px cache prepared from real image files (JPEG and PNG)."""
+    from study.data import prepare
+
+    sys.path.insert(0, str(Path(__file__).parent))  # the shared tree builders, whatever pytest's import mode
+    from _data_trees import image_tree
+
+    tmp = tmp_path_factory.mktemp("cache3")
+    image_tree(tmp / "tree", ["ant", "bee", "cat"], train=4, val=2)
+    prepare("imagefolder", tmp / "tree", tmp / "cache", resolution=16, workers=1, progress=False)
+    return tmp / "cache"
+
+
+def _hand_written(path: Path, num_classes: int, **proxy) -> Path:
+    """A config as a user writes it: no proxy class count (the default is 100)."""
+    arch = {"backbone": "resnet18", "stem": "lowres", "width": 0.25, "num_classes": num_classes, "stages": [{"kind": "eca", "k": 3}] * 4}
+    path.write_text(json.dumps({"arch": arch, "recipe": {"epochs": 1, "batch_size": 6, "warmup_epochs": 0}, **({"proxy": proxy} if proxy else {})}))
+    return path
+
+
+def test_data_gives_the_class_count_and_resolution_unless_the_config_sets_it(cache3, tmp_path, capsys):
+    config = _hand_written(tmp_path / "c.json", 3)
+    assert cli.main(["--config", str(config), "--data", str(cache3), "--out", str(tmp_path / "a")]) == 0
+    saved = TrialConfig.from_json((tmp_path / "a" / "config.json").read_text()).proxy
+    assert (saved.source, saved.data, saved.num_classes, saved.resolution) == ("cache", str(cache3), 3, 16)
+    assert json.loads((tmp_path / "a" / "result.json").read_text())["outcome"] == "complete"
+    # a resolution the config sets is kept (the cache is resized down on load)
+    config = _hand_written(tmp_path / "c8.json", 3, resolution=8)
+    assert cli.main(["--config", str(config), "--data", str(cache3), "--out", str(tmp_path / "b")]) == 0
+    assert TrialConfig.from_json((tmp_path / "b" / "config.json").read_text()).proxy.resolution == 8
+
+
+def test_data_for_another_class_count_is_one_line(cache3, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = cli_error(capsys, "--config", str(_hand_written(tmp_path / "c.json", 10)), "--data", str(cache3))
+    assert f"--data: the cache {cache3} holds 3 classes, but the config's architecture has num_classes 10" in line, line
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(
     "make_args, expected",
     [
