@@ -197,7 +197,7 @@ def _confirm_source(args: Any, space: Any) -> dict[str, Any]:
     import analysis
     from search_spaces._kmap_confirm import DECISION
     from study.config import ProxySpec, Recipe
-    from study.storage import is_storage_url
+    from study.storage import is_storage_url, public_url
 
     try:
         fr = analysis.load(args.source)
@@ -208,7 +208,7 @@ def _confirm_source(args: Any, space: Any) -> dict[str, Any]:
         raise UsageError(f"--from {args.source}: no psi(C; gamma, b) fits the k this study ran ({'; '.join(an.notes)})")
     settings = dict(fr.settings)
     out: dict[str, Any] = {"options": {
-        "source": str(args.source) if is_storage_url(str(args.source)) else str(Path(args.source).resolve()),
+        "source": public_url(str(args.source)) if is_storage_url(str(args.source)) else str(Path(args.source).resolve()),
         "source_study": fr.name, "fitted": {"gamma": an.fitted.gamma, "b": an.fitted.b},
         "source_evidence": bool(an.effect.evidence), "source_verdict": an.effect.verdict(), "decision": DECISION,
     }}
