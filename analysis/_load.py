@@ -23,7 +23,7 @@ import pandas as pd
 from optuna.storages.journal import JournalFileBackend
 
 from study import record
-from study.storage import connect_url, is_storage_url, journal_path, normalize_storage_url, public_url, redact
+from study.storage import check_storage_url, connect_url, is_storage_url, journal_path, normalize_storage_url, public_url, redact
 
 __all__ = ["StudyFrames", "load", "frames_of", "open_study_readonly", "summarize_kinds", "config_key"]
 
@@ -98,9 +98,7 @@ class _ReadOnlyJournal(JournalFileBackend):
 
 def _journal_readonly(url: str) -> optuna.storages.JournalStorage:
     """The journal at ``journal:PATH``, read-only; the file must exist (it is not created)."""
-    path = journal_path(normalize_storage_url(url))
-    if not path:
-        raise ValueError(f"storage: {url!r} names no journal file (journal:/shared/studies.log)")
+    path = journal_path(normalize_storage_url(check_storage_url(url)))
     if not Path(path).is_file():
         raise FileNotFoundError(f"storage: no journal file at {path} ({url})")
     try:
