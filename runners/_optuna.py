@@ -9,7 +9,8 @@ from typing import Any
 import optuna
 
 from runners._settings import StudySettings
-from study.storage import check_journal_writable, check_storage_url, connect_url, journal_path, normalize_storage_url, redact
+from study.storage import (PASSWORD_ENV, check_journal_writable, check_storage_url, connect_url, journal_path, normalize_storage_url,
+                           public_url, redact)
 
 __all__ = ["make_sampler", "make_pruner", "make_storage", "check_storage_url", "normalize_storage_url", "GridSampler"]
 
@@ -93,6 +94,8 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
                 time.sleep(0.2 * (attempt + 1))
                 continue
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "password" in first.lower() and public_url(url) == url:  # the password is not written down: say where it goes
+                first += f" (a password is never stored: give the URL with it again, or set {PASSWORD_ENV}, PGPASSWORD or ~/.pgpass)"
             raise ValueError(f"storage: cannot open {redact(url)}: {first}") from None
     raise AssertionError("unreachable")
 
