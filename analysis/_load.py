@@ -3,8 +3,10 @@
 The study's Optuna storage is the record (see ``DESIGN.md``); the attribute names are those
 of :mod:`study.record`. Analysis never writes to a storage: SQLite files are opened in
 SQLite's read-only URI mode, PostgreSQL sessions with ``default_transaction_read_only``,
-other databases without table creation, and a storage that holds no Optuna tables is
-refused before Optuna could initialise it.
+other databases without table creation, a journal file (``journal:PATH``) through a backend
+that only reads it (no lock file, never created), and a storage that holds no Optuna tables
+is refused before Optuna could initialise it. A URL without a password connects with the one
+in ``STUDY_STORAGE_PASSWORD`` (or libpq's ``PGPASSWORD`` / ``~/.pgpass``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import optuna
 import pandas as pd
+from optuna.storages.journal import JournalFileBackend
 
 from study import record
-from study.storage import normalize_storage_url
+from study.storage import check_storage_url, connect_url, is_storage_url, journal_path, normalize_storage_url, public_url, redact
 
 __all__ = ["StudyFrames", "load", "frames_of", "open_study_readonly", "summarize_kinds", "config_key"]
 
@@ -62,7 +65,7 @@ class StudyFrames:
     trials: pd.DataFrame
     epochs: pd.DataFrame
     name: str
-    storage: str
+    storage: str  # its URL, written down without a password (reports print it)
     objectives: tuple[str, ...]
     directions: tuple[str, ...]
     run_dir: Path | None = None
@@ -86,6 +89,24 @@ class StudyFrames:
 # storage access (read-only)
 
 
+class _ReadOnlyJournal(JournalFileBackend):
+    """Optuna's journal file, read without taking its lock; a write is refused."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        raise PermissionError(f"analysis never writes to a study's storage (journal {self._file_path})")
+
+
+def _journal_readonly(url: str) -> optuna.storages.JournalStorage:
+    """The journal at ``journal:PATH``, read-only; the file must exist (it is not created)."""
+    path = journal_path(normalize_storage_url(check_storage_url(url)))
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"storage: no journal file at {path} ({url})")
+    try:
+        return optuna.storages.JournalStorage(_ReadOnlyJournal(path))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"storage: cannot read the journal {path}: {exc}") from None
+
+
 def _readonly_url(url: str) -> str:
     """SQLite URLs become read-only URIs; the file must exist (else SQLite would create it)."""
     if not isinstance(url, str) or "://" not in url:
@@ -103,14 +124,16 @@ def _readonly_url(url: str) -> str:
             raise FileNotFoundError(f"storage: no SQLite file at {p} ({url})")
         return f"sqlite:///file:{p.resolve()}?mode=ro&uri=true"
     if scheme.split("+", 1)[0] not in ("postgresql", "postgres", "mysql"):
-        raise ValueError(f"storage: unsupported URL scheme {scheme!r} in {url!r} (expected sqlite, postgresql or mysql)")
-    return normalize_storage_url(url)
+        raise ValueError(f"storage: unsupported URL scheme {scheme!r} in {redact(url)!r} (expected sqlite, postgresql, mysql or journal:PATH)")
+    return connect_url(normalize_storage_url(url))
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url`` that analysis cannot write to."""
     import sqlalchemy
 
+    if journal_path(url) is not None:
+        return _journal_readonly(url)
     ro = _readonly_url(url)
     kwargs: dict[str, Any] = {}
     if ro.split("://", 1)[0].startswith("postgres"):
@@ -122,14 +145,14 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             tables = set(sqlalchemy.inspect(conn).get_table_names())
         engine.dispose()
     except sqlalchemy.exc.ArgumentError as exc:
-        raise ValueError(f"storage: bad URL {url!r} ({exc})") from None
+        raise ValueError(f"storage: bad URL {redact(url)!r} ({exc})") from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         msg = " ".join(str(getattr(exc, "orig", exc) or exc).split())
-        raise ValueError(f"storage: cannot open {url!r}: {msg}") from None
+        raise ValueError(f"storage: cannot open {redact(url)!r}: {msg}") from None
     except ImportError as exc:
-        raise ValueError(f"storage: no database driver for {url!r} ({exc})") from None
+        raise ValueError(f"storage: no database driver for {redact(url)!r} ({exc})") from None
     if not {"studies", "trials", "version_info"} <= tables:
-        raise ValueError(f"storage: {url!r} holds no Optuna study")
+        raise ValueError(f"storage: {redact(url)!r} holds no Optuna study")
     return optuna.storages.RDBStorage(ro, engine_kwargs=kwargs, skip_table_creation=True, skip_compatibility_check=True)
 
 
@@ -160,7 +183,7 @@ def open_study_readonly(source: str | Path, study_name: str | None = None) -> tu
     text = str(source)
     run_dir: Path | None = None
     settings: dict[str, Any] = {}
-    if "://" in text:
+    if is_storage_url(text):
         url = text
     else:
         run_dir = Path(text)
@@ -175,7 +198,7 @@ def open_study_readonly(source: str | Path, study_name: str | None = None) -> tu
         study_name = names[0]
     elif study_name not in names:
         listing = ", ".join(names) if names else "none"
-        raise ValueError(f"study: no study named {study_name!r} in {url} (studies: {listing})")
+        raise ValueError(f"study: no study named {study_name!r} in {redact(url)} (studies: {listing})")
     study = optuna.load_study(study_name=study_name, storage=storage)
     if not settings and isinstance(study.user_attrs.get(record.STUDY_SETTINGS), dict):
         settings = dict(study.user_attrs[record.STUDY_SETTINGS])  # the runners also keep their settings on the study
@@ -381,7 +404,7 @@ def load(source: str | Path, study_name: str | None = None) -> StudyFrames:
     and ``ValueError`` (naming the problem) for a bad URL or an unknown study name.
     """
     study, url, run_dir, settings = open_study_readonly(source, study_name)
-    return frames_of(study, settings=settings, storage=url, run_dir=run_dir)
+    return frames_of(study, settings=settings, storage=public_url(url), run_dir=run_dir)
 
 
 def frames_of(study: optuna.Study, *, settings: Mapping[str, Any] | None = None, storage: str = "", run_dir: Path | None = None) -> StudyFrames:

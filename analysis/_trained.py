@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis._load import StudyFrames, config_key, summarize_kinds
+from study.storage import is_storage_url
 
 __all__ = ["load_trained", "is_study_folder", "TRAINED"]
 
@@ -31,7 +32,7 @@ TRAINED = "trained"
 def is_study_folder(path: str | Path) -> bool:
     """A run folder of a study (``settings.json`` or ``study.db``), or a storage URL."""
     text = str(path)
-    if "://" in text:
+    if is_storage_url(text):
         return True
     p = Path(text)
     return p.is_dir() and ((p / "settings.json").is_file() or (p / "study.db").is_file())

@@ -111,7 +111,18 @@ def _consume(bridge: StudyBridge, live: LiveTrial, result: Mapping[str, Any]) ->
     return False
 
 
-class OptunaSearcher(Searcher):
+class _DriverOnly:
+    """Pickled (Ray writes the Tuner with its searcher and scheduler into ``ray/*/tuner.pkl``)
+    without the bridge: the study, its storage and the URL with any password in it stay in
+    the driver's memory. The Optuna storage is the record; a Ray experiment is never restored."""
+
+    _DRIVER_ONLY = ("bridge", "trials", "errors")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._DRIVER_ONLY}
+
+
+class OptunaSearcher(_DriverOnly, Searcher):
     """Ray Tune searcher whose trials come from an Optuna study, through the bridge."""
 
     def __init__(self, bridge: StudyBridge, trials: dict[str, LiveTrial], errors: dict[str, str], spec: Mapping[str, Any]):
@@ -161,7 +172,7 @@ class OptunaSearcher(Searcher):
             self.bridge.finish(live)
 
 
-class OptunaPrunerScheduler(FIFOScheduler):
+class OptunaPrunerScheduler(_DriverOnly, FIFOScheduler):
     """FIFO scheduling that stops a trial when the Optuna pruner says prune."""
 
     def __init__(self, bridge: StudyBridge, trials: dict[str, LiveTrial], errors: dict[str, str]):

@@ -194,6 +194,7 @@ def _confirm_source(args: Any, space: Any) -> dict[str, Any]:
     import analysis
     from search_spaces._kmap_confirm import DECISION
     from study.config import ProxySpec, Recipe
+    from study.storage import is_storage_url, public_url
 
     try:
         fr = analysis.load(args.source)
@@ -204,7 +205,7 @@ def _confirm_source(args: Any, space: Any) -> dict[str, Any]:
         raise UsageError(f"--from {args.source}: no psi(C; gamma, b) fits the k this study ran ({'; '.join(an.notes)})")
     settings = dict(fr.settings)
     out: dict[str, Any] = {"options": {
-        "source": str(Path(args.source).resolve()) if "://" not in str(args.source) else str(args.source),
+        "source": public_url(str(args.source)) if is_storage_url(str(args.source)) else str(Path(args.source).resolve()),
         "source_study": fr.name, "fitted": {"gamma": an.fitted.gamma, "b": an.fitted.b},
         "source_evidence": bool(an.effect.evidence), "source_verdict": an.effect.verdict(), "decision": DECISION,
     }}
@@ -236,7 +237,7 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
     Returns ``(settings, space, created)`` where ``created`` is False for ``--resume``.
     """
     from search_spaces import get_space, space_names
-    from study.storage import check_storage_url, normalize_storage_url
+    from study.storage import check_journal_writable, check_storage_url, normalize_storage_url
 
     from runners._study import study_exists
 
@@ -246,6 +247,7 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
     if args.storage is not None:
         try:
             check_storage_url(args.storage)
+            check_journal_writable(args.storage)
         except ValueError as exc:
             raise usage_error(exc) from None
         if args.storage.startswith("sqlite:///") and not args.storage.startswith("sqlite:///:memory:"):
@@ -340,7 +342,7 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
 
 def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) -> tuple[StudySettings, Any, bool]:
     from search_spaces import get_space
-    from study.storage import normalize_storage_url
+    from study.storage import normalize_storage_url, public_url
 
     if args.name is not None:
         name = args.name
@@ -361,14 +363,14 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
         raise UsageError(f"--resume: {path} cannot be read back ({' '.join(str(exc).split())})") from None
     # flags that define the study must agree with it
     given = {
-        "space": args.space, "storage": args.storage and normalize_storage_url(args.storage), "epochs": args.epochs, "seed": args.seed,
+        "space": args.space, "storage": args.storage and public_url(normalize_storage_url(args.storage)), "epochs": args.epochs, "seed": args.seed,
         "backbone": args.backbone, "stem": args.stem, "width": args.width, "proxy": args.proxy, "data": args.data,
         "sampler": args.sampler, "pruner": args.pruner, "objectives": _objectives(args),
         "design": args.design, "replicates": args.replicates, "seed_mode": args.seed_mode,
         "kinds": [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds is not None else None,
     }
     kept = {
-        "space": stored.space, "storage": stored.storage, "epochs": stored.recipe.epochs, "seed": stored.seed,
+        "space": stored.space, "storage": public_url(stored.storage), "epochs": stored.recipe.epochs, "seed": stored.seed,
         "backbone": stored.backbone, "stem": stored.stem, "width": stored.width, "proxy": None, "data": stored.proxy.data,
         "sampler": stored.sampler, "pruner": stored.pruner, "objectives": tuple(stored.objectives),
         "design": stored.design, "replicates": stored.replicates, "seed_mode": stored.seed_mode,
@@ -388,6 +390,8 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
         if getattr(args, dest) is not None:
             raise UsageError(f"--{dest.replace('_', '-')}: a resumed study keeps its sampler and pruner options")
     changes: dict[str, Any] = {k: getattr(args, k) for k in RESUMABLE if getattr(args, k, None) is not None}
+    if args.storage is not None:  # the same storage, given again: with its password, if it has one
+        changes["storage"] = normalize_storage_url(args.storage)
     if changes.get("runner", stored.runner) == "local":
         changes.update(address=None, max_concurrent=1, gpus_per_trial=0.0, stage_data=False)
     try:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from study import record
 from search_spaces import SAMPLERS
 from study.config import ProxySpec, Recipe, repr_non_default
-from study.storage import check_storage_url
+from study.storage import check_storage_url, public_url, redact
 
 __all__ = ["StudySettings", "Design", "DESIGNS", "SEED_MODES", "SAMPLERS", "PRUNERS", "RUNNERS", "PRUNER_OPTIONS", "SAMPLER_OPTIONS", "RESUMABLE"]
 
@@ -120,7 +120,8 @@ class StudySettings:
     with its own seed; ``timeout`` seconds for this run) and the execution fields
     (``runner``, ``address``, resources, ``stage_data``) may change on ``--resume``.
     ``stage_data`` ships the proxy cache to every Ray node's local disk instead of reading
-    it at the same path everywhere.
+    it at the same path everywhere. ``storage`` is the URL to connect with, a password
+    included where one was given; it is written down (:meth:`to_dict`) and printed without it.
     """
 
     name: str
@@ -282,9 +283,15 @@ class StudySettings:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form, as written into ``settings.json`` and the study's ``settings``
+        attribute: ``storage`` without its password (:func:`study.storage.public_url`), so
+        a resumed study connects with the password given again, from the environment or
+        from the database client's own files, and never finds one written down."""
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "storage":
+                v = public_url(v)
             if isinstance(v, (ProxySpec, Recipe)):
                 v = v.to_dict()
             elif isinstance(v, Mapping):
@@ -306,4 +313,5 @@ class StudySettings:
             d["objectives"] = tuple(d["objectives"])
         return cls(**d)
 
-    __repr__ = repr_non_default
+    def __repr__(self) -> str:
+        return repr_non_default(self.replace(storage=redact(self.storage)) if public_url(self.storage) != self.storage else self)

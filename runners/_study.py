@@ -13,20 +13,33 @@ from runners._optuna import check_storage_url, make_pruner, make_sampler, make_s
 from runners._progress import Progress
 from runners._settings import StudySettings
 from study import record
+from study.storage import journal_path
 
-__all__ = ["open_study", "run_study", "study_exists"]
+__all__ = ["open_study", "run_study", "study_exists", "name_objectives"]
+
 
 def study_exists(storage_url: str, name: str) -> bool:
-    """Whether ``name`` is a study in ``storage_url``; a SQLite file that does not exist
-    holds none and is not created by asking (bad input must create nothing)."""
+    """Whether ``name`` is a study in ``storage_url``; a SQLite file or a journal that does
+    not exist holds none and is not created by asking (bad input must create nothing)."""
     from sqlalchemy.engine import make_url
 
     check_storage_url(storage_url)
-    url = make_url(storage_url)
-    if url.get_backend_name() == "sqlite" and (url.database in (None, "", ":memory:") or not Path(url.database).exists()):
+    journal = journal_path(storage_url)
+    if journal is not None:
+        if not Path(journal).is_file():
+            return False
+    elif (url := make_url(storage_url)).get_backend_name() == "sqlite" and (
+            url.database in (None, "", ":memory:") or not Path(url.database).exists()):
         return False
     storage = make_storage(storage_url)
     return any(s.study_name == name for s in storage.get_all_studies())
+
+
+def name_objectives(study: optuna.Study, objectives: tuple[str, ...]) -> None:
+    """Name the study's objectives (``top1``, ``params``, ...) as Optuna's metric names, which
+    optuna-dashboard shows in place of "Objective 0"; a study that has them is left as it is."""
+    if study.metric_names is None:
+        study.set_metric_names(list(objectives))
 
 
 def open_study(settings: StudySettings, space: Any, *, create: bool) -> optuna.Study:
@@ -46,6 +59,7 @@ def open_study(settings: StudySettings, space: Any, *, create: bool) -> optuna.S
                 f"name: a study named {settings.name!r} already exists in {redact(settings.storage)}; "
                 f"pass `resume` to continue it, or choose another `name`"
             ) from None
+        name_objectives(study, settings.objectives)
         study.set_user_attr(record.STUDY_SETTINGS, settings.to_dict())
         study.set_user_attr(record.STUDY_SPACE, space.info.name)
         return study
@@ -55,6 +69,7 @@ def open_study(settings: StudySettings, space: Any, *, create: bool) -> optuna.S
         raise ValueError(f"name: no study named {settings.name!r} in {redact(settings.storage)}") from None
     if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE for d in settings.directions]:
         raise ValueError(f"objectives: study {settings.name!r} was created with other objectives")
+    name_objectives(study, settings.objectives)  # a study created before they were named
     # a sampler seeded as in the first run would draw the same random numbers again and so
     # re-sample the configurations that run already tried: seed it past the trials so far
     n = len(study.get_trials(deepcopy=False))

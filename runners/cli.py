@@ -4,6 +4,7 @@
     python -m study.run --list-spaces
     python -m study.run --space se_ratio --proxy in100-32 --trials 40 --epochs 10 --gpus-per-trial 0.5
     python -m study.run --space eca_kmap --address auto --storage postgresql://user@db/optuna
+    python -m study.run --space eca_kmap --address auto --storage journal:/shared/studies.log
     python -m study.run --space eca_kmap --address auto --proxy in100-32 --stage-data   # ship the cache to every node
     python -m study.run --name eca_kmap --resume         # continue after the driver died
     python -m study.run --space my_spaces.py:define --runner local --trials 4
@@ -76,7 +77,9 @@ def build_parser() -> ArgumentParser:
     g = p.add_argument_group("where")
     g.add_argument("--runner", choices=RUNNERS, default=None, help="ray (default): Ray Tune; local: in-process, one trial at a time")
     g.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: start a local Ray for the run)")
-    g.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<out>/<name>/study.db); postgresql://... for a cluster")
+    g.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<out>/<name>/study.db); postgresql://user@host/db for a "
+                   "cluster, or journal:PATH for Optuna's journal file on a shared filesystem. A password is never written down: "
+                   "give it again on --resume, or in STUDY_STORAGE_PASSWORD, PGPASSWORD or ~/.pgpass")
     g.add_argument("--out", default="runs", help="folder that holds the study folders (default: runs)")
     g = p.add_argument_group("design and budget")
     g.add_argument("--design", choices=tuple(DESIGNS), help="search (default): find good configurations; inference: measure an effect "
