@@ -277,6 +277,9 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
     sampler = args.sampler or ("nsga2" if multi and space_sampler == "tpe" else space_sampler)
     pruner = args.pruner or (design.multi_objective_pruner if multi else design.pruner)
     if multi and pruner not in MULTI_OBJECTIVE_PRUNERS:
+        if _options(args, _PRUNER_ARGS):  # options meant for the pruner that is not used: say so, not a puzzle about pareto's
+            raise UsageError(f"--pruner: {pruner} prunes one objective (Optuna's pruners refuse several); with --objectives "
+                             f"{','.join(objectives)} use --pruner {' or '.join(MULTI_OBJECTIVE_PRUNERS)}")
         note(f"note: --pruner {pruner} ignored: it prunes one objective (Optuna's pruners refuse several); "
              f"this study is pruned by {design.multi_objective_pruner}")
         pruner = design.multi_objective_pruner
