@@ -30,11 +30,13 @@ trains every pruned study. So pruners can be compared at the cost of training ea
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -111,6 +113,10 @@ def main() -> None:
     p.add_argument("--width", type=float, default=None,
                    help="fix the width (default: 0.25 for one objective; for several the space's widths 0.25, 0.5, 1)")
     p.add_argument("--train-pruned", action="store_true", help="train every pruned study instead of replaying it")
+    p.add_argument("--no-check", action="store_true", help="skip training the first pruned study to check its replay")
+    p.add_argument("--save-curves", metavar="DIR", help="write each seed's unpruned curves to DIR/seed<N>.json")
+    p.add_argument("--curves-from", metavar="DIR", help="take each seed's unpruned study from DIR/seed<N>.json (written by "
+                   "--save-curves with the same settings) instead of training it; the replay check still trains")
     args = p.parse_args()
 
     objectives = tuple(o.strip() for o in args.objectives.split(","))
@@ -128,10 +134,23 @@ def main() -> None:
           f"pruned studies {'trained' if args.train_pruned else 'replayed from the unpruned curves (the first checked by training it)'}")
     results: dict[str, list[dict[str, Any]]] = {label(pr): [] for pr in pruners}
     t_start = time.perf_counter()
+    meta = {k: v for k, v in common.items() if k != "runner"}
     for seed in range(args.seed, args.seed + args.seeds):
-        wall0, plain = run(f"none-s{seed}", pruner="none", seed=seed, **common)
+        if args.curves_from:
+            path = Path(args.curves_from) / f"seed{seed}.json"
+            saved = json.loads(path.read_text())
+            if saved["settings"] != json.loads(json.dumps(meta)):
+                sys.exit(f"--curves-from: {path} was recorded with {saved['settings']}, not {meta}")
+            recorded = {int(n): c for n, c in saved["curves"].items()}
+            wall0 = saved["wall_s"]
+            _, plain = replay(f"none-s{seed}", recorded, pruner="none", seed=seed, **common)  # the unpruned study, as recorded
+        else:
+            wall0, plain = run(f"none-s{seed}", pruner="none", seed=seed, **common)
+            recorded = curves(plain)
+        if args.save_curves:
+            Path(args.save_curves).mkdir(parents=True, exist_ok=True)
+            (Path(args.save_curves) / f"seed{seed}.json").write_text(json.dumps({"settings": meta, "wall_s": wall0, "curves": recorded}))
         e0 = epochs_spent(plain)
-        recorded = curves(plain)
         if multi:
             reference = (1.1 * max(t.user_attrs[record.COSTS][cost] for t in plain), 0.0)
             hv0, front0 = front_hv(plain, cost, reference)
@@ -147,7 +166,7 @@ def main() -> None:
                 _, pruned = run(f"{name}-s{seed}", **settings)
             else:
                 _, pruned = replay(f"{name}-s{seed}", recorded, **settings)
-                if seed == args.seed and i == 0:
+                if seed == args.seed and i == 0 and not args.no_check:
                     _, trained = run(f"{name}-s{seed}-check", **settings)
                     if not same_study(pruned, trained):
                         sys.exit(f"replay check failed: the trained {label(pr)} study of seed {seed} differs from its replay")
