@@ -17,18 +17,22 @@ from study.config import ProxySpec, Recipe, repr_non_default
 from study.storage import check_storage_url
 
 __all__ = ["StudySettings", "Design", "DESIGNS", "SEED_MODES", "SAMPLERS", "PRUNERS", "RUNNERS", "PRUNER_OPTIONS", "SAMPLER_OPTIONS", "RESUMABLE",
-           "MULTI_OBJECTIVE_PRUNERS"]
+           "MULTI_OBJECTIVE_PRUNERS", "MULTI_OBJECTIVE_PRUNER_OPTIONS"]
 
 RUNNERS = ("ray", "local")
 PRUNERS = ("median", "sha", "hyperband", "pareto", "none")
 #: pruner -> the options it takes and their defaults ("pareto": :class:`runners._pruners.ParetoPruner`).
 PRUNER_OPTIONS: dict[str, dict[str, int]] = {
     "median": {"warmup": 2, "startup": 3},
-    "pareto": {"percentile": 50, "warmup": 2, "startup": 3},
+    "pareto": {"percentile": 50, "warmup": 1, "startup": 1},
     "sha": {"min_resource": 1, "reduction_factor": 3},
     "hyperband": {"min_resource": 1, "reduction_factor": 3},
     "none": {},
 }
+#: pruner -> the defaults that differ in a multi-objective study. "pareto" compares a trial with
+#: the trials that cost no more, and it reaches the front only by beating all of them: a higher
+#: bar (measured: ``benchmarks/pruning_efficiency.py``, README "Benchmarks")
+MULTI_OBJECTIVE_PRUNER_OPTIONS: dict[str, dict[str, int]] = {"pareto": {"percentile": 75}}
 #: sampler -> the options it takes and their defaults.
 SAMPLER_OPTIONS: dict[str, dict[str, int]] = {
     "tpe": {"startup": 5},
@@ -56,7 +60,7 @@ class Design:
     name: str
     description: str
     sampler: str | None = None
-    pruner: str = "median"
+    pruner: str = "pareto"
     multi_objective_pruner: str = "pareto"
     replicates: int = 1
     val_per_class: int | None = None
@@ -104,10 +108,11 @@ def _int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
     return value
 
 
-def _options(kind: str, given: Mapping[str, Any], table: dict[str, dict[str, int]], what: str) -> dict[str, int]:
-    """``given`` completed with ``kind``'s defaults; errors name the option as
-    ``<what>_options.<option>``."""
-    allowed = table[kind]
+def _options(kind: str, given: Mapping[str, Any], table: dict[str, dict[str, int]], what: str,
+             defaults: Mapping[str, int] | None = None) -> dict[str, int]:
+    """``given`` completed with ``kind``'s defaults (``defaults`` overriding the table's);
+    errors name the option as ``<what>_options.<option>``."""
+    allowed = {**table[kind], **(defaults or {})}
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         takes = ", ".join(f"`{what}_options.{o}`" for o in allowed) or "no options"
@@ -209,8 +214,10 @@ class StudySettings:
         if self.pruner not in PRUNERS:
             raise ValueError(f"pruner: must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         object.__setattr__(self, "sampler_options", _options(self.sampler, self.sampler_options, SAMPLER_OPTIONS, "sampler"))
-        object.__setattr__(self, "pruner_options", _options(self.pruner, self.pruner_options, PRUNER_OPTIONS, "pruner"))
         objectives = tuple(self.objectives)
+        multi = len(objectives) > 1
+        object.__setattr__(self, "pruner_options", _options(self.pruner, self.pruner_options, PRUNER_OPTIONS, "pruner",
+                                                            MULTI_OBJECTIVE_PRUNER_OPTIONS.get(self.pruner) if multi else None))
         if not objectives or objectives[0] != "top1" or len(set(objectives)) != len(objectives):
             raise ValueError(f"objectives: must start with top1 and not repeat, got {','.join(objectives)!r}")
         for o in objectives:

@@ -154,10 +154,11 @@ def test_the_default_study_settings(tmp_path):
     assert (settings.max_concurrent, settings.cpus_per_trial, settings.threads) == (2, 1.0, 1)
     assert settings.proxy.source == "synthetic" and settings.proxy.num_classes == 10 and settings.proxy.resolution == 32
     assert settings.storage == f"sqlite:///{tmp_path.resolve() / 'eca_kmap' / 'study.db'}"
-    assert (settings.sampler, settings.pruner) == ("tpe", "median")
+    assert (settings.sampler, settings.pruner) == ("tpe", "pareto")
+    assert settings.pruner_options == {"percentile": 50, "warmup": 1, "startup": 1}
     mo, _, _ = resolve_settings(build_parser().parse_args(["--space", "eca_kmap", "--objectives", "top1,macs", "--out", str(tmp_path)]))
     assert (mo.sampler, mo.pruner, mo.directions) == ("nsga2", "pareto", ["maximize", "minimize"])
-    assert mo.pruner_options == {"percentile": 50, "warmup": 2, "startup": 3}
+    assert mo.pruner_options == {"percentile": 75, "warmup": 1, "startup": 1}
     for design in ("inference", "confirm"):  # designs that measure stay unpruned with several objectives too
         assert DESIGNS[design].multi_objective_pruner == DESIGNS[design].pruner == "none"
     inf, _, _ = resolve_settings(build_parser().parse_args(["--space", "eca_kmap", "--design", "inference", "--objectives",

@@ -137,7 +137,9 @@ def test_bad_options(kwargs, match):
 
 def test_settings_default_pareto_for_several_objectives_and_validate(tiny_settings):
     s = tiny_settings(pruner="pareto", objectives=("top1", "macs"), sampler="nsga2")
-    assert s.pruner_options == {"percentile": 50, "warmup": 2, "startup": 3}
+    assert s.pruner_options == {"percentile": 75, "warmup": 1, "startup": 1}  # the multi-objective defaults
+    assert tiny_settings(pruner="pareto").pruner_options == {"percentile": 50, "warmup": 1, "startup": 1}
+    assert tiny_settings(pruner="pareto", objectives=("top1", "macs"), pruner_options={"percentile": 60}).pruner_options["percentile"] == 60
     pruner = make_pruner(s)
     assert isinstance(pruner, ParetoPruner) and pruner.costs == ("macs",)
     assert make_pruner(tiny_settings(pruner="pareto")).costs == ()
