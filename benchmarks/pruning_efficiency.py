@@ -155,10 +155,10 @@ def main() -> None:
             reference = (1.1 * max(t.user_attrs[record.COSTS][cost] for t in plain), 0.0)
             hv0, front0 = front_hv(plain, cost, reference)
             print(f"seed {seed} unpruned: {len(plain)} trials, {e0} epochs, front of {len(front0)}, hypervolume {hv0:.4g} "
-                  f"(reference {cost} {reference[0]:.4g}, top-1 0), trained in {wall0:.0f} s")
+                  f"(reference {cost} {reference[0]:.4g}, top-1 0), {'recorded: ' if args.curves_from else ''}trained in {wall0:.0f} s")
         else:
             b0, n0 = best(plain)
-            print(f"seed {seed} unpruned: {len(plain)} trials, {e0} epochs, best top-1 {b0:.2f} (trial {n0}), trained in {wall0:.0f} s")
+            print(f"seed {seed} unpruned: {len(plain)} trials, {e0} epochs, best top-1 {b0:.2f} (trial {n0}), {'recorded: ' if args.curves_from else ''}trained in {wall0:.0f} s")
         for i, pr in enumerate(pruners):
             name, options = pr
             settings = dict(pruner=name, pruner_options=options, seed=seed, **common)

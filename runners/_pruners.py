@@ -60,10 +60,16 @@ class ParetoPruner(optuna.pruners.BasePruner):
     value so far at step ``t``, except that pruned trials count as references at the steps
     they reached (as in successive halving), so the startup phase ends sooner.
 
-    A trial without the ``costs`` it needs is compared with the trials that have none of
-    them missing only through the ``startup`` guard: it is kept. Values are top-1
-    (maximised); the study's directions are not consulted, so the pruner works alike for
-    one objective and for several.
+    A trial that recorded no finite value for one of ``costs`` has no references (it is
+    kept), and it is no reference for others. Values are top-1 (maximised); the study's
+    directions are not consulted, so the pruner works alike for one objective and for
+    several. In a multi-objective study, where Optuna refuses ``Trial.report`` and
+    ``Trial.should_prune``, the runners' bridge calls :meth:`prune` itself after writing the
+    epoch's ``history``.
+
+    The study defaults (:data:`runners._settings.PRUNER_OPTIONS`) are percentile 50, warmup 1,
+    startup 1 for one objective and percentile 75 for several: a trial reaches the front only
+    by beating every cheaper trial, so the bar against the cheaper ones is higher.
     """
 
     def __init__(self, *, percentile: float = 50.0, warmup: int = 2, startup: int = 3, costs: Sequence[str] = ()) -> None:
