@@ -154,7 +154,7 @@ class StudySettings:
     recipe: Recipe = field(default_factory=Recipe)
     sampler: str = "tpe"
     sampler_options: Mapping[str, int] = field(default_factory=dict)
-    pruner: str = "median"
+    pruner: str = "pareto"
     pruner_options: Mapping[str, int] = field(default_factory=dict)
     objectives: tuple[str, ...] = ("top1",)
     cpus_per_trial: float = 1.0
