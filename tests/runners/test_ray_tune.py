@@ -74,3 +74,16 @@ def test_the_searcher_and_scheduler_are_ray_tune_interfaces():
     from ray.tune.search import Searcher
 
     assert issubclass(OptunaSearcher, Searcher) and issubclass(OptunaPrunerScheduler, TrialScheduler)
+
+
+def test_ray_runner_prunes_a_multi_objective_study_with_the_pareto_pruner(ray_cluster, tiny_settings):
+    # Optuna refuses should_prune with several objectives: the scheduler's bridge asks the pruner itself
+    bridge = run_study(tiny_settings(name="ray-pareto", runner="ray", trials=5, max_concurrent=1, space="se_ratio",
+                                     objectives=("top1", "params"), sampler="random", pruner="pareto",
+                                     pruner_options={"percentile": 99, "warmup": 1, "startup": 1}))
+    trials = _ran(bridge)
+    assert bridge.finished() == 5
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "an aggressive pareto pruner stopped no Ray trial of a multi-objective study"
+    for t in pruned:
+        assert len(t.user_attrs[record.HISTORY]) < 2 and t.user_attrs[record.OUTCOME] == "pruned" and not t.intermediate_values
