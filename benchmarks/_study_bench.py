@@ -18,15 +18,16 @@ from runners.cli import DEFAULT_PROXY, DEFAULT_RECIPE
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def proxy(name: str):
-    """``default`` (the study.run default proxy) or a preset name."""
+def proxy(name: str, **changes: Any):
+    """``default`` (the study.run default proxy) or a preset name, with ``changes`` (e.g. resolution=16)."""
     if name == "default":
         preset, fields = DEFAULT_PROXY
-        return proxy_preset(preset, **fields)
-    return proxy_preset(name)
+        return proxy_preset(preset, **fields, **changes)
+    return proxy_preset(name, **changes)
 
 
-def run(label: str, *, trials: int, epochs: int, proxy_name: str, width: float | None, verbose: bool = False, **changes: Any):
+def run(label: str, *, trials: int, epochs: int, proxy_name: str, width: float | None, verbose: bool = False,
+        proxy_changes: dict[str, Any] | None = None, **changes: Any):
     """Run one study; returns (wall seconds, frozen trials that ran)."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{label}-"))
     settings = StudySettings(
@@ -36,7 +37,7 @@ def run(label: str, *, trials: int, epochs: int, proxy_name: str, width: float |
         run_dir=str(folder),
         trials=trials,
         width=width,
-        proxy=proxy(proxy_name),
+        proxy=proxy(proxy_name, **(proxy_changes or {})),
         recipe=Recipe(**{**DEFAULT_RECIPE, "epochs": epochs, "warmup_epochs": min(DEFAULT_RECIPE["warmup_epochs"], epochs)}),
         **changes,
     )
@@ -49,3 +50,55 @@ def run(label: str, *, trials: int, epochs: int, proxy_name: str, width: float |
 
 def trial_seconds(trials) -> list[float]:
     return [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials if t.datetime_complete]
+
+
+def curves(trials) -> dict[int, dict[str, Any]]:
+    """What a replay needs of a study's trials: number -> params, costs and top-1 per epoch."""
+    return {t.number: {"params": dict(t.params), "costs": dict(t.user_attrs.get("costs") or {}),
+                       "top1": [m["top1"] for m in t.user_attrs.get("history") or []]} for t in trials}
+
+
+def replay(label: str, recorded: dict[int, dict[str, Any]], *, trials: int, epochs: int, proxy_name: str, width: float | None,
+           proxy_changes: dict[str, Any] | None = None, **changes: Any):
+    """Run one study on the local runner - the real bridge, sampler, pruner and storage - whose
+    trainer replays the top-1 per epoch that ``recorded`` (:func:`curves` of an unpruned study
+    of the same settings) reached instead of training. With the random sampler and per-trial
+    seeds the replayed study asks for the same configurations in the same order, and CPU
+    training of one configuration from one seed repeats itself, so this is the study the
+    pruner would have run (each trial's parameters are checked against the recording).
+    Returns (wall seconds, frozen trials that ran)."""
+    from types import SimpleNamespace
+
+    from runners._local import run_local
+    from runners._bridge import StudyBridge
+    from runners._study import open_study
+    from search_spaces import get_space
+    from study.metrics import EpochMetrics
+
+    def train(config: Any, reporter: Any, **_: Any) -> Any:
+        live = reporter.live
+        rec = recorded[live.number]
+        if rec["params"] != dict(live.trial.params):
+            raise RuntimeError(f"replay: trial {live.number} asked for {live.trial.params}, the recording ran {rec['params']}")
+        reporter.start(rec["costs"], [])
+        for e, top1 in enumerate(rec["top1"], start=1):
+            m = EpochMetrics(epoch=e, top1=float(top1), top5=float(top1), val_loss=0.0, train_loss=0.0, lr=0.0,
+                             epoch_time_s=0.0, wall_time_s=0.0, images_per_s=0.0)
+            if reporter.report(m):
+                break
+        return SimpleNamespace(outcome="complete", message=None)
+
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{label}-"))
+    settings = StudySettings(
+        name=label, space=changes.pop("space", "eca_kmap"), storage=f"sqlite:///{folder / 'study.db'}", run_dir=str(folder),
+        trials=trials, width=width, proxy=proxy(proxy_name, **(proxy_changes or {})),
+        recipe=Recipe(**{**DEFAULT_RECIPE, "epochs": epochs, "warmup_epochs": min(DEFAULT_RECIPE["warmup_epochs"], epochs)}),
+        **{"runner": "local", **changes},
+    )
+    space = get_space(settings.space)
+    t0 = time.perf_counter()
+    bridge = StudyBridge(open_study(settings, space, create=True), space, settings)
+    bridge.enqueue_references()
+    run_local(bridge, train=train, load_proxy=lambda spec: None)
+    wall = time.perf_counter() - t0
+    return wall, [t for t in bridge.study.get_trials() if t.state != TrialState.WAITING]

@@ -6,7 +6,9 @@ whichever runner ran it and only the driver touches the storage.
 
 Per trial it writes the user attributes named in :mod:`study.record` (``config``,
 ``stages``, ``costs``, ``history``, ``outcome``, ``error``, ``reference``, ``attempt``),
-reports each epoch's validation top-1 as the intermediate value at ``step=epoch``
+reports each epoch's validation top-1 as the intermediate value at ``step=epoch`` (in a
+multi-objective study, which Optuna keeps no intermediate values for, the pruner reads it
+from the ``history`` attribute)
 (idempotently: a step already reported is not reported again, so a scheduler and a
 searcher that both see a result, or a retried worker that repeats an epoch, change
 nothing), and writes ``trials/<number>/config.json`` and ``history.json`` under the run
@@ -283,13 +285,24 @@ class StudyBridge:
         live.trial.set_user_attr(record.HISTORY, history)
         self._write(live, "history.json", history)
         top1 = metrics.get("top1")
-        if self.settings.multi_objective or not is_finite(top1):
+        if not is_finite(top1):
             return False
-        live.trial.report(float(top1), step=epoch)
+        if not self.settings.multi_objective:
+            live.trial.report(float(top1), step=epoch)
         # a trial that has run its whole budget is complete: pruning it now saves nothing
-        if not live.pruned and epoch < live.config.recipe.epochs and live.trial.should_prune():
+        if not live.pruned and epoch < live.config.recipe.epochs and self._should_prune(live):
             live.pruned = True
         return live.pruned
+
+    def _should_prune(self, live: LiveTrial) -> bool:
+        """Optuna's ``should_prune``; for several objectives, where Optuna refuses it (and
+        ``report``), the study's pruner is asked directly with the trial as stored: the
+        pruners that take several objectives (:data:`~runners._settings.MULTI_OBJECTIVE_PRUNERS`)
+        read its top-1 per epoch from the ``history`` user attribute written above."""
+        if not self.settings.multi_objective:
+            return live.trial.should_prune()
+        frozen = next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number == live.number), None)
+        return frozen is not None and self.study.pruner.prune(self.study, frozen)
 
     def finish(self, live: LiveTrial, *, error: str | None = None, diverged: str | None = None) -> TrialState:
         """Tell Optuna how the trial ended: COMPLETE, PRUNED or FAIL (with ``error``)."""

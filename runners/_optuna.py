@@ -8,7 +8,9 @@ from typing import Any
 
 import optuna
 
+from runners._pruners import ParetoPruner
 from runners._settings import StudySettings
+from study import record
 from study.storage import (PASSWORD_ENV, check_journal_writable, check_storage_url, connect_url, journal_path, normalize_storage_url,
                            public_url, redact)
 
@@ -53,7 +55,8 @@ def make_sampler(settings: StudySettings, grid: dict[str, list[Any]] | None) -> 
 
 
 def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
-    """The pruner ``settings.pruner``; a step is an epoch (``max_resource`` = the epochs)."""
+    """The pruner ``settings.pruner``; a step is an epoch (``max_resource`` = the epochs).
+    "pareto" compares the costs named by the study's cost objectives (none: top-1 alone)."""
     p, o = settings.pruner, settings.pruner_options
     if p == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=o["startup"], n_warmup_steps=o["warmup"])
@@ -63,6 +66,9 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
         return optuna.pruners.HyperbandPruner(
             min_resource=o["min_resource"], max_resource=settings.recipe.epochs, reduction_factor=o["reduction_factor"]
         )
+    if p == "pareto":
+        return ParetoPruner(percentile=o["percentile"], warmup=o["warmup"], startup=o["startup"],
+                            costs=[record.OBJECTIVES[name][0] for name in settings.objectives[1:]])
     return optuna.pruners.NopPruner()
 
 

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from runners._settings import DESIGNS, RESUMABLE, StudySettings
+from runners._settings import DESIGNS, MULTI_OBJECTIVE_PRUNERS, RESUMABLE, StudySettings
 from study._cli import UsageError, in_flags
 
 __all__ = ["FLAGS", "DEFAULT_PROXY", "DEFAULT_RECIPE", "resolve_settings", "usage_error"]
@@ -40,6 +40,7 @@ FLAGS: dict[str, str] = {
     "sampler_options.startup": "--n-startup-trials", "sampler_options.population_size": "--population-size",
     "pruner": "--pruner", "pruner_options": "--pruner",
     "pruner_options.warmup": "--pruner-warmup", "pruner_options.startup": "--pruner-startup",
+    "pruner_options.percentile": "--pruner-percentile",
     "pruner_options.min_resource": "--min-resource", "pruner_options.reduction_factor": "--reduction-factor",
     "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
     "max_concurrent": "--max-concurrent", "max_failures": "--max-failures", "stage_data": "--stage-data", "data": "--data",
@@ -48,7 +49,7 @@ FLAGS: dict[str, str] = {
 }
 #: option flags of the sampler and the pruner: settings option name -> argparse dest
 _SAMPLER_ARGS = {"startup": "n_startup_trials", "population_size": "population_size"}
-_PRUNER_ARGS = {"warmup": "pruner_warmup", "startup": "pruner_startup", "min_resource": "min_resource", "reduction_factor": "reduction_factor"}
+_PRUNER_ARGS = {"warmup": "pruner_warmup", "startup": "pruner_startup", "percentile": "pruner_percentile", "min_resource": "min_resource", "reduction_factor": "reduction_factor"}
 
 
 def usage_error(exc: BaseException) -> UsageError:
@@ -273,10 +274,14 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
     multi = len(objectives) > 1
     space_sampler = design.sampler or space.info.sampler
     sampler = args.sampler or ("nsga2" if multi and space_sampler == "tpe" else space_sampler)
-    pruner = args.pruner or ("none" if multi else design.pruner)
-    if multi and pruner != "none":
-        note(f"note: --pruner {pruner} ignored: a multi-objective study is not pruned (Optuna takes no intermediate values for several objectives)")
-        pruner = "none"
+    pruner = args.pruner or (design.multi_objective_pruner if multi else design.pruner)
+    if multi and pruner not in MULTI_OBJECTIVE_PRUNERS:
+        if _options(args, _PRUNER_ARGS):  # options meant for the pruner that is not used: say so, not a puzzle about pareto's
+            raise UsageError(f"--pruner: {pruner} prunes one objective (Optuna's pruners refuse several); with --objectives "
+                             f"{','.join(objectives)} use --pruner {' or '.join(MULTI_OBJECTIVE_PRUNERS)}")
+        note(f"note: --pruner {pruner} ignored: it prunes one objective (Optuna's pruners refuse several); "
+             f"this study is pruned by {design.multi_objective_pruner}")
+        pruner = design.multi_objective_pruner
     source = _confirm_source(args, space)
     if args.kinds is not None:
         if space.name != "attention_nas":

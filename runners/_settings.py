@@ -16,17 +16,23 @@ from search_spaces import SAMPLERS
 from study.config import ProxySpec, Recipe, repr_non_default
 from study.storage import check_storage_url, public_url, redact
 
-__all__ = ["StudySettings", "Design", "DESIGNS", "SEED_MODES", "SAMPLERS", "PRUNERS", "RUNNERS", "PRUNER_OPTIONS", "SAMPLER_OPTIONS", "RESUMABLE"]
+__all__ = ["StudySettings", "Design", "DESIGNS", "SEED_MODES", "SAMPLERS", "PRUNERS", "RUNNERS", "PRUNER_OPTIONS", "SAMPLER_OPTIONS", "RESUMABLE",
+           "MULTI_OBJECTIVE_PRUNERS", "MULTI_OBJECTIVE_PRUNER_OPTIONS"]
 
 RUNNERS = ("ray", "local")
-PRUNERS = ("median", "sha", "hyperband", "none")
-#: pruner -> the options it takes and their defaults.
+PRUNERS = ("median", "sha", "hyperband", "pareto", "none")
+#: pruner -> the options it takes and their defaults ("pareto": :class:`runners._pruners.ParetoPruner`).
 PRUNER_OPTIONS: dict[str, dict[str, int]] = {
     "median": {"warmup": 2, "startup": 3},
+    "pareto": {"percentile": 50, "warmup": 1, "startup": 1},
     "sha": {"min_resource": 1, "reduction_factor": 3},
     "hyperband": {"min_resource": 1, "reduction_factor": 3},
     "none": {},
 }
+#: pruner -> the defaults that differ in a multi-objective study. "pareto" compares a trial with
+#: the trials that cost no more, and it reaches the front only by beating all of them: a higher
+#: bar (measured: ``benchmarks/pruning_efficiency.py``, README "Benchmarks")
+MULTI_OBJECTIVE_PRUNER_OPTIONS: dict[str, dict[str, int]] = {"pareto": {"percentile": 75}}
 #: sampler -> the options it takes and their defaults.
 SAMPLER_OPTIONS: dict[str, dict[str, int]] = {
     "tpe": {"startup": 5},
@@ -46,14 +52,16 @@ SEED_MODES = ("per_trial", "paired", "fixed")
 class Design:
     """What a study is for, and the defaults that follow from it (each flag overrides its own).
 
-    ``sampler`` None keeps the space's own default sampler; ``val_per_class`` sizes the
+    ``sampler`` None keeps the space's own default sampler; ``pruner`` prunes a study of one
+    objective, ``multi_objective_pruner`` one of several; ``val_per_class`` sizes the
     validation split of the default synthetic proxy (None: the proxy's own).
     """
 
     name: str
     description: str
     sampler: str | None = None
-    pruner: str = "median"
+    pruner: str = "pareto"
+    multi_objective_pruner: str = "pareto"
     replicates: int = 1
     val_per_class: int | None = None
     seed_mode: str = "per_trial"
@@ -66,13 +74,13 @@ DESIGNS: dict[str, Design] = {
         "inference",
         "measure an effect without bias: random sampling, no pruning, every configuration run twice with "
         "different seeds, a larger validation set",
-        sampler="random", pruner="none", replicates=2, val_per_class=100,
+        sampler="random", pruner="none", multi_objective_pruner="none", replicates=2, val_per_class=100,
     ),
     "confirm": Design(
         "confirm",
         "compare fixed configurations at a higher fidelity: every one run with the same seeds (paired), no pruning, "
         "a larger validation set",
-        pruner="none", replicates=3, val_per_class=100, seed_mode="paired",
+        pruner="none", multi_objective_pruner="none", replicates=3, val_per_class=100, seed_mode="paired",
     ),
 }
 
@@ -86,26 +94,33 @@ RESUMABLE = ("trials", "timeout", "runner", "address", "cpus_per_trial", "gpus_p
 DEFAULT_CONCURRENCY = 2
 #: samplers that optimise several objectives
 MULTI_OBJECTIVE_SAMPLERS = ("tpe", "random", "qmc", "grid", "nsga2")
+#: pruners that take several objectives (Optuna's own refuse them)
+MULTI_OBJECTIVE_PRUNERS = ("pareto", "none")
+#: option -> (lowest, highest) allowed value; others: >= 1
+_OPTION_RANGES = {"reduction_factor": (2, None), "population_size": (2, None), "warmup": (0, None), "startup": (0, None),
+                  "percentile": (1, 99)}
 
 
-def _int(value: Any, name: str, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name}: must be an integer >= {lo}, got {value!r}")
+def _int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name}: must be an integer {allowed}, got {value!r}")
     return value
 
 
-def _options(kind: str, given: Mapping[str, Any], table: dict[str, dict[str, int]], what: str) -> dict[str, int]:
-    """``given`` completed with ``kind``'s defaults; errors name the option as
-    ``<what>_options.<option>``."""
-    allowed = table[kind]
+def _options(kind: str, given: Mapping[str, Any], table: dict[str, dict[str, int]], what: str,
+             defaults: Mapping[str, int] | None = None) -> dict[str, int]:
+    """``given`` completed with ``kind``'s defaults (``defaults`` overriding the table's);
+    errors name the option as ``<what>_options.<option>``."""
+    allowed = {**table[kind], **(defaults or {})}
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         takes = ", ".join(f"`{what}_options.{o}`" for o in allowed) or "no options"
         raise ValueError(f"{what}_options.{unknown[0]}: {what} {kind!r} does not take option {unknown[0]!r} (it takes: {takes})")
     out = dict(allowed)
     for k, v in given.items():
-        lo = 2 if k in ("reduction_factor", "population_size") else (0 if k in ("warmup", "startup") else 1)
-        out[k] = _int(v, f"{what}_options.{k}", lo)
+        lo, hi = _OPTION_RANGES.get(k, (1, None))
+        out[k] = _int(v, f"{what}_options.{k}", lo, hi)
     return out
 
 
@@ -140,7 +155,7 @@ class StudySettings:
     recipe: Recipe = field(default_factory=Recipe)
     sampler: str = "tpe"
     sampler_options: Mapping[str, int] = field(default_factory=dict)
-    pruner: str = "median"
+    pruner: str = "pareto"
     pruner_options: Mapping[str, int] = field(default_factory=dict)
     objectives: tuple[str, ...] = ("top1",)
     cpus_per_trial: float = 1.0
@@ -200,8 +215,10 @@ class StudySettings:
         if self.pruner not in PRUNERS:
             raise ValueError(f"pruner: must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         object.__setattr__(self, "sampler_options", _options(self.sampler, self.sampler_options, SAMPLER_OPTIONS, "sampler"))
-        object.__setattr__(self, "pruner_options", _options(self.pruner, self.pruner_options, PRUNER_OPTIONS, "pruner"))
         objectives = tuple(self.objectives)
+        multi = len(objectives) > 1
+        object.__setattr__(self, "pruner_options", _options(self.pruner, self.pruner_options, PRUNER_OPTIONS, "pruner",
+                                                            MULTI_OBJECTIVE_PRUNER_OPTIONS.get(self.pruner) if multi else None))
         if not objectives or objectives[0] != "top1" or len(set(objectives)) != len(objectives):
             raise ValueError(f"objectives: must start with top1 and not repeat, got {','.join(objectives)!r}")
         for o in objectives:
@@ -211,8 +228,9 @@ class StudySettings:
         if self.multi_objective:
             if self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
                 raise ValueError(f"sampler: {self.sampler!r} optimises one objective; with `objectives` {','.join(objectives)} use one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
-            if self.pruner != "none":
-                raise ValueError(f"pruner: a multi-objective study is not pruned (Optuna reports no intermediate values for several objectives); got {self.pruner!r}")
+            if self.pruner not in MULTI_OBJECTIVE_PRUNERS:
+                raise ValueError(f"pruner: {self.pruner!r} prunes one objective (Optuna's pruners refuse several); with `objectives` "
+                                 f"{','.join(objectives)} use one of {', '.join(MULTI_OBJECTIVE_PRUNERS)}")
         for name, hi in (("cpus_per_trial", 1024.0), ("gpus_per_trial", 64.0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or v > hi:

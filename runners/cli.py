@@ -110,9 +110,15 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--sampler", choices=SAMPLERS, help="default: the space's (tpe; grid for paper_table2; nsga2 for several objectives)")
     g.add_argument("--n-startup-trials", type=int, help="random trials before TPE / CMA-ES model (default 5)")
     g.add_argument("--population-size", type=int, help="NSGA-II population (default 8)")
-    g.add_argument("--pruner", choices=PRUNERS, help="default median (none for several objectives)")
-    g.add_argument("--pruner-warmup", type=int, help="median: the first epoch at which a trial may be pruned (Optuna's n_warmup_steps; default 2)")
-    g.add_argument("--pruner-startup", type=int, help="median: trials finished before pruning starts (default 3)")
+    g.add_argument("--pruner", choices=PRUNERS, help="default pareto (none for the inference and confirm designs): prune a trial "
+                   "whose best top-1 at an epoch is below the --pruner-percentile of the finished trials that cost no more "
+                   "(in the study's cost objectives; all of them for one objective) at that epoch")
+    g.add_argument("--pruner-warmup", type=int, help="median / pareto: the first epoch at which a trial may be pruned "
+                   "(Optuna's n_warmup_steps; default: median 2, pareto 1)")
+    g.add_argument("--pruner-startup", type=int, help="median: trials finished before pruning starts (default 3); pareto: "
+                   "references (finished trials of lower or equal cost with a top-1 at the epoch) needed (default 1)")
+    g.add_argument("--pruner-percentile", type=int, help="pareto: prune below this percentile of the references' top-1 (1-99; "
+                   "default 50, 75 for several objectives)")
     g.add_argument("--min-resource", type=int, help="sha / hyperband: epochs of the first rung (default 1)")
     g.add_argument("--reduction-factor", type=int, help="sha / hyperband: keep 1/factor per rung (default 3)")
     g = p.add_argument_group("resources")

@@ -18,6 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from runners import make_storage
+from runners._settings import DESIGNS
 from search_spaces import space_names
 from study import record
 from study._cli import run_cli
@@ -73,6 +74,15 @@ def _bad_inputs(tmp_path):
         (["--space", "eca_kmap", "--objectives", "top1,macs", "--sampler", "cmaes"], "optimises one objective"),
         (["--space", "eca_kmap", "--pruner", "sha", "--pruner-warmup", "2"], "--pruner-warmup"),
         (["--space", "eca_kmap", "--sampler", "grid"], "defines no grid"),
+        (["--space", "eca_kmap", "--max-failures", "-2"], "--max-failures: must be >= 0, got -2"),
+        (["--space", "eca_kmap", "--max-failures=-2"], "--max-failures: must be >= 0, got -2"),
+        (["--space", "eca_kmap", "--pruner-warmup", "-1"], "--pruner-warmup: must be an integer >= 0"),
+        (["--space", "eca_kmap", "--pruner-startup", "x"], "--pruner-startup: invalid int value"),
+        (["--space", "eca_kmap", "--pruner", "sha", "--reduction-factor", "1"], "--reduction-factor: must be an integer >= 2"),
+        (["--space", "eca_kmap", "--pruner", "pareto", "--pruner-percentile", "100"], "--pruner-percentile: must be an integer in [1, 99]"),
+        (["--space", "eca_kmap", "--pruner", "sha", "--pruner-percentile", "50"], "does not take option 'percentile'"),
+        (["--space", "eca_kmap", "--objectives", "top1,macs", "--pruner", "sha", "--min-resource", "2"],
+         "--pruner: sha prunes one objective"),
         (["--space", "eca_kmap", "--trials", "0"], "--trials: must be >= 1"),
         (["--space", "eca_kmap", "--backbone", "vgg"], "--backbone: unknown backbone 'vgg'"),
         (["--space", "eca_kmap", "--set", "proxy.nope=1"], "unknown key 'nope'"),
@@ -151,9 +161,16 @@ def test_the_default_study_settings(tmp_path):
     assert (settings.max_concurrent, settings.cpus_per_trial, settings.threads) == (2, 1.0, 1)
     assert settings.proxy.source == "synthetic" and settings.proxy.num_classes == 10 and settings.proxy.resolution == 32
     assert settings.storage == f"sqlite:///{tmp_path.resolve() / 'eca_kmap' / 'study.db'}"
-    assert (settings.sampler, settings.pruner) == ("tpe", "median")
+    assert (settings.sampler, settings.pruner) == ("tpe", "pareto")
+    assert settings.pruner_options == {"percentile": 50, "warmup": 1, "startup": 1}
     mo, _, _ = resolve_settings(build_parser().parse_args(["--space", "eca_kmap", "--objectives", "top1,macs", "--out", str(tmp_path)]))
-    assert (mo.sampler, mo.pruner, mo.directions) == ("nsga2", "none", ["maximize", "minimize"])
+    assert (mo.sampler, mo.pruner, mo.directions) == ("nsga2", "pareto", ["maximize", "minimize"])
+    assert mo.pruner_options == {"percentile": 75, "warmup": 1, "startup": 1}
+    for design in ("inference", "confirm"):  # designs that measure stay unpruned with several objectives too
+        assert DESIGNS[design].multi_objective_pruner == DESIGNS[design].pruner == "none"
+    inf, _, _ = resolve_settings(build_parser().parse_args(["--space", "eca_kmap", "--design", "inference", "--objectives",
+                                                            "top1,macs", "--out", str(tmp_path)]))
+    assert inf.pruner == "none"
 
 
 @pytest.mark.parametrize("space", [s for s in space_names() if s != "kmap_confirm"])  # it needs --from: tests/runners/test_designs.py
@@ -209,7 +226,8 @@ def test_a_driver_killed_while_writing_settings_leaves_them_readable(tmp_path, c
 def test_multi_objective_ignores_a_pruner_and_says_so_and_timeout_stops(tmp_path, capsys, tiny_flags):
     base = ["--space", "se_ratio", "--runner", "local", "--epochs", 1, "--out", tmp_path, *tiny_flags]
     code, out, err = _cli([*base, "--objectives", "top1,params", "--pruner", "median", "--trials", 1], capsys)
-    assert code == 0 and "note: --pruner median ignored" in err
+    assert code == 0 and "note: --pruner median ignored" in err and "pruned by pareto" in err
+    assert json.loads((tmp_path / "se_ratio" / "settings.json").read_text())["pruner"] == "pareto"
     (t,) = _finished(_load(tmp_path / "se_ratio"))
     assert len(t.values) == 2 and t.values[1] == t.user_attrs[record.COSTS]["params"] and "Pareto front" in out
     code, out, err = _cli([*base, "--name", "quick", "--timeout", "0.001", "--trials", 5], capsys)

@@ -158,7 +158,7 @@ def test_settings_validate_eagerly_and_round_trip(tiny_settings):
         (dict(pruner="sha", pruner_options={"warmup": 1}), "does not take option 'warmup'"),
         (dict(pruner="sha", pruner_options={"reduction_factor": 1}), "reduction_factor: must be an integer >= 2"),
         (dict(objectives=("top1", "macs"), sampler="cmaes", pruner="none"), "optimises one objective"),
-        (dict(objectives=("top1", "macs"), sampler="nsga2", pruner="median"), "not pruned"),
+        (dict(objectives=("top1", "macs"), sampler="nsga2", pruner="median"), "prunes one objective"),
         (dict(objectives=("macs",)), "must start with top1"),
         (dict(runner="slurm"), "runner: must be one of ray, local"),
         (dict(trials=0), "trials: must be an integer >= 1"),

@@ -120,3 +120,16 @@ def test_the_searcher_and_scheduler_decide_as_optuna_says(tiny_settings):
     assert b.state == TrialState.FAIL and b.user_attrs[record.ERROR] == "Ray trial failed after 2 attempt(s): the actor died unexpectedly"
     assert (c.state, c.intermediate_values, c.user_attrs[record.OUTCOME]) == (TrialState.PRUNED, {1: 10.0}, "pruned")
     assert bridge.finished() == 2 and searcher.suggest("e") == Searcher.FINISHED
+
+
+def test_ray_runner_prunes_a_multi_objective_study_with_the_pareto_pruner(ray_cluster, tiny_settings):
+    # Optuna refuses should_prune with several objectives: the scheduler's bridge asks the pruner itself
+    bridge = run_study(tiny_settings(name="ray-pareto", runner="ray", trials=5, max_concurrent=1, space="se_ratio",
+                                     objectives=("top1", "params"), sampler="random", pruner="pareto",
+                                     pruner_options={"percentile": 99, "warmup": 1, "startup": 1}))
+    trials = _ran(bridge)
+    assert bridge.finished() == 5
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "an aggressive pareto pruner stopped no Ray trial of a multi-objective study"
+    for t in pruned:
+        assert len(t.user_attrs[record.HISTORY]) < 2 and t.user_attrs[record.OUTCOME] == "pruned" and not t.intermediate_values
