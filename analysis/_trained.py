@@ -40,25 +40,22 @@ def is_study_folder(path: str | Path) -> bool:
 
 def _run_folders(path: Path) -> list[Path]:
     if path.is_file() and path.suffix == ".json":
-        try:
-            index = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(index, list):
-            raise ValueError(f"{path}: expected an export index (a list of entries)")
-        from study.config import load_config
+        from study.cluster import read_index
         from study.train import DEFAULT_ROOT, derive_name
 
+        try:
+            entries = read_index(path)  # each entry's ``out``: the folder study.train --batch writes
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("batch: ")) from None
         out = []
-        for e in index:
-            if not isinstance(e, dict) or "file" not in e:
-                raise ValueError(f"{path}: an entry without 'file' ({e!r})")
-            if e.get("out"):
-                out.append(Path(e["out"]))
+        for e in entries:
+            if e.meta.get("out"):
+                out.append(Path(e.meta["out"]))
                 continue
-            name = derive_name(load_config(path.parent / e["file"]))
-            batch = path.resolve().parent.parent / "train" / Path(e["file"]).stem  # study.train --batch's folder
-            out += [c for c in (batch, DEFAULT_ROOT / name, path.parent / name) if (c / "result.json").is_file()][:1]
+            if e.config is None:
+                raise ValueError(f"{path}: entry {e.name}: {e.error}")
+            name = derive_name(e.config)
+            out += [c for c in (e.out, DEFAULT_ROOT / name, path.parent / name) if (c / "result.json").is_file()][:1]
         return out
     if (path / "result.json").is_file():
         return [path]

@@ -62,6 +62,18 @@ def ray_cluster():
         cluster.shutdown()
 
 
+@pytest.fixture(scope="module")
+def quick_ray_train():
+    """Ray Train settings that only shorten the tests of a module that uses this fixture: its
+    controller polls the workers every 0.5 s instead of 2 s (quicker start, end and failure
+    detection), and no preemption watcher (no spot instances on a loopback cluster: one
+    process less per run)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+        mp.setenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+        yield
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The real PostgreSQL server's URL; a failure (not a skip) in CI when it is absent."""

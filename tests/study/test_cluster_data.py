@@ -30,17 +30,7 @@ from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
 from study.data import prepare
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quick_ray_train():
-    """Ray Train settings that only shorten these tests: its controller polls the workers
-    every 0.5 s instead of 2 s (quicker start, end and failure detection), and no preemption
-    watcher (no spot instances on a loopback cluster: one process less per run)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-        mp.setenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-        yield
+pytestmark = pytest.mark.usefixtures("quick_ray_train")
 
 
 def _unshare() -> list[str] | None:
