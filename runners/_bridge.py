@@ -32,6 +32,7 @@ from runners._optuna import GridSampler
 from runners._progress import Progress
 from runners._settings import StudySettings
 from study import record
+from study.record import is_finite
 from study._io import write_json
 from study.config import TrialConfig
 
@@ -73,10 +74,6 @@ class LiveTrial:
     @property
     def epochs(self) -> int:
         return len(self.history)
-
-
-def is_finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _jsonable(v: Any) -> Any:
@@ -296,13 +293,12 @@ class StudyBridge:
 
     def _should_prune(self, live: LiveTrial) -> bool:
         """Optuna's ``should_prune``; for several objectives, where Optuna refuses it (and
-        ``report``), the study's pruner is asked directly with the trial as stored: the
-        pruners that take several objectives (:data:`~runners._settings.MULTI_OBJECTIVE_PRUNERS`)
+        ``report``), the study's pruner is asked directly with the live trial as it stands:
+        the pruners that take several objectives (:data:`~runners._settings.MULTI_OBJECTIVE_PRUNERS`)
         read its top-1 per epoch from the ``history`` user attribute written above."""
         if not self.settings.multi_objective:
             return live.trial.should_prune()
-        frozen = next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number == live.number), None)
-        return frozen is not None and self.study.pruner.prune(self.study, frozen)
+        return self.study.pruner.prune(self.study, compat.latest_trial(live.trial))
 
     def finish(self, live: LiveTrial, *, error: str | None = None, diverged: str | None = None) -> TrialState:
         """Tell Optuna how the trial ended: COMPLETE, PRUNED or FAIL (with ``error``)."""
@@ -348,8 +344,7 @@ class StudyBridge:
         if best is None:
             return None, "the trial reported no finite validation top-1"
         values = [best]
-        for name in self.settings.objectives[1:]:
-            key = record.OBJECTIVES[name][0]
+        for name, key in zip(self.settings.objectives[1:], self.settings.cost_keys):
             v = (live.costs or {}).get(key)
             if not is_finite(v):
                 return None, f"objective {name}: the trial measured no {key}"

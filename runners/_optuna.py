@@ -10,7 +10,6 @@ import optuna
 
 from runners._pruners import ParetoPruner
 from runners._settings import StudySettings
-from study import record
 from study.storage import (PASSWORD_ENV, check_journal_writable, check_storage_url, connect_url, journal_path, normalize_storage_url,
                            public_url, redact)
 
@@ -68,7 +67,7 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
         )
     if p == "pareto":
         return ParetoPruner(percentile=o["percentile"], warmup=o["warmup"], startup=o["startup"],
-                            costs=[record.OBJECTIVES[name][0] for name in settings.objectives[1:]])
+                            costs=settings.cost_keys)
     return optuna.pruners.NopPruner()
 
 

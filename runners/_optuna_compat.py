@@ -5,6 +5,10 @@ The runners use Optuna's public API everywhere else. Two jobs have no public for
 - writing a user attribute on a trial this process did not ask for (a trial that a driver
   which died left RUNNING, found again on ``--resume``): Optuna's public ``Trial`` is made
   by ``study.ask()`` only, so the write goes through the study's storage with the trial's id;
+- asking a pruner about a live trial of a multi-objective study: ``Trial.should_prune``
+  refuses several objectives, and the pruner needs the trial as it stands, which only the
+  live ``Trial`` holds without a storage query (its cached frozen trial, kept current by
+  ``set_user_attr`` and ``report``: what ``should_prune`` itself passes to the pruner);
 - reordering the queue of enqueued (WAITING) trials: ``study.ask()`` pops the oldest one
   and the public API cannot remove or reorder them, so a re-run that must go first is
   written into the oldest waiting slot (its ``fixed_params`` system attribute, which is where
@@ -20,7 +24,7 @@ from typing import Any, Mapping
 
 import optuna
 
-__all__ = ["set_trial_user_attr", "enqueued_params", "rewrite_waiting"]
+__all__ = ["set_trial_user_attr", "latest_trial", "enqueued_params", "rewrite_waiting"]
 
 #: the system attribute in which ``Study.enqueue_trial`` stores a waiting trial's parameters
 _FIXED_PARAMS = "fixed_params"
@@ -30,6 +34,12 @@ def set_trial_user_attr(study: optuna.Study, trial: optuna.trial.FrozenTrial, ke
     """Set a user attribute of ``trial`` (a RUNNING trial of ``study`` that no live
     ``optuna.Trial`` of this process holds)."""
     study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+def latest_trial(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    """The live ``trial`` as a frozen trial, with the attributes it has set so far (what
+    ``Trial.should_prune`` hands the pruner), without asking the storage."""
+    return trial._get_latest_trial()
 
 
 def enqueued_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from runners._settings import StudySettings
 
-__all__ = ["Plan", "plan_study", "sample_designs", "pilot_sigma", "PILOT_REPLICATES"]
+__all__ = ["Plan", "plan_study", "pilot_sigma", "PILOT_REPLICATES"]
 
 #: runs of each reference point in the pilot that measures the noise
 PILOT_REPLICATES = 3
@@ -79,12 +79,6 @@ class _Pool:
                      kind="eca", by="C", epoch=self.settings.recipe.epochs, budget_epochs=self.settings.recipe.epochs)
 
 
-def sample_designs(settings: StudySettings, space: Any, n: int, *, draws: int = DRAWS) -> list[Any]:
-    """``draws`` sets of ``n`` configurations of the study's design (reference points first,
-    then the space's random draws), as :class:`analysis.KData` without responses."""
-    return [_Pool(settings, space, settings.seed + 1000 * d).data(n) for d in range(draws)]
-
-
 def pilot_sigma(settings: StudySettings, space: Any, *, log: Callable[[str], None] = print) -> tuple[float, tuple[float, float], int, int]:
     """Train the space's reference points :data:`PILOT_REPLICATES` times each (local runner,
     the study's proxy and recipe) and return the pooled seed-to-seed standard deviation of
@@ -106,7 +100,7 @@ def pilot_sigma(settings: StudySettings, space: Any, *, log: Callable[[str], Non
         noise = analysis.seed_noise(analysis.kmap_data(analysis.frames_of(bridge.study, settings=pilot.to_dict())))
         if noise.sigma is None or noise.ci is None:
             raise ValueError("sigma: the noise pilot finished no replicated reference point; give the noise with `sigma`")
-        return noise.sigma, noise.ci, noise.df, len(bridge.study.get_trials())
+        return noise.sigma, noise.ci, noise.df, len(bridge.study.get_trials(deepcopy=False))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -173,12 +167,14 @@ def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigm
     def at(n: int) -> Any:
         return design_power([p.data(n) for p in pools], effect_of, sigma=sigma, alpha=alpha)
 
-    budget_pt = at(settings.trials)
-    detectable = detectable_effect([p.data(settings.trials) for p in pools], effect_of, effect=effect, sigma=sigma, alpha=alpha, power=power)
+    budget = [p.data(settings.trials) for p in pools]
+    budget_pt = design_power(budget, effect_of, sigma=sigma, alpha=alpha)
+    detectable = detectable_effect(budget, effect_of, effect=effect, sigma=sigma, alpha=alpha, power=power)
     # the smallest number of configurations with the power: the noncentrality grows about in
     # proportion to the configurations, so a pilot size predicts where to look; the drawn
     # designs then confirm it (stepping up by 10 % while they fall short)
-    probe = at(max(min(settings.trials, MAX_CONFIGS), 64))
+    probe_size = max(min(settings.trials, MAX_CONFIGS), 64)
+    probe = budget_pt if probe_size == settings.trials else at(probe_size)
     params = probe.configs - probe.df[1]
     rate = probe.lam / probe.configs
 

@@ -9,7 +9,6 @@ that epoch.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -17,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from study import record
+from study.record import is_finite
 
 __all__ = ["ParetoPruner", "curve"]
 
@@ -32,8 +32,7 @@ def curve(trial: FrozenTrial) -> dict[int, float]:
         values = trial.intermediate_values
     else:
         values = {int(m["epoch"]): m.get("top1") for m in trial.user_attrs.get(record.HISTORY) or () if "epoch" in m}
-    return {int(s): float(v) for s, v in values.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return {int(s): float(v) for s, v in values.items() if is_finite(v)}
 
 
 class ParetoPruner(optuna.pruners.BasePruner):
@@ -94,7 +93,7 @@ class ParetoPruner(optuna.pruners.BasePruner):
         out = []
         for key in self.costs:
             v = measured.get(key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if not is_finite(v):
                 return None
             out.append(float(v))
         return tuple(out)
@@ -126,5 +125,5 @@ class ParetoPruner(optuna.pruners.BasePruner):
         refs = self.references(study, trial, step)
         if len(refs) < max(1, self.startup):
             return False
-        best = max(v for s, v in values.items() if s <= step)
+        best = max(values.values())  # the best top-1 so far: the curve ends at ``step``
         return best < float(np.percentile(refs, self.percentile))

@@ -222,10 +222,16 @@ def _confirm_source(args: Any, space: Any) -> dict[str, Any]:
     return out
 
 
-def _objectives(args: Any) -> tuple[str, ...] | None:
-    if args.objectives is None:
+def _comma_list(text: str | None) -> list[str] | None:
+    """A comma-separated flag value (``--objectives``, ``--kinds``) as its items; None when not given."""
+    if text is None:
         return None
-    return tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _objectives(args: Any) -> tuple[str, ...] | None:
+    items = _comma_list(args.objectives)
+    return None if items is None else tuple(items)
 
 
 def _options(args: Any, names: dict[str, str]) -> dict[str, Any]:
@@ -286,7 +292,7 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
     if args.kinds is not None:
         if space.name != "attention_nas":
             raise UsageError("--kinds: only the attention_nas space chooses among attention kinds")
-        source.setdefault("options", {})["kinds"] = [k.strip() for k in args.kinds.split(",") if k.strip()]
+        source.setdefault("options", {})["kinds"] = _comma_list(args.kinds)
     proxy = _resolve_proxy(args, overrides["proxy"], design, default=source.get("proxy"))
     recipe = _resolve_recipe(args, overrides["recipe"], source.get("epochs", budget.epochs), base=source.get("recipe"))
 
@@ -372,7 +378,7 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
         "backbone": args.backbone, "stem": args.stem, "width": args.width, "proxy": args.proxy, "data": args.data,
         "sampler": args.sampler, "pruner": args.pruner, "objectives": _objectives(args),
         "design": args.design, "replicates": args.replicates, "seed_mode": args.seed_mode,
-        "kinds": [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds is not None else None,
+        "kinds": _comma_list(args.kinds),
     }
     kept = {
         "space": stored.space, "storage": public_url(stored.storage), "epochs": stored.recipe.epochs, "seed": stored.seed,

@@ -263,6 +263,11 @@ class StudySettings:
         return len(self.objectives) > 1
 
     @property
+    def cost_keys(self) -> list[str]:
+        """The cost attributes (``costs`` keys: ``params``, ``macs``, ...) of the objectives after top-1."""
+        return [record.OBJECTIVES[name][0] for name in self.objectives[1:]]
+
+    @property
     def directions(self) -> list[str]:
         return [record.OBJECTIVES[o][1] for o in self.objectives]
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from runners._bridge import StudyBridge
 from runners._settings import StudySettings
+from study.record import is_finite
 
 __all__ = ["Planted", "simulate_study"]
 
@@ -44,7 +45,7 @@ class Planted:
     def __post_init__(self) -> None:
         for name in ("effect", "gamma", "b", "sigma", "base", "width_gain"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if not is_finite(v):
                 raise ValueError(f"{name}: expected a finite number, got {v!r}")
         if self.effect < 0 or self.sigma < 0 or self.gamma <= 0:
             raise ValueError("effect and sigma must be >= 0 and gamma > 0")

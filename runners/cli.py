@@ -201,8 +201,7 @@ def _plan(args: Any, settings: Any, space: Any) -> int:
     from runners._plan import plan_study
 
     try:
-        plan = plan_study(settings.replace(runner="local", address=None, max_concurrent=1, gpus_per_trial=0.0, stage_data=False), space,
-                          effect=args.effect, sigma=args.sigma, log=lambda s: print(s, file=sys.stderr))
+        plan = plan_study(settings, space, effect=args.effect, sigma=args.sigma, log=lambda s: print(s, file=sys.stderr))
     except ValueError as exc:
         raise usage_error(exc) from None
     print(plan.text(settings, space.name))

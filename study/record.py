@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 __all__ = [
     "CONFIG", "STAGES", "COSTS", "HISTORY", "OUTCOME", "ERROR", "REFERENCE", "ATTEMPT", "RESUMED_FROM",
-    "GROUP", "REPLICATE", "trial_seed",
+    "GROUP", "REPLICATE", "trial_seed", "is_finite",
     "STUDY_SETTINGS", "STUDY_SPACE", "STAGE_KEYS",
     "OUTCOME_COMPLETE", "OUTCOME_PRUNED", "OUTCOME_DIVERGED", "OUTCOME_FAILED",
     "OBJECTIVES", "TrialRecord", "read_trial",
@@ -112,3 +112,11 @@ def trial_seed(study_seed: int, number: int) -> int:
     import numpy as np
 
     return int(np.random.SeedSequence([int(study_seed), int(number)]).generate_state(1)[0] % (2**31 - 1))
+
+
+def is_finite(x: Any) -> bool:
+    """Whether a recorded value (a top-1, a cost) is a finite number (not a bool, None,
+    NaN or infinity)."""
+    import math
+
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

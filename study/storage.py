@@ -28,8 +28,10 @@ __all__ = [
     "check_journal_writable", "is_storage_url", "public_url", "connect_url", "redact",
 ]
 
+#: the databases a study may live in (SQLAlchemy back-end names)
+DATABASES = ("sqlite", "postgresql", "mysql")
 #: the back ends a study may live in: databases, and Optuna's journal file (``journal:PATH``)
-STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
+STORAGE_SCHEMES = (*DATABASES, "journal")
 #: a journal storage's URL is this prefix and the file's path: ``journal:/shared/studies.log``
 JOURNAL_PREFIX = "journal:"
 #: the environment variable a database password is taken from when the URL has none
@@ -77,7 +79,7 @@ def check_storage_url(url: str) -> str:
     except (ArgumentError, ValueError) as exc:
         raise ValueError(f"storage: malformed URL {redact(url)!r} ({exc})") from None
     scheme = parsed.get_backend_name()
-    if scheme not in STORAGE_SCHEMES or scheme == "journal":
+    if scheme not in DATABASES:
         raise ValueError(f"storage: unsupported database {scheme!r} in {redact(url)!r} (use {', '.join(STORAGE_SCHEMES)})")
     if scheme == "sqlite" and not parsed.database:
         raise ValueError(f"storage: {url!r} names no database file (sqlite:///path/study.db)")

@@ -44,3 +44,12 @@ def test_enqueued_parameters_are_read_and_the_queue_is_reordered(study):
     assert compat.enqueued_params(running) == {}  # sampled, not enqueued
     with pytest.raises(ValueError, match="only a waiting trial"):
         compat.rewrite_waiting(study, running, {"x": 0}, {})
+
+
+def test_the_latest_trial_of_a_live_trial_carries_its_attributes():
+    study = optuna.create_study(directions=["maximize", "minimize"])  # should_prune refuses this study
+    trial = study.ask()
+    trial.set_user_attr("history", [{"epoch": 1, "top1": 40.0}])
+    frozen = compat.latest_trial(trial)
+    assert frozen.number == trial.number and frozen.state == TrialState.RUNNING
+    assert frozen.user_attrs["history"] == [{"epoch": 1, "top1": 40.0}]
