@@ -270,8 +270,9 @@ def make_report(
                 R.csv(res.pairs, f"fidelity_{safe}")
                 R.fig(P.plot_fidelity(res), f"fidelity_{safe}", f"fidelity against {lab}")
                 what = "full-training runs, matched by network (backbone, width, attention per stage)" if trained else "study"
-                R.md += [f"Against `{lab}` ({what}): {res.n} common configurations, Kendall tau {res.kendall_tau:.3f} "
-                         f"(p={res.kendall_p:.2g}), Spearman rho {res.spearman_rho:.3f} (p={res.spearman_p:.2g}).", ""]
+                rlo, rhi = res.spearman_ci
+                R.md += [f"Against `{lab}` ({what}): {res.n} common configurations. **{res.verdict()}.** Spearman rho {res.spearman_rho:.3f} "
+                         f"(95 % CI {rlo:.2f} to {rhi:.2f}, p={res.spearman_p:.2g}).", ""]
             R.step(f"fidelity vs {lab}", _fid, note=f"_Not made against {lab}: " + "{reason}._")
 
     if R.skipped:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 
 import analysis
@@ -59,6 +62,15 @@ def test_fidelity_rank_correlation(make_study):
     bad = analysis.fidelity(a, flipped)
     assert bad.kendall_tau < -0.8 and bad.spearman_rho < -0.9
     assert good.to_dict()["a"] == "proxy" and good.to_dict()["b"] == "full"
+    for res in (good, bad):  # each correlation inside its interval, the interval inside [-1, 1]
+        (tlo, thi), (rlo, rhi) = res.kendall_ci, res.spearman_ci
+        assert -1 <= tlo < res.kendall_tau < thi <= 1 and -1 <= rlo < res.spearman_rho < rhi <= 1
+    assert good.verdict().startswith("The two rank the configurations alike") and "in opposite orders" in bad.verdict()
+    # a weak correlation over few configurations: no evidence, and an interval that covers 0
+    weak = dataclasses.replace(good, pairs=good.pairs.head(8), kendall_tau=0.14, kendall_p=0.72)
+    lo, hi = weak.kendall_ci
+    assert lo < 0 < hi and weak.verdict().startswith("No evidence that the two rank the configurations alike")
+    assert all(math.isnan(x) for x in dataclasses.replace(good, pairs=good.pairs.head(4)).kendall_ci)
     other = analysis.load(make_study("other", n_eca=6, n_psi=0, n_se=0, n_none=0, n_pruned=0, n_failed=0, seed=1234))
     with pytest.raises(ValueError, match="needs at least 3 configurations present in both studies"):
         analysis.fidelity(a, other)
