@@ -167,15 +167,22 @@ class SeedNoise:
 def seed_noise(data: KData, *, confidence: float = 0.95) -> SeedNoise:
     """The pooled within-configuration standard deviation of the response (its chi-square
     interval at ``confidence``); ``sigma`` None when no configuration ran twice."""
+    return pooled_noise(data.trials, key="key", value="y", confidence=confidence)
+
+
+def pooled_noise(trials: pd.DataFrame, *, key: str = "key", value: str = "top1", confidence: float = 0.95) -> SeedNoise:
+    """:func:`seed_noise` of any table of runs: the pooled standard deviation of ``value``
+    within the groups of ``key`` (configurations) that ran more than once."""
     from scipy import stats
 
-    g = data.trials.groupby("key")["y"]
+    trials = trials[trials[key].notna() & trials[value].notna()]
+    g = trials.groupby(key)[value]
     n = g.size()
     rep = n[n >= 2].index
     if len(rep) == 0:
         return SeedNoise(None, 0, None, 0)
-    dev = data.trials[data.trials["key"].isin(rep)]
-    ss = float(((dev["y"] - dev.groupby("key")["y"].transform("mean")) ** 2).sum())
+    dev = trials[trials[key].isin(rep)]
+    ss = float(((dev[value] - dev.groupby(key)[value].transform("mean")) ** 2).sum())
     df = int((n[rep] - 1).sum())
     var = ss / df
     a = 1 - confidence

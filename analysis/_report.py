@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -63,6 +64,22 @@ class _Report:
         if len(df) > max_rows:
             lines.append(f"\n({len(df) - max_rows} more rows in the CSV)")
         self.md += lines + [""]
+
+
+def _noise_words(done: Any) -> str:
+    """The seed noise of the complete trials' top-1, in words: measured from configurations
+    run more than once (:func:`analysis._kdata.pooled_noise`), or said to be unmeasured."""
+    from analysis._kdata import pooled_noise
+
+    noise = pooled_noise(done, key="key", value="top1")
+    if noise.sigma is None:
+        return ("Each configuration ran once: the seed-to-seed noise of top-1 is not measured, so this ranking is "
+                "descriptive and a difference of a few points between two trials is not a finding "
+                "(`--replicates 2` measures the noise).")
+    lo, hi = noise.ci
+    return (f"Seed-to-seed noise of top-1, pooled over the {noise.n_configs} configurations run more than once: "
+            f"sigma = {noise.sigma:.2f} points (95 % CI {lo:.2f}-{hi:.2f}, {noise.df} df); noise alone makes two single "
+            f"runs of one configuration differ by more than {1.96 * math.sqrt(2) * noise.sigma:.1f} points about once in 20.")
 
 
 def _trials_csv(trials: pd.DataFrame) -> pd.DataFrame:
@@ -142,10 +159,13 @@ def make_report(
             raise ValueError("no completed trials: nothing to rank, no Pareto fronts")
         best = done.sort_values("top1", ascending=False).head(10)
         R.table(best[["number", "top1", "epochs", "params", "macs", "latency_ms", "attention", "pattern"]])
+        R.md += [_noise_words(done), ""]
     R.step("best trials", _best)
 
     # ---- Pareto fronts
-    R.md += ["## Pareto fronts (top-1 against cost)", ""]
+    R.md += ["## Pareto fronts (top-1 against cost)", "",
+             "Fronts of single trials' top-1: a trial on a front is not shown better than one off it unless their "
+             "difference exceeds the seed noise above.", ""]
     for cost, col in (("params", "params"), ("macs", "macs"), ("latency", "latency_ms")):
         def _pareto(cost=cost, col=col):
             if done.empty:

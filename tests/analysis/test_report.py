@@ -90,3 +90,19 @@ def test_report_compares_studies_of_the_same_name(demo_run, make_study, tmp_path
     hv = pd.read_csv(out / "hypervolume.csv")
     assert hv["study"].tolist() == ["demo", "demo-2"]  # neither study hides the other
     assert (out / "fidelity_demo-2.csv").exists() and (out / "fronts_params.png").exists()
+
+
+def test_the_report_states_the_seed_noise_of_its_rankings():
+    import pandas as pd
+    from scipy import stats
+
+    from analysis._report import _noise_words
+
+    single = pd.DataFrame({"key": ["a", "b", "c"], "top1": [70.0, 72.0, 71.0]})
+    assert _noise_words(single).startswith("Each configuration ran once: the seed-to-seed noise of top-1 is not measured")
+    runs = pd.DataFrame({"key": ["a", "a", "b", "b", "c"], "top1": [70.0, 72.0, 60.0, 61.0, 80.0]})
+    sigma = ((1.0 + 1.0 + 0.25 + 0.25) / 2) ** 0.5  # pooled over a and b, 2 df
+    lo = (2.5 / stats.chi2.ppf(0.975, 2)) ** 0.5
+    words = _noise_words(runs)
+    assert words.startswith("Seed-to-seed noise of top-1, pooled over the 2 configurations run more than once")
+    assert f"sigma = {sigma:.2f} points (95 % CI {lo:.2f}-" in words and "2 df" in words
