@@ -97,8 +97,9 @@ def _edges(values: np.ndarray, bins: int) -> tuple[np.ndarray, bool]:
 def gamma_b_plane(frames: Any, *, bins: int = 8, states: Sequence[str] = ("complete",)) -> pd.DataFrame:
     """Top-1 over the psi (gamma, b) plane from trials whose ECA stages all asked for the
     same (gamma, b): one row per cell with ``gamma``, ``b`` (the cell's value or centre),
-    its edges ``gamma_lo``/``gamma_hi``/``b_lo``/``b_hi``, ``n``, ``mean_top1``,
-    ``best_top1`` and ``std_top1``. Sampled on a grid of at most ``bins`` values per axis,
+    its edges ``gamma_lo``/``gamma_hi``/``b_lo``/``b_hi``, ``n``, ``mean_top1`` with its
+    95 % t interval ``mean_lo``/``mean_hi`` (NaN for a cell of one trial), ``best_top1`` and
+    ``std_top1``. Sampled on a grid of at most ``bins`` values per axis,
     the cells are the grid points; sampled continuously, ``bins`` equal-width bins per axis.
     Empty when no trial sampled (gamma, b). Descriptive: complete trials only, no model."""
     from analysis._load import coerce_frames
@@ -106,7 +107,7 @@ def gamma_b_plane(frames: Any, *, bins: int = 8, states: Sequence[str] = ("compl
     if bins < 1:
         raise ValueError(f"bins: must be >= 1, got {bins!r}")
     t = coerce_frames(frames).trials
-    cols = ["gamma", "b", "n", "mean_top1", "best_top1", "std_top1", "gamma_lo", "gamma_hi", "b_lo", "b_hi"]
+    cols = ["gamma", "b", "n", "mean_top1", "mean_lo", "mean_hi", "best_top1", "std_top1", "gamma_lo", "gamma_hi", "b_lo", "b_hi"]
     if t.empty or "gamma" not in t:
         return pd.DataFrame(columns=cols)
     t = t[t["state"].isin(states) & t["gamma"].notna() & t["b"].notna() & t["top1"].notna()]
@@ -122,6 +123,12 @@ def gamma_b_plane(frames: Any, *, bins: int = 8, states: Sequence[str] = ("compl
     gu, bu = np.unique(g), np.unique(b)
     agg["gamma"] = gu[agg["gi"]] if g_exact else (ge[agg["gi"]] + ge[agg["gi"] + 1]) / 2
     agg["b"] = bu[agg["bi"]] if b_exact else (be[agg["bi"]] + be[agg["bi"] + 1]) / 2
+    from scipy import stats
+
+    n = agg["n"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = np.where(n >= 2, stats.t.ppf(0.975, np.maximum(n - 1, 1)) * agg["std_top1"].to_numpy(float) / np.sqrt(n), np.nan)
+    agg["mean_lo"], agg["mean_hi"] = agg["mean_top1"] - half, agg["mean_top1"] + half
     agg["gamma_lo"], agg["gamma_hi"] = ge[agg["gi"]], ge[agg["gi"] + 1]
     agg["b_lo"], agg["b_hi"] = be[agg["bi"]], be[agg["bi"] + 1]
     return agg[cols].sort_values(["gamma", "b"]).reset_index(drop=True)

@@ -276,7 +276,10 @@ def make_report(
             raise ValueError("no completed trial sampled psi's (gamma, b)")
         R.csv(plane, "gamma_b")
         R.fig(P.plot_gamma_b(plane, points=fr.complete), "gamma_b", "(gamma, b) plane")
-        R.table(plane[["gamma", "b", "n", "mean_top1", "best_top1", "std_top1"]])
+        R.md += ["Descriptive (complete trials only, no model): `mean_lo`..`mean_hi` is each cell's 95 % t interval "
+                 "(none for a cell of one trial); a cell is not shown better than another where their intervals overlap."
+                 + (" Every cell holds one trial: no cell is shown better than another." if (plane["n"] < 2).all() else ""), ""]
+        R.table(plane[["gamma", "b", "n", "mean_top1", "mean_lo", "mean_hi", "best_top1", "std_top1"]])
     R.step("gamma-b plane", _gb)
 
     # ---- fidelity against compared studies

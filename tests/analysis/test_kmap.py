@@ -136,6 +136,9 @@ def test_gamma_b_plane(demo_run):
     best = plane.loc[plane["mean_top1"].idxmax()]
     assert (best["gamma"], best["b"]) == (2.0, 1.0)  # the demo study's truth
     assert ((plane["gamma_lo"] < plane["gamma"]) & (plane["gamma"] < plane["gamma_hi"])).all()
+    several = plane[plane["n"] >= 2]  # each cell's mean inside its t interval; a cell of one trial has none
+    assert len(several) and ((several["mean_lo"] < several["mean_top1"]) & (several["mean_top1"] < several["mean_hi"])).all()
+    assert plane.loc[plane["n"] < 2, ["mean_lo", "mean_hi"]].isna().all().all()
     # sampled continuously: equal-width bins that hold every trial once
     rng = np.random.default_rng(0)
     t = fr.trials.copy()
