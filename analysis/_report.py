@@ -186,7 +186,9 @@ def make_report(
         hv = front_hypervolumes(studies, cost="params")
         R.csv(hv, "hypervolume")
         R.md += ["Hypervolume of the params front (reference: 1.1 x the largest parameter count of any complete "
-                 "trial in the compared studies, top-1 0; `hv_norm` is the fraction of [0, ref] x [0, 100]):", ""]
+                 "trial in the compared studies, top-1 0; `hv_norm` is the fraction of [0, ref] x [0, 100]). It is a "
+                 "summary of single runs, with no interval: a difference between studies is not tested here "
+                 "(compare them over several seeds, as `benchmarks/pruning_efficiency.py` does):", ""]
         R.table(hv)
         if studies_only:
             R.fig(P.plot_fronts(studies, cost="params"), "fronts_params", "fronts of the compared studies")
