@@ -220,12 +220,12 @@ def make_report(
     R.md += ["## Parameter importance", ""]
 
     def _imp():
-        imp = param_importances(fr, seed=seed)
+        imp = param_importances(fr, seed=seed, alpha=alpha)
         R.csv(imp, "importance")
         R.fig(P.plot_importance(imp), "importance", "parameter importance")
         R.md += [f"Response: {imp.attrs.get('response', 'top-1')}. Importance is normalized within each branch of the "
                  "conditional space (trials that sampled the same parameters); `significant`: the parameter's one-way ANOVA "
-                 "p-value is below 0.05 / (parameters in the branch). A parameter that is not significant ranks noise.", ""]
+                 f"p-value is below {alpha:g} / (parameters in the branch). A parameter that is not significant ranks noise.", ""]
         if not imp["significant"].any():
             R.md += ["**No parameter's effect is distinguishable from noise at this budget: the ranking below is not a finding.**", ""]
         R.table(imp)
@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--compare", nargs="*", default=[], metavar="RUN",
                     help="other studies (run folders: fronts overlay and fidelity), or full-training results - study.train output "
                          "folders, a folder of them, or an export index.json whose configs were trained - for proxy fidelity")
-    ap.add_argument("--alpha", type=float, default=0.05, help="level of the k-vs-C test and confidence sets (default 0.05)")
+    ap.add_argument("--alpha", type=float, default=0.05, help="level of the k-vs-C test, its confidence sets and the importance tests (default 0.05)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="output folder (default RUN/report)")
     args = ap.parse_args(argv)

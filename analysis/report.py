@@ -2,7 +2,7 @@
 
 ::
 
-    python -m analysis.report runs/NAME [--compare runs/OTHER ...] [--bootstrap N] [--out DIR]
+    python -m analysis.report runs/NAME [--compare runs/OTHER ...] [--alpha A] [--out DIR]
     python -m analysis.report --storage URL --study NAME
 
 Output (``runs/NAME/report/`` unless ``--out``): ``report.md``; plots as PNG and SVG
@@ -10,7 +10,8 @@ Output (``runs/NAME/report/`` unless ``--out``): ``report.md``; plots as PNG and
 ``importance``, ``kmap``, ``kmap_curves``, ``gamma_b``, and with ``--compare``
 ``fronts_params`` and ``fidelity_<other>``); tables as CSV (``trials``,
 ``pareto_<cost>``, ``attention_gain``, ``hypervolume``, ``importance``, ``kmap_points``,
-``kmap_fits``, ``gamma_b``, ``fidelity_<other>``) and ``kmap.json``. One progress line per
+``kmap_effects``, ``kmap_mappings``, ``gamma_b``, ``fidelity_<other>``, and for a
+confirmation study ``confirmation``) and ``kmap.json`` (``confirmation.json``). One progress line per
 item; what cannot be made is said (and why) in the output and in the report.
 """
 
