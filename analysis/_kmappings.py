@@ -15,8 +15,9 @@ Candidates: the paper's psi, timm's rule (psi with a floor of 3), k=3 everywhere
 authors' released per-stage k, and psi with (gamma, b) fitted to this study by maximising the
 predicted top-1 over a grid (every equal optimum reported). The fitted mapping is judged on
 the points it was fitted to (optimistic) and **leave-one-C-out**: for each C, (gamma, b) is
-fitted without that C and scored on it. A mapping whose k was never tried at some C cannot be
-scored there, and says so.
+fitted without that C and scored on it. A mapping whose k was never tried at some C, or whose
+effect there is not estimable (aliased in the design), cannot be scored there, and says so
+(``missing``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class MappingScore:
     """One mapping's predicted cost. ``regret``/``regret_ci``: top-1 points a network of the
     study loses against the best k per C (mean over the scored widths); ``vs_paper`` and
     ``vs_paper_ci``: its top-1 minus the paper's psi; ``widths``: where it could be scored;
-    ``missing``: (C, k) it asks for that the study never ran."""
+    ``missing``: (C, k) it asks for that the study never ran or whose effect it cannot estimate
+    (aliased)."""
 
     name: str
     description: str
@@ -116,7 +118,7 @@ def _networks(model: KModel) -> dict[str, tuple[str, list[float]]]:
 def _theta_table(model: KModel, betas: np.ndarray) -> dict[float, dict[float, np.ndarray]]:
     """theta(C, k) for every draw (rows of ``betas``)."""
     out: dict[float, dict[float, np.ndarray]] = {}
-    for C, ks in model.design.levels.items():
+    for C, ks in model.estimable_levels().items():
         out[C] = {k: betas @ model.theta_vector(C, k) for k in ks}
     return out
 
@@ -125,7 +127,7 @@ def _score(model: KModel, name: str, description: str, fn: Callable[[int, float,
            draws: np.ndarray, paper: Callable[[int, float, str], int | None] | None) -> MappingScore:
     from scipy import stats
 
-    lv = model.design.levels
+    lv = model.estimable_levels()
     nets = _networks(model)
     th_hat = _theta_table(model, model.beta[None, :])
     th = _theta_table(model, draws)
@@ -214,7 +216,7 @@ def _pattern_values(patterns: np.ndarray, Cs: Sequence[float], weights: Sequence
 def fit_psi_by_top1(model: KModel, *, loco: bool = True, seed: int = 0) -> PsiChoice:
     """psi's (gamma, b) that maximises the predicted top-1 of the study's networks, and its
     leave-one-C-out regret (see the module doc)."""
-    lv = model.design.levels
+    lv = model.estimable_levels()
     nets = _networks(model)
     Cs = list(lv)
     weights = [sum(C in set(cs) for _, cs in nets.values()) for C in Cs]
