@@ -142,3 +142,27 @@ def test_aliased_k_effects_are_not_estimable_not_zero(tmp_path):
         for cell in filter(None, m.missing.split(" ")):
             C, k = (float(x.split("=")[1]) for x in cell.split(":"))
             assert (C, k) in aliased or k not in e.model.design.levels.get(C, [])
+
+
+def test_regret_intervals_cover_their_point_estimates(tmp_path):
+    """Regret is a linear contrast against the estimated best k per C: >= 0 at the point
+    estimate, with an exact (symmetric) t interval around it, for every mapping and for the
+    leave-one-C-out regret of the fitted psi."""
+    run = _study(tmp_path, "regret", Planted(effect=0.0, sigma=0.5, seed=1), trials=30, replicates=2)
+    an = analysis.analyze_kmap(analysis.load(run))
+    scored = an.mappings.dropna(subset=["regret"])
+    assert len(scored) >= 2
+    for r in scored.itertuples():
+        assert r.regret >= -1e-12 and r.regret_lo <= r.regret <= r.regret_hi
+        assert abs((r.regret_lo + r.regret_hi) / 2 - r.regret) < 1e-9  # exact t interval, not a biased max over draws
+    f = an.fitted
+    assert f is not None and f.loco_regret is not None
+    assert f.loco_regret >= -1e-12 and f.loco_ci[0] <= f.loco_regret <= f.loco_ci[1]
+    assert abs(sum(f.loco_ci) / 2 - f.loco_regret) < 1e-9
+    assert "not evidence of loss" in kmap_text(run)
+
+
+def kmap_text(run):
+    from analysis._kmap_cli import format_analysis
+
+    return format_analysis(analysis.analyze_kmap(analysis.load(run), loco=False))
