@@ -188,7 +188,6 @@ def _aliased_note(model: KModel) -> str | None:
 def _largest(model: KModel, alpha: float, seed: int) -> tuple[float, tuple[float, float], tuple[float, float, float]]:
     """The largest difference between two k at one C, with its simultaneous interval over
     every such pair (so selecting the largest does not narrow it)."""
-    d = model.design
     Ls, meta = [], []
     for C, ks in model.estimable_levels().items():
         for a in range(len(ks)):

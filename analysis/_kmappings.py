@@ -34,6 +34,9 @@ import numpy as np
 import pandas as pd
 
 from analysis._keffect import KModel
+from analysis._kfits import DEFAULT_BS as BS
+from analysis._kfits import DEFAULT_GAMMAS as GAMMAS
+from analysis._kfits import PAPER_B, PAPER_GAMMA, psi
 
 __all__ = ["MappingScore", "PsiChoice", "score_mappings", "fit_psi_by_top1", "PAPER_GAMMA", "PAPER_B", "REGRET_CAVEAT"]
 
@@ -41,16 +44,6 @@ __all__ = ["MappingScore", "PsiChoice", "score_mappings", "fit_psi_by_top1", "PA
 REGRET_CAVEAT = ("Regret is measured against the estimated best k per C (>= 0 by construction at the point estimate); "
                  "without evidence that k matters it is not evidence of loss")
 
-PAPER_GAMMA = 2.0
-PAPER_B = 1.0
-GAMMAS = np.round(np.arange(0.5, 8.0 + 1e-9, 0.05), 4)
-BS = np.round(np.arange(-4.0, 8.0 + 1e-9, 0.1), 4)
-
-
-def _psi(C: float, gamma: float, b: float, rule: str = "paper") -> int:
-    from study.attention import psi
-
-    return psi(int(C), float(gamma), float(b), rule)
 
 
 @dataclass(frozen=True)
@@ -232,20 +225,20 @@ def fit_psi_by_top1(model: KModel, *, loco: bool = True) -> PsiChoice:
     if not np.isfinite(value).any():
         raise ValueError("k-vs-C: no psi(C; gamma, b) on the grid gives only k values the study ran at every C")
     g, b, members = _best_on_grid(value, inverse)
-    ks = {int(C): _psi(C, g, b) for C in Cs}
+    ks = {int(C): psi(int(C), g, b) for C in Cs}
     contains = any(abs(x - PAPER_GAMMA) < 1e-9 and abs(y - PAPER_B) < 1e-9 for x, y in members)
     if not loco or len(Cs) < 3:
         return PsiChoice(g, b, members, contains, ks, None, None, None, ())
     reg_L, paper_hat, scored = [], [], []
     for C in Cs:
         held = _pattern_values(patterns, Cs, weights, th_hat, skip=C)[0]
-        kp = float(_psi(C, PAPER_GAMMA, PAPER_B))
+        kp = float(psi(int(C), PAPER_GAMMA, PAPER_B))
         if not np.isfinite(held).any() or kp not in lv[C]:
             continue
         # the k at C that the refit without C chooses; the pattern nearest the centroid of the
         # equal optima decides, as in the full fit
         gj, bj, _ = _best_on_grid(held, inverse, members=False)
-        k = float(_psi(C, gj, bj))
+        k = float(psi(int(C), gj, bj))
         if k not in lv[C]:
             continue
         scored.append(int(C))
@@ -262,10 +255,10 @@ def score_mappings(model: KModel, *, fitted: PsiChoice | None = None) -> pd.Data
     from study.attention import released_k
 
     def paper(i: int, C: float, backbone: str) -> int:
-        return _psi(C, PAPER_GAMMA, PAPER_B)
+        return psi(int(C), PAPER_GAMMA, PAPER_B)
 
     def timm(i: int, C: float, backbone: str) -> int:
-        return _psi(C, PAPER_GAMMA, PAPER_B, "timm")
+        return psi(int(C), PAPER_GAMMA, PAPER_B, "timm")
 
     def released(i: int, C: float, backbone: str) -> int | None:
         try:
@@ -282,7 +275,7 @@ def score_mappings(model: KModel, *, fitted: PsiChoice | None = None) -> pd.Data
     ]
     if fitted is not None:
         cands.append(("fitted_psi", f"psi(C) with gamma={fitted.gamma:g}, b={fitted.b:g} fitted to this study (in-sample)",
-                      lambda i, C, bb, f=fitted: _psi(C, f.gamma, f.b)))
+                      lambda i, C, bb, f=fitted: psi(int(C), f.gamma, f.b)))
     rows = [_score(model, n, d, fn, paper).row() for n, d, fn in cands]
     out = pd.DataFrame(rows)
     return out.sort_values("regret", na_position="last", kind="stable").reset_index(drop=True)

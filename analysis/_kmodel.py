@@ -42,7 +42,6 @@ class _Design:
     ref: dict[float, float]
     counts: dict[tuple[float, float], int]
     stages: dict[float, list[int]]
-    nuisance: list[str]
     aliased: frozenset = frozenset()
 
 
@@ -113,7 +112,7 @@ def design(data: KData, *, per_stage: bool = False) -> _Design:
     aliased = _not_estimable(X0, Xk, cells)
     Xk, cells = independent_columns(Xk, X0, cells)
     counts = {(c, kk): obs[c][kk] for c in obs for kk in obs[c]}
-    return _Design(X0, Xk, cells, levels, ref, counts, {c: sorted(v) for c, v in stages.items()}, names, aliased)
+    return _Design(X0, Xk, cells, levels, ref, counts, {c: sorted(v) for c, v in stages.items()}, aliased)
 
 
 def _not_estimable(X0: np.ndarray, Xk: np.ndarray, cells: list[Any], tol: float = 1e-8) -> frozenset:
@@ -150,11 +149,6 @@ class KModel:
     f_stat: float
     f_p: float
     df_num: int
-    params_null: int
-
-    @property
-    def C_values(self) -> list[float]:
-        return list(self.design.levels)
 
     def _index(self) -> dict[tuple[float, float], int]:
         return {cell: j for j, cell in enumerate(self.design.cells)}
@@ -194,15 +188,6 @@ class KModel:
             return math.nan, math.nan
         L = L1 - L2
         return float(L @ self.beta), float(math.sqrt(max(L @ self.cov @ L, 0.0)))
-
-    def draws(self, n: int = DRAWS, seed: int = 0) -> np.ndarray:
-        """Draws of beta from its multivariate t sampling distribution (rows)."""
-        rng = np.random.default_rng(seed)
-        if len(self.beta) == 0:
-            return np.zeros((n, 0))
-        z = rng.standard_normal((n, len(self.beta))) @ sqrt_psd(self.cov).T
-        w = np.sqrt(rng.chisquare(max(self.df_resid, 1.0), n) / max(self.df_resid, 1.0))
-        return self.beta + z / w[:, None]
 
 
 def sqrt_psd(cov: np.ndarray) -> np.ndarray:
@@ -249,7 +234,7 @@ def fit_k_model(data: KData) -> KModel:
     k0 = d.X0.shape[1]
     cov = np.asarray(res.cov_params())[k0:, k0:]
     return KModel(data=data, design=d, beta=np.asarray(res.params)[k0:], cov=cov, df_resid=float(res.df_resid),
-                  scale=float(res.scale), f_stat=F, f_p=pval, df_num=df_num, params_null=k0)
+                  scale=float(res.scale), f_stat=F, f_p=pval, df_num=df_num)
 
 
 def permutation_p(model: KModel, permutations: int, seed: int) -> float:
