@@ -57,7 +57,7 @@ class KEffect:
     ``k_lo``/``k_hi`` (the set's range), ``spread`` (largest minus smallest estimated effect,
     points). ``effects``: one row per (C, k) with ``diff`` (top-1 relative to k* at that C),
     ``lo``/``hi`` (95 % interval, not adjusted for multiplicity) and ``vs_ref`` (relative to
-    the reference k). ``evidence`` is ``p_value < alpha``.
+    the reference k); ``estimable`` False (and NaN numbers) where the design aliases the cell. ``evidence`` is ``p_value < alpha``.
     """
 
     evidence: bool
@@ -147,36 +147,49 @@ def _per_C(model: KModel, alpha: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     d = model.design
     rows, eff = [], []
     tq = stats.t.ppf(0.975, max(model.df_resid, 1.0))
+    est = model.estimable_levels()
     for C in d.levels:
-        ks = d.levels[C]
+        ks, ok = d.levels[C], est[C]
         th = model.theta(C)
-        best = max(ks, key=lambda k: (th[k], -k))
-        m = len(ks)
+        best = model.best_k(C)
+        m = len(ok)
         crit = stats.t.ppf(1 - alpha / max(m - 1, 1), max(model.df_resid, 1.0))
         kset = []
-        for k in ks:
-            worse = [model.contrast(C, j, k) for j in ks if j != k]
-            if all(est <= crit * se + 1e-12 for est, se in worse):
+        for k in ok:
+            worse = [model.contrast(C, j, k) for j in ok if j != k]
+            if all(e <= crit * se + 1e-12 for e, se in worse):
                 kset.append(k)
         n = sum(d.counts[(C, k)] for k in ks)
         rows.append({"C": int(C), "n": n, "stages": ",".join(map(str, d.stages[C])), "ks": ",".join(f"{k:g}" for k in ks),
                      "k_star": int(best), "k_set": ",".join(f"{k:g}" for k in kset), "k_lo": int(min(kset)), "k_hi": int(max(kset)),
-                     "spread": max(th.values()) - min(th.values()), "one_k": m == 1})
+                     "spread": max(th[k] for k in ok) - min(th[k] for k in ok), "one_k": m == 1})
         for k in ks:
             diff, se = (0.0, 0.0) if k == best else model.contrast(C, k, best)
             vs_ref, se_ref = (0.0, 0.0) if k == d.ref[C] else model.contrast(C, k, d.ref[C])
-            eff.append({"C": int(C), "k": int(k), "n": d.counts[(C, k)], "diff": diff, "lo": diff - tq * se, "hi": diff + tq * se,
-                        "vs_ref": vs_ref, "ref_k": int(d.ref[C]), "ref_lo": vs_ref - tq * se_ref, "ref_hi": vs_ref + tq * se_ref})
+            eff.append({"C": int(C), "k": int(k), "n": d.counts[(C, k)], "estimable": k in ok, "diff": diff, "lo": diff - tq * se,
+                        "hi": diff + tq * se, "vs_ref": vs_ref, "ref_k": int(d.ref[C]), "ref_lo": vs_ref - tq * se_ref,
+                        "ref_hi": vs_ref + tq * se_ref})
     return pd.DataFrame(rows), pd.DataFrame(eff)
+
+
+def _aliased_note(model: KModel) -> str | None:
+    """Names the (C, k) whose effect the design cannot estimate (shown as NaN, never as 0)."""
+    cells = sorted(model.design.aliased)
+    if not cells:
+        return None
+    per_C: dict[float, list[float]] = {}
+    for C, k in cells:
+        per_C.setdefault(C, []).append(k)
+    where = "; ".join(f"C={C:g}: k={','.join(f'{k:g}' for k in ks)}" for C, ks in per_C.items())
+    return (f"not estimable at this budget (aliased): {where}; their effects are unknown (NaN), left out of k* and the "
+            "confidence sets, and a mapping that needs one is not scored for that network")
 
 
 def _largest(model: KModel, alpha: float, seed: int) -> tuple[float, tuple[float, float], tuple[float, float, float]]:
     """The largest difference between two k at one C, with its simultaneous interval over
     every such pair (so selecting the largest does not narrow it)."""
-    d = model.design
     Ls, meta = [], []
-    for C in d.levels:
-        ks = d.levels[C]
+    for C, ks in model.estimable_levels().items():
         for a in range(len(ks)):
             for b in range(a + 1, len(ks)):
                 Ls.append(model.theta_vector(C, ks[a]) - model.theta_vector(C, ks[b]))
@@ -276,9 +289,12 @@ def k_effect(
                      "or --design inference)")
     if data.excluded:
         notes.append("left out: " + ", ".join(f"{n} {why}" for why, n in data.excluded.items()))
+    aliased = _aliased_note(model)
+    if aliased:
+        notes.append(aliased)
     one = table.loc[table["one_k"], "C"].tolist()
     if one:
-        notes.append(f"only one k seen at C = {', '.join(map(str, one))}: no comparison there")
+        notes.append(f"only one k seen (or estimable) at C = {', '.join(map(str, one))}: no comparison there")
     return KEffect(
         evidence=bool(p < alpha), p_value=float(p), method=how, alpha=alpha, effect_pts=value, effect_ci=ci, effect_at=at,
         noise=noise, n_trials=data.n_trials, n_configs=data.n_configs, table=table.drop(columns=["one_k"]), effects=effects,

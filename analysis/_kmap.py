@@ -70,11 +70,11 @@ def analyze_kmap(
     effect = k_effect(frames, alpha=alpha, method=method, permutations=permutations, epoch=epoch, kind=kind, by=by, seed=seed)
     notes: list[str] = []
     try:
-        fitted = fit_psi_by_top1(effect.model, loco=loco, seed=seed)
+        fitted = fit_psi_by_top1(effect.model, loco=loco)
     except ValueError as exc:
         fitted = None
         notes.append(f"no fitted psi: {exc}")
-    mappings = score_mappings(effect.model, fitted=fitted, seed=seed)
+    mappings = score_mappings(effect.model, fitted=fitted)
     return KmapAnalysis(effect=effect, fitted=fitted, mappings=mappings, notes=tuple(notes))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._kfits import METRICS, KmapFit, fit_kmap
+from analysis._kmappings import REGRET_CAVEAT
 
 __all__ = ["main", "read_points", "format_fit", "format_analysis"]
 
@@ -80,8 +81,8 @@ def format_analysis(an: Any) -> str:
     lines.append(f"k* per C ({'supported' if e.evidence else 'NOT supported by the data'}; k_set: the k that no other k beats "
                  f"significantly, a {100 * (1 - e.alpha):.0f} % confidence set for the best k):")
     lines += [_table(e.table), ""]
-    lines.append("mappings, by predicted top-1 lost per network against the best k per C (95 % intervals; vs_paper: "
-                 "top-1 minus the paper's psi):")
+    lines.append("mappings, by predicted top-1 lost per network against the best k per C (exact 95 % intervals; vs_paper: "
+                 f"top-1 minus the paper's psi). {REGRET_CAVEAT}:")
     lines += [_table(an.mappings.drop(columns=["description"])), ""]
     f = an.fitted
     if f is not None:
@@ -89,7 +90,7 @@ def format_analysis(an: Any) -> str:
                      f"{'is' if f.contains_paper else 'is not'} among them)")
         if f.loco_regret is not None:
             lines.append(f"  leave-one-C-out: it loses {f.loco_regret:.2f} points per stage (95 % CI {f.loco_ci[0]:.2f}-{f.loco_ci[1]:.2f}) "
-                         f"on the C it was not fitted to; the paper's psi loses {f.loco_paper:.2f} on the same C")
+                         f"on the C it was not fitted to; the paper's psi loses {f.loco_paper:.2f} on the same C (both against the estimated best k there)")
     lines += [*e.notes, *an.notes]
     return "\n".join(lines)
 

@@ -5,9 +5,11 @@ k that the ECA paper's plots invite) but how much top-1 a network loses by using
 network of the study (a backbone at one of its widths, the analysed attention in every
 stage) the fitted model (:mod:`analysis._keffect`) predicts
 
-- **regret**: sum over its stages of theta(C, best k) - theta(C, the mapping's k), averaged
-  over the study's widths; its 95 % interval comes from the model's sampling distribution
-  (multivariate t draws of theta, the best k re-chosen in each draw);
+- **regret**: sum over its stages of theta(C, k*) - theta(C, the mapping's k), averaged over
+  the study's widths, where k* is the estimated best k at C (fixed at its estimate): a linear
+  contrast with an exact t interval, as ``vs paper``. Regret is measured against the
+  estimated best k per C (>= 0 by construction at the point estimate); without evidence that
+  k matters it is not evidence of loss;
 - **vs paper**: the mapping's top-1 minus the paper's psi (gamma=2, b=1) top-1, a linear
   contrast with an exact t interval.
 
@@ -15,8 +17,10 @@ Candidates: the paper's psi, timm's rule (psi with a floor of 3), k=3 everywhere
 authors' released per-stage k, and psi with (gamma, b) fitted to this study by maximising the
 predicted top-1 over a grid (every equal optimum reported). The fitted mapping is judged on
 the points it was fitted to (optimistic) and **leave-one-C-out**: for each C, (gamma, b) is
-fitted without that C and scored on it. A mapping whose k was never tried at some C cannot be
-scored there, and says so.
+fitted without that C and scored on it (regret against the estimated best k at that C, exact
+t interval, averaged over the held-out C). A mapping whose k was never tried at some C, or whose
+effect there is not estimable (aliased in the design), cannot be scored there, and says so
+(``missing``).
 """
 
 from __future__ import annotations
@@ -30,30 +34,27 @@ import numpy as np
 import pandas as pd
 
 from analysis._keffect import KModel
+from analysis._kfits import DEFAULT_BS as BS
+from analysis._kfits import DEFAULT_GAMMAS as GAMMAS
+from analysis._kfits import PAPER_B, PAPER_GAMMA, psi
 
-__all__ = ["MappingScore", "PsiChoice", "score_mappings", "fit_psi_by_top1", "PAPER_GAMMA", "PAPER_B"]
+__all__ = ["MappingScore", "PsiChoice", "score_mappings", "fit_psi_by_top1", "PAPER_GAMMA", "PAPER_B", "REGRET_CAVEAT"]
 
-PAPER_GAMMA = 2.0
-PAPER_B = 1.0
-GAMMAS = np.round(np.arange(0.5, 8.0 + 1e-9, 0.05), 4)
-BS = np.round(np.arange(-4.0, 8.0 + 1e-9, 0.1), 4)
-#: draws of theta for the regret intervals (the leave-one-C-out interval uses fewer: it refits)
-_DRAWS = 4000
-_LOCO_DRAWS = 300
+#: what a regret is, in words, for the report and the CLI
+REGRET_CAVEAT = ("Regret is measured against the estimated best k per C (>= 0 by construction at the point estimate); "
+                 "without evidence that k matters it is not evidence of loss")
 
-
-def _psi(C: float, gamma: float, b: float, rule: str = "paper") -> int:
-    from study.attention import psi
-
-    return psi(int(C), float(gamma), float(b), rule)
 
 
 @dataclass(frozen=True)
 class MappingScore:
     """One mapping's predicted cost. ``regret``/``regret_ci``: top-1 points a network of the
-    study loses against the best k per C (mean over the scored widths); ``vs_paper`` and
+    study loses against the estimated best k per C (mean over the scored widths; >= 0 by
+    construction at the point estimate, exact t interval; without evidence that k matters it
+    is not evidence of loss); ``vs_paper`` and
     ``vs_paper_ci``: its top-1 minus the paper's psi; ``widths``: where it could be scored;
-    ``missing``: (C, k) it asks for that the study never ran."""
+    ``missing``: (C, k) it asks for that the study never ran or whose effect it cannot estimate
+    (aliased)."""
 
     name: str
     description: str
@@ -63,7 +64,6 @@ class MappingScore:
     vs_paper_ci: tuple[float, float] | None
     widths: tuple[str, ...]
     missing: tuple[tuple[int, int], ...]
-    ks: dict[str, tuple[int, ...]]
 
     def row(self) -> dict[str, Any]:
         f = lambda v: None if v is None or not math.isfinite(v) else float(v)  # noqa: E731
@@ -116,51 +116,52 @@ def _networks(model: KModel) -> dict[str, tuple[str, list[float]]]:
 def _theta_table(model: KModel, betas: np.ndarray) -> dict[float, dict[float, np.ndarray]]:
     """theta(C, k) for every draw (rows of ``betas``)."""
     out: dict[float, dict[float, np.ndarray]] = {}
-    for C, ks in model.design.levels.items():
+    for C, ks in model.estimable_levels().items():
         out[C] = {k: betas @ model.theta_vector(C, k) for k in ks}
     return out
 
 
-def _score(model: KModel, name: str, description: str, fn: Callable[[int, float, str], int | None],
-           draws: np.ndarray, paper: Callable[[int, float, str], int | None] | None) -> MappingScore:
+def _t_estimate(model: KModel, L: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """The estimate of the linear contrast L @ theta and its exact 95 % t interval from the
+    model's covariance."""
     from scipy import stats
 
-    lv = model.design.levels
+    est = float(L @ model.beta)
+    se = math.sqrt(max(L @ model.cov @ L, 0.0))
+    t = stats.t.ppf(0.975, max(model.df_resid, 1.0))
+    return est, (est - t * se, est + t * se)
+
+
+def _regret_vector(model: KModel, C: float, k: float) -> np.ndarray:
+    """L with L @ beta = theta(C, estimated best k) - theta(C, k): the regret at C measured
+    against the estimated best k (fixed at its estimate, so >= 0 at the point estimate)."""
+    return model.theta_vector(C, model.best_k(C)) - model.theta_vector(C, float(k))
+
+
+def _score(model: KModel, name: str, description: str, fn: Callable[[int, float, str], int | None],
+           paper: Callable[[int, float, str], int | None] | None) -> MappingScore:
+    lv = model.estimable_levels()
     nets = _networks(model)
-    th_hat = _theta_table(model, model.beta[None, :])
-    th = _theta_table(model, draws)
-    regrets_hat, regrets, deltas_L, widths, missing, ks = [], [], [], [], set(), {}
+    regret_L, deltas_L, widths, missing = [], [], [], set()
     for stratum, (backbone, Cs) in nets.items():
         choice = [fn(i, C, backbone) for i, C in enumerate(Cs)]
-        ks[stratum] = tuple(int(k) if k is not None else -1 for k in choice)
         scored = [(C, k) for C, k in zip(Cs, choice) if C in lv]
         bad = [(int(C), int(k)) for C, k in scored if k is None or float(k) not in lv[C]]
         if bad or not scored:
             missing.update(bad)
             continue
         widths.append(stratum)
-        r_hat = sum(max(v[0] for v in th_hat[C].values()) - th_hat[C][float(k)][0] for C, k in scored)
-        r = sum(np.max(np.stack(list(th[C].values())), axis=0) - th[C][float(k)] for C, k in scored)
-        regrets_hat.append(r_hat)
-        regrets.append(r)
+        regret_L.append(sum(_regret_vector(model, C, k) for C, k in scored))
         if paper is not None:
             pk = [paper(i, C, backbone) for i, C in enumerate(Cs)]
             if all(C not in lv or (p is not None and float(p) in lv[C]) for C, p in zip(Cs, pk)):
                 L = sum(model.theta_vector(C, float(k)) - model.theta_vector(C, float(p)) for (C, k), p in zip(zip(Cs, choice), pk) if C in lv)
                 deltas_L.append(L)
     if not widths:
-        return MappingScore(name, description, None, None, None, None, (), tuple(sorted(missing)), ks)
-    regret = float(np.mean(regrets_hat))
-    dist = np.mean(np.stack(regrets), axis=0)
-    ci = (float(np.quantile(dist, 0.025)), float(np.quantile(dist, 0.975)))
-    vs, vs_ci = None, None
-    if deltas_L:
-        L = np.mean(np.stack(deltas_L), axis=0)
-        vs = float(L @ model.beta)
-        se = math.sqrt(max(L @ model.cov @ L, 0.0))
-        t = stats.t.ppf(0.975, max(model.df_resid, 1.0))
-        vs_ci = (vs - t * se, vs + t * se)
-    return MappingScore(name, description, regret, ci, vs, vs_ci, tuple(widths), tuple(sorted(missing)), ks)
+        return MappingScore(name, description, None, None, None, None, (), tuple(sorted(missing)))
+    regret, ci = _t_estimate(model, np.mean(np.stack(regret_L), axis=0))
+    vs, vs_ci = _t_estimate(model, np.mean(np.stack(deltas_L), axis=0)) if deltas_L else (None, None)
+    return MappingScore(name, description, regret, ci, vs, vs_ci, tuple(widths), tuple(sorted(missing)))
 
 
 @lru_cache(maxsize=32)
@@ -211,10 +212,10 @@ def _pattern_values(patterns: np.ndarray, Cs: Sequence[float], weights: Sequence
     return total
 
 
-def fit_psi_by_top1(model: KModel, *, loco: bool = True, seed: int = 0) -> PsiChoice:
+def fit_psi_by_top1(model: KModel, *, loco: bool = True) -> PsiChoice:
     """psi's (gamma, b) that maximises the predicted top-1 of the study's networks, and its
     leave-one-C-out regret (see the module doc)."""
-    lv = model.design.levels
+    lv = model.estimable_levels()
     nets = _networks(model)
     Cs = list(lv)
     weights = [sum(C in set(cs) for _, cs in nets.values()) for C in Cs]
@@ -224,53 +225,40 @@ def fit_psi_by_top1(model: KModel, *, loco: bool = True, seed: int = 0) -> PsiCh
     if not np.isfinite(value).any():
         raise ValueError("k-vs-C: no psi(C; gamma, b) on the grid gives only k values the study ran at every C")
     g, b, members = _best_on_grid(value, inverse)
-    ks = {int(C): _psi(C, g, b) for C in Cs}
+    ks = {int(C): psi(int(C), g, b) for C in Cs}
     contains = any(abs(x - PAPER_GAMMA) < 1e-9 and abs(y - PAPER_B) < 1e-9 for x, y in members)
     if not loco or len(Cs) < 3:
         return PsiChoice(g, b, members, contains, ks, None, None, None, ())
-    th = _theta_table(model, model.draws(_LOCO_DRAWS, seed + 1))
-    reg_hat, reg_draw, paper_hat, scored = [], [], [], []
-    for j, C in enumerate(Cs):
+    reg_L, paper_hat, scored = [], [], []
+    for C in Cs:
         held = _pattern_values(patterns, Cs, weights, th_hat, skip=C)[0]
-        kp = float(_psi(C, PAPER_GAMMA, PAPER_B))
+        kp = float(psi(int(C), PAPER_GAMMA, PAPER_B))
         if not np.isfinite(held).any() or kp not in lv[C]:
             continue
-        # the k at C that each refit (on the estimate, and on every draw) chooses; the
-        # pattern nearest the centroid of the equal optima decides, as in the full fit
+        # the k at C that the refit without C chooses; the pattern nearest the centroid of the
+        # equal optima decides, as in the full fit
         gj, bj, _ = _best_on_grid(held, inverse, members=False)
-        k = float(_psi(C, gj, bj))
+        k = float(psi(int(C), gj, bj))
         if k not in lv[C]:
             continue
         scored.append(int(C))
-        best_hat = max(v[0] for v in th_hat[C].values())
-        reg_hat.append(best_hat - th_hat[C][k][0])
-        paper_hat.append(best_hat - th_hat[C][kp][0])
-        per_draw = _pattern_values(patterns, Cs, weights, th, skip=C)
-        best_draw = np.max(np.stack(list(th[C].values())), axis=0)
-        regret = np.empty(per_draw.shape[0])
-        for d in range(per_draw.shape[0]):
-            gd, bd, _ = _best_on_grid(per_draw[d], inverse, members=False) if np.isfinite(per_draw[d]).any() else (gj, bj, ())
-            kd = float(_psi(C, gd, bd))
-            regret[d] = best_draw[d] - th[C][kd if kd in lv[C] else k][d]
-        reg_draw.append(regret)
+        reg_L.append(_regret_vector(model, C, k))
+        paper_hat.append(float(_regret_vector(model, C, kp) @ model.beta))
     if not scored:
         return PsiChoice(g, b, members, contains, ks, None, None, None, ())
-    dist = np.mean(np.stack(reg_draw), axis=0)
-    return PsiChoice(g, b, members, contains, ks, float(np.mean(reg_hat)),
-                     (float(np.quantile(dist, 0.025)), float(np.quantile(dist, 0.975))), float(np.mean(paper_hat)), tuple(scored))
+    loco, loco_ci = _t_estimate(model, np.mean(np.stack(reg_L), axis=0))
+    return PsiChoice(g, b, members, contains, ks, loco, loco_ci, float(np.mean(paper_hat)), tuple(scored))
 
 
-def score_mappings(model: KModel, *, fitted: PsiChoice | None = None, seed: int = 0) -> pd.DataFrame:
+def score_mappings(model: KModel, *, fitted: PsiChoice | None = None) -> pd.DataFrame:
     """One row per candidate mapping (see the module doc), best (lowest regret) first."""
     from study.attention import released_k
 
-    draws = model.draws(_DRAWS, seed)
-
     def paper(i: int, C: float, backbone: str) -> int:
-        return _psi(C, PAPER_GAMMA, PAPER_B)
+        return psi(int(C), PAPER_GAMMA, PAPER_B)
 
     def timm(i: int, C: float, backbone: str) -> int:
-        return _psi(C, PAPER_GAMMA, PAPER_B, "timm")
+        return psi(int(C), PAPER_GAMMA, PAPER_B, "timm")
 
     def released(i: int, C: float, backbone: str) -> int | None:
         try:
@@ -287,7 +275,7 @@ def score_mappings(model: KModel, *, fitted: PsiChoice | None = None, seed: int 
     ]
     if fitted is not None:
         cands.append(("fitted_psi", f"psi(C) with gamma={fitted.gamma:g}, b={fitted.b:g} fitted to this study (in-sample)",
-                      lambda i, C, bb, f=fitted: _psi(C, f.gamma, f.b)))
-    rows = [_score(model, n, d, fn, draws, paper).row() for n, d, fn in cands]
+                      lambda i, C, bb, f=fitted: psi(int(C), f.gamma, f.b)))
+    rows = [_score(model, n, d, fn, paper).row() for n, d, fn in cands]
     out = pd.DataFrame(rows)
     return out.sort_values("regret", na_position="last", kind="stable").reset_index(drop=True)

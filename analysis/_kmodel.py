@@ -30,7 +30,10 @@ def _reference_k(ks: Sequence[float], counts: Mapping[float, int]) -> float:
 @dataclass(frozen=True)
 class _Design:
     """Matrices of the model: nuisance columns ``X0``, theta columns ``Xk`` (one per
-    non-reference (C, k) cell, named in ``cells``), and per C the k seen and the reference."""
+    non-reference (C, k) cell, named in ``cells``), and per C the k seen and the reference.
+    ``aliased``: the (C, k) cells seen whose theta the design cannot estimate (a column that
+    adds no rank, or one whose effect is only estimable together with such a column); their
+    effect is unknown, not zero."""
 
     X0: np.ndarray
     Xk: np.ndarray
@@ -39,7 +42,7 @@ class _Design:
     ref: dict[float, float]
     counts: dict[tuple[float, float], int]
     stages: dict[float, list[int]]
-    nuisance: list[str]
+    aliased: frozenset = frozenset()
 
 
 def independent_columns(X: np.ndarray, base: np.ndarray, names: list[Any], tol: float = 1e-9) -> tuple[np.ndarray, list[Any]]:
@@ -106,9 +109,23 @@ def design(data: KData, *, per_stage: bool = False) -> _Design:
                 kcols.append(col)
                 cells.append((c, kk))
     Xk = np.column_stack(kcols) if kcols else np.zeros((n, 0))
+    aliased = _not_estimable(X0, Xk, cells)
     Xk, cells = independent_columns(Xk, X0, cells)
     counts = {(c, kk): obs[c][kk] for c in obs for kk in obs[c]}
-    return _Design(X0, Xk, cells, levels, ref, counts, {c: sorted(v) for c, v in stages.items()}, names)
+    return _Design(X0, Xk, cells, levels, ref, counts, {c: sorted(v) for c, v in stages.items()}, aliased)
+
+
+def _not_estimable(X0: np.ndarray, Xk: np.ndarray, cells: list[Any], tol: float = 1e-8) -> frozenset:
+    """The ``cells`` whose coefficient in the full model [X0, Xk] is not estimable: e_j does
+    not lie in the row space of the design (so no linear combination of the data estimates
+    it). Dropping such a column and reading its effect as 0 would hide that it is unknown."""
+    X = np.column_stack([X0, Xk])
+    if X.shape[1] == 0:
+        return frozenset()
+    _, s, vt = np.linalg.svd(X, full_matrices=False)
+    basis = vt[s > tol * max(1.0, s.max(initial=0.0))]
+    inside = np.sum(basis[:, X0.shape[1]:] ** 2, axis=0)  # squared norm of the projection of each e_j
+    return frozenset(cell for cell, v in zip(cells, inside) if v < 1 - 1e-6)
 
 
 # --------------------------------------------------------------------------------------
@@ -132,18 +149,27 @@ class KModel:
     f_stat: float
     f_p: float
     df_num: int
-    params_null: int
-
-    @property
-    def C_values(self) -> list[float]:
-        return list(self.design.levels)
 
     def _index(self) -> dict[tuple[float, float], int]:
         return {cell: j for j, cell in enumerate(self.design.cells)}
 
+    def estimable(self, C: float, k: float) -> bool:
+        """Was k seen at C, and can the design estimate its effect (not aliased)?"""
+        return C in self.design.levels and k in self.design.levels[C] and (C, k) not in self.design.aliased
+
+    def estimable_levels(self) -> dict[float, list[float]]:
+        """Per C the k whose effect is estimable (the reference always is)."""
+        return {C: [k for k in ks if self.estimable(C, k)] for C, ks in self.design.levels.items()}
+
+    def best_k(self, C: float) -> float:
+        """The estimated best k at C among the estimable ones (ties: the smaller k)."""
+        th = self.theta(C)
+        return max(self.estimable_levels()[C], key=lambda k: (th[k], -k))
+
     def theta_vector(self, C: float, k: float) -> np.ndarray | None:
-        """L such that theta(C, k) = L @ beta; None when k was not seen at C."""
-        if C not in self.design.levels or k not in self.design.levels[C]:
+        """L such that theta(C, k) = L @ beta; None when k was not seen at C or its effect is
+        not estimable (aliased)."""
+        if not self.estimable(C, k):
             return None
         L = np.zeros(len(self.beta))
         j = self._index().get((C, k))
@@ -152,20 +178,16 @@ class KModel:
         return L
 
     def theta(self, C: float) -> dict[float, float]:
-        return {k: float(self.theta_vector(C, k) @ self.beta) for k in self.design.levels[C]}
+        """theta(C, k) for every k seen at C; NaN where it is not estimable."""
+        return {k: float(L @ self.beta) if (L := self.theta_vector(C, k)) is not None else math.nan for k in self.design.levels[C]}
 
     def contrast(self, C: float, k1: float, k2: float) -> tuple[float, float]:
-        L = self.theta_vector(C, k1) - self.theta_vector(C, k2)
+        """Estimate and standard error of theta(C, k1) - theta(C, k2); NaN when either is not estimable."""
+        L1, L2 = self.theta_vector(C, k1), self.theta_vector(C, k2)
+        if L1 is None or L2 is None:
+            return math.nan, math.nan
+        L = L1 - L2
         return float(L @ self.beta), float(math.sqrt(max(L @ self.cov @ L, 0.0)))
-
-    def draws(self, n: int = DRAWS, seed: int = 0) -> np.ndarray:
-        """Draws of beta from its multivariate t sampling distribution (rows)."""
-        rng = np.random.default_rng(seed)
-        if len(self.beta) == 0:
-            return np.zeros((n, 0))
-        z = rng.standard_normal((n, len(self.beta))) @ sqrt_psd(self.cov).T
-        w = np.sqrt(rng.chisquare(max(self.df_resid, 1.0), n) / max(self.df_resid, 1.0))
-        return self.beta + z / w[:, None]
 
 
 def sqrt_psd(cov: np.ndarray) -> np.ndarray:
@@ -212,7 +234,7 @@ def fit_k_model(data: KData) -> KModel:
     k0 = d.X0.shape[1]
     cov = np.asarray(res.cov_params())[k0:, k0:]
     return KModel(data=data, design=d, beta=np.asarray(res.params)[k0:], cov=cov, df_resid=float(res.df_resid),
-                  scale=float(res.scale), f_stat=F, f_p=pval, df_num=df_num, params_null=k0)
+                  scale=float(res.scale), f_stat=F, f_p=pval, df_num=df_num)
 
 
 def permutation_p(model: KModel, permutations: int, seed: int) -> float:

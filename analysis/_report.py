@@ -10,6 +10,8 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from analysis._kmappings import REGRET_CAVEAT
+
 __all__ = ["make_report", "main"]
 
 
@@ -258,7 +260,8 @@ def make_report(
                  "minus smallest estimated effect at that C (points):", ""]
         R.table(e.table)
         R.md += ["Mappings by the top-1 a network of this study is predicted to lose against the best k per C (`regret`, "
-                 "95 % interval `regret_lo`..`regret_hi`), and their top-1 minus the paper's psi (`vs_paper`, exact 95 % interval):", ""]
+                 "exact 95 % interval `regret_lo`..`regret_hi`), and their top-1 minus the paper's psi (`vs_paper`, exact 95 % "
+                 f"interval). {REGRET_CAVEAT}:", ""]
         R.table(an.mappings.drop(columns=["description"]))
         f = an.fitted
         if f is not None:
@@ -266,7 +269,8 @@ def make_report(
                      f"top-1; the paper's (2, 1) {'is' if f.contains_paper else 'is not'} among them (all in `kmap.json`)."]
             if f.loco_regret is not None:
                 R.md += [f"- leave-one-C-out: fitted without each C, it loses {f.loco_regret:.2f} points per stage at that C (95 % CI "
-                         f"{f.loco_ci[0]:.2f}-{f.loco_ci[1]:.2f}); the paper's psi loses {f.loco_paper:.2f} on the same C."]
+                         f"{f.loco_ci[0]:.2f}-{f.loco_ci[1]:.2f}); the paper's psi loses {f.loco_paper:.2f} on the same C "
+                         "(against the estimated best k there)."]
         R.md += [""]
     R.step("k-vs-C fit", _kmap)
 

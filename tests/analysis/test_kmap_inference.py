@@ -110,3 +110,59 @@ def test_a_study_still_running_is_analysed_on_what_finished_and_says_so(tmp_path
     e = analysis.k_effect(analysis.load(run))
     assert e.n_trials == 30 and e.model.data.excluded == {"running (the study is not finished)": 1}
     assert any("1 running (the study is not finished)" in n for n in e.notes)
+
+
+def test_aliased_k_effects_are_not_estimable_not_zero(tmp_path):
+    """A small study aliases (C, k) cells: their effects are unknown (NaN, named in a note),
+    never printed as an exact 0 with a zero-width interval, and never chosen as k*."""
+    run = _study(tmp_path, "aliased", Planted(effect=1.0, sigma=0.5, seed=3), trials=20, design="search", width=None)
+    an = analysis.analyze_kmap(analysis.load(run), loco=False)
+    e = an.effect
+    aliased = e.model.design.aliased
+    assert aliased, "the 20-trial study should alias some (C, k) cells"
+    eff = e.effects.set_index(["C", "k"])
+    for C, k in aliased:
+        row = eff.loc[(int(C), int(k))]
+        assert not row["estimable"]
+        assert np.isnan(row["diff"]) and np.isnan(row["lo"]) and np.isnan(row["hi"]) and np.isnan(row["vs_ref"])
+    # every estimable non-reference, non-best cell has a real interval (no 0 +- 0 stand-ins)
+    real = e.effects[e.effects["estimable"] & (e.effects["diff"] != 0)]
+    assert (real["hi"] > real["lo"]).all()
+    for r in e.table.itertuples():
+        ks = {float(k) for k in r.k_set.split(",")}
+        assert (float(r.C), float(r.k_star)) not in aliased and not ks & {k for c, k in aliased if c == r.C}
+    note = next(n for n in e.notes if n.startswith("not estimable at this budget (aliased): C="))
+    C0, k0 = sorted(aliased)[0]
+    assert f"C={C0:g}: k=" in note
+    # a mapping that needs an aliased cell is not scored for that network: the cell is listed as missing
+    k3 = an.mappings.set_index("mapping").loc["k3"]
+    if any(k == 3.0 for _, k in aliased):
+        assert "k=3" in k3["missing"]
+    for m in an.mappings.itertuples():
+        for cell in filter(None, m.missing.split(" ")):
+            C, k = (float(x.split("=")[1]) for x in cell.split(":"))
+            assert (C, k) in aliased or k not in e.model.design.levels.get(C, [])
+
+
+def test_regret_intervals_cover_their_point_estimates(tmp_path):
+    """Regret is a linear contrast against the estimated best k per C: >= 0 at the point
+    estimate, with an exact (symmetric) t interval around it, for every mapping and for the
+    leave-one-C-out regret of the fitted psi."""
+    run = _study(tmp_path, "regret", Planted(effect=0.0, sigma=0.5, seed=1), trials=30, replicates=2)
+    an = analysis.analyze_kmap(analysis.load(run))
+    scored = an.mappings.dropna(subset=["regret"])
+    assert len(scored) >= 2
+    for r in scored.itertuples():
+        assert r.regret >= -1e-12 and r.regret_lo <= r.regret <= r.regret_hi
+        assert abs((r.regret_lo + r.regret_hi) / 2 - r.regret) < 1e-9  # exact t interval, not a biased max over draws
+    f = an.fitted
+    assert f is not None and f.loco_regret is not None
+    assert f.loco_regret >= -1e-12 and f.loco_ci[0] <= f.loco_regret <= f.loco_ci[1]
+    assert abs(sum(f.loco_ci) / 2 - f.loco_regret) < 1e-9
+    assert "not evidence of loss" in kmap_text(run)
+
+
+def kmap_text(run):
+    from analysis._kmap_cli import format_analysis
+
+    return format_analysis(analysis.analyze_kmap(analysis.load(run), loco=False))
