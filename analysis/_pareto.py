@@ -138,16 +138,37 @@ def front_hypervolumes(studies: Mapping[str, Any], *, cost: str = "params", refe
     return pd.DataFrame(rows)
 
 
+def _welch_interval(group: Any, base: Any, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` Welch t interval of ``group``'s mean top-1 minus ``base``'s (rows with
+    ``n``, ``mean_top1``, ``std_top1``); NaN where either has fewer than two trials."""
+    from scipy import stats
+
+    n1, n0 = float(group["n"]), float(base["n"])
+    if n1 < 2 or n0 < 2:
+        return (math.nan, math.nan)
+    v1, v0 = float(group["std_top1"]) ** 2 / n1, float(base["std_top1"]) ** 2 / n0
+    se = math.sqrt(v1 + v0)
+    diff = float(group["mean_top1"]) - float(base["mean_top1"])
+    if se == 0:
+        return (diff, diff)
+    df = (v1 + v0) ** 2 / (v1**2 / (n1 - 1) + v0**2 / (n0 - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return (diff - half, diff + half)
+
+
 def attention_gain(frames: Any, *, states: Sequence[str] = ("complete",)) -> pd.DataFrame:
     """Each attention pattern's top-1 gain over the ``none`` baseline against its added cost.
 
     Grouped by backbone and width (a gain is measured against ``none`` trials of the same
     backbone and width); per attention label (:func:`analysis._load.summarize_kinds`):
-    number of trials, mean and best top-1, gain of mean and of best over ``none``, and the
-    median added params, MACs and latency. Groups without a ``none`` baseline get NaN gains.
+    number of trials, mean and best top-1, gain of mean and of best over ``none``, the gain of
+    the mean's 95 % Welch t interval ``gain_lo``/``gain_hi`` (NaN where either group has
+    fewer than two trials, and for ``none`` itself), and the median added params, MACs and
+    latency. Groups without a ``none`` baseline get NaN gains. ``gain_best`` is the best of
+    ``n`` runs against the best of the baseline's: it grows with ``n`` and has no interval.
     """
     t = coerce_frames(frames).trials if not isinstance(frames, pd.DataFrame) else frames
-    cols = ["backbone", "width", "attention", "n", "mean_top1", "best_top1", "gain_mean", "gain_best",
+    cols = ["backbone", "width", "attention", "n", "mean_top1", "best_top1", "gain_mean", "gain_lo", "gain_hi", "gain_best",
             "added_params", "added_macs", "added_latency_ms", "params", "macs", "latency_ms"]
     if t.empty:
         return pd.DataFrame(columns=cols)
@@ -156,7 +177,7 @@ def attention_gain(frames: Any, *, states: Sequence[str] = ("complete",)) -> pd.
         return pd.DataFrame(columns=cols)
     t["backbone"] = t["backbone"].fillna("?")
     agg = t.groupby(["backbone", "width", "attention"], dropna=False).agg(
-        n=("top1", "size"), mean_top1=("top1", "mean"), best_top1=("top1", "max"),
+        n=("top1", "size"), mean_top1=("top1", "mean"), best_top1=("top1", "max"), std_top1=("top1", "std"),
         params=("params", "median"), macs=("macs", "median"), latency_ms=("latency_ms", "median"),
     ).reset_index()
     out = []
@@ -167,6 +188,8 @@ def attention_gain(frames: Any, *, states: Sequence[str] = ("complete",)) -> pd.
             row = r.to_dict()
             for name, col in (("gain_mean", "mean_top1"), ("gain_best", "best_top1")):
                 row[name] = r[col] - b[col] if b is not None else math.nan
+            row["gain_lo"], row["gain_hi"] = (_welch_interval(r, b) if b is not None and r["attention"] != "none"
+                                              else (math.nan, math.nan))
             for name, col in (("added_params", "params"), ("added_macs", "macs"), ("added_latency_ms", "latency_ms")):
                 row[name] = r[col] - b[col] if b is not None else math.nan
             out.append(row)

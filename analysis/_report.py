@@ -68,6 +68,26 @@ class _Report:
         self.md += lines + [""]
 
 
+def _gain_words(g: Any) -> str:
+    """Attention's gains over ``none`` in words: which are distinguishable from 0 (their 95 %
+    Welch interval excludes it), which cannot be tested, and what ``gain_best`` is."""
+    rows = g[(g["attention"] != "none") & g["gain_mean"].notna()]
+    tested = rows[rows["gain_lo"].notna()]
+    shown = tested[(tested["gain_lo"] > 0) | (tested["gain_hi"] < 0)]
+    text = ("`gain_mean`: mean top-1 minus the mean of `none` at the same backbone and width, `gain_lo`..`gain_hi` its 95 % "
+            "Welch t interval; `gain_best` is the best of `n` runs minus the best of `none`'s, which grows with `n` and has no interval. ")
+    if len(shown):
+        text += "Gains distinguishable from 0: " + ", ".join(
+            f"{r.attention} at width {r.width:g} ({r.gain_mean:+.2f} points)" for r in shown.itertuples()) + "."
+    elif len(tested):
+        text += "**No attention's gain over `none` is distinguishable from 0 at this budget.**"
+    else:
+        text += "**No gain can be tested: each needs at least two trials of the attention and of `none` at one backbone and width.**"
+    if len(rows) > len(tested) and len(tested):
+        text += f" {len(rows) - len(tested)} gain(s) have fewer than two trials on a side and no interval."
+    return text
+
+
 def _noise_words(done: Any) -> str:
     """The seed noise of the complete trials' top-1, in words: measured from configurations
     run more than once (:func:`analysis._kdata.pooled_noise`), or said to be unmeasured."""
@@ -207,7 +227,9 @@ def make_report(
             raise ValueError("no 'none' (no-attention) trials to measure gains against")
         R.csv(g, "attention_gain")
         R.fig(P.plot_attention_gain(g), "attention_gain", "gain over none against added params")
-        R.table(g[["backbone", "width", "attention", "n", "mean_top1", "gain_mean", "gain_best", "added_params", "added_macs", "added_latency_ms"]])
+        R.md += [_gain_words(g), ""]
+        R.table(g[["backbone", "width", "attention", "n", "mean_top1", "gain_mean", "gain_lo", "gain_hi", "gain_best", "added_params",
+                   "added_macs", "added_latency_ms"]])
     R.step("attention gain", _gain)
 
     # ---- learning curves, importance

@@ -89,3 +89,24 @@ def test_attention_gain(demo_run):
     # widths without a none baseline get no gain
     no_base = set(g["width"]) - set(base["width"])
     assert g[g["width"].isin(no_base)]["gain_mean"].isna().all()
+    # the gain of the mean carries its Welch interval where both sides have two trials
+    tested = g[g["gain_lo"].notna()]
+    assert len(tested) and ((tested["gain_lo"] < tested["gain_mean"]) & (tested["gain_mean"] < tested["gain_hi"])).all()
+    assert base[["gain_lo", "gain_hi"]].isna().all().all()
+
+
+def test_attention_gain_interval_is_welchs():
+    import pandas as pd
+    from scipy import stats
+
+    from analysis._report import _gain_words
+
+    se, none = [71.0, 73.0, 75.0], [70.0, 70.5]
+    rows = [{"state": "complete", "top1": v, "backbone": "resnet18", "width": 0.5, "attention": "se", "params": 2.0, "macs": 2.0,
+             "latency_ms": 1.0} for v in se]
+    rows += [{"state": "complete", "top1": v, "backbone": "resnet18", "width": 0.5, "attention": "none", "params": 1.0, "macs": 1.0,
+              "latency_ms": 1.0} for v in none]
+    g = analysis.attention_gain(pd.DataFrame(rows)).set_index("attention")
+    want = stats.ttest_ind(se, none, equal_var=False).confidence_interval(0.95)
+    assert (g.loc["se", "gain_lo"], g.loc["se", "gain_hi"]) == pytest.approx((want.low, want.high))
+    assert "No attention's gain over `none` is distinguishable from 0" in _gain_words(g.reset_index())
