@@ -28,12 +28,12 @@ from analysis._export import RECIPES, export_trials, full_training_config, selec
 from analysis._report import make_report
 from analysis._confirm import ConfirmResult, confirm_result
 from analysis._trained import load_trained
-from analysis._kdata import SeedNoise, kmap_data, seed_noise
-from analysis._kpower import design_power, detectable_effect, noncentrality
-from analysis._keffect import KEffect, fit_k_model, k_effect
-from analysis._kfits import ContinuousFit, KmapFit, LinearFit, PsiFit, fit_continuous, fit_kmap, fit_linear, fit_psi
-from analysis._kmap import KmapAnalysis, analyze_kmap, gamma_b_plane
-from analysis._kmappings import PsiChoice, fit_psi_by_top1, score_mappings
+from analysis.kmap._data import SeedNoise, kmap_data, seed_noise
+from analysis.kmap._power import design_power, detectable_effect, noncentrality
+from analysis.kmap._effect import KEffect, fit_k_model, k_effect
+from analysis.kmap._fits import ContinuousFit, KmapFit, LinearFit, PsiFit, fit_continuous, fit_kmap, fit_linear, fit_psi
+from analysis.kmap._analysis import KmapAnalysis, analyze_kmap, gamma_b_plane
+from analysis.kmap._mappings import PsiChoice, fit_psi_by_top1, score_mappings
 
 __all__ = [
     "StudyFrames", "load", "frames_of", "config_key", "summarize_kinds",

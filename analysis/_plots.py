@@ -222,7 +222,7 @@ def _log2_axis(ax, xs: np.ndarray) -> None:
 
 def _plot_points_fit(fit: Any, title: str | None) -> Figure:
     """Given (C, k) points and their fits (:class:`analysis.KmapFit`)."""
-    from analysis._kfits import PAPER_B, PAPER_GAMMA, psi
+    from analysis.kmap._fits import PAPER_B, PAPER_GAMMA, psi
 
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
@@ -264,7 +264,7 @@ def plot_kmap(an: Any, *, title: str | None = None) -> Figure:
     paper's psi, psi fitted by predicted top-1 and the authors' released k, on a log2(C)
     axis; the title states whether the data show that k matters. ``an`` is a
     :class:`analysis.KmapAnalysis` (a study) or a :class:`analysis.KmapFit` (given points)."""
-    from analysis._kfits import PAPER_B, PAPER_GAMMA, KmapFit, psi
+    from analysis.kmap._fits import PAPER_B, PAPER_GAMMA, KmapFit, psi
 
     if isinstance(an, KmapFit):
         return _plot_points_fit(an, title)

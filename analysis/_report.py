@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from analysis._kmappings import REGRET_CAVEAT
+from analysis.kmap._mappings import REGRET_CAVEAT
 
 __all__ = ["make_report", "main"]
 
@@ -90,8 +90,8 @@ def _gain_words(g: Any) -> str:
 
 def _noise_words(done: Any) -> str:
     """The seed noise of the complete trials' top-1, in words: measured from configurations
-    run more than once (:func:`analysis._kdata.pooled_noise`), or said to be unmeasured."""
-    from analysis._kdata import pooled_noise
+    run more than once (:func:`analysis.kmap._data.pooled_noise`), or said to be unmeasured."""
+    from analysis.kmap._data import pooled_noise
 
     noise = pooled_noise(done, key="key", value="top1")
     if noise.sigma is None:
@@ -127,7 +127,7 @@ def make_report(
     from analysis._pareto import attention_gain, front_hypervolumes, pareto_front
     from analysis._confirm import confirm_result
     from analysis._trained import TRAINED
-    from analysis._kmap import analyze_kmap, gamma_b_plane
+    from analysis.kmap._analysis import analyze_kmap, gamma_b_plane
 
     fr = coerce_frames(frames)
     out = Path(out_dir) if out_dir is not None else (fr.run_dir or Path("runs") / fr.name) / "report"

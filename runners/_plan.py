@@ -6,7 +6,7 @@ more odd steps away from k* = psi(C; 2, 1) loses it, one step half of it; see
 :class:`runners.Planted`) and a noise level (``--sigma``, or measured by a short pilot that
 runs the space's reference points three times each with the study's own proxy and recipe),
 it prints the configurations, trials and trial-epochs the F-test of "k matters" needs for
-power 0.8 at alpha 0.05 (:mod:`analysis._kpower`), and the effect the requested budget can
+power 0.8 at alpha 0.05 (:mod:`analysis.kmap._power`), and the effect the requested budget can
 detect. Nothing of the study is created; the pilot runs in a temporary folder.
 """
 
@@ -68,7 +68,7 @@ class _Pool:
         """The first ``n`` configurations as :class:`analysis.KData` (no responses)."""
         import pandas as pd
 
-        from analysis._kdata import KData
+        from analysis.kmap._data import KData
 
         self.grow(n)
         configs = pd.DataFrame(self.rows[:n])
@@ -147,7 +147,7 @@ class Plan:
 def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigma: float | None = None, alpha: float = 0.05,
                power: float = 0.8, log: Callable[[str], None] = print) -> Plan:
     """Plan the k-vs-C study ``settings`` (see the module doc)."""
-    from analysis._kpower import _power, design_power, detectable_effect
+    from analysis.kmap._power import _power, design_power, detectable_effect
     from runners._simulate import Planted
 
     if not effect > 0:

@@ -163,6 +163,6 @@ def test_regret_intervals_cover_their_point_estimates(tmp_path):
 
 
 def kmap_text(run):
-    from analysis._kmap_cli import format_analysis
+    from analysis.kmap._cli import format_analysis
 
     return format_analysis(analysis.analyze_kmap(analysis.load(run), loco=False))

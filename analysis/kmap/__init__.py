@@ -35,9 +35,9 @@ Command line::
 ``effects``, ``mappings`` and ``fitted_psi``.
 """
 
-from analysis._kdata import KData, SeedNoise, kmap_data, seed_noise
-from analysis._keffect import KEffect, KModel, fit_k_model, k_effect
-from analysis._kfits import (
+from analysis.kmap._data import KData, SeedNoise, kmap_data, seed_noise
+from analysis.kmap._effect import KEffect, KModel, fit_k_model, k_effect
+from analysis.kmap._fits import (
     PAPER_B,
     PAPER_GAMMA,
     ContinuousFit,
@@ -49,9 +49,9 @@ from analysis._kfits import (
     fit_linear,
     fit_psi,
 )
-from analysis._kmap import KmapAnalysis, analyze_kmap, gamma_b_plane
-from analysis._kmap_cli import format_analysis, format_fit, main, read_points
-from analysis._kmappings import MappingScore, PsiChoice, fit_psi_by_top1, score_mappings
+from analysis.kmap._analysis import KmapAnalysis, analyze_kmap, gamma_b_plane
+from analysis.kmap._cli import format_analysis, format_fit, main, read_points
+from analysis.kmap._mappings import MappingScore, PsiChoice, fit_psi_by_top1, score_mappings
 
 __all__ = [
     "KData", "SeedNoise", "kmap_data", "seed_noise",
@@ -62,8 +62,3 @@ __all__ = [
     "MappingScore", "PsiChoice", "fit_psi_by_top1", "score_mappings",
     "read_points", "format_fit", "format_analysis", "main",
 ]
-
-if __name__ == "__main__":
-    from study._cli import run_cli
-
-    run_cli(main, prog="python -m analysis.kmap")

@@ -1,7 +1,7 @@
 """Power of the k-vs-C test for a design, before any compute is spent.
 
 For configurations drawn from a study's design, a planted k effect and a noise level, the
-F-test of "k matters" (:mod:`analysis._keffect`) has power ``1 - F(crit; df1, df2, lambda)``,
+F-test of "k matters" (:mod:`analysis.kmap._effect`) has power ``1 - F(crit; df1, df2, lambda)``,
 the non-central F with noncentrality ``lambda = || W^1/2 (I - H0) mu ||^2 / sigma^2``: ``mu``
 the planted configuration means, ``H0`` the weighted projection on the nuisance columns
 (width strata, stage kinds) and ``W`` the weights (runs per configuration). The planted
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from analysis._kdata import KData
-from analysis._kmodel import design
+from analysis.kmap._data import KData
+from analysis.kmap._model import design
 
 __all__ = ["noncentrality", "design_power", "PowerPoint", "detectable_effect"]
 

@@ -8,10 +8,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis._kdata import KData
-from analysis._keffect import KEffect, k_effect
-from analysis._kfits import jsonable
-from analysis._kmappings import PsiChoice, fit_psi_by_top1, score_mappings
+from analysis.kmap._data import KData
+from analysis.kmap._effect import KEffect, k_effect
+from analysis.kmap._fits import jsonable
+from analysis.kmap._mappings import PsiChoice, fit_psi_by_top1, score_mappings
 
 __all__ = ["KmapAnalysis", "analyze_kmap", "gamma_b_plane"]
 

@@ -1,7 +1,7 @@
 """Does k matter, and which k does each C prefer? An explicit linear model with intervals.
 
 The model (one row per configuration, its response the mean over its runs, weighted by the
-number of runs; see :mod:`analysis._kdata`)::
+number of runs; see :mod:`analysis.kmap._data`)::
 
     top1 = stratum(backbone, width) + sum_s kind(s, kind_s) + sum_s theta(C_s, k_s) + error
 
@@ -36,8 +36,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from analysis._kdata import KData, SeedNoise, kmap_data, seed_noise
-from analysis._kmodel import DRAWS, KModel, design, f_test, fit_k_model, independent_columns, permutation_p, sqrt_psd
+from analysis.kmap._data import KData, SeedNoise, kmap_data, seed_noise
+from analysis.kmap._model import DRAWS, KModel, design, f_test, fit_k_model, independent_columns, permutation_p, sqrt_psd
 
 __all__ = ["KModel", "KEffect", "fit_k_model", "k_effect", "METHODS"]
 

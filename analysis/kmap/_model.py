@@ -1,4 +1,4 @@
-"""The model of the k-vs-C inference (documented in :mod:`analysis._keffect`): the design
+"""The model of the k-vs-C inference (documented in :mod:`analysis.kmap._effect`): the design
 matrices, the weighted least-squares fit (statsmodels) and the nested F-tests."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from analysis._kdata import KData
+from analysis.kmap._data import KData
 
 __all__ = ["KModel", "fit_k_model", "design", "f_test", "independent_columns", "permutation_p", "sqrt_psd", "DRAWS"]
 

@@ -10,8 +10,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis._kfits import METRICS, KmapFit, fit_kmap
-from analysis._kmappings import REGRET_CAVEAT
+from analysis.kmap._fits import METRICS, KmapFit, fit_kmap
+from analysis.kmap._mappings import REGRET_CAVEAT
 
 __all__ = ["main", "read_points", "format_fit", "format_analysis"]
 
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fit = fit_kmap(C, K, W, rule=args.rule, metric=args.metric, n_bootstrap=args.bootstrap, seed=args.seed)
         print(json.dumps(fit.to_dict(), indent=2) if args.json else format_fit(fit))
         return 0
-    from analysis._kmap import analyze_kmap
+    from analysis.kmap._analysis import analyze_kmap
     from analysis._load import load
     from study._cli import in_flags
 

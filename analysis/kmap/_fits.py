@@ -4,7 +4,7 @@ intervals, and the linear k ~ a C + c that ECA-Net (Sec. 3.2.3) rejected.
 
 These score a mapping by its squared (or absolute) error in k against given points, e.g. the
 k of a paper's table (``python -m analysis.kmap --points FILE.csv``). A study is analysed
-by the top-1 a mapping loses instead (:mod:`analysis._keffect`, :mod:`analysis._kmappings`):
+by the top-1 a mapping loses instead (:mod:`analysis.kmap._effect`, :mod:`analysis.kmap._mappings`):
 error in k says nothing about accuracy.
 """
 

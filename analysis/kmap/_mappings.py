@@ -3,7 +3,7 @@
 What matters about a mapping is not how far its k lie from a noisy k* (the squared error in
 k that the ECA paper's plots invite) but how much top-1 a network loses by using it. For a
 network of the study (a backbone at one of its widths, the analysed attention in every
-stage) the fitted model (:mod:`analysis._keffect`) predicts
+stage) the fitted model (:mod:`analysis.kmap._effect`) predicts
 
 - **regret**: sum over its stages of theta(C, k*) - theta(C, the mapping's k), averaged over
   the study's widths, where k* is the estimated best k at C (fixed at its estimate): a linear
@@ -33,10 +33,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis._keffect import KModel
-from analysis._kfits import DEFAULT_BS as BS
-from analysis._kfits import DEFAULT_GAMMAS as GAMMAS
-from analysis._kfits import PAPER_B, PAPER_GAMMA, psi
+from analysis.kmap._effect import KModel
+from analysis.kmap._fits import DEFAULT_BS as BS
+from analysis.kmap._fits import DEFAULT_GAMMAS as GAMMAS
+from analysis.kmap._fits import PAPER_B, PAPER_GAMMA, psi
 
 __all__ = ["MappingScore", "PsiChoice", "score_mappings", "fit_psi_by_top1", "PAPER_GAMMA", "PAPER_B", "REGRET_CAVEAT"]
 
