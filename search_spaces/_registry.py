@@ -123,7 +123,7 @@ class Space:
             raise TypeError(f"space {self.name!r}: define() must return a TrialConfig, got {type(config).__name__}")
         from study.models import describe_stages
 
-        stages = [s.to_dict() for s in describe_stages(config.arch)]
+        stages = [s.to_dict() for s in describe_stages(config.arch, config.proxy.resolution)]  # as the trainer builds it
         trial.set_user_attr(record.CONFIG, config.to_dict())
         trial.set_user_attr(record.STAGES, stages)
         return config

@@ -27,7 +27,9 @@ __all__ = ["Costs", "count_params", "count_attention_params", "count_macs", "mea
 @dataclass(frozen=True)
 class Costs:
     """A model's costs. ``macs`` at ``resolution`` px and ``macs_224`` at 224 px (batch 1,
-    see the module docstring for the convention); ``latency_ms``: median forward time at
+    see the module docstring for the convention; a model whose attention is tied to its
+    feature maps - Gather-Excite's global gather, a kernel the size of the map - is counted
+    at 224 px as its architecture built for 224 px, :func:`measure_costs`); ``latency_ms``: median forward time at
     ``resolution`` px, batch 1 (None when not measured); ``attention_params``: trainable
     parameters inside attention modules (included in ``params``)."""
 
@@ -184,6 +186,23 @@ def measure_latency(
     return statistics.median(times)
 
 
+def _macs_224(model: nn.Module) -> int:
+    try:
+        return count_macs(model, 224)
+    except ValueError:  # an attention parameter fits only the model's own maps
+        arch = getattr(model, "arch", None)
+        if arch is None:
+            raise
+    from study.attention import get_attention
+    from study.config import AttentionSpec
+    from study.models import build_model
+
+    stages = [AttentionSpec(s.kind, tuple((k, v) for k, v in s.params if k not in get_attention(s.kind).MAP_PARAMS)) for s in arch.stages]
+    with torch.device("meta"):
+        refit = build_model(arch.with_stages(stages), 224)
+    return count_macs(refit, 224)
+
+
 def measure_costs(
     model_or_arch: nn.Module | Any,
     resolution: int,
@@ -192,8 +211,15 @@ def measure_costs(
     device: str | torch.device = "cpu",
 ) -> Costs:
     """All of :class:`Costs` for a built model or an architecture (ArchSpec or its dict,
-    built here). MACs are counted where the model's parameters are; latency is measured
-    on ``device`` at ``resolution`` px, batch 1, when ``latency`` is true."""
+    built here for ``resolution``: :func:`study.models.build_model`). MACs are counted where
+    the model's parameters are; latency is measured on ``device`` at ``resolution`` px,
+    batch 1, when ``latency`` is true.
+
+    ``macs_224``: the model at 224 px input. A model whose attention parameters fit only its
+    own feature maps (Gather-Excite's global gather is a kernel the size of the map) cannot
+    run at 224 px; then it is its architecture (``model.arch``, set by ``build_model``) built
+    for 224 px, with those parameters (the attention kinds' ``MAP_PARAMS``) fitted to the
+    224-px maps."""
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution: must be an integer >= 1, got {resolution!r}")
     if isinstance(model_or_arch, nn.Module):
@@ -201,9 +227,9 @@ def measure_costs(
     else:
         from study.models import build_model
 
-        model = build_model(model_or_arch)
+        model = build_model(model_or_arch, resolution)
     macs = count_macs(model, resolution)
-    macs_224 = macs if resolution == 224 else count_macs(model, 224)
+    macs_224 = macs if resolution == 224 else _macs_224(model)
     lat = measure_latency(model, resolution, device=device) if latency else None
     return Costs(
         params=count_params(model),

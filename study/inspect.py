@@ -90,21 +90,23 @@ def _load_arch(path: str) -> ArchSpec:
 
 
 def inspect_arch(arch: ArchSpec, resolution: int = 224, *, latency: bool = False, device: str = "cpu") -> dict[str, Any]:
-    """Per-stage description and totals of ``arch`` as a JSON-ready dict."""
+    """Per-stage description and totals of ``arch`` as a JSON-ready dict, for ``arch`` built
+    at ``resolution`` px (parameters that depend on the feature map, left at their default,
+    fit its maps: :func:`study.models.build_model`)."""
     import dataclasses
 
     from study.attention import AttentionModule
     from study.costs import count_macs, count_params, measure_costs
     from study.models import build_model
 
-    model = build_model(arch)
+    model = build_model(arch, resolution)
     costs = measure_costs(model, resolution, latency=latency, device=device)
     stages = []
     for info, stage in zip(model.stage_info, model.stages):
         attn = sum(p.numel() for m in stage.modules() if isinstance(m, AttentionModule) for p in m.parameters())
         stages.append({**info.to_dict(), "attention_params": attn})
     baseline = dataclasses.replace(arch, stages=(AttentionSpec("none"),) * len(arch.stages))
-    base_model = build_model(baseline)
+    base_model = build_model(baseline, resolution)
     attention_macs = costs.macs - count_macs(base_model, resolution)
     return {
         "arch": arch.to_dict(),

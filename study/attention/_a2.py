@@ -37,7 +37,7 @@ class DoubleAttention(AttentionModule):
     PARAMS = {"r": 4}
 
     @classmethod
-    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+    def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
         return {"r": resolve_ratio(cls.kind, channels, params, "r", cls.PARAMS["r"])}
 
     def __init__(self, channels: int, /, **params: Any):

@@ -24,6 +24,18 @@ def check_dilation(kind: str, dilation: int, h: int, w: int) -> None:
         )
 
 
+def fitted_dilation(kind: str, default: int, feature_map: tuple[int, int] | None) -> int:
+    """The dilation a stage takes when none is given: the paper's ``default`` (4) where the
+    map allows it, else the largest that fits, ``max(H, W) - 1``; ``default`` when the map
+    is not known (then checked at forward time). No dilation fits a 1x1 map."""
+    if feature_map is None:
+        return default
+    h, w = feature_map
+    if max(h, w) == 1:
+        raise ValueError(f"attention {kind!r}: no dilation fits a 1x1 feature map (the dilated 3x3 convolutions need a map larger than 1x1)")
+    return min(default, max(h, w) - 1)
+
+
 @register_attention("bam")
 class BAM(AttentionModule):
     """BAM (Park et al., BMVC 2018, Sec. 3, eqs. (1)-(4)): F' = F * (1 + sigma(M_c(F) + M_s(F))).
@@ -33,11 +45,16 @@ class BAM(AttentionModule):
     ``dilation`` on C/r channels, then a 1x1 conv C/r -> 1 and BN, an H x W map; BN and ReLU
     follow each inner convolution, as in the authors' released code. The two are broadcast
     to C x H x W and added before the sigmoid, as the paper's eq. (1)-(2) state (the released
-    code multiplies them instead). Defaults from the paper: ``r=16`` and ``dilation=4``.
+    code multiplies them instead). Defaults from the paper's ablation of the two (Sec. 4.1):
+    ``r=16`` and ``dilation=4``.
 
     ``r`` left at its default resolves to ``min(16, C)`` per stage (recorded); an explicit
     ``r`` must lie in [1, C]. The dilation must let the 3x3 taps reach inside the feature
-    map, ``dilation < max(H, W)``; that depends on the map, so it is checked at forward time.
+    map, ``dilation < max(H, W)``. Left at its default it resolves per stage from the
+    stage's feature map when that is known (``feature_map``; the model built for an input
+    resolution): the paper's 4 where ``max(H, W) > 4``, else ``max(H, W) - 1``, the largest
+    that fits (recorded); a 1x1 map takes no dilation (an error). An explicit dilation is
+    checked against a known map at once, and against the actual map at forward time.
 
     Parameters, with ``h = C // r``: channel ``2*C*h + h + C`` (FCs with bias) ``+ 2*C`` (BN);
     spatial ``C*h + h + 2*(9*h*h + h) + h + 1`` (convs with bias) ``+ 2*h + 2*2*h + 2`` (BN):
@@ -46,13 +63,17 @@ class BAM(AttentionModule):
     """
 
     PARAMS = {"r": 16, "dilation": 4}
+    MAP_PARAMS = ("dilation",)
 
     @classmethod
-    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "r": resolve_ratio(cls.kind, channels, params, "r", cls.PARAMS["r"]),
-            "dilation": check_int(cls.kind, "dilation", params.get("dilation", cls.PARAMS["dilation"])),
-        }
+    def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
+        r = resolve_ratio(cls.kind, channels, params, "r", cls.PARAMS["r"])
+        if "dilation" not in params:
+            return {"r": r, "dilation": fitted_dilation(cls.kind, cls.PARAMS["dilation"], feature_map)}
+        dilation = check_int(cls.kind, "dilation", params["dilation"])
+        if feature_map is not None:
+            check_dilation(cls.kind, dilation, *feature_map)
+        return {"r": r, "dilation": dilation}
 
     def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)

@@ -27,7 +27,7 @@ class CBAM(AttentionModule):
     PARAMS = {"r": 16, "kernel_size": 7, "bias": True}
 
     @classmethod
-    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+    def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
         p = resolve_reduction(cls.kind, {**cls.PARAMS, **params})
         p["kernel_size"] = check_int(cls.kind, "kernel_size", p["kernel_size"], odd=True)
         return p

@@ -27,7 +27,7 @@ class CoordAttention(AttentionModule):
     PARAMS = {"r": 32}
 
     @classmethod
-    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+    def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
         p = {**cls.PARAMS, **params}
         p["r"] = check_int(cls.kind, "r", p["r"])
         return p

@@ -66,7 +66,7 @@ class _KernelSized(AttentionModule):
     USES_PSI = True
 
     @classmethod
-    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+    def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
         k = params.get("k")
         if k is not None:
             clash = sorted(set(params) & {"gamma", "b", "rule"})

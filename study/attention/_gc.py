@@ -35,7 +35,7 @@ class GlobalContext(AttentionModule):
     PARAMS = {"r": 16}
 
     @classmethod
-    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+    def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
         if "r" not in params:
             return {"r": max(1, min(cls.PARAMS["r"], channels // 2))}
         why = f"channels // 2 = {channels // 2}: LayerNorm over a single bottleneck channel ignores the context"

@@ -12,12 +12,15 @@ gathers one value per channel over the whole map.
 tables of GE-theta-minus and GE-theta on ResNet-50 over e = 2, 4, 8 and global) finds the
 global extent best, and its ImageNet results for GE-theta-minus, GE-theta and GE-theta-plus
 use it. For the parametric kinds a global gather is a depthwise convolution whose kernel
-covers the whole map, so its size depends on the feature map's side, which an attention
-spec here does not otherwise know: give ``size`` (the side of the square map of that
-stage, e.g. 7 for the last ResNet stage at 224 px); without it the global parametric gather
-is refused with a one-line error. A local extent needs no size. Because it depends on the
-map, the extent (and ``size``) is checked against H and W at forward time: a local extent
-must be smaller than max(H, W) (otherwise it gathers globally; say ``extent=0``).
+covers the whole map (Sec. 3: a depthwise convolution with the spatial size of the map), so
+its ``size`` is the side of the stage's square feature map. Left at its default it resolves
+per stage from that map when it is known (``feature_map``: the model built for an input
+resolution, e.g. 7 for the last ResNet stage at 224 px), and is recorded; when the map is not
+known the global parametric gather needs an explicit ``size`` (a one-line error otherwise).
+A local extent needs no size. The extent (and an explicit ``size``) is checked against a
+known map at once and against the actual H and W at forward time: a local extent must be
+smaller than max(H, W) (otherwise it gathers globally; say ``extent=0``), a global ``size``
+must equal the side of the square map.
 """
 
 from __future__ import annotations
@@ -50,42 +53,59 @@ class _GatherExcite(AttentionModule):
     PARAMETRIC = False
 
     @classmethod
-    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+    def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
         p = {"extent": _check_extent(cls.kind, params.get("extent", 0))}
+        size = params.get("size")
         if cls.PARAMETRIC:
-            size = params.get("size")
             if p["extent"] == 0:
                 if size is None:
-                    raise ValueError(
-                        f"attention {cls.kind!r}: size is required with extent=0 (the global gather is a depthwise size x size "
-                        f"convolution over the whole map: give the stage's feature-map side, e.g. size=7), or choose a local extent 2, 4, 8, ..."
-                    )
+                    size = _fitted_size(cls.kind, feature_map)
                 p["size"] = check_int(cls.kind, "size", size)
             elif size is not None:
                 raise ValueError(f"attention {cls.kind!r}: size applies to the global extent only (extent=0), got size={size!r} with extent={p['extent']}")
             else:
                 p["size"] = None
+        if feature_map is not None:
+            cls._check_fit(p, *feature_map)
         return p
 
-    def _check_map(self, h: int, w: int) -> None:
-        extent = self.params["extent"]
+    @classmethod
+    def _check_fit(cls, params: dict[str, Any], h: int, w: int) -> None:
+        extent = params["extent"]
         side = max(h, w)
         if extent and extent >= side:
             largest = 2 ** math.floor(math.log2(side - 1)) if side > 2 else 0
             valid = f"0 (global) or a power of two in [2, {largest}]" if largest >= 2 else "0 (global)"
-            raise ValueError(f"attention {self.kind!r}: extent must be {valid} on a {h}x{w} feature map (a larger extent gathers globally), got {extent}")
-        size = self.params.get("size")
+            raise ValueError(f"attention {cls.kind!r}: extent must be {valid} on a {h}x{w} feature map (a larger extent gathers globally), got {extent}")
+        size = params.get("size")
         if extent == 0 and size is not None and (h, w) != (size, size):
             raise ValueError(
-                f"attention {self.kind!r}: size must equal the side of the square feature map the global gather covers "
+                f"attention {cls.kind!r}: size must equal the side of the square feature map the global gather covers "
                 f"(this one is {h}x{w}), got size={size}"
             )
+
+    def _check_map(self, h: int, w: int) -> None:
+        self._check_fit(self.params, h, w)
 
     def _excite(self, x: torch.Tensor, gathered: torch.Tensor) -> torch.Tensor:
         gate = torch.sigmoid(gathered)
         if gate.shape[2:] != x.shape[2:]:
             gate = F.interpolate(gate, size=x.shape[2:], mode="nearest")
         return x * gate
+
+
+def _fitted_size(kind: str, feature_map: tuple[int, int] | None) -> int:
+    """The global gather's kernel side: the side of the square feature map it covers."""
+    if feature_map is None:
+        raise ValueError(
+            f"attention {kind!r}: size is required with extent=0 when the feature map is not known (the global gather is a "
+            f"depthwise size x size convolution over the whole map: give the stage's feature-map side, e.g. size=7, or build "
+            f"the model for its input resolution), or choose a local extent 2, 4, 8, ..."
+        )
+    h, w = feature_map
+    if h != w:
+        raise ValueError(f"attention {kind!r}: the global gather (extent=0) needs a square feature map, got {h}x{w}; choose a local extent 2, 4, 8, ...")
+    return h
 
 
 def _parametric_gather(channels: int, extent: int, size: int | None) -> nn.Sequential:
@@ -140,11 +160,13 @@ class GEThetaMinus(_GatherExcite):
 class GETheta(_GatherExcite):
     """GE-theta (Hu et al., NeurIPS 2018, Sec. 3): a parametric gather of depthwise
     convolutions, each followed by BN - for a local extent e, log2(e) 3x3 stride-2 convolutions
-    with ReLU between them; for the global extent (``extent=0``, the default, needs ``size``)
-    one size x size convolution covering the map - then nearest-neighbour upsampling and a
-    sigmoid. Parameters: ``log2(e) * 11 * C`` (local), ``C * size**2 + 2*C`` (global)."""
+    with ReLU between them; for the global extent (``extent=0``, the default) one size x size
+    convolution covering the map, ``size`` by default the map's side - then
+    nearest-neighbour upsampling and a sigmoid. Parameters: ``log2(e) * 11 * C`` (local),
+    ``C * size**2 + 2*C`` (global)."""
 
     PARAMS = {"extent": 0, "size": None}
+    MAP_PARAMS = ("size",)
     PARAMETRIC = True
 
     def __init__(self, channels: int, /, **params: Any):
@@ -170,11 +192,12 @@ class GEThetaPlus(_GatherExcite):
     gather's (see GE-theta) plus ``2*C*h + h + C`` with ``h = C // r``."""
 
     PARAMS = {"extent": 0, "size": None, "r": 16}
+    MAP_PARAMS = ("size",)
     PARAMETRIC = True
 
     @classmethod
-    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
-        p = super()._resolve(channels, params)
+    def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
+        p = super()._resolve(channels, params, feature_map)
         p["r"] = resolve_ratio(cls.kind, channels, params, "r", cls.PARAMS["r"])
         return p
 

@@ -46,7 +46,7 @@ class GSoP(AttentionModule):
     PARAMS = {"dim": 128}
 
     @classmethod
-    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+    def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
         if "dim" not in params:
             return {"dim": min(cls.PARAMS["dim"], channels)}
         return {"dim": check_int(cls.kind, "dim", params["dim"], hi=channels, why=f"channels={channels}")}

@@ -49,7 +49,7 @@ class SE(AttentionModule):
     PARAMS = {"r": 16, "bias": True}
 
     @classmethod
-    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+    def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
         return resolve_reduction(cls.kind, {**cls.PARAMS, **params})
 
     def __init__(self, channels: int, /, **params: Any):
@@ -157,7 +157,7 @@ class SEGC(AttentionModule):
     PARAMS = {"groups": 16}
 
     @classmethod
-    def _resolve(cls, channels: int, params: dict[str, Any]) -> dict[str, Any]:
+    def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
         if "groups" not in params:
             default = cls.PARAMS["groups"]
             return {"groups": max(g for g in range(1, min(default, channels) + 1) if channels % g == 0)}

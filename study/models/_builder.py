@@ -17,24 +17,35 @@ from study.models._stages import as_arch, describe_stages
 __all__ = ["build_model", "released_arch", "stage_sizes"]
 
 
-def build_model(arch: ArchSpec | Mapping[str, Any]) -> nn.Module:
+def build_model(arch: ArchSpec | Mapping[str, Any], resolution: int | None = None) -> nn.Module:
     """Build the backbone ``arch`` describes, with one attention choice per stage.
+
+    ``resolution``: the square input size in px the model is built for (a TrialConfig's
+    ``proxy.resolution``). Given it, parameters that must fit a stage's feature map and are
+    left at their default resolve from that map (BAM's dilation: 4, or the largest below
+    the map's side; Gather-Excite's global gather ``size``: the map's side), as the
+    reductions resolve from the stage's C, and are recorded in ``stage_info``; explicit
+    values are checked against the maps (:func:`describe_stages`). Without it those
+    defaults are the papers' (BAM: 4, checked at forward time) and a global parametric
+    Gather-Excite needs an explicit ``size``.
 
     ``arch`` is an :class:`study.config.ArchSpec` or its JSON dict form, e.g.
     ``{"backbone": "resnet50", "stages": [{"kind": "eca", "k": 3}, {"kind": "eca", "gamma": 2,
     "b": 1}, {"kind": "se", "r": 16}, {"kind": "none"}]}``; stage entries must number exactly
     :func:`num_stages` of the backbone. The model carries ``model.stage_info`` (a tuple of
-    :class:`StageInfo`, with each stage's C and ECA's resolved k) and ``model.arch``; every
+    :class:`StageInfo`, with each stage's C and resolved parameters such as ECA's k),
+    ``model.arch`` and ``model.resolution`` (None when not given); every
     backbone exposes ``model.stem``, ``model.stages`` (an ``nn.Sequential`` of stages, each
     an ``nn.Sequential`` of blocks whose ``attention`` attribute is the block's attention
     module) and ``model.forward_features(x)``.
     Invalid input raises a ``ValueError`` (:class:`study.config.ConfigError`) naming it.
     """
     arch = as_arch(arch)
-    stage_info = describe_stages(arch)
+    stage_info = describe_stages(arch, resolution)
     model = get_backbone(arch.backbone).build(arch, stage_info)
     model.stage_info = stage_info
     model.arch = arch
+    model.resolution = resolution
     return model
 
 
@@ -54,8 +65,9 @@ def stage_sizes(arch: ArchSpec | Mapping[str, Any], resolution: int) -> tuple[tu
     ``resolution`` px input: e.g. ``((8, 8), (4, 4), (2, 2), (1, 1))`` for a ResNet with the
     ImageNet stem at 32 px. Computed by one shape-only pass on the ``meta`` device (no memory,
     no arithmetic) of the backbone without attention, so it works whatever the stages ask for.
-    Spatial attention parameters that must fit the map (BAM's dilation, Gather-Excite's
-    extent and global ``size``) can be chosen from it."""
+    :func:`describe_stages` and :func:`build_model` given a resolution fit the attention
+    parameters that depend on the map (BAM's dilation, Gather-Excite's global ``size``) to
+    it, and check explicit ones (also Gather-Excite's extent) against it."""
     arch = as_arch(arch)
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution: must be an integer >= 1, got {resolution!r}")

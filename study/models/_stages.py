@@ -59,13 +59,18 @@ def as_arch(arch: ArchSpec | Mapping[str, Any]) -> ArchSpec:
     raise ConfigError(f"arch: expected an ArchSpec or its dict form, got {type(arch).__name__}")
 
 
-def describe_stages(arch: ArchSpec | Mapping[str, Any]) -> tuple[StageInfo, ...]:
+def describe_stages(arch: ArchSpec | Mapping[str, Any], resolution: int | None = None) -> tuple[StageInfo, ...]:
     """The per-stage C, planes, blocks, attention kind and resolved parameters of ``arch``,
     validated exactly as :func:`build_model` validates it, without building anything.
 
-    For kinds whose k may come from psi(C) (``eca``, ``eca_ns``) given by ``gamma``/``b``,
-    C is the attended channels (``arch.psi_input == "channels"``, default) or the block's
-    ``planes`` (``"planes"``). An explicit ``k`` is never changed.
+    Parameters left at their default resolve per stage: the reductions from the stage's C,
+    and, given the input ``resolution`` (px, square), the parameters that must fit the
+    stage's feature map (:func:`study.models.stage_sizes`): BAM's dilation, Gather-Excite's
+    global ``size``. Explicit values are never changed; with a ``resolution`` they are
+    checked against the map here. For kinds whose k may come from psi(C) (``eca``,
+    ``eca_ns``) given by ``gamma``/``b``, C is the attended channels (``arch.psi_input ==
+    "channels"``, default) or the block's ``planes`` (``"planes"``). An explicit ``k`` is
+    never changed.
     """
     arch = as_arch(arch)
     backbone = get_backbone(arch.backbone)
@@ -76,12 +81,17 @@ def describe_stages(arch: ArchSpec | Mapping[str, Any]) -> tuple[StageInfo, ...]
         raise ConfigError(
             f"stages: backbone {arch.backbone!r} has {len(plans)} stages, so stages needs {len(plans)} entries, got {len(arch.stages)}"
         )
+    maps: tuple[tuple[int, int] | None, ...] = (None,) * len(plans)
+    if resolution is not None:
+        from study.models._builder import stage_sizes
+
+        maps = stage_sizes(arch, resolution)
     infos = []
-    for i, (plan, spec) in enumerate(zip(plans, arch.stages)):
+    for i, (plan, spec, feature_map) in enumerate(zip(plans, arch.stages, maps)):
         try:
             cls = get_attention(spec.kind)
             psi_channels = plan.planes if cls.USES_PSI and arch.psi_input == "planes" else plan.channels
-            params = cls.resolve(psi_channels, **spec.kwargs)
+            params = cls.resolve(psi_channels, feature_map=feature_map, **spec.kwargs)
             if psi_channels != plan.channels:  # the module itself must accept the attended C too
                 cls.resolve(plan.channels, k=params["k"])
         except ValueError as exc:
