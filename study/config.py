@@ -242,8 +242,9 @@ class Recipe(_FlatConfig):
     "step" decay by ``step_factor`` every ``step_every`` epochs (the ECA paper's ImageNet
     schedule: lr 0.1 for batch 256, x0.1 every 30 epochs, 100 epochs, weight decay 1e-4).
     Weight decay is not applied to BN and bias parameters. ``amp`` (bf16 autocast) and
-    ``channels_last`` take effect on a GPU only; ``compile`` wraps the model in
-    ``torch.compile``.
+    ``channels_last``: null (the default) on CUDA only, true on any device (bf16 autocast
+    and channels-last on the CPU too), false never (:func:`study.trainer.numerics`);
+    ``compile`` wraps the model in ``torch.compile``.
     """
 
     epochs: int = 10
@@ -257,8 +258,8 @@ class Recipe(_FlatConfig):
     step_every: int = 30
     step_factor: float = 0.1
     label_smoothing: float = 0.1
-    amp: bool = True
-    channels_last: bool = True
+    amp: bool | None = None
+    channels_last: bool | None = None
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -283,9 +284,12 @@ class Recipe(_FlatConfig):
             raise ConfigError(f"warmup_epochs: must not exceed epochs ({self.epochs}), got {self.warmup_epochs!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule: must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        for name in ("nesterov", "amp", "channels_last", "compile"):
+        for name in ("nesterov", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+        for name in ("amp", "channels_last"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected true, false or null (on CUDA only), got {getattr(self, name)!r}")
 
 
 

@@ -1,11 +1,12 @@
 """The trial trainer: :func:`train` runs one :class:`study.config.TrialConfig`, in one
 process or as one rank of a data-parallel group (:class:`Distributed`).
 
-Public API: :func:`train`, the lr schedule :class:`LRSchedule`, the optimizer helpers
-:func:`param_groups` / :func:`build_optimizer`, checkpoint access :func:`read_checkpoint` /
-:data:`CHECKPOINT_NAME` and the stores a checkpoint goes to (:class:`CheckpointStore`,
-:class:`FolderStore`), the rank-aware pieces :class:`Distributed`,
-:func:`per_worker_batch` and :func:`state_digest`.
+Public API: :func:`train`, the model it builds (:func:`trial_model`) and the numerics it
+trains it with (:func:`numerics`: bf16 autocast and channels-last), the lr schedule
+:class:`LRSchedule`, the optimizer helpers :func:`param_groups` / :func:`build_optimizer`,
+checkpoint access :func:`read_checkpoint` / :data:`CHECKPOINT_NAME` and the stores a
+checkpoint goes to (:class:`CheckpointStore`, :class:`FolderStore`), the rank-aware pieces
+:class:`Distributed`, :func:`per_worker_batch` and :func:`state_digest`.
 """
 
 from study.trainer._checkpoint import (
@@ -21,12 +22,14 @@ from study.trainer._checkpoint import (
 from study.trainer._distributed import Distributed, per_worker_batch, state_digest
 from study.trainer._optim import build_optimizer, param_groups
 from study.trainer._schedule import LRSchedule
-from study.trainer._train import DIVERGENCE_CHECK_EVERY, finished_result, format_metrics, train
+from study.trainer._train import DIVERGENCE_CHECK_EVERY, finished_result, format_metrics, numerics, train, trial_model
 
 __all__ = [
     "train",
+    "trial_model",
     "finished_result",
     "format_metrics",
+    "numerics",
     "LRSchedule",
     "param_groups",
     "build_optimizer",

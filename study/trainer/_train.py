@@ -27,7 +27,7 @@ from study.trainer._distributed import Distributed, per_worker_batch, state_dige
 from study.trainer._optim import build_optimizer
 from study.trainer._schedule import LRSchedule
 
-__all__ = ["train", "finished_result", "format_metrics", "DIVERGENCE_CHECK_EVERY"]
+__all__ = ["train", "trial_model", "finished_result", "format_metrics", "numerics", "DIVERGENCE_CHECK_EVERY"]
 
 #: Steps between two host-side checks of the running training loss for NaN/inf.
 DIVERGENCE_CHECK_EVERY = 50
@@ -80,8 +80,11 @@ def train(
     Recipe (see :class:`study.config.Recipe`): SGD with Nesterov momentum, per-step lr with
     linear warm-up then cosine or step decay (:class:`LRSchedule`), label smoothing (Szegedy
     et al., "Rethinking the Inception Architecture", CVPR 2016), no weight decay on BN and
-    bias parameters; on CUDA bf16 autocast and channels-last when the recipe asks, and
-    ``torch.compile`` when ``recipe.compile``. Validation after every epoch on the centre
+    bias parameters; bf16 autocast and channels-last as :func:`numerics` says (by default on
+    CUDA only; on any device when the recipe sets them true), and ``torch.compile`` when
+    ``recipe.compile``. The model is built for ``config.proxy.resolution``
+    (:func:`study.models.build_model`), so the attention parameters that depend on the
+    feature map and are left at their default fit the proxy's maps. Validation after every epoch on the centre
     view: top-1 and top-5 (%) and the plain cross-entropy (without label smoothing).
     ``EpochMetrics.lr`` is the lr of the epoch's last step; ``epoch_time_s`` and
     ``images_per_s`` cover training only (data included, evaluation excluded);
@@ -97,7 +100,6 @@ def train(
     """
     from study.costs import Costs, measure_costs
     from study.data import DeviceLoader, load_proxy
-    from study.models import build_model
 
     if not isinstance(config, TrialConfig):
         raise TypeError(f"config: expected a study.config.TrialConfig, got {type(config).__name__}")
@@ -105,7 +107,6 @@ def train(
     say = _as_log(log)
     device = resolve_device(device)
     recipe = config.recipe
-    on_cuda = device.type == "cuda"
 
     # ---- checkpoint to resume from ------------------------------------------------------
     store = as_store(checkpoint_dir)
@@ -134,7 +135,7 @@ def train(
                          f"{len(data.classes)} classes; set num_classes to {len(data.classes)}")
     if data.resolution != config.proxy.resolution:
         raise ValueError(f"data: resolution {data.resolution} does not match proxy.resolution {config.proxy.resolution}")
-    memory_format = torch.channels_last if on_cuda and recipe.channels_last else torch.contiguous_format
+    amp, memory_format = numerics(recipe, device)
     rank, world = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
     batch = per_worker_batch(recipe.batch_size, world)
     train_loader = DeviceLoader(data.train, batch_size=batch, device=device, train=True, seed=config.seed,
@@ -146,8 +147,7 @@ def train(
     schedule = LRSchedule.from_recipe(recipe, steps_per_epoch)
 
     # ---- model, costs, optimizer ------------------------------------------------------
-    torch.manual_seed(config.seed)
-    model = build_model(config.arch)
+    model = trial_model(config)
     stages = tuple(s.to_dict() for s in model.stage_info)
     if distributed is not None and distributed.sync_bn:
         model = distributed.convert_sync_bn(model)
@@ -186,7 +186,6 @@ def train(
     net = torch.compile(ddp) if recipe.compile else ddp
     eval_net = net if distributed is None else (torch.compile(model) if recipe.compile else model)
     nonfinite = _nonfinite if distributed is None else distributed.any_nonfinite
-    amp = on_cuda and recipe.amp
     peak_lr, smoothing = recipe.lr, recipe.label_smoothing
     n_val = len(data.val)
     val_k = min(5, len(data.classes))
@@ -305,6 +304,33 @@ def train(
                                           "rank_digests": distributed.gather_strings(state_digest(model))}}
     return TrialResult(config=config, outcome=outcome, history=tuple(history), costs=costs, stages=stages,
                        message=message, extra=extra)
+
+
+def trial_model(config: TrialConfig) -> torch.nn.Module:
+    """The model :func:`train` trains for ``config``, freshly initialised from
+    ``config.seed``: ``config.arch`` built for ``config.proxy.resolution``
+    (:func:`study.models.build_model`), so the attention parameters that depend on the
+    feature map and are left at their default (BAM's dilation, Gather-Excite's global
+    ``size``) fit the proxy's maps, and are recorded in ``model.stage_info``."""
+    from study.models import build_model
+
+    torch.manual_seed(config.seed)
+    return build_model(config.arch, config.proxy.resolution)
+
+
+def numerics(recipe: Any, device: str | torch.device) -> tuple[bool, torch.memory_format]:
+    """``(amp, memory_format)`` for training ``recipe`` on ``device``: whether the forward
+    pass runs under bf16 autocast and whether model and batches are channels-last.
+
+    ``recipe.amp`` / ``recipe.channels_last``: ``None`` (the default) turns them on on CUDA
+    only, where they pay; ``True`` on any device (bf16 autocast on the CPU is ordinary
+    PyTorch: ``torch.autocast("cpu", dtype=torch.bfloat16)``; fast on CPUs with AVX512-BF16
+    or AMX, slower elsewhere); ``False`` never. Used by :func:`train` and by any loop that
+    wants to train the same way (``benchmarks/trainer_overhead.py``)."""
+    on_cuda = torch.device(device).type == "cuda"
+    amp = on_cuda if recipe.amp is None else recipe.amp
+    last = on_cuda if recipe.channels_last is None else recipe.channels_last
+    return bool(amp), torch.channels_last if last else torch.contiguous_format
 
 
 def finished_result(state: Mapping[str, Any], config: TrialConfig) -> TrialResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import pytest
 import torch
@@ -345,6 +346,55 @@ def test_compiled_model_trains(data, tmp_path):
     assert result.outcome == "complete" and result.history[-1].top1 > result.history[0].top1
     model = build_model(ARCH)
     model.load_state_dict(read_checkpoint(tmp_path)["model"])  # the plain module's weights are saved
+
+
+# --------------------------------------------------------------------------------------
+# bf16 autocast and channels-last: on CUDA by default, on any device when the recipe asks
+
+
+def test_numerics_are_cuda_only_by_default_and_follow_an_explicit_recipe_anywhere():
+    from study.trainer import numerics
+
+    last, plain = torch.channels_last, torch.contiguous_format
+    assert numerics(Recipe(), "cpu") == (False, plain)
+    assert numerics(Recipe(), "cuda") == (True, last)
+    assert numerics(Recipe(amp=True, channels_last=True), "cpu") == (True, last)
+    assert numerics(Recipe(amp=True), "cpu") == (True, plain)
+    assert numerics(Recipe(amp=False, channels_last=False), "cuda") == (False, plain)
+    assert Recipe.from_dict(Recipe(amp=True).to_dict()) == Recipe(amp=True) and Recipe().to_dict()["amp"] is None
+    with pytest.raises(ValueError, match=r"amp: expected true, false or null \(on CUDA only\), got 'yes'"):
+        Recipe(amp="yes")
+
+
+class _Probe(AttentionModule):
+    """Identity that records the dtype and layout of what it sees while training."""
+
+    seen: ClassVar[list] = []
+
+    def forward(self, x):
+        if self.training:
+            _Probe.seen.append((x.dtype, x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()))
+        return x
+
+
+@pytest.fixture
+def probe_kind(monkeypatch):
+    from study.attention import _registry
+
+    monkeypatch.setattr(_registry, "_REGISTRY", _registry._REGISTRY.copy())
+    monkeypatch.setattr(_registry, "_PARAMS", dict(_registry._PARAMS))
+    monkeypatch.setattr(_Probe, "seen", [])
+    register_attention("test-probe")(_Probe)
+    return "test-probe"
+
+
+@pytest.mark.parametrize("recipe,expected", [({}, (torch.float32, False)),
+                                             ({"amp": True, "channels_last": True}, (torch.bfloat16, True))])
+def test_amp_and_channels_last_act_on_the_cpu_when_the_recipe_asks(data, probe_kind, recipe, expected):
+    arch = dataclasses.replace(ARCH, stages=(*ARCH.stages[:3], {"kind": probe_kind}))
+    result = train(make_config(arch=arch, epochs=1, **recipe), device="cpu", data=data)
+    assert result.outcome == "complete" and result.final.finite
+    assert _Probe.seen and set(_Probe.seen) == {expected}
 
 
 # --------------------------------------------------------------------------------------
