@@ -47,7 +47,7 @@ def _parser() -> ArgumentParser:
     p.add_argument("--label-map", default=None, metavar="FILE", help="ILSVRC devkit map_clsloc.txt (imagenet-downsampled; required there)")
     p.add_argument("--val-split", default=None, type=str, metavar="FRACTION", help="hold out this fraction of train/ as val, for trees without val/")
     p.add_argument("--seed", default=None, type=int, help="seed of --val-split (default 0)")
-    p.add_argument("--workers", default=None, type=int, help="decoding processes (default: all CPUs)")
+    p.add_argument("--workers", default=None, type=int, help="decoding threads (default: all CPUs)")
     p.add_argument("--chunk-size", default=256, type=int, help="images per decoding task and resumable step (default 256)")
     p.add_argument("--force", action="store_true", help="replace an existing cache at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

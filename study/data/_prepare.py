@@ -6,27 +6,37 @@ before it is recorded). The manifest is written last and ``DIR.partial`` is rena
 ``DIR`` in one step, so a folder named ``DIR`` is always complete. Running the same
 command after an interruption reuses the finished chunks (the inputs' signature must
 match; otherwise the stale partial folder is discarded and the job starts over).
+
+Parallelism: chunks are decoded on threads of this process, never in forked or spawned
+processes. Pillow releases the GIL while it decodes, converts and resizes, so threads
+scale like processes here (``benchmarks/prepare_throughput.py`` measures both), and a
+thread pool is safe in a process that already runs Ray, torch's thread pools or a
+notebook kernel: forking such a process can deadlock its children on a lock another
+thread held (a futex wait), and forked children inherit Ray's signal handlers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
+import itertools
 import json
-import multiprocessing as mp
 import os
 import shutil
 import sys
 import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from numpy.lib.format import open_memmap
 
 from study._io import write_json
 from study.data._cache import CACHE_FORMAT, CACHE_VERSION, MANIFEST, SPLITS, array_files, partial_path, read_manifest, sha256_file
-from study.data._decode import decode_chunk, ignore_sigint
+from study.data._decode import decode_chunk, quiet_decoding
 from study.data._listing import ArrayListing, FileListing
 from study.data._registry import get_source, list_sources
 
@@ -57,6 +67,29 @@ def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit="img", file=sys.stderr, disable=not enabled, dynamic_ncols=True, leave=True)
+
+
+def _decode_parallel(tasks: list[tuple[int, list[str], int]], workers: int) -> Iterator[tuple[int, np.ndarray, list[tuple[int, str]]]]:
+    """``decode_chunk`` of every task on ``workers`` threads, yielded as each finishes.
+
+    At most ``2 * workers`` chunks are in flight, so decoded chunks never pile up in memory
+    faster than they are written. When the consumer closes the generator (an exception,
+    Ctrl-C, a raising ``on_chunk``), the chunks not yet started are cancelled and the
+    running ones finish before the close returns: no decoding thread outlives the prepare.
+    """
+    todo = iter(tasks)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="study-prepare")
+    try:
+        running = {pool.submit(decode_chunk, t) for t in itertools.islice(todo, 2 * workers)}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = next(todo, None)
+                if task is not None:
+                    running.add(pool.submit(decode_chunk, task))
+                yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state: dict[str, Any], *, resolution: int,
@@ -90,14 +123,13 @@ def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state
         if on_chunk is not None:
             on_chunk(split, cid, len(starts))
 
-    with _progress(n, f"decode {split}", progress, initial=already) as bar:
+    with _progress(n, f"decode {split}", progress, initial=already) as bar, quiet_decoding():
         if workers <= 1 or len(tasks) <= 1:
             for task in tasks:
                 record(*decode_chunk(task), bar)
         else:
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            with ctx.Pool(min(workers, len(tasks)), initializer=ignore_sigint) as pool:
-                for result in pool.imap_unordered(decode_chunk, tasks):
+            with contextlib.closing(_decode_parallel(tasks, min(workers, len(tasks)))) as results:
+                for result in results:
                     record(*result, bar)
     del mm
 
@@ -160,7 +192,7 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
         root: the source's folder.
         out: the cache folder to create.
         resolution: side of the square images, in pixels (8-1024).
-        workers: decoding processes (default: all CPUs); 1 decodes in this process.
+        workers: decoding threads (default: all CPUs); 1 decodes in the calling thread.
         chunk_size: images per task (and per resumable step); a resumed split keeps the
             chunk size it was started with.
         progress: show a tqdm progress bar on stderr.

@@ -221,3 +221,100 @@ def test_killed_prepare_process_is_finished_by_a_rerun(tmp_path):
     assert len([a for a in resumed if a[0] == "train"]) == 120 - done
     reference = prepare("imagefolder", root, tmp_path / "ref", resolution=8, workers=2, chunk_size=7, progress=False)
     assert m["checksums"] == reference["checksums"] and m["counts"]["train"]["images"] == 120
+
+
+def test_interrupted_parallel_prepare_leaves_no_thread_and_resumes(tmp_path):
+    """Decoding threads stop with the prepare that started them, and the rerun finishes the job."""
+    import threading
+
+    root = image_tree(tmp_path / "tree", CLASSES, train=8, val=2)
+    reference = prepare("imagefolder", root, tmp_path / "ref", resolution=8, workers=1, chunk_size=2, progress=False)
+
+    recorded: list[int] = []
+
+    def stop_at_third(split, chunk, total):
+        recorded.append(chunk)
+        if len(recorded) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare("imagefolder", root, tmp_path / "c", resolution=8, workers=3, chunk_size=2, progress=False, on_chunk=stop_at_third)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("study-prepare")] == []
+    state = json.loads((tmp_path / "c.partial" / "state.json").read_text())
+    assert not (tmp_path / "c").exists() and sorted(state["splits"]["train"]["chunks"]) == sorted(recorded)
+    m = prepare("imagefolder", root, tmp_path / "c", resolution=8, workers=3, chunk_size=2, progress=False)
+    assert m["checksums"] == reference["checksums"]
+
+
+
+def test_parallel_decoding_keeps_the_callers_warnings(tmp_path):
+    """Pillow's per-file warnings stay quiet, prepare's own warning always comes, and the
+    process's warning filters are as they were: the decoding threads never enter
+    ``warnings.catch_warnings`` themselves (interleaved, that left "ignore all" installed)."""
+    root = image_tree(tmp_path / "tree", CLASSES, train=6, val=2)
+    rng = np.random.default_rng(0)
+    for i in range(12):  # large enough that the threads' decodes (GIL released) overlap
+        Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(root / "train" / "cat" / f"big{i}.png")
+    corrupt(root / "train" / "dog" / "broken.jpg")
+    pal = Image.fromarray(np.full((28, 40, 3), 90, dtype=np.uint8)).convert("P")
+    pal.save(root / "train" / "eel" / "palette.png", transparency=b"\x00" * 8)  # "Palette images with Transparency ..."
+    before, interval = list(warnings.filters), sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # the threads hand the GIL over constantly: every interleaving comes up
+    try:
+        for i in range(8):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                m = prepare("imagefolder", root, tmp_path / f"c{i}", resolution=8, workers=3, chunk_size=1, progress=False)
+            assert [w.category for w in caught] == [PrepareWarning], [str(w.message) for w in caught]
+            assert m["num_skipped"] == 1 and m["counts"]["train"]["images"] == 31
+            assert warnings.filters == before
+    finally:
+        sys.setswitchinterval(interval)
+
+# a process that runs Ray (its threads, its signal handlers) and busy torch intra-op threads,
+# then prepares the same tree over and over with parallel decoding
+_PREPARE_UNDER_RAY = r"""
+import json, sys, threading, time
+import ray, torch
+from study.data import prepare
+
+root, out, times = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+assert ray.get(ray.remote(lambda: 1).remote()) == 1
+torch.set_num_threads(2)
+stop = threading.Event()
+
+def busy():
+    a = torch.randn(192, 192)
+    while not stop.is_set():
+        a = torch.tanh(a @ a)
+
+spinner = threading.Thread(target=busy, daemon=True)
+spinner.start()
+sums, seconds = [], []
+for i in range(times):
+    t = time.perf_counter()
+    sums.append(prepare("imagefolder", root, f"{out}/{i}", resolution=8, workers=2, chunk_size=2, progress=False)["sha256"])
+    seconds.append(time.perf_counter() - t)
+stop.set()
+spinner.join()
+ray.shutdown()
+print(json.dumps({"sums": sums, "seconds": seconds}))
+"""
+
+
+def test_prepare_in_a_process_running_ray_and_torch_threads(tmp_path):
+    """No fork of a threaded process: 10 parallel prepares next to Ray and busy torch threads
+    finish (no deadlocked child), give the serial cache, and print no signal dumps (forked
+    children inherited Ray's SIGTERM handler and dumped their stacks when the pool closed)."""
+    root = image_tree(tmp_path / "tree", CLASSES, train=4, val=2)
+    reference = prepare("imagefolder", root, tmp_path / "ref", resolution=8, workers=1, progress=False)["sha256"]
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PREPARE_UNDER_RAY, str(root), str(tmp_path / "out"), "10"],
+                              check=False, capture_output=True, text=True, timeout=150)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"prepare hung in a process running Ray: {(exc.stderr or b'')[-2000:]!r}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "SIGTERM received" not in proc.stderr and "*** " not in proc.stderr, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["sums"] == [reference] * 10
