@@ -15,6 +15,10 @@ processes hits both alike; the figure is the median over rounds of the per-round
     python benchmarks/loader_throughput.py                 # CPU, 1 thread, ~30 s
     python benchmarks/loader_throughput.py --threads 2 --batch-size 256
     python benchmarks/loader_throughput.py --device cuda --preset in100-64 --backbone resnet50 --width 1
+    python benchmarks/loader_throughput.py --device cuda --placement host   # streamed from (pinned) host memory
+
+``measure(args, data)`` is the same measurement as a function (``benchmarks/gpu_check.py``
+calls it for both placements).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import time
 import torch
 
 from study.config import ArchSpec
-from study.data import DeviceLoader, load_proxy, proxy_preset
+from study.data import PLACEMENTS, DeviceLoader, load_proxy, proxy_preset
 from study.models import build_model
 
 TARGET = 10.0
@@ -40,7 +44,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="synthetic")
     p.add_argument("--backbone", default="resnet18")
@@ -48,17 +52,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stem", default="lowres")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--placement", default="auto", choices=PLACEMENTS,
+                   help="where the split lives: auto, device, or host (streamed through two staging buffers, pinned on CUDA)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: one trial per core)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--model-steps", type=int, default=3, help="model steps timed per round")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line too")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    return p
 
+
+def measure(args: argparse.Namespace, data=None) -> dict:
+    """The measurement (``data``: a loaded ``ProxyData``, default the preset's); the result
+    dict that ``--json`` prints."""
+    device = torch.device(args.device)
     proxy = proxy_preset(args.preset)
-    data = load_proxy(proxy)
-    loader = DeviceLoader(data.train, batch_size=args.batch_size, device=device, train=True, seed=0, augment=proxy.augment)
+    if data is None:
+        data = load_proxy(proxy)
+    loader = DeviceLoader(data.train, batch_size=args.batch_size, device=device, train=True, seed=0, augment=proxy.augment,
+                          placement=args.placement)
     model = build_model(ArchSpec.uniform(args.backbone, "none", stem=args.stem, width=args.width, num_classes=data.num_classes)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
@@ -92,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         model_rates.append(mr)
         ratios.append(lr_ / mr)
     ratio = statistics.median(ratios)
-    result = {
-        "benchmark": "loader_throughput", "preset": args.preset, "device": str(device), "threads": args.threads,
+    return {
+        "benchmark": "loader_throughput", "preset": args.preset, "device": str(device), "threads": torch.get_num_threads(),
+        "placement": loader.placement,
         "model": f"{args.backbone} stem={args.stem} width={args.width}", "batch_size": args.batch_size,
         "resolution": data.resolution, "train_images": len(data.train), "batches_per_epoch": len(loader),
         "loader_batches_per_s": round(statistics.median(loader_rates), 1),
@@ -101,9 +113,17 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": round(ratio, 1), "target": TARGET, "rounds": args.rounds,
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data = load_proxy(proxy_preset(args.preset))
+    result = measure(args, data)
+    ratio = result["ratio"]
     print(f"proxy {args.preset} ({data.resolution} px, {len(data.train)} train images), batch {args.batch_size}, "
-          f"{device}, {args.threads} thread(s), model {result['model']}")
-    print(f"loader: {result['loader_batches_per_s']} batches/s (crop_flip + normalize, {len(loader)} batches/epoch)")
+          f"{result['device']}, {args.threads} thread(s), model {result['model']}, placement {result['placement']}")
+    print(f"loader: {result['loader_batches_per_s']} batches/s (crop_flip + normalize, {result['batches_per_epoch']} batches/epoch)")
     print(f"model:  {result['model_batches_per_s']} batches/s (forward + backward + SGD step)")
     print(f"ratio:  loader is {ratio:.1f}x faster than the model consumes (median of {args.rounds} interleaved rounds; "
           f"target >= {TARGET:.0f}x: {'met' if ratio >= TARGET else 'NOT met'})")

@@ -2,7 +2,8 @@
 
 Both train the same architecture on the same batches (one ``study.data.DeviceLoader``
 with the same seed, so epoch ``e`` gives identical batches) with the same SGD + Nesterov
-optimizer, label smoothing and, on a GPU, bf16 autocast and channels-last. The bare loop
+optimizer, label smoothing and the same numerics (``study.trainer.numerics``: bf16 autocast
+and channels-last on a GPU, and on the CPU when the recipe sets them). The bare loop
 is forward, loss, zero_grad, backward, step, nothing else; ``study.trainer.train`` adds the
 per-step lr schedule, on-device loss accumulation and the periodic divergence check.
 Throughput is training images per second of an epoch, timed the same way in both (CUDA
@@ -29,8 +30,7 @@ import torch.nn.functional as F
 from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
 from study.data import DeviceLoader, load_proxy
 from study.metrics import EpochMetrics, Reporter
-from study.models import build_model
-from study.trainer import build_optimizer, train
+from study.trainer import build_optimizer, numerics, train, trial_model
 
 
 def bare_epochs(config: TrialConfig, data, device: torch.device) -> Iterator[float]:
@@ -38,14 +38,12 @@ def bare_epochs(config: TrialConfig, data, device: torch.device) -> Iterator[flo
     generator: one epoch per ``next``)."""
     recipe = config.recipe
     on_cuda = device.type == "cuda"
-    fmt = torch.channels_last if on_cuda and recipe.channels_last else torch.contiguous_format
+    amp, fmt = numerics(recipe, device)
     loader = DeviceLoader(data.train, batch_size=recipe.batch_size, device=device, train=True, seed=config.seed,
                           augment=config.proxy.augment, memory_format=fmt)
-    torch.manual_seed(config.seed)
-    model = build_model(config.arch).to(device).to(memory_format=fmt)
+    model = trial_model(config).to(device).to(memory_format=fmt)
     net = torch.compile(model) if recipe.compile else model
     optimizer = build_optimizer(model, recipe)
-    amp = on_cuda and recipe.amp
     for epoch in range(1, recipe.epochs + 1):
         net.train()
         loader.set_epoch(epoch)
