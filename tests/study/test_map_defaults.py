@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from study import train as train_cli
-from study.attention import create_attention, list_attention, resolve_attention
+from study.attention import create_attention, get_attention, list_attention, resolve_attention
 from study.config import ArchSpec, AttentionSpec, ConfigError, ProxySpec, Recipe, TrialConfig
 from study.costs import measure_costs
 from study.data import load_proxy
@@ -33,6 +33,24 @@ def _config(backbone: str, kind: str, res: int, **recipe) -> TrialConfig:
 
 def test_the_backbones_here_are_all_registered_ones():
     assert sorted(list_backbones()) == BACKBONES
+
+
+@pytest.mark.parametrize("kind", list_attention())
+def test_only_the_map_parameters_depend_on_the_feature_map(kind):
+    """Registry-driven: a known map changes the resolved parameters of a kind only in its
+    ``MAP_PARAMS`` (those must be parameters of the kind), and only while they are left at
+    their default."""
+    cls = get_attention(kind)
+    assert set(cls.MAP_PARAMS) <= set(cls.PARAMS)
+    if kind in ("ge_theta", "ge_theta_plus"):
+        unknown = cls.resolve(64, size=8)
+    else:
+        unknown = cls.resolve(64)
+    known = cls.resolve(64, feature_map=(8, 8))
+    assert {k: v for k, v in known.items() if k not in cls.MAP_PARAMS} == {k: v for k, v in unknown.items() if k not in cls.MAP_PARAMS}
+    explicit = {name: unknown[name] for name in cls.MAP_PARAMS}
+    assert cls.resolve(64, feature_map=(8, 8), **explicit) == unknown  # an explicit value is kept as given
+    assert set(cls.MAP_PARAMS) == {"bam": {"dilation"}, "ge_theta": {"size"}, "ge_theta_plus": {"size"}}.get(kind, set())
 
 
 def test_bam_dilation_is_the_papers_4_where_it_fits_else_the_largest_that_does():
