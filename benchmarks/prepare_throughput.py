@@ -1,0 +1,144 @@
+"""Benchmark: ``study.data.prepare``'s decoding throughput on threads against process pools.
+
+Writes an image folder with Pillow in a temporary directory (``--classes`` x
+``--train-per-class`` JPEGs of ``--size`` pixels, plus a val/ a tenth that size), then
+runs the whole ``prepare`` (scan, decode, resize, write, checksums, manifest) into a fresh
+cache at ``--res`` px with ``--workers`` decoding workers, once per variant per round:
+
+- ``fork pool``: prepare's decoding as it was before, a ``multiprocessing`` fork-context
+  pool (``imap_unordered`` over the chunks, SIGINT ignored in the workers); the baseline;
+- ``spawn pool`` and ``forkserver pool``: the same pool with the safe start methods;
+- ``threads``: prepare as it is, decoding on a thread pool in this process (Pillow
+  releases the GIL while it decodes and resizes).
+
+The process-pool variants replace prepare's one private decoding seam
+(``study.data._prepare._decode_parallel``) for their runs; everything else is the same
+code. Variants are interleaved in each of ``--rounds`` rounds, so background load hits
+all of them; the figure is each variant's median images/s as a ratio of the fork pool's.
+
+    python benchmarks/prepare_throughput.py                   # ~3 min on 2 cores
+    python benchmarks/prepare_throughput.py --res 64 --size 500x375 --workers 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from study.data import _prepare, prepare
+from study.data._decode import decode_chunk
+
+
+def write_folder(root: Path, *, classes: int, train: int, val: int, size: tuple[int, int], seed: int = 0) -> int:
+    """Smooth random JPEGs (a low-resolution noise field upsampled, so they compress like photos)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    n = 0
+    for split, per in (("train", train), ("val", val)):
+        for c in range(classes):
+            d = root / split / f"class_{c:03d}"
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per):
+                small = rng.integers(0, 256, (max(2, h // 16), max(2, w // 16), 3), dtype=np.uint8)
+                Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC).save(d / f"{i:05d}.JPEG", quality=90)
+                n += 1
+    return n
+
+
+def _ignore_sigint() -> None:
+    """The old pool's initializer: Ctrl-C interrupts the parent, not every worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _process_pool(method: str):
+    """prepare's decoding seam as a process pool of start method ``method`` (the code it had)."""
+
+    def decode(tasks, workers):
+        with mp.get_context(method).Pool(workers, initializer=_ignore_sigint) as pool:
+            yield from pool.imap_unordered(decode_chunk, tasks)
+
+    return decode
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--train-per-class", type=int, default=300)
+    p.add_argument("--size", default="500x375", help="WxH of the generated JPEGs (ImageNet's typical size)")
+    p.add_argument("--res", type=int, default=32)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads or processes")
+    p.add_argument("--chunk-size", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        p.error(f"--size: expected WxH, got {args.size!r}")
+    if args.workers < 2:
+        p.error("--workers: must be at least 2 (with 1, prepare decodes in the calling thread, no pool)")
+    if args.rounds < 1 or args.classes < 1 or args.train_per_class < 1:
+        p.error("--rounds, --classes and --train-per-class must be >= 1")
+
+    threads = _prepare._decode_parallel
+    variants = {"fork pool": _process_pool("fork"), "spawn pool": _process_pool("spawn"),
+                "forkserver pool": _process_pool("forkserver"), "threads": threads}
+    variants = {k: v for k, v in variants.items() if k == "threads" or k.split()[0] in mp.get_all_start_methods()}
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    with tempfile.TemporaryDirectory(prefix="prepare_throughput_") as tmp:
+        root = Path(tmp) / "folder"
+        n = write_folder(root, classes=args.classes, train=args.train_per_class, val=max(1, args.train_per_class // 10), size=(w, h))
+        out = Path(tmp) / "cache"
+        sums = set()
+        try:
+            for r in range(args.rounds + 1):  # round 0 warms the page cache and the imports; not counted
+                for name, decode in variants.items():
+                    _prepare._decode_parallel = decode
+                    t = time.perf_counter()
+                    m = prepare("imagefolder", root, out, resolution=args.res, workers=args.workers,
+                                chunk_size=args.chunk_size, progress=False)
+                    elapsed = time.perf_counter() - t
+                    shutil.rmtree(out)
+                    sums.add(m["sha256"])
+                    if r:
+                        times[name].append(elapsed)
+        finally:
+            _prepare._decode_parallel = threads
+    if len(sums) != 1:
+        print("the variants wrote different caches", file=sys.stderr)
+        return 1
+
+    rate = {k: n / statistics.median(v) for k, v in times.items()}
+    base = rate["fork pool"]
+    result = {"benchmark": "prepare_throughput", "images": n, "size": f"{w}x{h}", "res": args.res, "workers": args.workers,
+              "chunk_size": args.chunk_size, "rounds": args.rounds,
+              "images_per_s": {k: round(v, 1) for k, v in rate.items()},
+              "ratio_to_fork_pool": {k: round(v / base, 3) for k, v in rate.items()},
+              "seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
+              "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+    print(f"prepare of {n} JPEGs of {w}x{h} -> {args.res} px, {args.workers} workers, chunks of {args.chunk_size}, "
+          f"median of {args.rounds} interleaved rounds")
+    for k, v in rate.items():
+        spread = ", ".join(f"{t:.2f}" for t in times[k])
+        print(f"{k + ':':17s} {v:7.0f} images/s  {v / base:5.3f}x the fork pool  (s: {spread})")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
