@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from analysis.kmap._cli import mapping_lines
 from analysis.kmap._mappings import REGRET_CAVEAT
 
 __all__ = ["make_report", "main"]
@@ -267,6 +268,8 @@ def make_report(
         if e.noise.sigma is not None:
             R.md += [f"- seed-to-seed noise: sigma_seed = {e.noise.sigma:.2f} points (95 % CI {e.noise.ci[0]:.2f}-{e.noise.ci[1]:.2f}, "
                      f"{e.noise.df} df)"]
+        if e.divergence.get("p_value") is not None:
+            R.md += [f"- divergence: {e.divergence['text']}"]
         R.md += [f"- C or stage: {e.stage_test['text']}", f"- additivity: {e.additivity['text']}"]
         R.md += [f"- {n}" for n in (*e.notes, *an.notes)] + [""]
         R.csv(e.table, "kmap_points")
@@ -278,21 +281,16 @@ def make_report(
         R.fig(P.plot_kmap_curves(an), "kmap_curves", "k effects per C with intervals")
         support = "supported by the data" if e.evidence else "NOT supported by the data (no evidence that k matters)"
         R.md += [f"k* per C, {support}. Model: WLS of top-1 on width strata, stage kinds and theta(C, k); `k_set` is a "
-                 f"{100 * (1 - e.alpha):.0f} % confidence set for the best k at that C (`k_lo`..`k_hi` its range); `spread`: largest "
-                 "minus smallest estimated effect at that C (points):", ""]
+                 f"per-C {100 * (1 - e.alpha):.0f} % confidence set for the best k at that C (`k_lo`..`k_hi` its range); `spread`: largest "
+                 "minus smallest estimated effect at that C (points); `k_set_joint` holds at every C at once:", ""]
         R.table(e.table)
+        conf = f"{100 * (1 - e.alpha):.0f} %"
         R.md += ["Mappings by the top-1 a network of this study is predicted to lose against the best k per C (`regret`, "
-                 "exact 95 % interval `regret_lo`..`regret_hi`), and their top-1 minus the paper's psi (`vs_paper`, exact 95 % "
-                 f"interval). {REGRET_CAVEAT}:", ""]
+                 f"{conf} interval `regret_lo`..`regret_hi`, simultaneous over every pair of k at every C), and their top-1 minus "
+                 f"the paper's psi (`vs_paper`, exact {conf} interval for a fixed mapping; for the fitted psi simultaneous over "
+                 f"every psi curve it was chosen among). {REGRET_CAVEAT}:", ""]
         R.table(an.mappings.drop(columns=["description"]))
-        f = an.fitted
-        if f is not None:
-            R.md += [f"- psi fitted by predicted top-1: gamma={f.gamma:g}, b={f.b:g}; {len(f.equal)} grid (gamma, b) predict the same "
-                     f"top-1; the paper's (2, 1) {'is' if f.contains_paper else 'is not'} among them (all in `kmap.json`)."]
-            if f.loco_regret is not None:
-                R.md += [f"- leave-one-C-out: fitted without each C, it loses {f.loco_regret:.2f} points per stage at that C (95 % CI "
-                         f"{f.loco_ci[0]:.2f}-{f.loco_ci[1]:.2f}); the paper's psi loses {f.loco_paper:.2f} on the same C "
-                         "(against the estimated best k there)."]
+        R.md += [f"- {line}" for line in mapping_lines(an)]
         R.md += [""]
     R.step("k-vs-C fit", _kmap)
 

@@ -1,26 +1,42 @@
-"""Calibration of the k-vs-C inference, measured through the real study bookkeeping.
+"""Calibration of the whole k-vs-C answer, measured through the real study bookkeeping, in
+scenarios inside and outside the analysis's own model.
 
-Each simulated study is an ``eca_kmap --design inference`` study run by the local runner
-(settings, space, sampler, replicates, seeds and the StudyBridge recording every trial into
-an SQLite storage, exactly as ``python -m study.run`` does) with a planted truth instead of
-training (:class:`runners.Planted`): top-1 = a width effect + a k effect + Gaussian noise of
-``--sigma`` points per trial, where a stage loses ``--effect`` points two or more odd steps
-away from k*(C) = psi(C; gamma, b) (half of it one step away). The study is then read back
-with ``analysis.load`` and analysed with ``analysis.k_effect``, and the script prints
+Each simulated study is an ``eca_kmap --design inference`` study (100 configurations x 2
+replicates of ResNet-18 by default) run by the local runner - settings, space, sampler,
+replicates, paired seeds and the StudyBridge recording every trial into an Optuna storage
+(the journal file, ``--storage journal:PATH``: 20x faster to write than SQLite here), exactly
+as ``python -m study.run`` does - with a planted truth instead of training
+(:class:`runners.Planted`). It is read back with ``analysis.load`` and analysed whole with
+``analysis.analyze_kmap``, and every claim is scored against the truth:
 
-(a) the false-positive rate under the null (no k effect) with its Monte Carlo interval
-    (goal: at most alpha plus Monte Carlo error);
-(b) the power against the planted effect at the default inference budget (goal >= 0.8);
-(c) the coverage of the k* confidence sets (per C, and all C of a study at once), of the
-    sigma_seed interval, and of the simultaneous interval of the largest k difference.
+- the k test: its false-positive rate where k does not matter, its power where it does;
+- the coverage of every interval the answer reports: each mapping's regret against the best
+  k per C and its difference to the paper's psi (the fitted psi's too), the per-C and the
+  joint k* confidence sets, the sigma_seed interval;
+- the rate of false "beats the paper's psi" and "loses to the paper's psi" claims (an
+  interval of the difference that excludes 0 on the wrong side), and of false "the paper's
+  psi loses top-1" claims (a regret interval above the true regret);
+- how often the stage and additivity checks speak, which is their power in the scenarios
+  built for them and their false-alarm rate elsewhere.
 
-    python benchmarks/kmap_calibration.py                       # 100 + 100 studies of 100 configurations x 2
-    python benchmarks/kmap_calibration.py --studies 20 --workers 2 --configs 60
+Scenarios: ``null`` (k does not matter), ``planted`` (the paper's psi is the best k, 0.5
+points), ``hetero`` (a null whose noise grows as 1/width), ``heavy`` (a null with t(3) noise
+and 1 % collapsed runs), ``paired`` (a null whose replicates share half the noise variance),
+``diverge`` (top-1 does not depend on k, but every run with k = 9 at C <= 32 diverges),
+``stage`` (the best k depends on the stage, 3/5/7/9, not on C), ``one_stage`` (an effect in
+the last stage only) and ``interaction`` (a pure interaction between two stages' k). The
+last three lie outside the model: there the answer should say so (the stage test, the
+additivity check) rather than answer wrongly, and the coverage figures are against the
+networks' true regrets, which the model's C-only effects cannot represent.
+
+    python benchmarks/kmap_calibration.py                                 # 100 studies per scenario
+    python benchmarks/kmap_calibration.py --studies 20 --scenarios null,planted --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -29,14 +45,61 @@ import tempfile
 import time
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+#: scenario -> (Planted keyword arguments, whether the truth lies inside the model, whether k matters)
+SCENARIOS: dict[str, tuple[dict[str, Any], bool, bool]] = {
+    "null": ({}, True, False),
+    "planted": ({"effect": 0.5}, True, True),
+    "hetero": ({"width_power": 1.0}, True, False),
+    "heavy": ({"tails": 3.0, "collapse": 0.01}, True, False),
+    "paired": ({"sigma": 0.5 / math.sqrt(2), "shared": 0.5 / math.sqrt(2)}, True, False),
+    "diverge": ({"diverge_k": 9, "diverge_C": 32}, True, True),
+    "stage": ({"effect": 0.5, "stage_k": (3, 5, 7, 9)}, False, True),
+    "one_stage": ({"effect": 1.0, "effect_stages": (3,)}, False, True),
+    "interaction": ({"interaction": 0.5, "interaction_stages": (1, 2)}, False, True),
+}
+
+
+def _truths(an: Any, planted: Any) -> dict[str, tuple[float, float]]:
+    """mapping -> (true regret against the best k per C, true top-1 minus the paper's psi),
+    over the networks each mapping was scored on, with the analysis's own k levels."""
+    import analysis.kmap as km
+
+    model = an.effect.model
+    lv = model.estimable_levels()
+    cf = model.data.configs
+    nets = {str(s): (str(g.iloc[0]["backbone"]), [float(g.iloc[0][f"C{i}"]) for i in range(model.data.num_stages)])
+            for s, g in cf.groupby("stratum")}
+    paper = km.candidate_mappings()[0].k
+    out = {}
+    for m in km.candidate_mappings(an.fitted):
+        row = an.mappings.set_index("mapping").loc[m.name]
+        widths = [w for w in str(row["widths"]).split(",") if w]
+        if not widths:
+            continue
+        reg, vs = [], []
+        for w in widths:
+            backbone, Cs = nets[w]
+            r = v = 0.0
+            for i, C in enumerate(Cs):
+                if C not in lv:
+                    continue
+                e = lambda k: planted.stage_effect(int(C), int(k), i)
+                k = m.k(i, C, backbone)
+                r += max(e(j) for j in lv[C]) - e(k)
+                p = paper(i, C, backbone)
+                v += e(k) - e(p)
+            reg.append(r)
+            vs.append(v)
+        out[m.name] = (sum(reg) / len(reg), sum(vs) / len(vs))
+    return out
+
 
 def _one(job: tuple[str, int, dict]) -> dict:
-    """Simulate, record, read back and analyse one study."""
-    import json
-
+    """Simulate, record, read back and analyse one study; score its claims."""
     import optuna
 
     import analysis
@@ -45,12 +108,13 @@ def _one(job: tuple[str, int, dict]) -> dict:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     scenario, seed, a = job
+    kwargs, inside, _ = SCENARIOS[scenario]
     base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else None
     folder = Path(tempfile.mkdtemp(prefix="kmapcal-", dir=base))
     try:
-        planted = Planted(effect=a["effect"] if scenario == "planted" else 0.0, gamma=a["gamma"], b=a["b"], sigma=a["sigma"], seed=seed)
+        planted = Planted(**{"sigma": a["sigma"], **kwargs, "seed": seed})
         settings = StudySettings(
-            name=f"{scenario}{seed}", space="eca_kmap", storage=f"sqlite:///{folder / 'study.db'}", run_dir=str(folder),
+            name=f"{scenario}{seed}", space="eca_kmap", storage=f"journal:{folder / 'study.log'}", run_dir=str(folder),
             trials=a["configs"], runner="local", design="inference", replicates=a["replicates"], sampler="random", pruner="none",
             seed=seed, recipe=Recipe(epochs=1, warmup_epochs=0), proxy=ProxySpec(num_classes=10), backbone=a["backbone"],
         )
@@ -58,81 +122,146 @@ def _one(job: tuple[str, int, dict]) -> dict:
         t0 = time.perf_counter()
         simulate_study(settings, planted)
         t1 = time.perf_counter()
-        e = analysis.k_effect(analysis.load(folder), alpha=a["alpha"], method=a["method"], permutations=a["permutations"], seed=seed)
+        an = analysis.analyze_kmap(analysis.load(folder), alpha=a["alpha"], method=a["method"], permutations=a["permutations"],
+                                   seed=seed)
         t2 = time.perf_counter()
-        tab = e.table
-        covered = []
-        for C, kset in zip(tab["C"], tab["k_set"]):
-            ks = [int(float(k)) for k in str(kset).split(",")]
-            covered.append(planted.k_star(int(C)) in ks if scenario == "planted" else True)
-        # the interval of the largest estimated difference must cover that pair's true difference
-        lo, hi = e.effect_ci
-        C, k_high, k_low = e.effect_at
-        true = planted.stage_effect(int(C), int(k_high)) - planted.stage_effect(int(C), int(k_low))
-        return {"scenario": scenario, "evidence": e.evidence, "p": e.p_value, "covered": covered,
-                "effect_covered": lo <= true <= hi,
-                "sigma_covered": None if e.noise.ci is None else e.noise.ci[0] <= a["sigma"] <= e.noise.ci[1],
-                "n_trials": e.n_trials, "sim_s": t1 - t0, "analysis_s": t2 - t1}
+        e = an.effect
+        lv = e.model.estimable_levels()
+        sets = {"per_C": [], "joint": []}
+        for r in e.table.itertuples():
+            C = float(r.C)
+            # the stage a C arises in first decides its best k when the truth depends on the stage
+            stage = int(str(r.stages).split(",")[0])
+            eff = {k: planted.stage_effect(int(C), int(k), stage) for k in lv[C]}
+            best = {k for k, v in eff.items() if v >= max(eff.values()) - 1e-12}
+            sets["per_C"].append(bool(best & {float(k) for k in str(r.k_set).split(",")}))
+            sets["joint"].append(bool(best & {float(k) for k in str(r.k_set_joint).split(",")}))
+        truths = _truths(an, planted)
+        maps = {}
+        for r in an.mappings.itertuples():
+            if r.mapping not in truths or r.regret is None or not math.isfinite(r.regret):
+                continue
+            treg, tvs = truths[r.mapping]
+            d = {"regret": r.regret, "true_regret": treg, "regret_covered": r.regret_lo - 1e-9 <= treg <= r.regret_hi + 1e-9,
+                 "false_loses_regret": r.regret_lo > treg + 1e-9}
+            if r.vs_paper is not None and math.isfinite(r.vs_paper) and r.mapping != "paper_psi":
+                d.update(vs_covered=r.vs_paper_lo - 1e-9 <= tvs <= r.vs_paper_hi + 1e-9, true_vs=tvs,
+                         false_beats=r.vs_paper_lo > 0 and tvs <= 1e-9, false_loses=r.vs_paper_hi < 0 and tvs >= -1e-9)
+            maps[r.mapping] = d
+        per_run = planted.sigma if not planted.width_power else None
+        return {"scenario": scenario, "evidence": e.evidence, "p": e.p_value, "sets": sets, "maps": maps,
+                "sigma_covered": None if e.noise.ci is None or per_run is None else e.noise.ci[0] <= per_run <= e.noise.ci[1],
+                "additive_rejected": e.additivity.get("additive") is False,
+                "stage_rejected": bool(e.stage_test.get("stage_matters")),
+                "diverges": e.diverges, "n_trials": e.n_trials, "sim_s": t1 - t0, "analysis_s": t2 - t1}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _rate(x: list[bool]) -> tuple[float, float, float]:
-    """Share and its 95 % Wilson interval."""
+def _rate(x: list[bool]) -> tuple[float, float, float, int]:
+    """Share, its 95 % Wilson interval, and the count."""
     n = len(x)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
     p = sum(x) / n
     z = 1.96
     c = (p + z * z / (2 * n)) / (1 + z * z / n)
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, max(0.0, c - h), min(1.0, c + h)
+    return p, max(0.0, c - h), min(1.0, c + h), n
+
+
+def _fmt(r: tuple[float, float, float, int]) -> str:
+    return "n/a" if r[3] == 0 else f"{r[0]:.3f} ({r[1]:.3f}-{r[2]:.3f}, n={r[3]})"
+
+
+def summarize(scenario: str, rs: list[dict], alpha: float) -> dict[str, Any]:
+    _, inside, matters = SCENARIOS[scenario]
+    maps = [m for r in rs for m in r["maps"].values()]
+    fitted = [r["maps"]["fitted_psi"] for r in rs if "fitted_psi" in r["maps"]]
+    out = {
+        "scenario": scenario, "inside_model": inside, "k_matters": matters, "studies": len(rs),
+        ("power" if matters else "false_positive_rate"): _rate([r["evidence"] for r in rs]),
+        "k_set_per_C": _rate([c for r in rs for c in r["sets"]["per_C"]]),
+        "k_set_joint": _rate([all(r["sets"]["joint"]) for r in rs]),
+        "k_set_per_C_all_at_once": _rate([all(r["sets"]["per_C"]) for r in rs]),
+        "regret_coverage": _rate([m["regret_covered"] for m in maps]),
+        "vs_paper_coverage": _rate([m["vs_covered"] for m in maps if "vs_covered" in m]),
+        "fitted_vs_paper_coverage": _rate([m["vs_covered"] for m in fitted if "vs_covered" in m]),
+        "false_beats_paper": _rate([m["false_beats"] for m in maps if "false_beats" in m and m["true_vs"] <= 1e-9]),
+        "false_loses_to_paper": _rate([m["false_loses"] for m in maps if "false_loses" in m and m["true_vs"] >= -1e-9]),
+        "fitted_false_beats_paper": _rate([m["false_beats"] for m in fitted if "false_beats" in m and m["true_vs"] <= 1e-9]),
+        "false_regret_claims": _rate([m["false_loses_regret"] for m in maps]),
+        "mean_regret_bias": (sum(m["regret"] - m["true_regret"] for m in maps) / len(maps)) if maps else math.nan,
+        "sigma_seed_coverage": _rate([r["sigma_covered"] for r in rs if r["sigma_covered"] is not None]),
+        "additivity_rejects": _rate([r["additive_rejected"] for r in rs]),
+        "stage_test_rejects": _rate([r["stage_rejected"] for r in rs]),
+        "divergence_found": _rate([r["diverges"] for r in rs]),
+    }
+    return out
+
+
+def _lines(s: dict[str, Any], alpha: float) -> list[str]:
+    head = "k test power" if s["k_matters"] else f"k test false-positive rate (goal <= {alpha:g} + MC error)"
+    key = "power" if s["k_matters"] else "false_positive_rate"
+    where = "inside the model" if s["inside_model"] else "OUTSIDE the model (coverage against the networks' true regrets)"
+    lines = [f"[{s['scenario']}] {s['studies']} studies, {where}",
+             f"  {head}: {_fmt(s[key])}",
+             f"  coverage (nominal {1 - alpha:.2f}): regret {_fmt(s['regret_coverage'])}; vs_paper {_fmt(s['vs_paper_coverage'])} "
+             f"(fitted psi {_fmt(s['fitted_vs_paper_coverage'])}); k* set per C {_fmt(s['k_set_per_C'])}; joint k* set, every C "
+             f"at once {_fmt(s['k_set_joint'])} (per-C sets all at once {_fmt(s['k_set_per_C_all_at_once'])}); sigma_seed "
+             f"{_fmt(s['sigma_seed_coverage'])}",
+             f"  false claims (goal <= {alpha / 2:g} each side): beats the paper's psi {_fmt(s['false_beats_paper'])} (fitted psi "
+             f"{_fmt(s['fitted_false_beats_paper'])}); loses to it {_fmt(s['false_loses_to_paper'])}; regret above the truth "
+             f"{_fmt(s['false_regret_claims'])}; mean regret estimate minus truth {s['mean_regret_bias']:+.2f} points",
+             f"  checks: additivity rejected {_fmt(s['additivity_rejects'])}; stage test rejects {_fmt(s['stage_test_rejects'])}; "
+             f"k-dependent divergence found {_fmt(s['divergence_found'])}"]
+    return lines
 
 
 def main() -> None:
-    from search_spaces._eca_kmap import INFERENCE_BUDGET
+    from search_spaces import get_space
+
+    INFERENCE_BUDGET = get_space("eca_kmap").info.budget_for("inference")
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--studies", type=int, default=100, help="simulated studies per scenario (null, planted)")
+    p.add_argument("--studies", type=int, default=100, help="simulated studies per scenario (default 100)")
+    p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma list of: {', '.join(SCENARIOS)} (default: all)")
     p.add_argument("--configs", type=int, default=INFERENCE_BUDGET.trials, help="configurations per study (default: the inference design's)")
     p.add_argument("--replicates", type=int, default=2)
-    p.add_argument("--effect", type=float, default=0.5, help="planted effect, points")
-    p.add_argument("--sigma", type=float, default=0.5, help="noise per trial, points")
-    p.add_argument("--gamma", type=float, default=2.0)
-    p.add_argument("--b", type=float, default=1.0)
+    p.add_argument("--sigma", type=float, default=0.5, help="noise per trial at width 1, points (default 0.5)")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--method", default="f", choices=("f", "permutation"))
     p.add_argument("--permutations", type=int, default=199)
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--json", help="also write the figures to this JSON file")
     a = p.parse_args()
-    args = vars(a)
-    jobs = [(s, i, args) for i in range(a.studies) for s in ("null", "planted")]
+    scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        p.error(f"--scenarios: unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    args = {k: v for k, v in vars(a).items() if k != "json"}
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # one BLAS thread per worker process
+        os.environ.setdefault(var, "1")
+    jobs = [(s, i, args) for i in range(a.studies) for s in scenarios]
     t0 = time.perf_counter()
-    with get_context("fork").Pool(a.workers) as pool:
+    with get_context("spawn").Pool(a.workers) as pool:
         results = list(pool.imap_unordered(_one, jobs))
     wall = time.perf_counter() - t0
-    null = [r for r in results if r["scenario"] == "null"]
-    planted = [r for r in results if r["scenario"] == "planted"]
-    fpr, power = _rate([r["evidence"] for r in null]), _rate([r["evidence"] for r in planted])
-    per_c = _rate([c for r in planted for c in r["covered"]])
-    all_c = _rate([all(r["covered"]) for r in planted])
-    eff = _rate([r["effect_covered"] for r in results])
-    sig = _rate([r["sigma_covered"] for r in results if r["sigma_covered"] is not None]) if a.replicates > 1 else None
-    n_trials = sum(r["n_trials"] for r in results) / len(results)
-    print(f"k-vs-C calibration: {a.studies} null + {a.studies} planted studies, each {a.configs} configurations x {a.replicates} "
-          f"replicates (~{n_trials:.0f} trials) of {a.backbone}, eca_kmap inference design, recorded by the real bookkeeping; "
-          f"planted effect {a.effect} points (k* = psi(C; {a.gamma:g}, {a.b:g})), noise sigma {a.sigma} points per trial; "
-          f"{a.method} test at alpha {a.alpha}")
-    print(f"(a) false-positive rate under the null: {fpr[0]:.3f} (95 % MC interval {fpr[1]:.3f}-{fpr[2]:.3f}); goal <= {a.alpha} "
-          f"+ MC error: {'met' if fpr[1] <= a.alpha else 'NOT met'}")
-    print(f"(b) power against the planted effect: {power[0]:.3f} ({power[1]:.3f}-{power[2]:.3f}); goal >= 0.8: "
-          f"{'met' if power[0] >= 0.8 else 'NOT met'}")
-    print(f"(c) coverage of the k* confidence sets (nominal >= {1 - a.alpha:.2f}): per C {per_c[0]:.3f} ({per_c[1]:.3f}-{per_c[2]:.3f}), "
-          f"every C of a study at once {all_c[0]:.3f} ({all_c[1]:.3f}-{all_c[2]:.3f})")
-    print(f"    simultaneous interval of the largest k difference covering that pair's true difference: {eff[0]:.3f} ({eff[1]:.3f}-{eff[2]:.3f})"
-          + (f"; sigma_seed interval covering the planted sigma: {sig[0]:.3f} ({sig[1]:.3f}-{sig[2]:.3f})" if sig else ""))
+    print(f"k-vs-C calibration: {a.studies} studies per scenario, each {a.configs} configurations x {a.replicates} replicates of "
+          f"{a.backbone} (eca_kmap inference design, recorded by the real bookkeeping), noise sigma {a.sigma} points per trial at "
+          f"width 1, {a.method} test at alpha {a.alpha}; whole answer by analysis.analyze_kmap")
+    summary = []
+    for s in scenarios:
+        rs = [r for r in results if r["scenario"] == s]
+        summary.append(summarize(s, rs, a.alpha))
+        print("\n".join(_lines(summary[-1], a.alpha)))
     sim = sum(r["sim_s"] for r in results) / len(results)
     ana = sum(r["analysis_s"] for r in results) / len(results)
     print(f"time: {wall:.0f} s on {a.workers} workers; per study {sim:.1f} s recording, {ana:.1f} s analysis")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"command": " ".join(sys.argv), "settings": args, "wall_s": wall, "scenarios": summary},
+                                           indent=2))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from runners._settings import StudySettings
 
-__all__ = ["Plan", "plan_study", "pilot_sigma", "PILOT_REPLICATES"]
+__all__ = ["PILOT_REPLICATES", "Plan", "budget_warning", "pilot_sigma", "plan_study", "smallest_budget"]
 
 #: runs of each reference point in the pilot that measures the noise
 PILOT_REPLICATES = 3
@@ -79,6 +80,51 @@ class _Pool:
                      kind="eca", by="C", epoch=self.settings.recipe.epochs, budget_epochs=self.settings.recipe.epochs)
 
 
+def _parameters(pool: _Pool, n: int) -> int:
+    """The k-vs-C model's parameter count on the first ``n`` configurations of ``pool``."""
+    from analysis.kmap._model import design
+
+    d = design(pool.data(n))
+    return d.X0.shape[1] + d.Xk.shape[1]
+
+
+def smallest_budget(settings: StudySettings, space: Any, *, seed: int | None = None) -> tuple[int, int]:
+    """``(configurations, parameters)``: the smallest number of configurations of the
+    study's design on which the k-vs-C model can be fitted (more configurations than
+    parameters; the parameters grow with the (C, k) cells seen, so the search steps up from
+    the parameters at the requested budget), and the model's parameters there."""
+    pool = _Pool(settings, space, settings.seed if seed is None else seed)
+    n = max(2, min(settings.trials, MAX_CONFIGS))
+    p = _parameters(pool, n)
+    while n <= p and n < MAX_CONFIGS:  # too few: step up to the parameters seen (they can grow with n)
+        n = min(p + 1, MAX_CONFIGS)
+        p = _parameters(pool, n)
+    lo = 1
+    while lo < n - 1:  # the smallest n with n > p(n) (p is non-decreasing in n)
+        mid = (lo + n) // 2
+        if mid > _parameters(pool, mid):
+            n = mid
+        else:
+            lo = mid
+    return n, _parameters(pool, n)
+
+
+def budget_warning(settings: StudySettings, space: Any) -> str | None:
+    """A line saying that the study's budget is too small for the k-vs-C model of its
+    design, with the smallest budget that fits; None when it fits (or the design is not
+    the inference design, whose analysis this is)."""
+    if settings.design != "inference":
+        return None
+    pool = _Pool(settings, space, settings.seed)
+    p = _parameters(pool, settings.trials)
+    if settings.trials > p:
+        return None
+    need, p_need = smallest_budget(settings, space)
+    return (f"this budget ({settings.trials} configurations) cannot be analysed: the k-vs-C model of this design has {p} parameters "
+            f"(width strata and the (C, k) cells seen); the smallest budget it can fit is {need} configurations ({p_need} parameters), "
+            f"and power needs more (--plan); extend the study later with --resume --trials N")
+
+
 def pilot_sigma(settings: StudySettings, space: Any, *, log: Callable[[str], None] = print) -> tuple[float, tuple[float, float], int, int]:
     """Train the space's reference points :data:`PILOT_REPLICATES` times each (local runner,
     the study's proxy and recipe) and return the pooled seed-to-seed standard deviation of
@@ -123,6 +169,7 @@ class Plan:
     replicates: int
     epochs: int
     pilot_trials: int
+    too_small: str | None = None
 
     def text(self, settings: StudySettings, space_name: str) -> str:
         s, R, E = settings, self.replicates, self.epochs
@@ -131,6 +178,8 @@ class Plan:
                  f"noise: sigma = {self.sigma:.3g} points of top-1 per trial ({self.sigma_source})",
                  f"planted effect: {self.effect:g} points (a stage two or more odd steps from k* = psi(C; 2, 1) loses it, one step half); "
                  f"F-test of 'k matters' at alpha {self.alpha:g}"]
+        if self.too_small is not None:
+            lines.append(self.too_small)
         if self.needed is None:
             lines.append(f"needed for power {self.power:g}: more than {MAX_CONFIGS} configurations: reduce the noise (more validation "
                          f"images, more epochs, more replicates) or look for a larger effect")
@@ -138,8 +187,9 @@ class Plan:
             lines.append(f"needed for power {self.power:g}: {self.needed} configurations x {R} = {self.needed * R} trials, "
                          f"{self.needed * R * E} trial-epochs (power {self.needed_power:.2f})"
                          + (f"; the pilot used {self.pilot_trials} trials" if self.pilot_trials else ""))
-        lines.append(f"this budget ({self.budget} configurations x {R} = {self.budget * R} trials, {self.budget * R * E} trial-epochs): "
-                     f"power {self.budget_power:.2f} for {self.effect:g} points; it detects {self.detectable:.2g} points with power {self.power:g}")
+        if self.too_small is None:
+            lines.append(f"this budget ({self.budget} configurations x {R} = {self.budget * R} trials, {self.budget * R * E} trial-epochs): "
+                         f"power {self.budget_power:.2f} for {self.effect:g} points; it detects {self.detectable:.2g} points with power {self.power:g}")
         lines.append("(the power depends on the planted shape and on sigma; rerun the plan with the sigma a finished study reports)")
         return "\n".join(lines)
 
@@ -155,11 +205,11 @@ def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigm
     if sigma is not None and not sigma > 0:
         raise ValueError(f"sigma: must be > 0 points, got {sigma!r}")
     planted = Planted(effect=effect)
-    effect_of = lambda C, k: planted.stage_effect(int(C), int(k))  # noqa: E731
+    effect_of = lambda C, k: planted.stage_effect(int(C), int(k))
     pilot_trials = 0
     if sigma is None:
         sigma, ci, df, pilot_trials = pilot_sigma(settings, space, log=log)
-        source = f"measured by the pilot: 95 % CI {ci[0]:.3g}-{ci[1]:.3g}, {df} df"
+        source = f"measured by the pilot: 95 % CI {ci[0]:.3g}-{ci[1]:.3g}, {df} df" + _pilot_widths(settings, space)
     else:
         source = "given with --sigma"
     pools = [_Pool(settings, space, settings.seed + 1000 * d) for d in range(DRAWS)]
@@ -167,6 +217,9 @@ def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigm
     def at(n: int) -> Any:
         return design_power([p.data(n) for p in pools], effect_of, sigma=sigma, alpha=alpha)
 
+    too_small = budget_warning(settings.replace(design="inference"), space) if settings.design == "inference" else None
+    if too_small is not None:
+        too_small = too_small.replace(", and power needs more (--plan); extend the study later with --resume --trials N", "")
     budget = [p.data(settings.trials) for p in pools]
     budget_pt = design_power(budget, effect_of, sigma=sigma, alpha=alpha)
     detectable = detectable_effect(budget, effect_of, effect=effect, sigma=sigma, alpha=alpha, power=power)
@@ -196,6 +249,15 @@ def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigm
             n = math.ceil(n * 1.1)
     return Plan(sigma=sigma, sigma_source=source, effect=effect, alpha=alpha, power=power, needed=needed, needed_power=needed_power,
                 budget=settings.trials, budget_power=budget_pt.power, detectable=detectable, replicates=settings.replicates,
-                epochs=settings.recipe.epochs, pilot_trials=pilot_trials)
+                epochs=settings.recipe.epochs, pilot_trials=pilot_trials, too_small=too_small)
+
+
+def _pilot_widths(settings: StudySettings, space: Any) -> str:
+    """Which widths the pilot measured the noise at, when the design trains others too."""
+    refs = {float(p.get("width", settings.width or 0)) for _, p in space.reference_points(**settings.space_settings())}
+    if settings.width is not None or not refs:
+        return ""
+    return (f"; at width {', '.join(f'{w:g}' for w in sorted(refs))} only (the reference points): the design trains narrower widths "
+            "too, whose noise is often larger, and the power assumes this noise at every width")
 
 

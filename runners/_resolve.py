@@ -199,7 +199,7 @@ def _confirm_source(args: Any, space: Any) -> dict[str, Any]:
 
     try:
         fr = analysis.load(args.source)
-        an = analysis.analyze_kmap(fr, loco=False)
+        an = analysis.analyze_kmap(fr)
     except (ValueError, OSError) as exc:
         raise UsageError(f"--from {args.source}: {' '.join(str(exc).split())}") from None
     if an.fitted is None:

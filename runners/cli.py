@@ -228,6 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from runners import Progress, connect, open_study, run_study
 
+    if create:  # before anything trains: a budget the k-vs-C analysis cannot fit
+        from runners._plan import budget_warning
+
+        warning = budget_warning(settings, space)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     run_dir = Path(settings.run_dir)
     made_dir = not run_dir.exists()
     progress = Progress(quiet=args.quiet)

@@ -16,8 +16,9 @@ k = psi(C) = |log2(C)/gamma + b/gamma|_odd with gamma=2, b=1. For a study this m
    interval, whether the stage matters beyond C, and whether the seed noise explains the
    spread between configurations (:func:`k_effect`, :class:`KEffect`);
 3. scores mappings by the top-1 they are predicted to lose - the paper's psi, timm's rule,
-   k=3, the authors' released per-stage k, and psi fitted to the study by predicted top-1,
-   validated leave-one-C-out (:func:`fit_psi_by_top1`, :func:`score_mappings`);
+   k=3, the authors' released per-stage k, mappings the user names, and psi fitted to the
+   study by predicted top-1, with intervals that hold whatever the best k is and, for the
+   fitted psi, whatever curve the data chose (:func:`fit_psi_by_top1`, :func:`score_mappings`);
 4. summarizes trials that sampled (gamma, b) directly (:func:`gamma_b_plane`, descriptive).
 
 :func:`analyze_kmap` does 1-3. Given (C, k) points instead of a study (e.g. a paper's table),
@@ -35,6 +36,8 @@ Command line::
 ``effects``, ``mappings`` and ``fitted_psi``.
 """
 
+from analysis.kmap._analysis import KmapAnalysis, analyze_kmap, gamma_b_plane
+from analysis.kmap._cli import format_analysis, format_fit, main, read_points
 from analysis.kmap._data import KData, SeedNoise, kmap_data, seed_noise
 from analysis.kmap._effect import KEffect, KModel, fit_k_model, k_effect
 from analysis.kmap._fits import (
@@ -49,16 +52,51 @@ from analysis.kmap._fits import (
     fit_linear,
     fit_psi,
 )
-from analysis.kmap._analysis import KmapAnalysis, analyze_kmap, gamma_b_plane
-from analysis.kmap._cli import format_analysis, format_fit, main, read_points
-from analysis.kmap._mappings import MappingScore, PsiChoice, fit_psi_by_top1, score_mappings
+from analysis.kmap._mappings import (
+    Mapping,
+    MappingScore,
+    PsiChoice,
+    candidate_mappings,
+    fit_psi_by_top1,
+    parse_mapping,
+    score_mappings,
+)
+from analysis.kmap._power import design_power, detectable_effect, noncentrality
 
 __all__ = [
-    "KData", "SeedNoise", "kmap_data", "seed_noise",
-    "KEffect", "KModel", "fit_k_model", "k_effect",
-    "PAPER_GAMMA", "PAPER_B", "PsiFit", "ContinuousFit", "LinearFit", "KmapFit",
-    "fit_psi", "fit_continuous", "fit_linear", "fit_kmap",
-    "KmapAnalysis", "analyze_kmap", "gamma_b_plane",
-    "MappingScore", "PsiChoice", "fit_psi_by_top1", "score_mappings",
-    "read_points", "format_fit", "format_analysis", "main",
+    "PAPER_B",
+    "PAPER_GAMMA",
+    "ContinuousFit",
+    "KData",
+    "KEffect",
+    "KModel",
+    "KmapAnalysis",
+    "KmapFit",
+    "LinearFit",
+    "Mapping",
+    "MappingScore",
+    "PsiChoice",
+    "PsiFit",
+    "SeedNoise",
+    "analyze_kmap",
+    "candidate_mappings",
+    "design_power",
+    "detectable_effect",
+    "fit_continuous",
+    "fit_k_model",
+    "fit_kmap",
+    "fit_linear",
+    "fit_psi",
+    "fit_psi_by_top1",
+    "format_analysis",
+    "format_fit",
+    "gamma_b_plane",
+    "k_effect",
+    "kmap_data",
+    "main",
+    "noncentrality",
+    "parse_mapping",
+    "read_points",
+    "score_mappings",
+    "seed_noise",
 ]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,13 @@ import pandas as pd
 from analysis.kmap._data import KData
 from analysis.kmap._effect import KEffect, k_effect
 from analysis.kmap._fits import jsonable
-from analysis.kmap._mappings import PsiChoice, fit_psi_by_top1, score_mappings
+from analysis.kmap._mappings import (
+    Mapping,
+    PsiChoice,
+    fit_psi_by_top1,
+    parse_mapping,
+    score_mappings,
+)
 
 __all__ = ["KmapAnalysis", "analyze_kmap", "gamma_b_plane"]
 
@@ -19,9 +26,10 @@ __all__ = ["KmapAnalysis", "analyze_kmap", "gamma_b_plane"]
 @dataclass(frozen=True)
 class KmapAnalysis:
     """A study's k-vs-C answer: ``effect`` (does k matter; k* per C with confidence sets;
-    the model), ``fitted`` (psi's (gamma, b) chosen by predicted top-1, with its
-    leave-one-C-out regret; None when no psi fits the k the study ran) and ``mappings``
-    (every candidate mapping's predicted regret and difference to the paper's psi)."""
+    the model), ``fitted`` (psi's (gamma, b) chosen by predicted top-1 on the study's data;
+    None when no psi fits the k the study ran) and ``mappings`` (every candidate mapping's
+    predicted regret and difference to the paper's psi, with intervals that hold whatever
+    the truth, the fitted psi's adjusted for its choice)."""
 
     effect: KEffect
     fitted: PsiChoice | None
@@ -60,22 +68,27 @@ def analyze_kmap(
     epoch: int | None = None,
     kind: str | None = None,
     by: str = "C",
-    loco: bool = True,
+    variance: str = "strata",
+    mappings: Sequence[str | Mapping] = (),
     seed: int = 0,
 ) -> KmapAnalysis:
     """Test whether k matters, estimate k* per C, fit psi by predicted top-1 and score the
     candidate mappings (:func:`analysis.k_effect`, :func:`analysis.fit_psi_by_top1`,
-    :func:`analysis.score_mappings`). Raises ``ValueError`` naming why a study cannot be
-    analysed (no trials with an ECA kind, too few configurations for the model, ...)."""
-    effect = k_effect(frames, alpha=alpha, method=method, permutations=permutations, epoch=epoch, kind=kind, by=by, seed=seed)
+    :func:`analysis.score_mappings`); ``mappings``: more mappings to score, as
+    :class:`Mapping` or specs for :func:`parse_mapping` (``"gamma=1.5,b=0"``, ``"k=3,5,7,7"``).
+    Raises ``ValueError`` naming why a study cannot be analysed (no trials with an ECA kind,
+    too few configurations for the model, a malformed mapping, ...)."""
+    named = [m if isinstance(m, Mapping) else parse_mapping(m) for m in mappings]
+    effect = k_effect(frames, alpha=alpha, method=method, permutations=permutations, epoch=epoch, kind=kind, by=by,
+                      variance=variance, seed=seed)
     notes: list[str] = []
     try:
-        fitted = fit_psi_by_top1(effect.model, loco=loco)
+        fitted = fit_psi_by_top1(effect.model, alpha=alpha, seed=seed)
     except ValueError as exc:
         fitted = None
         notes.append(f"no fitted psi: {exc}")
-    mappings = score_mappings(effect.model, fitted=fitted)
-    return KmapAnalysis(effect=effect, fitted=fitted, mappings=mappings, notes=tuple(notes))
+    scores = score_mappings(effect.model, fitted=fitted, named=named, alpha=alpha, seed=seed)
+    return KmapAnalysis(effect=effect, fitted=fitted, mappings=scores, notes=tuple(notes))
 
 
 # --------------------------------------------------------------------------------------

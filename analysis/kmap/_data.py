@@ -4,8 +4,9 @@ The response is **validation top-1 at one epoch that every included trial reache
 default the last epoch all of them ran). A pruned trial is included with its value at that
 epoch, exactly like a complete one: being pruned depends on the outcome, so an analysis of
 "the best top-1 a trial reached" (or of complete trials only) would select its data by the
-result. Trials that failed or diverged are left out and counted (a kernel size that makes
-training diverge would show up there, not in the model).
+result. Trials that failed or diverged are left out of the model of top-1 and counted; the
+diverged ones are kept apart (``KData.diverged``, with their stages), since a kernel size
+that makes training diverge is an effect of k: :mod:`analysis.kmap._effect` tests it.
 
 Replicates (runs of one configuration with other seeds, and any configuration sampled twice)
 are pooled: a configuration is the architecture without ``num_classes``
@@ -16,8 +17,9 @@ seed-to-seed noise ``sigma_seed``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,8 +37,10 @@ class KData:
     ``n`` runs), ``backbone``, ``width``, ``stratum`` ("backbone@width") and per stage
     ``kind{i}``, ``C{i}`` (channels, or planes with ``by="planes"``) and ``k{i}`` (the
     resolved k; NaN where the stage has another kind). ``trials``: one row per included
-    trial (``number``, ``key``, ``y``, ``state``, ``group``). ``epoch``: where the response
-    was read; ``excluded``: reason -> number of trials left out.
+    trial (``number``, ``key``, ``y``, ``state``, ``group``). ``diverged``: one row per
+    diverged trial with ``number``, ``key``, ``stratum`` and the per-stage columns (empty
+    when none diverged); ``epoch``: where the response was read; ``excluded``: reason ->
+    number of trials left out.
     """
 
     configs: pd.DataFrame
@@ -47,6 +51,7 @@ class KData:
     epoch: int
     budget_epochs: int | None
     excluded: Mapping[str, int] = field(default_factory=dict)
+    diverged: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def n_trials(self) -> int:
@@ -107,6 +112,10 @@ def kmap_data(frames: Any, *, epoch: int | None = None, kind: str | None = None,
         if (t["state"] == state).any():
             excluded[f"{state} (the study is not finished)"] = int((t["state"] == state).sum())
     bad = t["state"] == "failed"
+    div = t[bad & (t["outcome"] == "diverged")] if "outcome" in t else t.iloc[:0]
+    diverged = pd.DataFrame([_row(r._asdict(), n_stages, kind, by) for r in div.itertuples(index=False)])
+    if len(diverged):
+        diverged["stratum"] = _stratum(diverged)
     if bad.any():
         for outcome, n in t.loc[bad, "outcome"].fillna("failed").value_counts().items():
             excluded[str(outcome)] = int(n)
@@ -130,25 +139,35 @@ def kmap_data(frames: Any, *, epoch: int | None = None, kind: str | None = None,
     t = t[t["number"].isin(at.index)]
     if t.empty:
         raise ValueError(f"k-vs-C: no finished trial recorded a validation top-1 at epoch {epoch}")
-    rows = []
-    for r in t.itertuples(index=False):
-        d = r._asdict()
-        row: dict[str, Any] = {"number": int(d["number"]), "key": d.get("key") or f"trial{d['number']}", "y": float(at[d["number"]]),
-                               "state": d["state"], "backbone": d.get("backbone"), "width": float(d.get("width", math.nan))}
-        for i in range(n_stages):
-            kd = d.get(f"stage{i}_kind")
-            row[f"kind{i}"] = kd
-            row[f"C{i}"] = float(d.get(f"stage{i}_{by}", math.nan))
-            k = d.get(f"stage{i}_k", math.nan) if kd == kind else math.nan
-            row[f"k{i}"] = float(k) if k is not None else math.nan
-        rows.append(row)
+    rows = [_row(r._asdict(), n_stages, kind, by) for r in t.itertuples(index=False)]
+    for row in rows:
+        row["y"] = float(at[row["number"]])
     trials = pd.DataFrame(rows)
     first = trials.groupby("key", sort=False).first()
     agg = trials.groupby("key", sort=False)["y"].agg(["mean", "size"]).rename(columns={"mean": "y", "size": "n"})
     configs = first.drop(columns=["y", "number", "state"]).join(agg).reset_index()
-    configs["stratum"] = configs["backbone"].astype(str) + "@" + configs["width"].map(lambda w: f"{w:g}")
-    return KData(configs=configs, trials=trials[["number", "key", "y", "state"]], num_stages=n_stages, kind=kind, by=by,
-                 epoch=epoch, budget_epochs=budget_epochs, excluded=excluded)
+    configs["stratum"] = _stratum(configs)
+    trials["stratum"] = _stratum(trials)
+    return KData(configs=configs, trials=trials[["number", "key", "y", "state", "stratum"]], num_stages=n_stages, kind=kind, by=by,
+                 epoch=epoch, budget_epochs=budget_epochs, excluded=excluded, diverged=diverged)
+
+
+def _stratum(df: pd.DataFrame) -> pd.Series:
+    return df["backbone"].astype(str) + "@" + df["width"].map(lambda w: f"{w:g}")
+
+
+def _row(d: Mapping[str, Any], n_stages: int, kind: str, by: str) -> dict[str, Any]:
+    """One trial's configuration columns: number, key, state, backbone, width and per stage
+    kind{i}, C{i}, k{i} (k NaN where the stage has another kind)."""
+    row: dict[str, Any] = {"number": int(d["number"]), "key": d.get("key") or f"trial{d['number']}", "state": d["state"],
+                           "backbone": d.get("backbone"), "width": float(d.get("width", math.nan))}
+    for i in range(n_stages):
+        kd = d.get(f"stage{i}_kind")
+        row[f"kind{i}"] = kd
+        row[f"C{i}"] = float(d.get(f"stage{i}_{by}", math.nan))
+        k = d.get(f"stage{i}_k", math.nan) if kd == kind else math.nan
+        row[f"k{i}"] = float(k) if k is not None else math.nan
+    return row
 
 
 @dataclass(frozen=True)

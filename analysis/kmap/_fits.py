@@ -11,15 +11,25 @@ error in k says nothing about accuracy.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
-    "PAPER_GAMMA", "PAPER_B", "PsiFit", "ContinuousFit", "LinearFit", "KmapFit",
-    "fit_psi", "fit_continuous", "fit_linear", "fit_kmap", "jsonable",
+    "PAPER_B",
+    "PAPER_GAMMA",
+    "ContinuousFit",
+    "KmapFit",
+    "LinearFit",
+    "PsiFit",
+    "fit_continuous",
+    "fit_kmap",
+    "fit_linear",
+    "fit_psi",
+    "jsonable",
 ]
 
 PAPER_GAMMA = 2.0

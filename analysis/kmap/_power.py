@@ -12,14 +12,15 @@ noncentrality.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
+
 from analysis.kmap._data import KData
 from analysis.kmap._model import design
 
-__all__ = ["noncentrality", "design_power", "PowerPoint", "detectable_effect"]
+__all__ = ["PowerPoint", "design_power", "detectable_effect", "noncentrality"]
 
 
 def _power(lam: float, df1: int, df2: int, alpha: float) -> float:

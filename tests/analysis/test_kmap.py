@@ -112,7 +112,7 @@ def test_k_effect_on_a_study_recovers_psi(demo_run):
     m = an.mappings.set_index("mapping")
     assert m.loc["paper_psi", "regret"] == pytest.approx(0, abs=1e-9)
     assert m.loc["k3", "regret"] > m.loc["released", "regret"] > 0.5 and m.loc["k3", "vs_paper_hi"] < 0
-    assert an.fitted.contains_paper and an.fitted.loco_C
+    assert an.fitted.contains_paper and an.fitted.candidates > 1 and an.fitted.critical > 1.96
     out = an.to_dict()
     for key in ("evidence", "p_value", "method", "effect_pts", "sigma_seed", "n_trials"):
         assert key in out["k_effect"]
@@ -188,7 +188,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_plots_of_a_study_and_of_points(demo_run):
-    an = analysis.analyze_kmap(analysis.load(demo_run), loco=False)
+    an = analysis.analyze_kmap(analysis.load(demo_run))
     for fig in (analysis.plot_kmap(an), analysis.plot_kmap_curves(an)):
         assert fig.axes[0].get_legend() is not None and "k matters" in fig.axes[0].get_title()
     fit = fit_kmap(CS, [psi(c, 2, 1) for c in CS], n_bootstrap=10)

@@ -37,7 +37,7 @@ def _study(tmp_path, name, planted, *, trials=30, replicates=1, design="inferenc
 
 def test_a_null_study_says_no_evidence(tmp_path):
     run = _study(tmp_path, "null", Planted(effect=0.0, sigma=0.5, seed=1), trials=30, replicates=2)
-    an = analysis.analyze_kmap(analysis.load(run), loco=False)
+    an = analysis.analyze_kmap(analysis.load(run))
     e = an.effect
     assert not e.evidence and e.verdict().startswith("No evidence that k matters at this budget (p = ")
     assert "not supported by the data" in e.verdict()
@@ -66,7 +66,8 @@ def test_a_strong_planted_mapping_is_detected_and_recovered(tmp_path):
     assert np.mean(np.array(fitted) == np.array(true_k)) >= 0.5
     m = an.mappings.set_index("mapping")
     assert m.loc["fitted_psi", "regret"] < m.loc["paper_psi", "regret"]
-    assert an.fitted.loco_regret < an.fitted.loco_paper
+    # the paper's psi (gamma=2, b=1) is far from this truth: its regret is shown, beyond noise
+    assert m.loc["paper_psi", "regret_lo"] > 0
     # the truth depends on C alone: no evidence that the stage matters
     assert e.stage_test["p_value"] is None or e.stage_test["p_value"] > 0.01
 
@@ -116,7 +117,7 @@ def test_aliased_k_effects_are_not_estimable_not_zero(tmp_path):
     """A small study aliases (C, k) cells: their effects are unknown (NaN, named in a note),
     never printed as an exact 0 with a zero-width interval, and never chosen as k*."""
     run = _study(tmp_path, "aliased", Planted(effect=1.0, sigma=0.5, seed=3), trials=20, design="search", width=None)
-    an = analysis.analyze_kmap(analysis.load(run), loco=False)
+    an = analysis.analyze_kmap(analysis.load(run))
     e = an.effect
     aliased = e.model.design.aliased
     assert aliased, "the 20-trial study should alias some (C, k) cells"
@@ -144,25 +145,20 @@ def test_aliased_k_effects_are_not_estimable_not_zero(tmp_path):
             assert (C, k) in aliased or k not in e.model.design.levels.get(C, [])
 
 
-def test_regret_intervals_cover_their_point_estimates(tmp_path):
-    """Regret is a linear contrast against the estimated best k per C: >= 0 at the point
-    estimate, with an exact (symmetric) t interval around it, for every mapping and for the
-    leave-one-C-out regret of the fitted psi."""
+def test_regret_intervals_hold_their_estimates_and_never_go_below_zero(tmp_path):
+    """A regret (against the best k per C, which the data estimate) is >= 0 at the estimate and
+    at both ends of its simultaneous interval; the text says what an interval reaching 0 means."""
     run = _study(tmp_path, "regret", Planted(effect=0.0, sigma=0.5, seed=1), trials=30, replicates=2)
     an = analysis.analyze_kmap(analysis.load(run))
     scored = an.mappings.dropna(subset=["regret"])
     assert len(scored) >= 2
     for r in scored.itertuples():
-        assert r.regret >= -1e-12 and r.regret_lo <= r.regret <= r.regret_hi
-        assert abs((r.regret_lo + r.regret_hi) / 2 - r.regret) < 1e-9  # exact t interval, not a biased max over draws
-    f = an.fitted
-    assert f is not None and f.loco_regret is not None
-    assert f.loco_regret >= -1e-12 and f.loco_ci[0] <= f.loco_regret <= f.loco_ci[1]
-    assert abs(sum(f.loco_ci) / 2 - f.loco_regret) < 1e-9
-    assert "not evidence of loss" in kmap_text(run)
+        assert 0 <= r.regret_lo <= r.regret <= r.regret_hi
+    text = kmap_text(run)
+    assert "no evidence of loss" in text and "chosen on this study's data" in text
 
 
 def kmap_text(run):
     from analysis.kmap._cli import format_analysis
 
-    return format_analysis(analysis.analyze_kmap(analysis.load(run), loco=False))
+    return format_analysis(analysis.analyze_kmap(analysis.load(run)))
