@@ -114,6 +114,27 @@ def test_plan_with_a_given_noise(tmp_path, capsys):
     assert needed2 > needed
 
 
+def test_a_budget_the_analysis_cannot_fit_is_named_with_the_smallest_that_can(tmp_path, capsys, tiny_flags):
+    from runners._plan import smallest_budget
+
+    code, out, err = _cli(["--space", "eca_kmap", "--design", "inference", "--trials", "30", "--plan", "--sigma", "1.0",
+                           "--out", tmp_path / "runs"], capsys)
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("this budget (30 configurations) cannot be analysed"))
+    assert "the smallest budget it can fit is" in line and "power nan" not in out and "inf points" not in out
+    settings, space, _ = resolve_settings(build_parser().parse_args(
+        ["--space", "eca_kmap", "--design", "inference", "--trials", "30", "--out", str(tmp_path / "runs")]))
+    need, params = smallest_budget(settings, space)
+    assert need > params and f"fit is {need} configurations ({params} parameters)" in line
+    assert smallest_budget(settings.replace(trials=need), space)[0] == need
+    # a study started with such a budget says so before anything trains (a tiny one at one width: 17 parameters)
+    code, out, err = _cli(["--space", "eca_kmap", "--design", "inference", "--trials", "10", "--epochs", "1", "--timeout", "0.01",
+                           "--out", tmp_path / "runs", "--name", "small", *tiny_flags], capsys)
+    assert code == 0, err
+    warning = next(x for x in err.splitlines() if x.startswith("warning: "))
+    assert warning.startswith("warning: this budget (10 configurations) cannot be analysed") and "--resume --trials N" in warning
+
+
 def test_plan_measures_the_noise_with_a_pilot(tmp_path, capsys, tiny_flags):
     code, out, err = _cli(["--space", "eca_kmap", "--design", "inference", "--plan", "--epochs", "1", "--effect", "3", "--out", tmp_path / "runs",
                            *tiny_flags], capsys)
