@@ -179,9 +179,9 @@ def test_two_workers_reach_the_one_process_top1(two_workers, one_process):
     assert two > 50 and one > 50  # both learned (chance: 11 %)
 
 
-@pytest.mark.slow
+@pytest.mark.timeout(600)  # one more Ray Train run (about 40 s here; 90 s with the fixture when run alone)
 def test_the_restarted_run_ends_exactly_as_an_uninterrupted_one(two_workers, ray_cluster, tmp_path):
-    """(slow: one more Ray Train run) The killed-and-restarted run above, bit for bit."""
+    """The killed-and-restarted run above, bit for bit."""
     _, _, restarted = two_workers
     code, stdout, stderr = main_quietly(["--config", write_config(tmp_path / "c.json"), "--workers", 2,
                                          "--address", ray_cluster.address, "--out", tmp_path / "out"])
@@ -194,6 +194,7 @@ def test_the_restarted_run_ends_exactly_as_an_uninterrupted_one(two_workers, ray
 # ----------------------------------------------------------------------------- --batch
 
 
+@pytest.mark.timeout(600)  # the longest default test: about 1 min on 2 cores
 def test_batch_trains_every_export_and_resume_finishes_what_is_missing(one_process, ray_cluster, tmp_path):
     """An export index of 3 configs and one invalid entry: the invalid one fails with its
     reason, the others train (all three at once: half a CPU per worker, and the cluster has
