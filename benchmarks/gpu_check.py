@@ -86,8 +86,8 @@ GPU = Sizes(width=1.0, trainer=(("resnet18", 64), ("resnet18", 224), ("resnet50"
             attention=(("resnet18", 64), ("resnet50", 224)), attention_batch={64: 256, 224: 64}, repeats=10,
             loader_res=224, rounds=5, compile_res=64, compile_epochs=4, ray_res=64, ray_epochs=3)
 CPU = Sizes(width=0.25, trainer=(("resnet18", 32), ("resnet18", 64), ("resnet50", 32), ("resnet50", 64)),
-            classes=8, per_class={32: 16, 64: 8}, batch={32: 32, 64: 16}, epochs=3,
-            attention=(("resnet18", 32), ("resnet50", 64)), attention_batch={32: 16, 64: 8}, repeats=5,
+            classes=8, per_class={32: 16, 64: 4}, batch={32: 32, 64: 16}, epochs=3,
+            attention=(("resnet18", 32), ("resnet50", 32)), attention_batch={32: 8}, repeats=5,
             loader_res=64, rounds=3, compile_res=32, compile_epochs=2, ray_res=32, ray_epochs=2)
 QUICK = Sizes(width=0.25, trainer=(("resnet18", 16), ("resnet50", 16)),
               classes=4, per_class={16: 8}, batch={16: 16}, epochs=2,
@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="the smallest sizes (seconds a path); for tests")
     p.add_argument("--only", metavar="PATH[,PATH]", help=f"run only these paths, in this order (default: {','.join(PATHS)})")
     p.add_argument("--address", help="the Ray cluster for the ray path (default: a local Ray started for it)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default with --cpu: 1 - on a shared machine two OpenMP threads "
+                                               "waiting for a busy core made the rehearsal 3-10x slower; else torch's choice)")
     args = p.parse_args(argv)
     try:
         paths = _paths(args.only)
@@ -286,16 +287,17 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     if not args.cpu and not torch.cuda.is_available():
         p.error("no CUDA device here: run on a GPU machine, or with --cpu to rehearse the same paths on the CPU")
-    if args.threads is not None:
-        if args.threads < 1:
-            p.error(f"--threads: must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    threads = 1 if args.threads is None and args.cpu else args.threads
+    if threads is not None:
+        if threads < 1:
+            p.error(f"--threads: must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
     device = torch.device("cpu" if args.cpu else "cuda")
     sizes = QUICK if args.quick else (CPU if args.cpu else GPU)
     if device.type == "cuda":
         name = f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}, bf16 {'supported' if torch.cuda.is_bf16_supported() else 'NOT supported'}"
     else:
-        name = f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
+        name = f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} thread(s), {torch.backends.cpu.get_cpu_capability()}"
     what = "quick" if args.quick else ("CPU" if args.cpu else "GPU")
     note = "; a rehearsal: CPU figures show that the paths run, not what a GPU does" if args.cpu else ""
     print(f"gpu_check on {name}; torch {torch.__version__}; {what} sizes; paths {', '.join(paths)}{note}", flush=True)
