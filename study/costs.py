@@ -29,9 +29,10 @@ class Costs:
     """A model's costs. ``macs`` at ``resolution`` px and ``macs_224`` at 224 px (batch 1,
     see the module docstring for the convention; a model whose attention is tied to its
     feature maps - Gather-Excite's global gather, a kernel the size of the map - is counted
-    at 224 px as its architecture built for 224 px, :func:`measure_costs`); ``latency_ms``: median forward time at
-    ``resolution`` px, batch 1 (None when not measured); ``attention_params``: trainable
-    parameters inside attention modules (included in ``params``)."""
+    at 224 px as its architecture built for 224 px, :func:`measure_costs`); ``latency_ms``:
+    median forward time at ``resolution`` px, batch 1 (None when not measured);
+    ``attention_params``: trainable parameters inside attention modules (included in
+    ``params``)."""
 
     params: int
     macs: int
