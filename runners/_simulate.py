@@ -131,7 +131,7 @@ class Planted:
         from study.models import describe_stages
 
         reporter = as_reporter(reporter)
-        stages = [s.to_dict() for s in describe_stages(config.arch)]
+        stages = [s.to_dict() for s in describe_stages(config.arch, config.proxy.resolution)]
         att = sum(int(s.get("k", 0)) * s["blocks"] for s in stages)
         res = config.proxy.resolution
         costs = Costs(params=int(11e6 * config.arch.width**2) + att, macs=int(5e8 * config.arch.width**2 * (res / 224) ** 2),

@@ -37,7 +37,7 @@ Command line::
 """
 
 from analysis.kmap._analysis import KmapAnalysis, analyze_kmap, gamma_b_plane
-from analysis.kmap._cli import format_analysis, format_fit, main, read_points
+from analysis.kmap._cli import format_analysis, format_fit, main, mapping_lines, read_points
 from analysis.kmap._data import KData, SeedNoise, kmap_data, seed_noise
 from analysis.kmap._effect import KEffect, KModel, fit_k_model, k_effect
 from analysis.kmap._fits import (

@@ -63,7 +63,7 @@ def analyze_kmap(
     frames: Any,
     *,
     alpha: float = 0.05,
-    method: str = "f",
+    method: str = "permutation",
     permutations: int = 999,
     epoch: int | None = None,
     kind: str | None = None,

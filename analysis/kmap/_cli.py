@@ -145,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--study", help="study name in the storage")
     ap.add_argument("--json", action="store_true", help="print the answer as JSON (top-level k_effect, preferred_k, mappings, ...)")
     ap.add_argument("--alpha", type=float, default=0.05, help="level of the test and of the confidence sets (default 0.05)")
-    ap.add_argument("--method", choices=("f", "permutation"), default="f", help="test of 'k matters': F-test (default) or permutation")
+    ap.add_argument("--method", choices=("f", "permutation"), default="permutation",
+                    help="test of 'k matters': permutation of the k vectors within strata (default; exact whatever the noise) or the F-test")
     ap.add_argument("--permutations", type=int, default=999, help="shuffles of the permutation test (default 999)")
     ap.add_argument("--epoch", type=int, help="read top-1 at this epoch (default: the last epoch every finished trial ran)")
     ap.add_argument("--kind", help="the attention kind whose k is analysed (default: eca, or eca_ns if it has more stages)")

@@ -15,9 +15,10 @@ error, not as signal.
 Each stratum has its own variance of a configuration mean (narrow networks are noisier),
 estimated from the residuals (feasible GLS, :func:`analysis.kmap._model.fit_k_model`).
 
-- **Does k matter?** The F-test of all theta terms against the model without them, or a
-  permutation test that shuffles the per-stage k vectors among configurations of one
-  stratum. When some trials diverged, a second test asks whether divergence depends on k
+- **Does k matter?** A permutation test (the default) of the F statistic of all theta terms
+  against the model without them, shuffling the per-stage k vectors among configurations of
+  one stratum: the inference design draws k at random, so the test is exact whatever the
+  noise (heteroscedastic, heavy-tailed, shared by replicates); or the F-test itself. When some trials diverged, a second test asks whether divergence depends on k
   (a k that makes training diverge is an effect of k); each test then runs at alpha / 2.
   "No evidence" is an answer: it says so with the p-value and the largest estimated
   difference between two k at one C, with a simultaneous interval.
@@ -152,8 +153,14 @@ class KEffect:
             return f"{head}Top-1 (p = {self.p_value:.2g}, {self.method}): {top}{level}; {largest}. ({where})"
         if self.evidence:
             return f"Evidence that k matters (p = {self.p_value:.2g}, {self.method}{level}); {largest}. ({where})"
+        spread = self.additivity.get("spread", {})
+        caveat = ""
+        if spread.get("p_value") is not None and spread["p_value"] < self.alpha:
+            caveat = (f" Configurations differ beyond seed noise by about {spread['sigma_config']:.2f} points (p = {spread['p_value']:.2g}): "
+                      "either interactions between stages' k, which this main-effect test cannot see, or noise a configuration's "
+                      "replicates share; the data cannot tell the two apart.")
         return (f"No evidence that k matters at this budget (p = {self.p_value:.2g}, {self.method}{level}); {largest}. "
-                f"The k* and fits below are not supported by the data: they are shown, not found. ({where})")
+                f"The k* and fits below are not supported by the data: they are shown, not found.{caveat} ({where})")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -479,7 +486,7 @@ def k_effect(
     frames_or_data: Any,
     *,
     alpha: float = 0.05,
-    method: str = "f",
+    method: str = "permutation",
     permutations: int = 999,
     epoch: int | None = None,
     kind: str | None = None,
@@ -490,7 +497,9 @@ def k_effect(
     """Test whether k matters and estimate k* per C, with intervals (see the module doc).
 
     ``frames_or_data``: :class:`analysis.StudyFrames`, a run folder, a storage URL or a
-    :class:`KData`. ``method``: "f" (F-test) or "permutation" (``permutations`` shuffles).
+    :class:`KData`. ``method``: "permutation" (default: ``permutations`` shuffles of the k
+    vectors within strata, exact whatever the noise, since the inference design assigns k
+    at random) or "f" (the F-test, exact under Gaussian noise with the modelled variances).
     ``variance``: "strata" (a variance per width/backbone stratum, default) or "pooled".
     ``alpha`` is the level of every test and interval. Raises ``ValueError`` naming why the
     study cannot be analysed.
@@ -508,7 +517,7 @@ def k_effect(
     noise = seed_noise(data, confidence=1 - alpha)
     if method == "permutation":
         p = permutation_p(model, permutations, seed)
-        how = f"permutation test, {permutations} shuffles of the k vectors within width strata"
+        how = f"permutation test of the F statistic, {permutations} shuffles of the k vectors within width strata"
     else:
         p = model.f_p
         how = f"F-test of {model.df_num} k terms, {model.df_resid:g} residual df"
