@@ -6,7 +6,7 @@ more odd steps away from k* = psi(C; 2, 1) loses it, one step half of it; see
 :class:`runners.Planted`) and a noise level (``--sigma``, or measured by a short pilot that
 runs the space's reference points three times each with the study's own proxy and recipe),
 it prints the configurations, trials and trial-epochs the F-test of "k matters" needs for
-power 0.8 at alpha 0.05 (:mod:`analysis.kmap._power`), and the effect the requested budget can
+power 0.8 at alpha 0.05 (:func:`analysis.kmap.design_power`), and the effect the requested budget can
 detect. Nothing of the study is created; the pilot runs in a temporary folder.
 """
 
@@ -39,7 +39,7 @@ class _Pool:
     def __init__(self, settings: StudySettings, space: Any, seed: int):
         import optuna
 
-        from analysis._load import psi_kinds
+        from study.attention import psi_kinds
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.settings, self.space, self.kinds = settings, space, psi_kinds()
@@ -69,7 +69,7 @@ class _Pool:
         """The first ``n`` configurations as :class:`analysis.KData` (no responses)."""
         import pandas as pd
 
-        from analysis.kmap._data import KData
+        from analysis.kmap import KData
 
         self.grow(n)
         configs = pd.DataFrame(self.rows[:n])
@@ -82,10 +82,9 @@ class _Pool:
 
 def _parameters(pool: _Pool, n: int) -> int:
     """The k-vs-C model's parameter count on the first ``n`` configurations of ``pool``."""
-    from analysis.kmap._model import design
+    from analysis.kmap import model_parameters
 
-    d = design(pool.data(n))
-    return d.X0.shape[1] + d.Xk.shape[1]
+    return model_parameters(pool.data(n))
 
 
 def smallest_budget(settings: StudySettings, space: Any, *, seed: int | None = None) -> tuple[int, int]:
@@ -197,7 +196,7 @@ class Plan:
 def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigma: float | None = None, alpha: float = 0.05,
                power: float = 0.8, log: Callable[[str], None] = print) -> Plan:
     """Plan the k-vs-C study ``settings`` (see the module doc)."""
-    from analysis.kmap._power import _power, design_power, detectable_effect
+    from analysis.kmap import design_power, detectable_effect, f_power
     from runners._simulate import Planted
 
     if not effect > 0:
@@ -232,7 +231,7 @@ def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigm
     rate = probe.lam / probe.configs
 
     def predicted(n: int) -> float:
-        return _power(rate * n, probe.df[0], n - params, alpha)
+        return f_power(rate * n, probe.df[0], n - params, alpha)
 
     needed = needed_power = None
     if predicted(MAX_CONFIGS) >= power:

@@ -61,7 +61,7 @@ from analysis.kmap._mappings import (
     parse_mapping,
     score_mappings,
 )
-from analysis.kmap._power import design_power, detectable_effect, noncentrality
+from analysis.kmap._power import design_power, detectable_effect, f_power, model_parameters, noncentrality
 
 __all__ = [
     "PAPER_B",

@@ -20,10 +20,19 @@ import numpy as np
 from analysis.kmap._data import KData
 from analysis.kmap._model import design
 
-__all__ = ["PowerPoint", "design_power", "detectable_effect", "noncentrality"]
+__all__ = ["PowerPoint", "design_power", "detectable_effect", "f_power", "model_parameters", "noncentrality"]
 
 
-def _power(lam: float, df1: int, df2: int, alpha: float) -> float:
+def model_parameters(data: KData) -> int:
+    """The number of parameters of the k-vs-C model on ``data``'s configurations (width
+    strata and stage kinds, and the estimable (C, k) cells): a study needs more
+    configurations than this to be analysed."""
+    d = design(data)
+    return int(d.X0.shape[1] + d.Xk.shape[1])
+
+
+def f_power(lam: float, df1: int, df2: int, alpha: float) -> float:
+    """Power of the F-test at level ``alpha`` with noncentrality ``lam`` (NaN without df)."""
     from scipy import stats
 
     if df2 <= 0 or df1 <= 0:
@@ -72,7 +81,7 @@ def design_power(designs: Sequence[KData], effect_of: Callable[[float, float], f
                  alpha: float = 0.05) -> PowerPoint:
     """Mean power over ``designs`` (draws of one design at one size)."""
     pts = [noncentrality(d, effect_of, sigma=sigma) for d in designs]
-    powers = [p for p in (_power(lam, df1, df2, alpha) for lam, df1, df2 in pts) if math.isfinite(p)]
+    powers = [p for p in (f_power(lam, df1, df2, alpha) for lam, df1, df2 in pts) if math.isfinite(p)]
     return PowerPoint(configs=designs[0].n_configs, power=float(np.mean(powers)) if powers else math.nan,
                       df=(pts[0][1], pts[0][2]), lam=float(np.mean([p[0] for p in pts])))
 
@@ -86,7 +95,7 @@ def detectable_effect(designs: Sequence[KData], effect_of: Callable[[float, floa
         return math.inf
 
     def mean_power(scale: float) -> float:
-        return float(np.mean([_power(lam * scale**2, df1, df2, alpha) for lam, df1, df2 in pts]))
+        return float(np.mean([f_power(lam * scale**2, df1, df2, alpha) for lam, df1, df2 in pts]))
 
     lo, hi = 0.0, 1.0
     while mean_power(hi) < power:
