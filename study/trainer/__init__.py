@@ -1,12 +1,14 @@
 """The trial trainer: :func:`train` runs one :class:`study.config.TrialConfig`, in one
-process or as one rank of a data-parallel group (:class:`Distributed`).
+process (the null context :class:`SingleProcess`) or as one rank of a data-parallel group
+(:class:`Distributed`).
 
 Public API: :func:`train`, the model it builds (:func:`trial_model`) and the numerics it
 trains it with (:func:`numerics`: bf16 autocast and channels-last), the lr schedule
 :class:`LRSchedule`, the optimizer helpers :func:`param_groups` / :func:`build_optimizer`,
 checkpoint access :func:`read_checkpoint` / :data:`CHECKPOINT_NAME` and the stores a
 checkpoint goes to (:class:`CheckpointStore`, :class:`FolderStore`), the rank-aware pieces
-:class:`Distributed`, :func:`per_worker_batch` and :func:`state_digest`.
+:class:`Distributed` (and its one-process counterpart :class:`SingleProcess`),
+:func:`per_worker_batch` and :func:`state_digest`.
 """
 
 from study.trainer._checkpoint import (
@@ -19,7 +21,7 @@ from study.trainer._checkpoint import (
     read_checkpoint,
     write_checkpoint_bytes,
 )
-from study.trainer._distributed import Distributed, per_worker_batch, state_digest
+from study.trainer._distributed import Distributed, SingleProcess, per_worker_batch, state_digest
 from study.trainer._optim import build_optimizer, param_groups
 from study.trainer._schedule import LRSchedule
 from study.trainer._train import DIVERGENCE_CHECK_EVERY, finished_result, format_metrics, numerics, train, trial_model
@@ -43,6 +45,7 @@ __all__ = [
     "CHECKPOINT_NAME",
     "DIVERGENCE_CHECK_EVERY",
     "Distributed",
+    "SingleProcess",
     "per_worker_batch",
     "state_digest",
 ]

@@ -18,6 +18,10 @@ NCCL on GPU); given a :class:`Distributed`, it
   over ranks: the figures equal one process's on those weights;
 - writes checkpoints and reports from rank 0 only; every rank reads a checkpoint to resume.
 
+One process alone is the same loop with the null context :class:`SingleProcess` (rank 0 of
+1: the reductions are the identity, the barriers no-ops, the model is not wrapped), so the
+trainer has one path; :func:`as_context` picks it for ``distributed=None``.
+
 Everything here is plain ``torch.distributed``; nothing imports Ray.
 """
 
@@ -25,11 +29,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any, Callable, Union
 
 import torch
 from torch import nn
 
-__all__ = ["Distributed", "per_worker_batch", "state_digest"]
+__all__ = ["Distributed", "SingleProcess", "ParallelContext", "as_context", "per_worker_batch", "state_digest"]
 
 
 def per_worker_batch(global_batch: int, workers: int) -> int:
@@ -100,6 +105,19 @@ class Distributed:
         """Every BatchNorm of ``model`` as ``SyncBatchNorm`` (parameters kept)."""
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
+    def convert_model(self, model: nn.Module) -> nn.Module:
+        """``model`` as this group trains it: with ``SyncBatchNorm`` when ``sync_bn``, else
+        unchanged."""
+        return self.convert_sync_bn(model) if self.sync_bn else model
+
+    def announce(self, say: Callable[[str], Any], *, global_batch: int, worker_batch: int, lr: float) -> None:
+        """Say how the workers share the recipe's global batch (and a dropped remainder)."""
+        kept = worker_batch * self.world_size
+        say(f"data-parallel: {self.world_size} workers x {worker_batch} images = global batch {kept}"
+            + (f" (recipe.batch_size {global_batch}: the remainder of {global_batch - kept} is dropped)"
+               if kept != global_batch else "")
+            + f", lr {lr:g}" + (", SyncBatchNorm" if self.sync_bn else ""))
+
     def all_sum(self, values: list[torch.Tensor | float], device: torch.device) -> list[float]:
         """The sums over ranks of scalars (one float64 all-reduce on ``device``: NCCL
         reduces CUDA tensors only)."""
@@ -144,3 +162,75 @@ class Distributed:
         out: list[str | None] = [None] * self.world_size
         dist.all_gather_object(out, text)
         return [str(s) for s in out]
+
+    def result_extra(self, model: nn.Module, worker_batch: int) -> dict[str, Any]:
+        """The result's record of the group (``extra["distributed"]``): workers, batches and
+        every rank's weight digest, which shows that all ranks ended with the same weights."""
+        return {"distributed": {"workers": self.world_size, "worker_batch": worker_batch,
+                                "global_batch": worker_batch * self.world_size, "sync_bn": self.sync_bn,
+                                "rank_digests": self.gather_strings(state_digest(model))}}
+
+
+class SingleProcess:
+    """The null data-parallel context: this process trains alone.
+
+    It answers like :class:`Distributed` for rank 0 of a group of one: it is the main
+    process, sums over ranks and broadcasts are the identity, buffer synchronisation is a
+    no-op, the model is neither converted nor wrapped, and the result records nothing about
+    a group. :func:`study.trainer.train` runs the same loop with either.
+    """
+
+    rank = 0
+    world_size = 1
+    sync_bn = False
+    main = True
+
+    def convert_model(self, model: nn.Module) -> nn.Module:
+        """``model`` unchanged."""
+        return model
+
+    def announce(self, say: Callable[[str], Any], *, global_batch: int, worker_batch: int, lr: float) -> None:
+        """Nothing to say: the worker batch is the recipe's batch."""
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """``model`` itself (no ``DistributedDataParallel``)."""
+        return model
+
+    def all_sum(self, values: list[torch.Tensor | float], device: torch.device) -> list[float]:
+        """The values themselves as floats (the sum over one rank)."""
+        return [float(v) for v in values]
+
+    def any_rank(self, flag: bool | torch.Tensor, device: torch.device) -> bool:
+        """``flag`` itself."""
+        return bool(flag)
+
+    def any_nonfinite(self, value: torch.Tensor) -> bool:
+        """Whether ``value`` is NaN or inf."""
+        return not torch.isfinite(value)
+
+    def broadcast_flag(self, flag: bool, device: torch.device) -> bool:
+        """``flag`` itself."""
+        return flag
+
+    def sync_buffers(self, model: nn.Module) -> None:
+        """Nothing to synchronise."""
+
+    def gather_strings(self, text: str) -> list[str]:
+        """``[text]``."""
+        return [text]
+
+    def result_extra(self, model: nn.Module, worker_batch: int) -> dict[str, Any]:
+        """Nothing: a one-process result has no ``extra["distributed"]``."""
+        return {}
+
+    def __repr__(self) -> str:
+        return "SingleProcess()"
+
+
+#: what :func:`study.trainer.train` trains in: one rank of a group, or this process alone
+ParallelContext = Union[Distributed, SingleProcess]
+
+
+def as_context(distributed: Distributed | SingleProcess | None) -> ParallelContext:
+    """``distributed`` itself; None as :class:`SingleProcess`."""
+    return SingleProcess() if distributed is None else distributed

@@ -1,10 +1,17 @@
 """One trial: build the model, train it epoch by epoch, evaluate and report after each.
 
-The hot path (the epoch loop in :func:`train`) reads top to bottom, after airbench
+The hot path (one epoch's steps, :func:`_train_epoch`) reads top to bottom, after airbench
 (Jordan, 2024): set the step's lr, forward under autocast, loss, backward, step. The
 training loss is summed on the device and checked for NaN/inf once every
 :data:`DIVERGENCE_CHECK_EVERY` steps and at the end of the epoch, so there is no per-step
 host synchronisation. Epoch times are measured with CUDA events on a GPU.
+
+One process and one rank of a data-parallel group run the same code: the group's part is a
+context (:class:`Distributed`, or the null :class:`SingleProcess`: rank 0 of 1, identity
+reductions) that reduces, broadcasts and wraps. A trial is the steps of :func:`train`:
+the checkpoint to resume, the data, the set-up (:func:`_start`), then per epoch training
+(:func:`_train_epoch`), evaluation (:func:`_evaluate`), the divergence check, the report and
+the checkpoint (:func:`_checkpoint_state`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from study.config import TrialConfig
 from study.costs import resolve_device
 from study.metrics import EpochMetrics, Reporter, TrialResult, as_reporter
 from study.trainer._checkpoint import CheckpointStore, as_store
-from study.trainer._distributed import Distributed, per_worker_batch, state_digest
+from study.trainer._distributed import Distributed, ParallelContext, SingleProcess, as_context, per_worker_batch
 from study.trainer._optim import build_optimizer
 from study.trainer._schedule import LRSchedule
 
@@ -42,7 +49,7 @@ def train(
     checkpoint_dir: str | Path | CheckpointStore | None = None,
     resume: bool = False,
     log: Callable[[str], Any] | None = None,
-    distributed: Distributed | None = None,
+    distributed: Distributed | SingleProcess | None = None,
     placement: str = "auto",
 ) -> TrialResult:
     """Train ``config`` for ``config.recipe.epochs`` epochs and return its :class:`TrialResult`.
@@ -69,7 +76,7 @@ def train(
             all of them). A finished checkpoint returns its result without training.
         log: called with one human-readable line per event (costs, each epoch, the end).
         distributed: this process's rank in an initialised data-parallel process group
-            (:class:`Distributed`); None trains in this process alone. Every rank calls
+            (:class:`Distributed`); None (or :class:`SingleProcess`) trains in this process alone. Every rank calls
             ``train`` with the same config; rank 0 reports, logs and saves checkpoints, and
             every rank reads the checkpoint to resume. See :mod:`study.trainer._distributed`
             for the global batch, the learning rate and how metrics are reduced; the
@@ -98,36 +105,77 @@ def train(
     the last finite metrics; ``extra["diverged_epoch"]`` names the epoch. Errors while
     building the model or loading data propagate.
     """
-    from study.costs import Costs, measure_costs
-    from study.data import DeviceLoader, load_proxy
-
     if not isinstance(config, TrialConfig):
         raise TypeError(f"config: expected a study.config.TrialConfig, got {type(config).__name__}")
     reporter = as_reporter(reporter)
     say = _as_log(log)
     device = resolve_device(device)
-    recipe = config.recipe
-
-    # ---- checkpoint to resume from ------------------------------------------------------
+    ctx = as_context(distributed)
     store = as_store(checkpoint_dir)
-    main = distributed is None or distributed.main
-    state = None
-    if store is not None:
-        state = store.load()
-        if state is not None and not resume:
-            raise FileExistsError(
-                f"checkpoint_dir: {store} already holds a checkpoint (epoch {state['epoch']}); "
-                "pass resume=True to continue it or choose another folder"
-            )
-        if state is not None:
-            _check_same_config(state["config"], config, store)
+    state = _checkpoint_to_resume(store, config, resume)
     if state is not None and state.get("outcome"):
         result = finished_result(state, config)
         reporter.start(result.costs, [dict(s) for s in result.stages])
         say(f"checkpoint in {store} is finished ({state['outcome']} after epoch {state['epoch']})")
         return result
 
-    # ---- data -----------------------------------------------------------------------------
+    run = _start(config, _checked_data(config, data), state, ctx=ctx, device=device, placement=placement,
+                 reporter=reporter, say=say, where=store)
+    outcome, message, extra = _train_epochs(run, reporter, say, store)
+    if outcome == "stopped":
+        say(message)
+    extra = {**extra, **ctx.result_extra(run.model, run.worker_batch)}
+    return TrialResult(config=config, outcome=outcome, history=tuple(run.history), costs=run.costs, stages=run.stages,
+                       message=message, extra=extra)
+
+
+@dataclasses.dataclass
+class _Run:
+    """A trial in progress: what :func:`_start` built for it and the counters its epochs
+    advance (``history``, the global ``step``)."""
+
+    config: TrialConfig
+    ctx: ParallelContext
+    device: torch.device
+    amp: bool
+    model: torch.nn.Module  # the bare model: checkpointed and digested
+    net: torch.nn.Module  # what trains: the model wrapped by the context, compiled when asked
+    eval_net: torch.nn.Module  # what evaluates: the unwrapped model, compiled when asked
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    train_loader: Any
+    val_loader: Any
+    worker_batch: int
+    n_val: int
+    val_k: int
+    costs: Any
+    stages: tuple[dict[str, Any], ...]
+    history: list[EpochMetrics]
+    step: int
+    wall_start: float
+
+
+def _checkpoint_to_resume(store: CheckpointStore | None, config: TrialConfig, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint in ``store`` to continue (None when there is none or no store):
+    FileExistsError for one that is there without ``resume``, ValueError for one of another
+    config."""
+    state = store.load() if store is not None else None
+    if state is None:
+        return None
+    if not resume:
+        raise FileExistsError(
+            f"checkpoint_dir: {store} already holds a checkpoint (epoch {state['epoch']}); "
+            "pass resume=True to continue it or choose another folder"
+        )
+    _check_same_config(state["config"], config, store)
+    return state
+
+
+def _checked_data(config: TrialConfig, data: Any) -> Any:
+    """``data`` (default: the proxy loaded for ``config.proxy``), checked against the
+    config's class count and resolution."""
+    from study.data import load_proxy
+
     if data is None:
         data = load_proxy(config.proxy)
     if len(data.classes) != config.arch.num_classes:
@@ -135,175 +183,224 @@ def train(
                          f"{len(data.classes)} classes; set num_classes to {len(data.classes)}")
     if data.resolution != config.proxy.resolution:
         raise ValueError(f"data: resolution {data.resolution} does not match proxy.resolution {config.proxy.resolution}")
-    amp, memory_format = numerics(recipe, device)
-    rank, world = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
-    batch = per_worker_batch(recipe.batch_size, world)
-    train_loader = DeviceLoader(data.train, batch_size=batch, device=device, train=True, seed=config.seed,
-                                augment=config.proxy.augment, memory_format=memory_format, rank=rank, world_size=world,
-                                placement=placement)
-    val_loader = DeviceLoader(data.val, batch_size=2 * batch, device=device, train=False, seed=config.seed,
-                              memory_format=memory_format, rank=rank, world_size=world, placement=placement)
-    steps_per_epoch = len(train_loader)
-    schedule = LRSchedule.from_recipe(recipe, steps_per_epoch)
+    return data
 
-    # ---- model, costs, optimizer ------------------------------------------------------
+
+def _loaders(config: TrialConfig, data: Any, *, worker_batch: int, device: torch.device, memory_format: torch.memory_format,
+             ctx: ParallelContext, placement: str) -> tuple[Any, Any]:
+    """This rank's training loader (shuffled, augmented, ``worker_batch`` images a step) and
+    its validation loader (centre view, twice the batch)."""
+    from study.data import DeviceLoader
+
+    shard = {"rank": ctx.rank, "world_size": ctx.world_size, "placement": placement}
+    train_loader = DeviceLoader(data.train, batch_size=worker_batch, device=device, train=True, seed=config.seed,
+                                augment=config.proxy.augment, memory_format=memory_format, **shard)
+    val_loader = DeviceLoader(data.val, batch_size=2 * worker_batch, device=device, train=False, seed=config.seed,
+                              memory_format=memory_format, **shard)
+    return train_loader, val_loader
+
+
+def _optimization(model: torch.nn.Module, recipe: Any, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, LRSchedule]:
+    """The recipe's optimizer for ``model`` (:func:`build_optimizer`) and its per-step lr
+    schedule (:class:`LRSchedule`)."""
+    return build_optimizer(model, recipe), LRSchedule.from_recipe(recipe, steps_per_epoch)
+
+
+def _measured_costs(model: torch.nn.Module, config: TrialConfig, state: Mapping[str, Any] | None,
+                    ctx: ParallelContext, device: torch.device) -> Any:
+    """The trial's costs: a checkpoint's, else measured on the main process (other ranks
+    get None: rank 0 reports them)."""
+    from study.costs import Costs, measure_costs
+
+    if state is not None:
+        return Costs.from_dict(state["costs"])
+    if ctx.main:
+        return measure_costs(model, config.proxy.resolution, latency=True, device=str(device))
+    return None
+
+
+def _restore(state: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+             *, world_size: int, say: Callable[[str], Any], where: Any, epochs: int) -> tuple[list[EpochMetrics], int, float]:
+    """Load a checkpoint's model, optimizer and RNG states; its ``(history, step,
+    wall_time_s)``. Says that it resumes, and when the checkpoint's worker count differs."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    history = [EpochMetrics.from_dict(m) for m in state["history"]]
+    _set_rng_state(state["rng"], device)
+    say(f"resuming from epoch {state['epoch']} of {epochs} ({where})")
+    if int(state.get("world_size", 1)) != world_size:
+        say(f"note: the checkpoint was written by {state.get('world_size', 1)} worker(s), this run has {world_size}: "
+            "it goes on from the same weights but does not reproduce an uninterrupted run exactly")
+    return history, int(state["step"]), float(state["wall_time_s"])
+
+
+def _start(config: TrialConfig, data: Any, state: Mapping[str, Any] | None, *, ctx: ParallelContext, device: torch.device,
+           placement: str, reporter: Reporter, say: Callable[[str], Any], where: Any) -> _Run:
+    """Everything before the first epoch: loaders, model (seeded), costs, optimizer and
+    schedule; a checkpoint's state restored; the reporter started on the main process."""
+    recipe = config.recipe
+    amp, memory_format = numerics(recipe, device)
+    batch = per_worker_batch(recipe.batch_size, ctx.world_size)
+    train_loader, val_loader = _loaders(config, data, worker_batch=batch, device=device, memory_format=memory_format,
+                                        ctx=ctx, placement=placement)
     model = trial_model(config)
     stages = tuple(s.to_dict() for s in model.stage_info)
-    if distributed is not None and distributed.sync_bn:
-        model = distributed.convert_sync_bn(model)
+    model = ctx.convert_model(model)
     model.to(device)
-    if state is not None:
-        costs = Costs.from_dict(state["costs"])
-    elif main:
-        costs = measure_costs(model, config.proxy.resolution, latency=True, device=str(device))
-    else:
-        costs = None  # measured by rank 0
+    costs = _measured_costs(model, config, state, ctx, device)
     model.to(memory_format=memory_format)
-    optimizer = build_optimizer(model, recipe)
+    optimizer, schedule = _optimization(model, recipe, len(train_loader))
     history: list[EpochMetrics] = []
     step, wall_before = 0, 0.0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = [EpochMetrics.from_dict(m) for m in state["history"]]
-        step, wall_before = int(state["step"]), float(state["wall_time_s"])
-        _set_rng_state(state["rng"], device)
-        say(f"resuming from epoch {state['epoch']} of {recipe.epochs} ({store})")
-        if int(state.get("world_size", 1)) != world:
-            say(f"note: the checkpoint was written by {state.get('world_size', 1)} worker(s), this run has {world}: "
-                "it goes on from the same weights but does not reproduce an uninterrupted run exactly")
+        history, step, wall_before = _restore(state, model, optimizer, device, world_size=ctx.world_size, say=say,
+                                              where=where, epochs=recipe.epochs)
     elif costs is not None:
         say(f"costs: {_format_costs(costs)}")
-    if main:
+    if ctx.main:
         reporter.start(costs, [dict(s) for s in stages])
-    if distributed is not None:
-        say(f"data-parallel: {world} workers x {batch} images = global batch {batch * world}"
-            + (f" (recipe.batch_size {recipe.batch_size}: the remainder of {recipe.batch_size - batch * world} is dropped)"
-               if batch * world != recipe.batch_size else "")
-            + f", lr {recipe.lr:g}" + (", SyncBatchNorm" if distributed.sync_bn else ""))
+    ctx.announce(say, global_batch=recipe.batch_size, worker_batch=batch, lr=recipe.lr)
 
-    ddp = distributed.wrap(model, device) if distributed is not None else model
-    net = torch.compile(ddp) if recipe.compile else ddp
-    eval_net = net if distributed is None else (torch.compile(model) if recipe.compile else model)
-    nonfinite = _nonfinite if distributed is None else distributed.any_nonfinite
-    peak_lr, smoothing = recipe.lr, recipe.label_smoothing
-    n_val = len(data.val)
-    val_k = min(5, len(data.classes))
-    outcome, message, extra = "complete", "", {}
-    wall_start = time.perf_counter() - wall_before
+    wrapped = ctx.wrap(model, device)
+    net = torch.compile(wrapped) if recipe.compile else wrapped
+    eval_net = net if wrapped is model else (torch.compile(model) if recipe.compile else model)
+    return _Run(config=config, ctx=ctx, device=device, amp=amp, model=model, net=net, eval_net=eval_net,
+                optimizer=optimizer, schedule=schedule, train_loader=train_loader, val_loader=val_loader,
+                worker_batch=batch, n_val=len(data.val), val_k=min(5, len(data.classes)), costs=costs, stages=stages,
+                history=history, step=step, wall_start=time.perf_counter() - wall_before)
 
-    with _numerics(device):
-        for epoch in range(len(history) + 1, recipe.epochs + 1):
-            # ---- train one epoch -----------------------------------------------------------
-            net.train()
-            train_loader.set_epoch(epoch)
-            loss_sum = torch.zeros((), device=device)
-            steps = seen = 0
-            timer = _Timer(device)
-            for x, y in train_loader:
-                lr = peak_lr * schedule(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    logits = net(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach()
-                steps += 1
-                step += 1
-                seen += y.shape[0]
-                if steps % DIVERGENCE_CHECK_EVERY == 0 and nonfinite(loss_sum):
-                    break
-            epoch_time = timer.stop()
-            if distributed is None:
-                train_loss = loss_sum.item() / steps
-            else:  # the mean over ranks of equal shards: the global batches' mean loss
-                total_loss, seen = distributed.all_sum([loss_sum, float(seen)], device)
-                train_loss, seen = total_loss / (steps * world), int(seen)
 
-            # ---- evaluate on the centre view ------------------------------------------------
-            if math.isfinite(train_loss):
-                if distributed is not None:
-                    distributed.sync_buffers(model)  # every rank evaluates rank 0's weights
-                eval_net.eval()
-                correct1 = torch.zeros((), dtype=torch.int64, device=device)
-                correct5 = torch.zeros((), dtype=torch.int64, device=device)
-                val_loss_sum = torch.zeros((), device=device)
-                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    for x, y in val_loader:
-                        logits = eval_net(x).float()
-                        val_loss_sum += F.cross_entropy(logits, y, reduction="sum")
-                        topk = logits.topk(val_k, dim=1).indices
-                        hit = topk == y[:, None]
-                        correct1 += hit[:, 0].sum()
-                        correct5 += hit.any(dim=1).sum()
-                if distributed is None:
-                    hits1, hits5, val_loss = correct1.item(), correct5.item(), val_loss_sum.item() / n_val
-                else:  # counts and sums over ranks (each image in exactly one rank's part)
-                    hits1, hits5, val_total = distributed.all_sum([correct1, correct5, val_loss_sum], device)
-                    val_loss = val_total / n_val
-            else:
-                val_loss = math.nan
-
-            # ---- divergence, report, checkpoint ---------------------------------------------
-            if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-                which = "training" if not math.isfinite(train_loss) else "validation"
-                value = train_loss if which == "training" else val_loss
-                outcome = "diverged"
-                kept = f"the result keeps the metrics of epoch {history[-1].epoch}" if history else "no epoch finished"
-                message = f"{which} loss became {value} in epoch {epoch} (step {step}, lr {lr:.4g}); {kept}"
-                extra = {"diverged_epoch": epoch}
-                say(f"epoch {epoch}/{recipe.epochs}: diverged: {message}")
-                break
+def _train_epochs(run: _Run, reporter: Reporter, say: Callable[[str], Any],
+                  store: CheckpointStore | None) -> tuple[str, str, dict[str, Any]]:
+    """Train the epochs still to do, each followed by evaluation, the divergence check, the
+    report and the checkpoint; ``(outcome, message, extra)`` of the trial."""
+    epochs = run.config.recipe.epochs
+    with _numerics(run.device):
+        for epoch in range(len(run.history) + 1, epochs + 1):
+            train_loss, seen, epoch_time, lr = _train_epoch(run, epoch)
+            hits1, hits5, val_loss = _evaluate(run) if math.isfinite(train_loss) else (0.0, 0.0, math.nan)
+            failure = _divergence(train_loss, val_loss, epoch=epoch, step=run.step, lr=lr, history=run.history)
+            if failure is not None:
+                say(f"epoch {epoch}/{epochs}: diverged: {failure}")
+                return "diverged", failure, {"diverged_epoch": epoch}
             metrics = EpochMetrics(
                 epoch=epoch,
-                top1=100.0 * hits1 / n_val,
-                top5=100.0 * hits5 / n_val,
+                top1=100.0 * hits1 / run.n_val,
+                top5=100.0 * hits5 / run.n_val,
                 val_loss=val_loss,
                 train_loss=train_loss,
                 lr=lr,
                 epoch_time_s=epoch_time,
-                wall_time_s=time.perf_counter() - wall_start,
+                wall_time_s=time.perf_counter() - run.wall_start,
                 images_per_s=seen / epoch_time if epoch_time > 0 else math.inf,
             )
-            history.append(metrics)
-            say(format_metrics(metrics, recipe.epochs))
-            stop = bool(reporter.report(metrics)) if main else False
-            if distributed is not None:
-                stop = distributed.broadcast_flag(stop, device)
-            if stop and epoch < recipe.epochs:
-                outcome, message = "stopped", f"stopped by the reporter after epoch {epoch}"
-            if store is not None and main:
-                done = outcome if (stop or epoch == recipe.epochs) else None
-                store.save({
-                    "config": config.to_dict(),
-                    "epoch": epoch,
-                    "step": step,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": dataclasses.asdict(schedule),
-                    "rng": _get_rng_state(device),
-                    "history": [m.to_dict() for m in history],
-                    "costs": costs.to_dict(),
-                    "stages": [dict(s) for s in stages],
-                    "wall_time_s": time.perf_counter() - wall_start,
-                    "outcome": done,
-                    "message": message,
-                    "world_size": world,
-                })
+            stop = _report_epoch(run, metrics, reporter, say)
+            outcome, message = ("stopped", f"stopped by the reporter after epoch {epoch}") if stop and epoch < epochs \
+                else ("complete", "")
+            if store is not None and run.ctx.main:
+                store.save(_checkpoint_state(run, epoch, outcome if (stop or epoch == epochs) else None, message))
             if stop:
-                break
+                return outcome, message, {}
+    return "complete", "", {}
 
-    if outcome == "stopped":
-        say(message)
-    if distributed is not None:  # the record that every rank ended with the same weights
-        extra = {**extra, "distributed": {"workers": world, "worker_batch": batch, "global_batch": batch * world,
-                                          "sync_bn": distributed.sync_bn,
-                                          "rank_digests": distributed.gather_strings(state_digest(model))}}
-    return TrialResult(config=config, outcome=outcome, history=tuple(history), costs=costs, stages=stages,
-                       message=message, extra=extra)
+
+def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, float, float]:
+    """One epoch of training steps; ``(train_loss, images, seconds, lr)``: the mean loss of
+    the global batches and the images over all ranks, the epoch's training time and its last
+    step's lr. Ends early when the running loss is NaN/inf at a check (every
+    :data:`DIVERGENCE_CHECK_EVERY` steps)."""
+    recipe, ctx, device, net, optimizer = run.config.recipe, run.ctx, run.device, run.net, run.optimizer
+    peak_lr, smoothing, schedule, step = recipe.lr, recipe.label_smoothing, run.schedule, run.step
+    net.train()
+    run.train_loader.set_epoch(epoch)
+    loss_sum = torch.zeros((), device=device)
+    steps = seen = 0
+    timer = _Timer(device)
+    for x, y in run.train_loader:
+        lr = peak_lr * schedule(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.amp):
+            logits = net(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach()
+        steps += 1
+        step += 1
+        seen += y.shape[0]
+        if steps % DIVERGENCE_CHECK_EVERY == 0 and ctx.any_nonfinite(loss_sum):
+            break
+    epoch_time = timer.stop()
+    run.step = step
+    # the mean over ranks of equal shards: the global batches' mean loss
+    total_loss, seen = ctx.all_sum([loss_sum, float(seen)], device)
+    return total_loss / (steps * ctx.world_size), int(seen), epoch_time, lr
+
+
+def _evaluate(run: _Run) -> tuple[float, float, float]:
+    """Validation on the centre view of the model's current weights (every rank evaluates
+    rank 0's, buffers included): ``(top-1 hits, top-5 hits, mean cross-entropy)`` over the
+    whole validation split (each image is in exactly one rank's part; counts and sums are
+    added over ranks)."""
+    device, net, k = run.device, run.eval_net, run.val_k
+    run.ctx.sync_buffers(run.model)
+    net.eval()
+    correct1 = torch.zeros((), dtype=torch.int64, device=device)
+    correct5 = torch.zeros((), dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), device=device)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.amp):
+        for x, y in run.val_loader:
+            logits = net(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            hit = logits.topk(k, dim=1).indices == y[:, None]
+            correct1 += hit[:, 0].sum()
+            correct5 += hit.any(dim=1).sum()
+    hits1, hits5, loss_total = run.ctx.all_sum([correct1, correct5, loss_sum], device)
+    return hits1, hits5, loss_total / run.n_val
+
+
+def _divergence(train_loss: float, val_loss: float, *, epoch: int, step: int, lr: float,
+                history: list[EpochMetrics]) -> str | None:
+    """The message of a diverged epoch (a NaN or inf training or validation loss), or None
+    when both losses are finite."""
+    if math.isfinite(train_loss) and math.isfinite(val_loss):
+        return None
+    which, value = ("training", train_loss) if not math.isfinite(train_loss) else ("validation", val_loss)
+    kept = f"the result keeps the metrics of epoch {history[-1].epoch}" if history else "no epoch finished"
+    return f"{which} loss became {value} in epoch {epoch} (step {step}, lr {lr:.4g}); {kept}"
+
+
+def _report_epoch(run: _Run, metrics: EpochMetrics, reporter: Reporter, say: Callable[[str], Any]) -> bool:
+    """Add an epoch to the history, log it and report it (main process); whether the
+    reporter asked to stop, the same answer on every rank."""
+    run.history.append(metrics)
+    say(format_metrics(metrics, run.config.recipe.epochs))
+    stop = bool(reporter.report(metrics)) if run.ctx.main else False
+    return run.ctx.broadcast_flag(stop, run.device)
+
+
+def _checkpoint_state(run: _Run, epoch: int, outcome: str | None, message: str) -> dict[str, Any]:
+    """The checkpoint after ``epoch``: everything a resume needs to continue exactly
+    (model, optimizer, schedule step, RNG states, history, costs, wall time), the config,
+    and the outcome once the trial is finished (None before)."""
+    return {
+        "config": run.config.to_dict(),
+        "epoch": epoch,
+        "step": run.step,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "schedule": dataclasses.asdict(run.schedule),
+        "rng": _get_rng_state(run.device),
+        "history": [m.to_dict() for m in run.history],
+        "costs": run.costs.to_dict(),
+        "stages": [dict(s) for s in run.stages],
+        "wall_time_s": time.perf_counter() - run.wall_start,
+        "outcome": outcome,
+        "message": message,
+        "world_size": run.ctx.world_size,
+    }
 
 
 def trial_model(config: TrialConfig) -> torch.nn.Module:
@@ -340,10 +437,6 @@ def finished_result(state: Mapping[str, Any], config: TrialConfig) -> TrialResul
     return TrialResult(config=config, outcome=state["outcome"], history=tuple(EpochMetrics.from_dict(m) for m in state["history"]),
                        costs=Costs.from_dict(state["costs"]), stages=tuple(state["stages"]),
                        message=state.get("message", ""), extra=dict(state.get("extra", {})))
-
-
-def _nonfinite(value: torch.Tensor) -> bool:
-    return not torch.isfinite(value)
 
 
 # ---------------------------------------------------------------------------------------
