@@ -206,6 +206,46 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
     of the same inputs it is left as is.
     """
     src = get_source(source)
+    options, workers = _checked_arguments(source, src, options, resolution=resolution, chunk_size=chunk_size,
+                                          workers=workers)
+    root = Path(root).resolve()
+    out = Path(out)
+    listing = src.scan(root, **options)
+    if isinstance(listing, ArrayListing) and resolution > listing.resolution:
+        raise ValueError(f"resolution: {resolution} px asked, but the {source} files hold {listing.resolution} px images")
+    signature = _signature(source, root, resolution, listing)
+    existing = _existing_cache(out, signature, force=force)
+    if existing is not None:
+        return existing
+
+    partial = partial_path(out)
+    state = _partial_state(partial, signature)
+    for split in SPLITS:
+        if state["splits"].get(split, {}).get("done"):
+            continue
+        if isinstance(listing, FileListing):
+            _decode_split(split, listing.splits[split], partial, state, resolution=resolution, workers=workers,
+                          chunk_size=chunk_size, progress=progress, on_chunk=on_chunk)
+        else:
+            _array_split(split, listing, partial, state, resolution=resolution, progress=progress, on_chunk=on_chunk)
+
+    manifest = _manifest(partial, state, listing, source=source, root=root, options=options, resolution=resolution,
+                         signature=signature)
+    write_json(partial / MANIFEST, manifest)
+    os.remove(partial / STATE)
+    _swap_in(partial, out)
+    skipped = manifest["skipped"]
+    if skipped:
+        first = ", ".join(s["path"] for s in skipped[:3])
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s), named in {out / MANIFEST}: {first}{' ...' if len(skipped) > 3 else ''}",
+                      PrepareWarning, stacklevel=2)
+    return manifest
+
+
+def _checked_arguments(source: str, src: Any, options: dict[str, Any], *, resolution: Any, chunk_size: Any,
+                       workers: Any) -> tuple[dict[str, Any], int]:
+    """:func:`prepare`'s arguments checked (ValueError naming the bad one): the source's
+    options that are set, and the number of decoding threads (default: all CPUs)."""
     if src.generated:
         raise ValueError(f"source: {source!r} generates its images and needs no prepare (file sources: {', '.join(list_sources(generated=False))})")
     for key, value in options.items():
@@ -220,24 +260,30 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
     workers = (os.cpu_count() or 1) if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: must be an integer >= 1, got {workers!r}")
-    root = Path(root).resolve()
-    out = Path(out)
-    listing = src.scan(root, **options)
-    if isinstance(listing, ArrayListing) and resolution > listing.resolution:
-        raise ValueError(f"resolution: {resolution} px asked, but the {source} files hold {listing.resolution} px images")
-    signature = _signature(source, root, resolution, listing)
+    return options, workers
 
-    if out.exists():
-        if not (out / MANIFEST).exists():
-            raise ValueError(f"out {out}: exists and is not a cache; choose another folder or remove it")
-        existing = read_manifest(out)
-        if existing.get("signature") == signature and not force:
-            return existing
-        if not force:
-            raise ValueError(f"out {out}: already holds a cache of other inputs ({existing.get('source')}, "
-                             f"{existing.get('resolution')} px); pass `force` to replace it")
 
-    partial = partial_path(out)
+def _existing_cache(out: Path, signature: str, *, force: bool) -> dict[str, Any] | None:
+    """The manifest of the complete cache of the same inputs already in ``out`` (None when
+    ``out`` is absent, or to be replaced with ``force``); ValueError when ``out`` is not a
+    cache, or a cache of other inputs without ``force``."""
+    if not out.exists():
+        return None
+    if not (out / MANIFEST).exists():
+        raise ValueError(f"out {out}: exists and is not a cache; choose another folder or remove it")
+    existing = read_manifest(out)
+    if existing.get("signature") == signature and not force:
+        return existing
+    if not force:
+        raise ValueError(f"out {out}: already holds a cache of other inputs ({existing.get('source')}, "
+                         f"{existing.get('resolution')} px); pass `force` to replace it")
+    return None
+
+
+def _partial_state(partial: Path, signature: str) -> dict[str, Any]:
+    """The state of the partial folder, created (and its state written): an interrupted
+    run's state when it has the same ``signature``, else a fresh one (a stale partial
+    folder is removed first)."""
     state: dict[str, Any] = {"signature": signature, "splits": {}}
     if partial.exists():
         try:
@@ -250,16 +296,13 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
             shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
     write_json(partial / STATE, state)
+    return state
 
-    for split in SPLITS:
-        if state["splits"].get(split, {}).get("done"):
-            continue
-        if isinstance(listing, FileListing):
-            _decode_split(split, listing.splits[split], partial, state, resolution=resolution, workers=workers,
-                          chunk_size=chunk_size, progress=progress, on_chunk=on_chunk)
-        else:
-            _array_split(split, listing, partial, state, resolution=resolution, progress=progress, on_chunk=on_chunk)
 
+def _manifest(partial: Path, state: dict[str, Any], listing: FileListing | ArrayListing, *, source: str, root: Path,
+              options: dict[str, Any], resolution: int, signature: str) -> dict[str, Any]:
+    """The manifest of the finished splits in ``partial``: the inputs, per-class counts,
+    the skipped files (in file order), per-file and overall checksums."""
     # chunks finish in any order when decoded in parallel: list the skipped files in file order
     skipped = [s for split in SPLITS for s in sorted(state["splits"][split]["skipped"], key=lambda s: s["index"])]
     counts = {}
@@ -268,7 +311,7 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
         counts[split] = {"images": int(labels.shape[0]), "per_class": np.bincount(labels, minlength=len(listing.classes)).tolist()}
     checksums = {name: sha256_file(partial / name) for split in SPLITS for name in array_files(split)}
     overall = hashlib.sha256("".join(f"{k}={v};" for k, v in sorted(checksums.items())).encode()).hexdigest()
-    manifest = {
+    return {
         "format": CACHE_FORMAT,
         "version": CACHE_VERSION,
         "source": source,
@@ -290,9 +333,12 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "study_version": _version(),
     }
-    write_json(partial / MANIFEST, manifest)
-    os.remove(partial / STATE)
-    if out.exists():  # --force: swap in the new cache, then drop the old one
+
+
+def _swap_in(partial: Path, out: Path) -> None:
+    """Rename the finished ``partial`` folder to ``out``; an ``out`` already there (a
+    forced rebuild) is moved aside first and removed after."""
+    if out.exists():
         old = out.with_name(out.name + ".old")
         if old.exists():
             shutil.rmtree(old)
@@ -301,8 +347,3 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
         shutil.rmtree(old)
     else:
         os.replace(partial, out)
-    if skipped:
-        first = ", ".join(s["path"] for s in skipped[:3])
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s), named in {out / MANIFEST}: {first}{' ...' if len(skipped) > 3 else ''}",
-                      PrepareWarning, stacklevel=2)
-    return manifest
