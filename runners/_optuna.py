@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 
-from runners._pruners import ParetoPruner
+from runners._algorithms import PRUNER_REGISTRY, SAMPLER_REGISTRY, GridSampler
 from runners._settings import StudySettings
 from study.storage import (PASSWORD_ENV, check_journal_writable, check_storage_url, connect_url, journal_path, normalize_storage_url,
                            public_url, redact)
@@ -16,59 +16,24 @@ from study.storage import (PASSWORD_ENV, check_journal_writable, check_storage_u
 __all__ = ["make_sampler", "make_pruner", "make_storage", "check_storage_url", "normalize_storage_url", "GridSampler"]
 
 
-class GridSampler(optuna.samplers.GridSampler):
-    """Optuna's grid sampler without its ``study.stop()`` call when the grid is exhausted.
-
-    That call only works inside ``study.optimize``; our runners ask and tell, and stop
-    themselves once :meth:`is_exhausted` says so.
-    """
-
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-        pass
-
-
 def make_sampler(settings: StudySettings, grid: dict[str, list[Any]] | None) -> optuna.samplers.BaseSampler:
-    """The sampler ``settings.sampler`` (seeded by ``settings.seed``)."""
-    s, o, seed = settings.sampler, settings.sampler_options, settings.seed
+    """The sampler ``settings.sampler`` (seeded by ``settings.seed``), built by its registry
+    entry from ``settings.sampler_options``; ``grid`` is the space's grid (None: it has none)."""
+    entry = SAMPLER_REGISTRY.get(settings.sampler)
+    if entry.needs_grid and grid is None:
+        raise ValueError(f"sampler: space {settings.space!r} defines no grid; {entry.name!r} needs a space with one (e.g. paper_table2)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if s == "tpe":
-            # multivariate + group: TPE models the conditional parameters jointly per
-            # branch; constant_liar keeps concurrent trials from sampling the same point.
-            return optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=o["startup"], multivariate=True, group=True, constant_liar=True
-            )
-        if s == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if s == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=o["startup"], warn_independent_sampling=False)
-        if s == "qmc":
-            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-        if s == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=o["population_size"])
-        if s == "grid":
-            if grid is None:
-                raise ValueError(f"sampler: space {settings.space!r} defines no grid; 'grid' needs a space with one (e.g. paper_table2)")
-            return GridSampler(grid, seed=seed)
-    raise ValueError(f"sampler: unknown {s!r}")
+        return entry.factory(entry.complete(settings.sampler_options), seed=settings.seed, grid=grid)
 
 
 def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
-    """The pruner ``settings.pruner``; a step is an epoch (``max_resource`` = the epochs).
+    """The pruner ``settings.pruner``, built by its registry entry from
+    ``settings.pruner_options``; a step is an epoch (``max_resource`` = the epochs).
     "pareto" compares the costs named by the study's cost objectives (none: top-1 alone)."""
-    p, o = settings.pruner, settings.pruner_options
-    if p == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=o["startup"], n_warmup_steps=o["warmup"])
-    if p == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=o["min_resource"], reduction_factor=o["reduction_factor"])
-    if p == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=o["min_resource"], max_resource=settings.recipe.epochs, reduction_factor=o["reduction_factor"]
-        )
-    if p == "pareto":
-        return ParetoPruner(percentile=o["percentile"], warmup=o["warmup"], startup=o["startup"],
-                            costs=settings.cost_keys)
-    return optuna.pruners.NopPruner()
+    entry = PRUNER_REGISTRY.get(settings.pruner)
+    options = entry.complete(settings.pruner_options, multi=settings.multi_objective)
+    return entry.factory(options, epochs=settings.recipe.epochs, costs=tuple(settings.cost_keys))
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:

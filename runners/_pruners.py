@@ -66,12 +66,14 @@ class ParetoPruner(optuna.pruners.BasePruner):
     ``Trial.should_prune``, the runners' bridge calls :meth:`prune` itself after writing the
     epoch's ``history``.
 
-    The study defaults (:data:`runners._settings.PRUNER_OPTIONS`) are percentile 50, warmup 1,
-    startup 1 for one objective and percentile 75 for several: a trial reaches the front only
-    by beating every cheaper trial, so the bar against the cheaper ones is higher.
+    The constructor's defaults are the study's (its registry entry,
+    :data:`runners._algorithms.PRUNER_REGISTRY` "pareto", reads them from here): percentile
+    50, warmup 1, startup 1; a study of several objectives defaults to percentile 75: a trial
+    reaches the front only by beating every cheaper trial, so the bar against the cheaper
+    ones is higher.
     """
 
-    def __init__(self, *, percentile: float = 50.0, warmup: int = 2, startup: int = 3, costs: Sequence[str] = ()) -> None:
+    def __init__(self, *, percentile: float = 50.0, warmup: int = 1, startup: int = 1, costs: Sequence[str] = ()) -> None:
         if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0.0 < percentile < 100.0:
             raise ValueError(f"percentile: must be a number in (0, 100), got {percentile!r}")
         for name, v in (("warmup", warmup), ("startup", startup)):

@@ -11,8 +11,9 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from runners._algorithms import (MULTI_OBJECTIVE_PRUNER_OPTIONS, MULTI_OBJECTIVE_PRUNERS, MULTI_OBJECTIVE_SAMPLERS, PRUNER_OPTIONS,
+                                 PRUNER_REGISTRY, PRUNERS, SAMPLER_OPTIONS, SAMPLER_REGISTRY, SAMPLERS, check_int)
 from study import record
-from search_spaces import SAMPLERS
 from study.config import ProxySpec, Recipe, repr_non_default
 from study.storage import check_storage_url, public_url, redact
 
@@ -20,28 +21,8 @@ __all__ = ["StudySettings", "Design", "DESIGNS", "SEED_MODES", "SAMPLERS", "PRUN
            "MULTI_OBJECTIVE_PRUNERS", "MULTI_OBJECTIVE_PRUNER_OPTIONS"]
 
 RUNNERS = ("ray", "local")
-PRUNERS = ("median", "sha", "hyperband", "pareto", "none")
-#: pruner -> the options it takes and their defaults ("pareto": :class:`runners._pruners.ParetoPruner`).
-PRUNER_OPTIONS: dict[str, dict[str, int]] = {
-    "median": {"warmup": 2, "startup": 3},
-    "pareto": {"percentile": 50, "warmup": 1, "startup": 1},
-    "sha": {"min_resource": 1, "reduction_factor": 3},
-    "hyperband": {"min_resource": 1, "reduction_factor": 3},
-    "none": {},
-}
-#: pruner -> the defaults that differ in a multi-objective study. "pareto" compares a trial with
-#: the trials that cost no more, and it reaches the front only by beating all of them: a higher
-#: bar (measured: ``benchmarks/pruning_efficiency.py``, README "Benchmarks")
-MULTI_OBJECTIVE_PRUNER_OPTIONS: dict[str, dict[str, int]] = {"pareto": {"percentile": 75}}
-#: sampler -> the options it takes and their defaults.
-SAMPLER_OPTIONS: dict[str, dict[str, int]] = {
-    "tpe": {"startup": 5},
-    "random": {},
-    "cmaes": {"startup": 5},
-    "qmc": {},
-    "grid": {},
-    "nsga2": {"population_size": 8},
-}
+# SAMPLERS, PRUNERS, their option defaults and multi-objective capability are views of the
+# samplers' and pruners' registry entries (runners._algorithms), where each one is described
 #: "per_trial": each trial trains from its own seed (:func:`study.record.trial_seed` of its number);
 #: "paired": replicate r of every configuration trains from one seed (trial_seed of r), so
 #: configurations can be compared pair by pair; "fixed": every trial from the study seed
@@ -92,36 +73,6 @@ RESUMABLE = ("trials", "timeout", "runner", "address", "cpus_per_trial", "gpus_p
              "stage_data")
 #: trials at once under Ray when ``max_concurrent`` is not given
 DEFAULT_CONCURRENCY = 2
-#: samplers that optimise several objectives
-MULTI_OBJECTIVE_SAMPLERS = ("tpe", "random", "qmc", "grid", "nsga2")
-#: pruners that take several objectives (Optuna's own refuse them)
-MULTI_OBJECTIVE_PRUNERS = ("pareto", "none")
-#: option -> (lowest, highest) allowed value; others: >= 1
-_OPTION_RANGES = {"reduction_factor": (2, None), "population_size": (2, None), "warmup": (0, None), "startup": (0, None),
-                  "percentile": (1, 99)}
-
-
-def _int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"{name}: must be an integer {allowed}, got {value!r}")
-    return value
-
-
-def _options(kind: str, given: Mapping[str, Any], table: dict[str, dict[str, int]], what: str,
-             defaults: Mapping[str, int] | None = None) -> dict[str, int]:
-    """``given`` completed with ``kind``'s defaults (``defaults`` overriding the table's);
-    errors name the option as ``<what>_options.<option>``."""
-    allowed = {**table[kind], **(defaults or {})}
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        takes = ", ".join(f"`{what}_options.{o}`" for o in allowed) or "no options"
-        raise ValueError(f"{what}_options.{unknown[0]}: {what} {kind!r} does not take option {unknown[0]!r} (it takes: {takes})")
-    out = dict(allowed)
-    for k, v in given.items():
-        lo, hi = _OPTION_RANGES.get(k, (1, None))
-        out[k] = _int(v, f"{what}_options.{k}", lo, hi)
-    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,11 +124,11 @@ class StudySettings:
         for name in ("name", "space", "storage", "run_dir", "backbone", "stem"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name}: expected a non-empty string, got {getattr(self, name)!r}")
-        _int(self.trials, "trials", 1)
-        _int(self.seed, "seed", 0)
+        check_int(self.trials, "trials", 1)
+        check_int(self.seed, "seed", 0)
         if self.design not in DESIGNS:
             raise ValueError(f"design: must be one of {', '.join(DESIGNS)}, got {self.design!r}")
-        _int(self.replicates, "replicates", 1)
+        check_int(self.replicates, "replicates", 1)
         if self.seed_mode not in SEED_MODES:
             raise ValueError(f"seed_mode: must be one of {', '.join(SEED_MODES)}, got {self.seed_mode!r}")
         if self.replicates > 1 and self.seed_mode == "fixed":
@@ -189,8 +140,8 @@ class StudySettings:
             raise ValueError(f"space_options: expected a mapping, got {type(self.space_options).__name__}")
         object.__setattr__(self, "space_options", dict(self.space_options))
         if self.max_concurrent is not None:
-            _int(self.max_concurrent, "max_concurrent", 1)
-        _int(self.max_failures, "max_failures", 0)
+            check_int(self.max_concurrent, "max_concurrent", 1)
+        check_int(self.max_failures, "max_failures", 0)
         if self.runner not in RUNNERS:
             raise ValueError(f"runner: must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
         check_storage_url(self.storage)
@@ -214,11 +165,10 @@ class StudySettings:
             raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.pruner not in PRUNERS:
             raise ValueError(f"pruner: must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
-        object.__setattr__(self, "sampler_options", _options(self.sampler, self.sampler_options, SAMPLER_OPTIONS, "sampler"))
+        sampler, pruner = SAMPLER_REGISTRY.get(self.sampler), PRUNER_REGISTRY.get(self.pruner)
+        object.__setattr__(self, "sampler_options", sampler.complete(self.sampler_options))
         objectives = tuple(self.objectives)
-        multi = len(objectives) > 1
-        object.__setattr__(self, "pruner_options", _options(self.pruner, self.pruner_options, PRUNER_OPTIONS, "pruner",
-                                                            MULTI_OBJECTIVE_PRUNER_OPTIONS.get(self.pruner) if multi else None))
+        object.__setattr__(self, "pruner_options", pruner.complete(self.pruner_options, multi=len(objectives) > 1))
         if not objectives or objectives[0] != "top1" or len(set(objectives)) != len(objectives):
             raise ValueError(f"objectives: must start with top1 and not repeat, got {','.join(objectives)!r}")
         for o in objectives:
@@ -226,9 +176,9 @@ class StudySettings:
                 raise ValueError(f"objectives: unknown objective {o!r} (valid: {', '.join(record.OBJECTIVES)})")
         object.__setattr__(self, "objectives", objectives)
         if self.multi_objective:
-            if self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+            if not sampler.multi_objective:
                 raise ValueError(f"sampler: {self.sampler!r} optimises one objective; with `objectives` {','.join(objectives)} use one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
-            if self.pruner not in MULTI_OBJECTIVE_PRUNERS:
+            if not pruner.multi_objective:
                 raise ValueError(f"pruner: {self.pruner!r} prunes one objective (Optuna's pruners refuse several); with `objectives` "
                                  f"{','.join(objectives)} use one of {', '.join(MULTI_OBJECTIVE_PRUNERS)}")
         for name, hi in (("cpus_per_trial", 1024.0), ("gpus_per_trial", 64.0)):

@@ -38,7 +38,9 @@ __all__ = [
     "make_config",
 ]
 
-#: The Optuna samplers a study may use (a space names one as its default; the runners build them).
+#: The names of the Optuna samplers a study may use (a space names one as its default). What each
+#: one is (factory, options and their defaults, several objectives or one) is its registry entry
+#: in the runners (``runners._algorithms``), which has one entry for each name here.
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid", "nsga2")
 
 
