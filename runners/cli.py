@@ -37,8 +37,9 @@ from argparse import ArgumentTypeError
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from runners._algorithms import MULTI_OBJECTIVE_PRUNERS, MULTI_OBJECTIVE_SAMPLERS, PRUNERS, SAMPLERS, option_help
 from runners._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, resolve_settings, usage_error
-from runners._settings import DESIGNS, PRUNERS, RESUMABLE, RUNNERS, SAMPLERS, SEED_MODES
+from runners._settings import DESIGNS, RESUMABLE, RUNNERS, SEED_MODES
 from study._cli import ArgumentParser, UsageError, run_cli
 from study._io import write_json
 
@@ -107,20 +108,19 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--kinds", metavar="KIND[,KIND...]", help="attention_nas: the attention kinds a study may choose (default: all "
                    "of its kinds)")
     g = p.add_argument_group("Optuna")
-    g.add_argument("--sampler", choices=SAMPLERS, help="default: the space's (tpe; grid for paper_table2; nsga2 for several objectives)")
-    g.add_argument("--n-startup-trials", type=int, help="random trials before TPE / CMA-ES model (default 5)")
-    g.add_argument("--population-size", type=int, help="NSGA-II population (default 8)")
+    g.add_argument("--sampler", choices=SAMPLERS, help="default: the space's (tpe; grid for paper_table2; nsga2 for several "
+                   f"objectives); several objectives: {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+    g.add_argument("--n-startup-trials", type=int, help=option_help("sampler", "startup"))
+    g.add_argument("--population-size", type=int, help=option_help("sampler", "population_size"))
     g.add_argument("--pruner", choices=PRUNERS, help="default pareto (none for the inference and confirm designs): prune a trial "
                    "whose best top-1 at an epoch is below the --pruner-percentile of the finished trials that cost no more "
-                   "(in the study's cost objectives; all of them for one objective) at that epoch")
-    g.add_argument("--pruner-warmup", type=int, help="median / pareto: the first epoch at which a trial may be pruned "
-                   "(Optuna's n_warmup_steps; default: median 2, pareto 1)")
-    g.add_argument("--pruner-startup", type=int, help="median: trials finished before pruning starts (default 3); pareto: "
-                   "references (finished trials of lower or equal cost with a top-1 at the epoch) needed (default 1)")
-    g.add_argument("--pruner-percentile", type=int, help="pareto: prune below this percentile of the references' top-1 (1-99; "
-                   "default 50, 75 for several objectives)")
-    g.add_argument("--min-resource", type=int, help="sha / hyperband: epochs of the first rung (default 1)")
-    g.add_argument("--reduction-factor", type=int, help="sha / hyperband: keep 1/factor per rung (default 3)")
+                   "(in the study's cost objectives; all of them for one objective) at that epoch; several objectives: "
+                   f"{', '.join(MULTI_OBJECTIVE_PRUNERS)}")
+    g.add_argument("--pruner-warmup", type=int, help=option_help("pruner", "warmup"))
+    g.add_argument("--pruner-startup", type=int, help=option_help("pruner", "startup"))
+    g.add_argument("--pruner-percentile", type=int, help=option_help("pruner", "percentile"))
+    g.add_argument("--min-resource", type=int, help=option_help("pruner", "min_resource"))
+    g.add_argument("--reduction-factor", type=int, help=option_help("pruner", "reduction_factor"))
     g = p.add_argument_group("resources")
     g.add_argument("--cpus-per-trial", type=_number_at_least(0), help="CPUs per trial (fractions allowed; default 1); also torch's threads")
     g.add_argument("--gpus-per-trial", type=_number_at_least(0), help="GPUs per trial (fractions allowed; default 0)")
