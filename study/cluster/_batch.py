@@ -152,11 +152,47 @@ def train_batch(
     it, finished runs are skipped and the others continue from their checkpoint. ``write``
     writes a finished run's ``config.json``, metrics and ``result.json`` (result last).
     """
-    from study.cluster._launch import TrainingFailed, check_resources, prepare_data, train_distributed
-    from study.cluster._nodes import cluster_nodes
-    from study.trainer import read_checkpoint
+    from study.cluster._launch import check_resources
 
     outcomes = [EntryOutcome(e) for e in entries]
+    todo = _entries_to_train(outcomes, resume=resume)
+    check_resources(scaling)
+    staged = _check_data(todo, scaling, log=log)
+    slots = _slots(len(todo), scaling)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    log(f"batch: {len(entries)} configs: {len(todo)} to train ({slots} at once, {scaling.workers} worker(s) each), "
+        f"{skipped} finished before, {sum(o.status == 'failed' for o in outcomes)} failed")
+
+    work: queue.Queue[EntryOutcome] = queue.Queue()
+    for o in todo:
+        work.put(o)
+    lock = threading.Lock()
+
+    def slot() -> None:
+        while True:
+            try:
+                o = work.get_nowait()
+            except queue.Empty:
+                return
+            _train_entry(o, scaling=scaling, staged=staged[o.entry.name], write=write, log=log, lock=lock)
+
+    threads = [threading.Thread(target=slot, name=f"batch slot {i}", daemon=True) for i in range(slots)]
+    for t in threads:
+        t.start()
+    for t in threads:  # join with a timeout so that Ctrl-C reaches this thread
+        while t.is_alive():
+            t.join(timeout=0.5)
+    return outcomes
+
+
+def _entries_to_train(outcomes: list[EntryOutcome], *, resume: bool) -> list[EntryOutcome]:
+    """The outcomes whose entries are to train; the others are marked here: ``failed``
+    (no config, or an unreadable run folder) or ``skipped`` (finished before, with its
+    result). ValueError (naming ``resume``) for a run folder that holds a checkpoint or a
+    result without ``resume``."""
+    from study.cluster._launch import result_from_dict
+    from study.trainer import read_checkpoint
+
     todo: list[EntryOutcome] = []
     for o in outcomes:
         e = o.entry
@@ -173,14 +209,17 @@ def train_batch(
             raise ValueError(f"resume: {e.out} already holds a {'finished run' if done is not None else 'checkpoint'} of "
                              f"{e.name}; pass `resume` to skip finished runs and continue the others")
         if done is not None:
-            from study.cluster._launch import result_from_dict
-
             o.status, o.result = "skipped", result_from_dict(done)
             continue
         todo.append(o)
-    check_resources(scaling)
+    return todo
 
-    # data: checked (or staged) once per cache; entries whose data no node reads fail alone
+
+def _check_data(todo: list[EntryOutcome], scaling: Any, *, log: Callable[[str], Any]) -> dict[str, Any]:
+    """Check (or stage) the data of every entry in ``todo`` once per cache; the staged
+    copies by entry name. Entries whose data no node reads fail alone and leave ``todo``."""
+    from study.cluster._launch import prepare_data
+
     by_path: dict[str, tuple[str, Any]] = {}
     staged: dict[str, Any] = {}
     for o in list(todo):
@@ -197,64 +236,55 @@ def train_batch(
             todo.remove(o)
         else:
             staged[o.entry.name] = value
+    return staged
+
+
+def _slots(entries: int, scaling: Any) -> int:
+    """How many of ``entries`` trainings run at once: the workers that fit on the cluster's
+    nodes at once divided by the workers of one training (at least 1; 0 for no entry)."""
+    from study.cluster._nodes import cluster_nodes
 
     c, g = float(scaling.cpus_per_worker), float(scaling.gpus_per_worker)
     room = sum(min(int(n.cpus // c) if c else 10**9, int(n.gpus // g) if g else 10**9) for n in cluster_nodes())
-    slots = max(1, min(len(todo), room // scaling.workers)) if todo else 0
-    skipped = sum(o.status == "skipped" for o in outcomes)
-    log(f"batch: {len(entries)} configs: {len(todo)} to train ({slots} at once, {scaling.workers} worker(s) each), "
-        f"{skipped} finished before, {sum(o.status == 'failed' for o in outcomes)} failed")
+    return max(1, min(entries, room // scaling.workers)) if entries else 0
 
-    work: queue.Queue[EntryOutcome] = queue.Queue()
-    for o in todo:
-        work.put(o)
-    lock = threading.Lock()
 
-    def say(name: str, line: str) -> None:
+def _train_entry(o: EntryOutcome, *, scaling: Any, staged: Any, write: Callable[[Path, TrialResult], Any] | None,
+                 log: Callable[[str], Any], lock: threading.Lock) -> None:
+    """Train one entry (:func:`study.cluster.train_distributed`, resuming its folder) and
+    record what became of it in ``o``: its result, or ``failed`` with the reason and the
+    epochs in its checkpoint. Its progress lines go to ``log`` prefixed with its name."""
+    from study.cluster._launch import TrainingFailed, train_distributed
+    from study.trainer import read_checkpoint
+
+    e = o.entry
+    started = time.monotonic()
+
+    def say(line: str) -> None:
         if line.startswith(("epoch ", "workers restarted", "resuming", "staging")) or "diverged" in line:
             with lock:
-                log(f"[{name}] {line}")
+                log(f"[{e.name}] {line}")
 
-    def run_one(o: EntryOutcome) -> None:
-        e = o.entry
-        started = time.monotonic()
-        with lock:
-            log(f"[{e.name}] started -> {e.out}")
+    with lock:
+        log(f"[{e.name}] started -> {e.out}")
+    try:
+        result = train_distributed(e.config, e.out, scaling=scaling, resume=True, log=say, staged=staged, check=False)
+        if write is not None:
+            write(e.out, result)
+        o.result, o.status = result, result.outcome
+        o.reason = result.message if result.outcome != "complete" else ""
+    except (TrainingFailed, ValueError, OSError) as exc:
+        o.status, o.reason = "failed", " ".join(str(exc).split())
+    except Exception as exc:  # noqa: BLE001 - one entry's surprise must not stop the others
+        o.status, o.reason = "failed", f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    if o.status == "failed":
         try:
-            result = train_distributed(e.config, e.out, scaling=scaling, resume=True, log=lambda line: say(e.name, line),
-                                       staged=staged[e.name], check=False)
-            if write is not None:
-                write(e.out, result)
-            o.result, o.status = result, result.outcome
-            o.reason = result.message if result.outcome != "complete" else ""
-        except (TrainingFailed, ValueError, OSError) as exc:
-            o.status, o.reason = "failed", " ".join(str(exc).split())
-        except Exception as exc:  # noqa: BLE001 - one entry's surprise must not stop the others
-            o.status, o.reason = "failed", f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        if o.status == "failed":
-            try:
-                state = read_checkpoint(e.out)
-                o.checkpointed = int(state["epoch"]) if state else 0
-            except (OSError, ValueError):
-                pass
-        o.seconds = time.monotonic() - started
-        with lock:
-            final = o.result.final if o.result is not None else None
-            log(f"[{e.name}] {o.status}" + (f": top1 {final.top1:.2f} after {o.result.epochs_run} epochs" if final else "")
-                + (f" ({o.reason})" if o.reason else "") + f" in {_hms(o.seconds)}")
-
-    def slot() -> None:
-        while True:
-            try:
-                o = work.get_nowait()
-            except queue.Empty:
-                return
-            run_one(o)
-
-    threads = [threading.Thread(target=slot, name=f"batch slot {i}", daemon=True) for i in range(slots)]
-    for t in threads:
-        t.start()
-    for t in threads:  # join with a timeout so that Ctrl-C reaches this thread
-        while t.is_alive():
-            t.join(timeout=0.5)
-    return outcomes
+            state = read_checkpoint(e.out)
+            o.checkpointed = int(state["epoch"]) if state else 0
+        except (OSError, ValueError):
+            pass
+    o.seconds = time.monotonic() - started
+    with lock:
+        final = o.result.final if o.result is not None else None
+        log(f"[{e.name}] {o.status}" + (f": top1 {final.top1:.2f} after {o.result.epochs_run} epochs" if final else "")
+            + (f" ({o.reason})" if o.reason else "") + f" in {_hms(o.seconds)}")

@@ -263,13 +263,9 @@ def train_distributed(
 
     Raises :class:`TrainingFailed` when the run did not finish, ValueError for bad input.
     """
-    import ray
-    import ray.train
-    import ray.train.torch
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    import ray.train.torch  # noqa: F401 - a missing Ray Train fails here, before anything is created
 
-    from study.cluster._recorder import NAMESPACE, Recorder, recorder_name
-    from study.trainer import finished_result, per_worker_batch, read_checkpoint
+    from study.trainer import per_worker_batch
 
     say = log or (lambda _line: None)
     out = Path(out).resolve()
@@ -278,21 +274,58 @@ def train_distributed(
         per_worker_batch(config.recipe.batch_size, scaling.workers)
         check_resources(scaling)
         staged = prepare_data(config, scaling, log=say)
+    finished = _finished_checkpoint(out, config, resume, say)
+    if finished is not None:
+        return finished
+    out.mkdir(parents=True, exist_ok=True)
+
+    recorder = _start_recorder(out)
+    spec = {"recorder": recorder, "config": config.to_dict(), "out": str(out), "staged": staged or {},
+            "threads": scaling.threads, "gpus": scaling.gpus_per_worker, "sync_bn": scaling.sync_bn}
+    trainer = _torch_trainer(spec, scaling, out / "ray")
+    started = time.monotonic()
+    error, st, result = _fit_following(trainer, recorder, out, say)
+    if error is not None or result is None:
+        error = error or RuntimeError("the workers ended without a result")
+        raise TrainingFailed(_failure_text(error, st["errors"], st["attempts"]))
+    workers = st["workers"]
+    result.setdefault("extra", {}).setdefault("distributed", {}).update(
+        nodes=[workers[r]["node_id"] for r in sorted(workers)], attempts=st["attempts"])
+    res = result_from_dict(result)
+    say(f"ran on {scaling.workers} worker(s) in {time.monotonic() - started:.1f} s"
+        + (f", {st['attempts']} attempts" if st["attempts"] > 1 else ""))
+    return res
+
+
+def _finished_checkpoint(out: Path, config: TrialConfig, resume: bool, say: Callable[[str], Any]) -> TrialResult | None:
+    """The result of a finished checkpoint in ``out`` (said), None when there is none or it
+    is unfinished; FileExistsError for a checkpoint without ``resume``, ValueError for a
+    finished one of another config."""
+    from study.trainer import finished_result, read_checkpoint
+
     state = read_checkpoint(out) if out.is_dir() else None
     if state is not None and not resume:
         raise FileExistsError(f"out: {out} already holds a checkpoint (epoch {state['epoch']}); pass `resume` to continue it")
-    if state is not None and state.get("outcome"):
-        from study.trainer._train import _check_same_config
+    if state is None or not state.get("outcome"):
+        return None
+    from study.trainer._train import _check_same_config
 
-        _check_same_config(state["config"], config, out)
-        say(f"checkpoint in {out} is finished ({state['outcome']} after epoch {state['epoch']})")
-        return finished_result(state, config)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_same_config(state["config"], config, out)
+    say(f"checkpoint in {out} is finished ({state['outcome']} after epoch {state['epoch']})")
+    return finished_result(state, config)
 
-    name = recorder_name(out)
+
+def _start_recorder(out: Path) -> Any:
+    """The run's recorder actor (named after ``out``), pinned to this driver's node;
+    ValueError when another training on the cluster already writes into ``out``."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from study.cluster._recorder import NAMESPACE, Recorder, recorder_name
+
     try:
         recorder = ray.remote(Recorder).options(
-            name=name, namespace=NAMESPACE, num_cpus=0, max_concurrency=1,
+            name=recorder_name(out), namespace=NAMESPACE, num_cpus=0, max_concurrency=1,
             scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
         ).remote(str(out))
         ray.get(recorder.state.remote())
@@ -300,13 +333,20 @@ def train_distributed(
         if "already exists" in str(exc):
             raise ValueError(f"out: another training on this Ray cluster is writing into {out}") from None
         raise
-    spec = {"recorder": recorder, "config": config.to_dict(), "out": str(out), "staged": staged or {},
-            "threads": scaling.threads, "gpus": scaling.gpus_per_worker, "sync_bn": scaling.sync_bn}
+    return recorder
+
+
+def _torch_trainer(spec: dict[str, Any], scaling: Scaling, ray_dir: Path) -> Any:
+    """Ray Train's ``TorchTrainer`` running :func:`_worker` with ``spec`` on
+    ``scaling.workers`` workers, its files in a new ``ray_dir/run-<k>``, restarting the
+    workers up to ``scaling.max_failures`` times."""
+    import ray.train
+    import ray.train.torch
+
     resources = {"CPU": float(scaling.cpus_per_worker)}
     if scaling.gpus_per_worker:
         resources["GPU"] = float(scaling.gpus_per_worker)
-    ray_dir = out / "ray"
-    trainer = ray.train.torch.TorchTrainer(
+    return ray.train.torch.TorchTrainer(
         _worker,
         train_loop_config=spec,
         scaling_config=ray.train.ScalingConfig(num_workers=scaling.workers, use_gpu=bool(scaling.gpus_per_worker),
@@ -314,6 +354,15 @@ def train_distributed(
         run_config=ray.train.RunConfig(name=_session(ray_dir), storage_path=str(ray_dir),
                                        failure_config=ray.train.FailureConfig(max_failures=scaling.max_failures)),
     )
+
+
+def _fit_following(trainer: Any, recorder: Any, out: Path,
+                   say: Callable[[str], Any]) -> tuple[BaseException | None, dict[str, Any], dict[str, Any] | None]:
+    """Run ``trainer.fit()`` in a thread, saying the recorder's lines as they come;
+    ``(error, recorder state, result dict)`` at the end (the error ``fit`` raised, if any).
+    The recorder is killed once the run has ended."""
+    import ray
+
     box: dict[str, Any] = {}
 
     def fit() -> None:
@@ -323,7 +372,6 @@ def train_distributed(
             box["error"] = exc
 
     thread = threading.Thread(target=fit, name=f"fit {out.name}", daemon=True)
-    started = time.monotonic()
     seen = 0
     try:
         thread.start()
@@ -339,13 +387,4 @@ def train_distributed(
     finally:
         if not thread.is_alive():
             ray.kill(recorder)
-    if "error" in box or result is None:
-        error = box.get("error") or RuntimeError("the workers ended without a result")
-        raise TrainingFailed(_failure_text(error, st["errors"], st["attempts"]))
-    workers = st["workers"]
-    result.setdefault("extra", {}).setdefault("distributed", {}).update(
-        nodes=[workers[r]["node_id"] for r in sorted(workers)], attempts=st["attempts"])
-    res = result_from_dict(result)
-    say(f"ran on {scaling.workers} worker(s) in {time.monotonic() - started:.1f} s"
-        + (f", {st['attempts']} attempts" if st["attempts"] > 1 else ""))
-    return res
+    return box.get("error"), st, result
