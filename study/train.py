@@ -220,7 +220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = _effective(load_config(args.config), args, absolute=on_ray, keep_resolution="resolution" in _set_in_file(args.config, "proxy"))
     if on_ray:
         return _main_ray(args, config)
+    return _main_local(args, config)
 
+
+def _main_local(args: Any, config: TrialConfig) -> int:
+    """Train ``config`` in this process into ``--out`` (a checkpoint every epoch); the exit
+    status."""
     from study.costs import resolve_device
     from study.trainer import train
 
@@ -243,10 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"training {config.arch.backbone} ({', '.join(s.kind for s in config.arch.stages)}) "
           f"on {config.proxy.source} {config.proxy.resolution}px for {config.recipe.epochs} epochs -> {out}")
     result = train(config, MetricsWriter(out), device=args.device, data=data, checkpoint_dir=out, resume=args.resume, log=print)
-    write_result(out, result)
-    print(_summary(result, config.recipe.epochs))
-    print(f"written to {out}")
-    return 1 if result.outcome == "diverged" else 0
+    return _write_finished(out, result, config)
 
 
 # ----------------------------------------------------------------------------- on Ray
@@ -296,27 +298,13 @@ def _main_ray(args: Any, config: TrialConfig) -> int:
 
     out = (Path(args.out) if args.out else DEFAULT_ROOT / derive_name(config)).resolve()
     state = _refuse_checkpoint(out, args.resume)
+    if state is not None:
+        _check_checkpoint_config(state, config, out)
     if state is not None and state.get("outcome"):  # finished: its result, no workers needed
         from study.trainer import finished_result
-        from study.trainer._train import _check_same_config
 
-        try:
-            _check_same_config(state["config"], config, out)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
         print(f"checkpoint in {out} is finished ({state['outcome']} after epoch {state['epoch']})")
-        result = finished_result(state, config)
-        write_result(out, result)
-        print(_summary(result, config.recipe.epochs))
-        print(f"written to {out}")
-        return 1 if result.outcome == "diverged" else 0
-    if state is not None:
-        from study.trainer._train import _check_same_config
-
-        try:
-            _check_same_config(state["config"], config, out)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        return _write_finished(out, finished_result(state, config), config)
     if args.resume and state is None:
         print(f"no checkpoint in {out}; starting from epoch 1")
     from study.trainer import per_worker_batch
@@ -348,6 +336,22 @@ def _main_ray(args: Any, config: TrialConfig) -> int:
         print(f"{PROG}: interrupted; the last checkpoint is in {out}; continue with: {_resume_command(_hint(args, out))}",
               file=sys.stderr)
         return 130
+    return _write_finished(out, result, config)
+
+
+def _check_checkpoint_config(state: dict[str, Any], config: TrialConfig, out: Path) -> None:
+    """UsageError when the checkpoint ``state`` in ``out`` was made by another config."""
+    from study.trainer._train import _check_same_config
+
+    try:
+        _check_same_config(state["config"], config, out)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _write_finished(out: Path, result: TrialResult, config: TrialConfig) -> int:
+    """Write a finished run's ``result.json`` (and metrics) into ``out``, print its summary;
+    the exit status: 1 when it diverged, else 0."""
     write_result(out, result)
     print(_summary(result, config.recipe.epochs))
     print(f"written to {out}")
