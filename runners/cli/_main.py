@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from runners._algorithms import MULTI_OBJECTIVE_PRUNERS, MULTI_OBJECTIVE_SAMPLERS, PRUNERS, SAMPLERS, option_help
-from runners._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, resolve_settings, usage_error
+from runners.cli._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, resolve_settings, usage_error
 from runners._settings import DESIGNS, RESUMABLE, RUNNERS, SEED_MODES
 from study._cli import ArgumentParser, UsageError, run_cli
 from study._io import write_json
@@ -198,7 +198,7 @@ def _headline(settings: Any, space: Any, created: bool) -> str:
 
 
 def _plan(args: Any, settings: Any, space: Any) -> int:
-    from runners._plan import plan_study
+    from runners.cli._plan import plan_study
 
     try:
         plan = plan_study(settings, space, effect=args.effect, sigma=args.sigma, log=lambda s: print(s, file=sys.stderr))
@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runners import Progress, connect, open_study, run_study
 
     if create:  # before anything trains: a budget the k-vs-C analysis cannot fit
-        from runners._plan import budget_warning
+        from runners.cli._plan import budget_warning
 
         warning = budget_warning(settings, space)
         if warning:

@@ -115,7 +115,7 @@ def test_plan_with_a_given_noise(tmp_path, capsys):
 
 
 def test_a_budget_the_analysis_cannot_fit_is_named_with_the_smallest_that_can(tmp_path, capsys, tiny_flags):
-    from runners._plan import smallest_budget
+    from runners.cli import smallest_budget
 
     code, out, err = _cli(["--space", "eca_kmap", "--design", "inference", "--trials", "30", "--plan", "--sigma", "1.0",
                            "--out", tmp_path / "runs"], capsys)
