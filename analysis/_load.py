@@ -6,7 +6,8 @@ SQLite's read-only URI mode, PostgreSQL sessions with ``default_transaction_read
 other databases without table creation, a journal file (``journal:PATH``) through a backend
 that only reads it (no lock file, never created), and a storage that holds no Optuna tables
 is refused before Optuna could initialise it. A URL without a password connects with the one
-in ``STUDY_STORAGE_PASSWORD`` (or libpq's ``PGPASSWORD`` / ``~/.pgpass``).
+in ``STUDY_STORAGE_PASSWORD`` (or libpq's ``PGPASSWORD`` / ``~/.pgpass``). All of that is
+:func:`study.storage.open_storage` with ``readonly=True``, the one opener of a storage.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.storages.journal import JournalFileBackend
 
 from study import record
-from study.storage import check_storage_url, connect_url, is_storage_url, journal_path, normalize_storage_url, public_url, redact
+from study.metrics import METRIC_FIELDS
+from study.storage import StorageURL, is_storage_url, open_storage, public_url, redact
 
 __all__ = ["StudyFrames", "load", "frames_of", "open_study_readonly", "summarize_kinds", "config_key"]
 
@@ -36,7 +37,8 @@ _STATES = {
     optuna.trial.TrialState.RUNNING: "running",
     optuna.trial.TrialState.WAITING: "waiting",
 }
-_EPOCH_FIELDS = ("top1", "top5", "val_loss", "train_loss", "lr", "epoch_time_s", "wall_time_s", "images_per_s")
+#: the recorded per-epoch figures (every EpochMetrics field but ``epoch``, which is a column of its own)
+_EPOCH_FIELDS = tuple(f for f in METRIC_FIELDS if f != "epoch")
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,73 +91,6 @@ class StudyFrames:
 # storage access (read-only)
 
 
-class _ReadOnlyJournal(JournalFileBackend):
-    """Optuna's journal file, read without taking its lock; a write is refused."""
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        raise PermissionError(f"analysis never writes to a study's storage (journal {self._file_path})")
-
-
-def _journal_readonly(url: str) -> optuna.storages.JournalStorage:
-    """The journal at ``journal:PATH``, read-only; the file must exist (it is not created)."""
-    path = journal_path(normalize_storage_url(check_storage_url(url)))
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"storage: no journal file at {path} ({url})")
-    try:
-        return optuna.storages.JournalStorage(_ReadOnlyJournal(path))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"storage: cannot read the journal {path}: {exc}") from None
-
-
-def _readonly_url(url: str) -> str:
-    """SQLite URLs become read-only URIs; the file must exist (else SQLite would create it)."""
-    if not isinstance(url, str) or "://" not in url:
-        raise ValueError(f"storage: expected a database URL such as sqlite:///runs/NAME/study.db, got {url!r}")
-    scheme = url.split("://", 1)[0].lower()
-    if scheme.startswith("sqlite"):
-        path = url.split(":///", 1)[1] if ":///" in url else ""
-        if path.startswith("file:"):
-            return url  # already a URI, taken as given
-        path = path.split("?", 1)[0]
-        if not path or path == ":memory:":
-            raise ValueError(f"storage: an in-memory SQLite database holds no study ({url})")
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"storage: no SQLite file at {p} ({url})")
-        return f"sqlite:///file:{p.resolve()}?mode=ro&uri=true"
-    if scheme.split("+", 1)[0] not in ("postgresql", "postgres", "mysql"):
-        raise ValueError(f"storage: unsupported URL scheme {scheme!r} in {redact(url)!r} (expected sqlite, postgresql, mysql or journal:PATH)")
-    return connect_url(normalize_storage_url(url))
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url`` that analysis cannot write to."""
-    import sqlalchemy
-
-    if journal_path(url) is not None:
-        return _journal_readonly(url)
-    ro = _readonly_url(url)
-    kwargs: dict[str, Any] = {}
-    if ro.split("://", 1)[0].startswith("postgres"):
-        # PostgreSQL: every transaction of this connection is read-only
-        kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
-    try:
-        engine = sqlalchemy.create_engine(ro, **kwargs)
-        with engine.connect() as conn:
-            tables = set(sqlalchemy.inspect(conn).get_table_names())
-        engine.dispose()
-    except sqlalchemy.exc.ArgumentError as exc:
-        raise ValueError(f"storage: bad URL {redact(url)!r} ({exc})") from None
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        msg = " ".join(str(getattr(exc, "orig", exc) or exc).split())
-        raise ValueError(f"storage: cannot open {redact(url)!r}: {msg}") from None
-    except ImportError as exc:
-        raise ValueError(f"storage: no database driver for {redact(url)!r} ({exc})") from None
-    if not {"studies", "trials", "version_info"} <= tables:
-        raise ValueError(f"storage: {redact(url)!r} holds no Optuna study")
-    return optuna.storages.RDBStorage(ro, engine_kwargs=kwargs, skip_table_creation=True, skip_compatibility_check=True)
-
-
 def _resolve_run_dir(run_dir: Path) -> tuple[str, str | None, dict[str, Any]]:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
@@ -170,7 +105,8 @@ def _resolve_run_dir(run_dir: Path) -> tuple[str, str | None, dict[str, Any]]:
             raise ValueError(f"{sfile}: expected a JSON object")
     url = settings.get("storage")
     local_db = run_dir / DEFAULT_DB
-    if not url or (str(url).startswith("sqlite") and local_db.is_file()):
+    parsed = StorageURL.maybe(str(url)) if url else None
+    if not url or (parsed is not None and parsed.is_sqlite and local_db.is_file()):
         # the run folder's own study.db wins over a relative path written from another cwd
         if not local_db.is_file():
             raise FileNotFoundError(f"run folder {str(run_dir)!r} has no {DEFAULT_DB} and its {SETTINGS_FILE} names no storage")
@@ -189,7 +125,7 @@ def open_study_readonly(source: str | Path, study_name: str | None = None) -> tu
         run_dir = Path(text)
         url, name, settings = _resolve_run_dir(run_dir)
         study_name = study_name or name
-    storage = open_storage(url)
+    storage = open_storage(url, readonly=True)
     names = [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
     if study_name is None:
         if len(names) != 1:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any
 
@@ -10,10 +9,9 @@ import optuna
 
 from runners._algorithms import PRUNER_REGISTRY, SAMPLER_REGISTRY, GridSampler
 from runners._settings import StudySettings
-from study.storage import (PASSWORD_ENV, check_journal_writable, check_storage_url, connect_url, journal_path, normalize_storage_url,
-                           public_url, redact)
+from study.storage import check_storage_url, normalize_storage_url, open_storage, redact
 
-__all__ = ["make_sampler", "make_pruner", "make_storage", "check_storage_url", "normalize_storage_url", "GridSampler"]
+__all__ = ["make_sampler", "make_pruner", "make_storage", "check_storage_url", "normalize_storage_url", "redact", "GridSampler"]
 
 
 def make_sampler(settings: StudySettings, grid: dict[str, list[Any]] | None) -> optuna.samplers.BaseSampler:
@@ -37,46 +35,6 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """The storage for ``url``: an RDB storage, or Optuna's journal file for ``journal:PATH``.
-
-    SQLite gets a busy timeout so two studies (two drivers) can share one file, PostgreSQL a
-    pre-ping so a cluster driver survives idle drops; a URL without a password connects with
-    the one in ``STUDY_STORAGE_PASSWORD`` (:func:`study.storage.connect_url`). A journal
-    takes Optuna's NFS-safe lock (``JournalFileOpenLock``, a ``PATH.lock`` file created with
-    ``O_EXCL``), so drivers on several machines may share it on a shared filesystem."""
-    check_storage_url(url)
-    if journal_path(url) is not None:
-        return _journal_storage(url)
-    url = connect_url(normalize_storage_url(url))
-    if url.startswith("sqlite"):
-        kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
-    else:
-        kwargs = {"pool_pre_ping": True}
-    # Two drivers opening a fresh database at once race to create Optuna's schema (one of
-    # them fails on alembic_version); the schema exists on the next attempt.
-    for attempt in range(5):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        except ImportError as exc:
-            raise ValueError(f"storage: no database driver for {redact(url)} ({exc.__cause__ or exc})") from None
-        except Exception as exc:  # sqlalchemy's OperationalError etc.: one line, named
-            if attempt < 4 and ("alembic_version" in str(exc) or "already exists" in str(exc)):
-                time.sleep(0.2 * (attempt + 1))
-                continue
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if "password" in first.lower() and public_url(url) == url:  # the password is not written down: say where it goes
-                first += f" (a password is never stored: give the URL with it again, or set {PASSWORD_ENV}, PGPASSWORD or ~/.pgpass)"
-            raise ValueError(f"storage: cannot open {redact(url)}: {first}") from None
-    raise AssertionError("unreachable")
-
-
-def _journal_storage(url: str) -> optuna.storages.JournalStorage:
-    """Optuna's journal file at ``journal:PATH`` (created when absent) with the open lock."""
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-    check_journal_writable(url)
-    path = journal_path(normalize_storage_url(url))
-    try:
-        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
-    except (OSError, ValueError) as exc:  # unreadable, or not a journal (a line that is no JSON log)
-        raise ValueError(f"storage: cannot open the journal {path}: {exc}") from None
+    """The storage for ``url``, for the driver that writes it: :func:`study.storage.open_storage`
+    with ``readonly=False`` (an RDB storage, or Optuna's journal file for ``journal:PATH``)."""
+    return open_storage(url, readonly=False)

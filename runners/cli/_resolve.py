@@ -244,7 +244,7 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
     Returns ``(settings, space, created)`` where ``created`` is False for ``--resume``.
     """
     from search_spaces import get_space, space_names
-    from study.storage import check_journal_writable, check_storage_url, normalize_storage_url
+    from study.storage import StorageURL, check_journal_writable, check_storage_url, normalize_storage_url
 
     from runners._study import study_exists
 
@@ -257,8 +257,9 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
             check_journal_writable(args.storage)
         except ValueError as exc:
             raise usage_error(exc) from None
-        if args.storage.startswith("sqlite:///") and not args.storage.startswith("sqlite:///:memory:"):
-            _check_writable(Path(args.storage[len("sqlite:///"):]).parent)
+        parsed = StorageURL.parse(args.storage)
+        if parsed.driver == "sqlite" and parsed.database and parsed.database != ":memory:":
+            _check_writable(Path(parsed.database).parent)
     overrides = _parse_overrides(args.overrides)
     if args.resume:
         return _resolve_resume(args, out, overrides)
