@@ -35,11 +35,12 @@ from study import record
 from study.record import is_finite
 from study._io import write_json
 from study.config import TrialConfig
+from study.metrics import METRIC_FIELDS
 
 __all__ = ["StudyBridge", "LiveTrial", "EPOCH_KEYS", "COST_PREFIX"]
 
-#: the per-epoch metric names (:class:`study.metrics.EpochMetrics`)
-EPOCH_KEYS = ("epoch", "top1", "top5", "val_loss", "train_loss", "lr", "epoch_time_s", "wall_time_s", "images_per_s")
+#: the per-epoch metric names (:data:`study.metrics.METRIC_FIELDS`, the fields of :class:`~study.metrics.EpochMetrics`)
+EPOCH_KEYS = tuple(METRIC_FIELDS)
 #: flat result keys that carry the costs under Ray Tune (``cost_params``, ...)
 COST_PREFIX = "cost_"
 #: the user attributes a queued trial carries into the run that takes its place

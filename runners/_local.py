@@ -8,19 +8,13 @@ intermediate value and asks the pruner; pruning stops the trial after that epoch
 
 from __future__ import annotations
 
-import traceback
 from typing import Any, Mapping, Sequence
 
 from runners._bridge import LiveTrial, StudyBridge
 from study.metrics import EpochMetrics, Reporter
+from study.record import error_text
 
-__all__ = ["run_local", "BridgeReporter", "error_text"]
-
-
-def error_text(exc: BaseException, *, frames: int = 8) -> str:
-    """The error line, preceded by the innermost ``frames`` frames of its traceback."""
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-frames)
-    return "".join(tb).strip()
+__all__ = ["run_local", "BridgeReporter"]
 
 
 class BridgeReporter(Reporter):

@@ -35,6 +35,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from runners._bridge import COST_PREFIX, LiveTrial, StudyBridge
+from study.runfolder import next_run_name
 
 __all__ = ["run_ray", "connect", "prepare_study_data", "trainable", "OptunaSearcher", "OptunaPrunerScheduler"]
 
@@ -49,9 +50,9 @@ def trainable(spec: Mapping[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from runners._local import error_text
     from study.config import TrialConfig
     from study.metrics import Reporter
+    from study.record import error_text
     from study.trainer import train
 
     torch.set_num_threads(int(spec["threads"]))
@@ -252,9 +253,6 @@ def run_ray(bridge: StudyBridge) -> None:
         searcher = OptunaSearcher(bridge, trials, errors, spec)
         scheduler = OptunaPrunerScheduler(bridge, trials, errors)
         ray_dir = Path(s.run_dir).resolve() / "ray"
-        session = 1
-        while (ray_dir / f"run-{session}").exists():
-            session += 1
         resources_per_trial = {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources_per_trial),
@@ -268,7 +266,7 @@ def run_ray(bridge: StudyBridge) -> None:
                 trial_dirname_creator=_trial_name,
             ),
             run_config=tune.RunConfig(
-                name=f"run-{session}",
+                name=next_run_name(ray_dir),
                 storage_path=str(ray_dir),
                 failure_config=tune.FailureConfig(max_failures=s.max_failures),
                 verbose=0,

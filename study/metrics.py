@@ -115,6 +115,20 @@ class TrialResult:
     def epochs_run(self) -> int:
         return len(self.history)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, config: Any = None) -> "TrialResult":
+        """A result from its :meth:`to_dict` form (``result.json``, a finished checkpoint's
+        state); ``config``, when given, is the TrialConfig to use instead of ``data["config"]``.
+        The derived entries (``final``, ``best``, ``epochs_run``) are recomputed from the history."""
+        from study.config import TrialConfig
+        from study.costs import Costs
+
+        return cls(config=TrialConfig.from_dict(data["config"]) if config is None else config,
+                   outcome=data["outcome"],
+                   history=tuple(EpochMetrics.from_dict(m) for m in data["history"]),
+                   costs=Costs.from_dict(data["costs"]), stages=tuple(data.get("stages", ())),
+                   message=data.get("message", ""), extra=dict(data.get("extra", {})))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.config.to_dict(),
@@ -138,7 +152,8 @@ def _metric_fields() -> list[str]:
     return [f.name for f in dataclasses.fields(EpochMetrics)]
 
 
-#: the columns of ``metrics.csv``
+#: the EpochMetrics field names, in order: the columns of ``metrics.csv``, the keys of a
+#: recorded ``history`` entry (runners) and the columns of analysis's epoch frame
 METRIC_FIELDS = _metric_fields()
 
 

@@ -37,7 +37,7 @@ __all__ = [
     "GROUP", "REPLICATE", "trial_seed", "is_finite",
     "STUDY_SETTINGS", "STUDY_SPACE", "STAGE_KEYS",
     "OUTCOME_COMPLETE", "OUTCOME_PRUNED", "OUTCOME_DIVERGED", "OUTCOME_FAILED",
-    "OBJECTIVES", "TrialRecord", "read_trial",
+    "OBJECTIVES", "TrialRecord", "read_trial", "error_text",
 ]
 
 CONFIG = "config"
@@ -102,6 +102,15 @@ def read_trial(trial: Any) -> TrialRecord:
         group=attrs.get(GROUP),
         replicate=attrs.get(REPLICATE),
     )
+
+
+def error_text(exc: BaseException, *, frames: int = 8) -> str:
+    """The text recorded for an error (a failed trial's ``error``, a failed rank's): the
+    innermost ``frames`` frames of its traceback, then the error line (always the last line)."""
+    import traceback
+
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-frames)
+    return "".join(tb).strip()
 
 
 def trial_seed(study_seed: int, number: int) -> int:

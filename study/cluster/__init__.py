@@ -24,7 +24,6 @@ from study.cluster._launch import (
     absolute_data,
     check_resources,
     prepare_data,
-    result_from_dict,
     scale_recipe,
     train_distributed,
 )
@@ -46,7 +45,6 @@ __all__ = [
     "prepare_data",
     "scale_recipe",
     "train_distributed",
-    "result_from_dict",
     "absolute_data",
     "Recorder",
     "recorder_name",

@@ -190,7 +190,6 @@ def _entries_to_train(outcomes: list[EntryOutcome], *, resume: bool) -> list[Ent
     (no config, or an unreadable run folder) or ``skipped`` (finished before, with its
     result). ValueError (naming ``resume``) for a run folder that holds a checkpoint or a
     result without ``resume``."""
-    from study.cluster._launch import result_from_dict
     from study.trainer import read_checkpoint
 
     todo: list[EntryOutcome] = []
@@ -209,7 +208,7 @@ def _entries_to_train(outcomes: list[EntryOutcome], *, resume: bool) -> list[Ent
             raise ValueError(f"resume: {e.out} already holds a {'finished run' if done is not None else 'checkpoint'} of "
                              f"{e.name}; pass `resume` to skip finished runs and continue the others")
         if done is not None:
-            o.status, o.result = "skipped", result_from_dict(done)
+            o.status, o.result = "skipped", TrialResult.from_dict(done)
             continue
         todo.append(o)
     return todo

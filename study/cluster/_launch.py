@@ -31,16 +31,17 @@ import re
 import socket
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from study.config import Recipe, TrialConfig, repr_non_default
-from study.metrics import EpochMetrics, TrialResult
+from study.metrics import TrialResult
+from study.record import error_text
+from study.runfolder import next_run_name
 
 __all__ = ["Scaling", "TrainingFailed", "scale_recipe", "check_resources", "prepare_data", "train_distributed",
-           "result_from_dict", "absolute_data"]
+           "absolute_data"]
 
 #: seconds between two polls of the recorder for progress lines
 POLL_S = 0.5
@@ -150,22 +151,7 @@ def absolute_data(config: TrialConfig) -> TrialConfig:
     return config.replace(proxy=dataclasses.replace(p, data=str(Path(p.data).resolve())))
 
 
-def result_from_dict(d: Mapping[str, Any]) -> TrialResult:
-    """A :class:`TrialResult` from its ``to_dict()`` form."""
-    from study.costs import Costs
-
-    return TrialResult(config=TrialConfig.from_dict(d["config"]), outcome=d["outcome"],
-                       history=tuple(EpochMetrics.from_dict(m) for m in d["history"]),
-                       costs=Costs.from_dict(d["costs"]), stages=tuple(d.get("stages", ())),
-                       message=d.get("message", ""), extra=dict(d.get("extra", {})))
-
-
 # ------------------------------------------------------------------------- in every worker
-
-
-def _error_text(exc: BaseException, frames: int = 6) -> str:
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return "".join(tb[-frames:]).strip()
 
 
 def _worker(spec: dict[str, Any]) -> None:
@@ -203,20 +189,13 @@ def _worker(spec: dict[str, Any]) -> None:
                        checkpoint_dir=RecorderStore(recorder, spec["out"]), resume=True,
                        log=(lambda line: recorder.log.remote(line)) if main else None, distributed=distributed)
     except BaseException as exc:
-        ray.get(recorder.fail.remote(rank, _error_text(exc)))
+        ray.get(recorder.fail.remote(rank, error_text(exc, frames=6)))
         raise
     if main:
         ray.get(recorder.finish.remote(result.to_dict()))
 
 
 # ------------------------------------------------------------------------- the driver
-
-
-def _session(ray_dir: Path) -> str:
-    k = 1
-    while (ray_dir / f"run-{k}").exists():
-        k += 1
-    return f"run-{k}"
 
 
 def _failure_text(error: BaseException, errors: Mapping[int, str], attempts: int) -> str:
@@ -291,7 +270,7 @@ def train_distributed(
     workers = st["workers"]
     result.setdefault("extra", {}).setdefault("distributed", {}).update(
         nodes=[workers[r]["node_id"] for r in sorted(workers)], attempts=st["attempts"])
-    res = result_from_dict(result)
+    res = TrialResult.from_dict(result)
     say(f"ran on {scaling.workers} worker(s) in {time.monotonic() - started:.1f} s"
         + (f", {st['attempts']} attempts" if st["attempts"] > 1 else ""))
     return res
@@ -351,7 +330,7 @@ def _torch_trainer(spec: dict[str, Any], scaling: Scaling, ray_dir: Path) -> Any
         train_loop_config=spec,
         scaling_config=ray.train.ScalingConfig(num_workers=scaling.workers, use_gpu=bool(scaling.gpus_per_worker),
                                                resources_per_worker=resources),
-        run_config=ray.train.RunConfig(name=_session(ray_dir), storage_path=str(ray_dir),
+        run_config=ray.train.RunConfig(name=next_run_name(ray_dir), storage_path=str(ray_dir),
                                        failure_config=ray.train.FailureConfig(max_failures=scaling.max_failures)),
     )
 
