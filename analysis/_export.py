@@ -136,7 +136,7 @@ def _num(v: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from study._cli import ArgumentParser
+    from study._cli import ArgumentParser, as_usage_error
 
     from analysis._load import load
 
@@ -159,7 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("give a run folder or --storage URL (not both)")
     if args.top is not None and args.top < 1:
         ap.error(f"--top: must be >= 1, got {args.top}")
-    fr = load(args.storage or args.run, args.study)
+    try:  # a study that cannot be read is the user's input, not a bug
+        fr = load(args.storage or args.run, args.study)
+    except ValueError as exc:
+        raise as_usage_error(exc) from None
     out = Path(args.out) if args.out else (fr.run_dir or Path("runs") / fr.name) / "export"
     index = export_trials(fr, out, top=args.top, pareto=args.pareto, recipe=args.recipe, num_classes=args.num_classes,
                           resolution=args.resolution, data=args.data, keep_stem=args.keep_stem)

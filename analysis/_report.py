@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from study._cli import ArgumentParser
+    from study._cli import ArgumentParser, as_usage_error
 
     from analysis._load import load
 
@@ -355,10 +355,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("give a run folder or --storage URL (not both)")
     if not 0 < args.alpha < 1:
         ap.error(f"--alpha: must be in (0, 1), got {args.alpha:g}")
-    fr = load(args.storage or args.run, args.study)
     from analysis._trained import is_study_folder, load_trained
 
-    others = [load(c) if is_study_folder(c) else load_trained(c) for c in args.compare]
+    try:  # a study or a result that cannot be read is the user's input, not a bug
+        fr = load(args.storage or args.run, args.study)
+        others = [load(c) if is_study_folder(c) else load_trained(c) for c in args.compare]
+    except ValueError as exc:
+        raise as_usage_error(exc) from None
     make_report(fr, args.out, compare=others, alpha=args.alpha, seed=args.seed,
                 log=lambda s: print(s, flush=True))
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +43,6 @@ def name_objectives(study: optuna.Study, objectives: tuple[str, ...]) -> None:
 
 def open_study(settings: StudySettings, space: Any, *, create: bool) -> optuna.Study:
     """Create the study ``settings.name`` (an existing name is a ValueError) or load it."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = make_storage(settings.storage)
     sampler = make_sampler(settings, space.grid_space(**settings.space_settings()))
     pruner = make_pruner(settings)

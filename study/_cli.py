@@ -1,7 +1,8 @@
 """What every command-line entry point shares: an argument parser whose errors are one
-line, and a runner that turns expected errors into one line on stderr and a non-zero exit.
+line, and a runner that turns input errors into one line on stderr and exit 2, and shows
+any other error (a bug) with its traceback, exit 1.
 
-Set ``STUDY_DEBUG=1`` to see the full traceback instead.
+Set ``STUDY_DEBUG=1`` to see the full traceback of an input error too.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ import argparse
 import os
 import re
 import sys
+import traceback
 from typing import Callable, Mapping, NoReturn, Sequence
 
-__all__ = ["UsageError", "ArgumentParser", "run_cli", "in_flags", "EXIT_USAGE"]
+__all__ = ["UsageError", "ArgumentParser", "run_cli", "in_flags", "as_usage_error", "EXIT_USAGE", "EXIT_BUG"]
 
+#: exit status of bad input
 EXIT_USAGE = 2
+#: exit status of an internal error (a bug)
+EXIT_BUG = 1
 
 
 class UsageError(Exception):
@@ -42,6 +47,14 @@ def in_flags(message: str, flags: Mapping[str, str]) -> str:
     return text
 
 
+def as_usage_error(exc: BaseException, flags: Mapping[str, str] | None = None) -> UsageError:
+    """A library's error about the user's input (a ``ValueError`` from validating it, say)
+    as the command line's one-line :class:`UsageError`, its parameter names said as the
+    ``flags`` that set them (:func:`in_flags`). A CLI applies it where it hands the user's
+    input to the library, so that other errors stay bugs."""
+    return UsageError(in_flags(" ".join(str(exc).split()), flags or {}))
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose errors are one line: ``prog: error: ... (see --help)``."""
 
@@ -49,12 +62,28 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *, prog: str | None = None) -> NoReturn:
-    """Run ``main(argv)`` and exit with its status; expected errors become one line on stderr.
+def _input_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the user's input is wrong (shown as one line, exit 2) rather
+    than that the program has a bug: a :class:`UsageError`, a config that does not validate
+    (:class:`study.config.ConfigError`) or a file the user named that is not there."""
+    if isinstance(exc, (UsageError, FileNotFoundError)):
+        return True
+    from study.config import ConfigError
 
-    Expected errors: :class:`UsageError`, ``ValueError`` (including
-    :class:`study.config.ConfigError`), ``FileNotFoundError``/``PermissionError``/``OSError``
-    and ``KeyboardInterrupt`` (exit 130).
+    return isinstance(exc, ConfigError)
+
+
+#: the line after an internal error's traceback
+BUG_HINT = "this is a bug, not bad input: please report it with the traceback above"
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *, prog: str | None = None) -> NoReturn:
+    """Run ``main(argv)`` and exit with its status; input errors become one line on stderr.
+
+    Input errors (exit 2, no traceback): :class:`UsageError`, :class:`study.config.ConfigError`
+    and ``FileNotFoundError``; a CLI turns any other error that bad input causes into a
+    :class:`UsageError` where it calls the library. ``KeyboardInterrupt`` exits 130. Anything
+    else is a bug: its traceback, then one line saying so, exit 1.
     """
     name = prog or os.path.basename(sys.argv[0] or "study")
     try:
@@ -62,7 +91,11 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         sys.exit(130)
-    except (UsageError, ValueError, OSError) as exc:
+    except Exception as exc:
+        if not _input_error(exc):
+            traceback.print_exc()
+            print(f"{name}: internal error ({type(exc).__name__}): {BUG_HINT}", file=sys.stderr)
+            sys.exit(EXIT_BUG)
         if os.environ.get("STUDY_DEBUG"):
             raise
         text = " ".join(str(exc).split()) or type(exc).__name__

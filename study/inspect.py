@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from study import record
-from study._cli import ArgumentParser, UsageError, run_cli
+from study._cli import ArgumentParser, UsageError, as_usage_error, run_cli
 from study.config import ArchSpec, AttentionSpec, ConfigError, PSI_INPUTS, TrialConfig
 
 __all__ = ["main", "parse_attention", "inspect_arch", "UNITS"]
@@ -221,6 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 8 <= args.res <= 4096:
         raise UsageError(f"--res: must be in [8, 4096], got {args.res}")
     arch = _arch_from_args(args)
+    if args.latency:  # an unknown or missing device is the user's, not a bug
+        from study.costs import resolve_device
+
+        try:
+            resolve_device(args.device)
+        except ValueError as exc:
+            raise as_usage_error(exc, {"device": "--device"}) from None
     report = inspect_arch(arch, args.res, latency=args.latency, device=args.device)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -237,6 +237,8 @@ def _main_local(args: Any, config: TrialConfig) -> int:
     state = _refuse_checkpoint(out, args.resume)
     if args.resume and state is None:
         print(f"no checkpoint in {out}; starting from epoch 1")
+    if state is not None:  # a checkpoint of another config is the user's mistake, said before training
+        _check_checkpoint_config(state, config, out)
 
     from study.data import load_proxy
 

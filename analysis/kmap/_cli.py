@@ -135,7 +135,7 @@ def format_analysis(an: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from study._cli import ArgumentParser, UsageError
+    from study._cli import ArgumentParser, UsageError, as_usage_error
 
     ap = ArgumentParser(prog=PROG, description="Does k matter, which k does each C prefer, and does psi(C) describe it? "
                                                 "(or: fit psi to given (C, k) points)")
@@ -168,15 +168,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.alpha < 1:
         raise UsageError(f"--alpha: must be in (0, 1), got {args.alpha:g}")
     if args.points:
-        C, K, W = read_points(args.points)
-        fit = fit_kmap(C, K, W, rule=args.rule, metric=args.metric, n_bootstrap=args.bootstrap, seed=args.seed)
+        try:  # a file of points that cannot be read, or fitted, is the user's input
+            C, K, W = read_points(args.points)
+            fit = fit_kmap(C, K, W, rule=args.rule, metric=args.metric, n_bootstrap=args.bootstrap, seed=args.seed)
+        except ValueError as exc:
+            raise as_usage_error(exc) from None
         print(json.dumps(fit.to_dict(), indent=2) if args.json else format_fit(fit))
         return 0
     from analysis._load import load
     from analysis.kmap._analysis import analyze_kmap
     from study._cli import in_flags
 
-    fr = load(args.storage or args.run, args.study)
+    try:  # a study that cannot be read is the user's input, not a bug
+        fr = load(args.storage or args.run, args.study)
+    except ValueError as exc:
+        raise as_usage_error(exc) from None
     try:
         an = analyze_kmap(fr, alpha=args.alpha, method=args.method, permutations=args.permutations, epoch=args.epoch,
                           kind=args.kind, variance=args.variance, mappings=args.mapping, seed=args.seed)

@@ -211,8 +211,22 @@ def _plan(args: Any, settings: Any, space: Any) -> int:
 # ----------------------------------------------------------------------------- main
 
 
+def _process_state() -> None:
+    """The process-wide state of the study command line, set at its boundary (the library
+    sets none): Optuna logs warnings and errors only (the command line prints its own
+    progress), and Optuna's ExperimentalWarnings (metric names, ...) are not shown."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m study.run``: resolve the flags, then ``--plan``, or create (resume) and run the study."""
     args = build_parser().parse_args(argv)
+    _process_state()
     if args.list_spaces:
         _list_spaces()
         return 0

@@ -41,7 +41,6 @@ class _Pool:
 
         from study.attention import psi_kinds
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.settings, self.space, self.kinds = settings, space, psi_kinds()
         self.kw = settings.space_settings()
         self.study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))

@@ -156,7 +156,6 @@ def _dry_run(space: Any, settings: StudySettings) -> None:
 
     from runners._optuna import make_sampler
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     kw = settings.space_settings()
     try:
         make_sampler(settings, space.grid_space(**kw))  # e.g. the grid sampler without a grid

@@ -14,7 +14,7 @@ import sys
 import warnings
 from typing import Any, Sequence
 
-from study._cli import ArgumentParser, UsageError, in_flags, run_cli
+from study._cli import ArgumentParser, UsageError, as_usage_error, in_flags, run_cli
 
 PROG = "python -m study.data"
 #: :func:`study.data.prepare` parameter -> the flag of ``prepare`` that sets it
@@ -27,9 +27,9 @@ def _fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"--val-split: expected a fraction in (0, 1), got {text!r}") from None
+        raise UsageError(f"--val-split: expected a fraction in (0, 1), got {text!r}") from None
     if not 0 < value < 1:
-        raise ValueError(f"--val-split: expected a fraction in (0, 1), got {text!r}")
+        raise UsageError(f"--val-split: expected a fraction in (0, 1), got {text!r}")
     return value
 
 
@@ -106,12 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "info":
         from study.data._cache import read_manifest, verify_cache
 
-        manifest = read_manifest(args.dir)
+        try:  # a folder that is not a (complete) cache is the user's
+            manifest = read_manifest(args.dir)
+        except ValueError as exc:
+            raise as_usage_error(exc, FLAGS) from None
         print(json.dumps(manifest, indent=2) if args.json else info_table(manifest))
         if args.verify:
             bad = verify_cache(args.dir)
             if bad:
-                raise ValueError(f"{args.dir}: checksum mismatch in {', '.join(bad)}")
+                raise UsageError(f"{args.dir}: checksum mismatch in {', '.join(bad)}")
             print("checksums: ok")
         return 0
 
