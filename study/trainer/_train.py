@@ -432,11 +432,7 @@ def numerics(recipe: Any, device: str | torch.device) -> tuple[bool, torch.memor
 
 def finished_result(state: Mapping[str, Any], config: TrialConfig) -> TrialResult:
     """The result a finished checkpoint (its ``outcome`` set) stands for."""
-    from study.costs import Costs
-
-    return TrialResult(config=config, outcome=state["outcome"], history=tuple(EpochMetrics.from_dict(m) for m in state["history"]),
-                       costs=Costs.from_dict(state["costs"]), stages=tuple(state["stages"]),
-                       message=state.get("message", ""), extra=dict(state.get("extra", {})))
+    return TrialResult.from_dict({**state, "stages": state["stages"]}, config=config)
 
 
 # ---------------------------------------------------------------------------------------
