@@ -10,8 +10,8 @@
 A space is ``define(trial, *, backbone, stem, width, proxy, recipe, seed, **_) ->
 TrialConfig`` registered with :func:`register_space` (name, one-line description, default
 :class:`Budget`, default sampler, optional reference points enqueued first and optional
-grid). :meth:`Space.suggest` records the config and the resolved per-stage description
-(C and attention parameters, ECA's resolved k) as the trial's ``config`` and ``stages``
+grid, and the command-line options it takes: :class:`SpaceOption`). :meth:`Space.suggest`
+records the config and the resolved per-stage description (C and attention parameters, ECA's resolved k) as the trial's ``config`` and ``stages``
 user attributes. Spaces know nothing about Ray or storage.
 """
 
@@ -20,6 +20,8 @@ from search_spaces._registry import (
     Budget,
     Space,
     SpaceInfo,
+    SpaceOption,
+    declared_options,
     get_space,
     list_spaces,
     make_config,
@@ -35,6 +37,8 @@ __all__ = [
     "Budget",
     "Space",
     "SpaceInfo",
+    "SpaceOption",
+    "declared_options",
     "get_space",
     "list_spaces",
     "make_config",

@@ -30,10 +30,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from search_spaces._eca_kmap import B_RANGE, GAMMA_RANGE, K_CHOICES
-from search_spaces._registry import Budget, make_config, register_space
+from search_spaces._registry import Budget, SpaceOption, make_config, register_space
 from study.config import AttentionSpec
 
-__all__ = ["define", "check_kinds", "KINDS", "R_CHOICES", "COORD_R_CHOICES", "A2_R_CHOICES", "GSOP_DIM_CHOICES", "DILATION_CHOICES", "EXTENT_CHOICES"]
+__all__ = ["define", "check_kinds", "KINDS", "KINDS_OPTION", "R_CHOICES", "COORD_R_CHOICES", "A2_R_CHOICES", "GSOP_DIM_CHOICES", "DILATION_CHOICES", "EXTENT_CHOICES"]
 
 KINDS = (
     "none", "se", "se_var2", "se_var3", "eca_ns", "eca", "cbam", "coord",
@@ -65,6 +65,19 @@ def check_kinds(kinds: Sequence[str] | str | None) -> tuple[str, ...]:
         if k not in valid:
             raise ValueError(f"kinds: unknown attention kind {k!r} (valid kinds: {', '.join(valid)})")
     return out
+
+
+def _kind_list(text: str) -> list[str]:
+    """``--kinds`` text, comma-separated, as its items (checked by :func:`check_kinds` when the space runs)."""
+    return [k.strip() for k in text.split(",") if k.strip()]
+
+
+#: ``--kinds KIND[,KIND...]``: the study's ``options["kinds"]``
+KINDS_OPTION = SpaceOption(
+    key="kinds", flag="--kinds", metavar="KIND[,KIND...]", parse=_kind_list,
+    help="the attention kinds a study may choose (default: all of its kinds)",
+    elsewhere="only the attention_nas space chooses among attention kinds",
+)
 
 
 def _fitting(choices: Sequence[int], limit: int) -> tuple[int, ...]:
@@ -118,6 +131,7 @@ def stage_attention(trial: Any, i: int, kind: str, channels: int | None = None, 
         "each with its own parameters (r, k or gamma/b, dilation, extent, dim); kinds= restricts the set"
     ),
     budget=Budget(trials=16, epochs=3),
+    options=(KINDS_OPTION,),
 )
 def define(trial: Any, *, backbone: str, width: float | None = None, kinds: Sequence[str] | str | None = None,
            options: dict[str, Any] | None = None, **settings: Any):

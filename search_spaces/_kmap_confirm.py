@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces._registry import Budget, make_config, register_space
+from search_spaces._registry import Budget, SpaceOption, make_config, register_space
 from study.config import AttentionSpec
 
-__all__ = ["define", "arms", "ARMS", "DECISION"]
+__all__ = ["define", "arms", "ARMS", "DECISION", "SOURCE"]
 
 ARMS = ("fitted", "paper_psi", "k3", "released", "none")
 #: the decision the report applies, stated before the run
@@ -33,6 +33,16 @@ DECISION = ("the fitted mapping is better than the paper's psi if the 95 % inter
             "against the paper's psi lies above 0, worse if it lies below 0, and not shown different otherwise")
 #: the width the arms are trained at unless the study fixes one
 CONFIRM_WIDTH = 1.0
+#: ``--from RUN``: the study to confirm. Reading it (its analysis's fitted mapping, and the
+#: backbone, proxy and recipe the confirmation takes from it) is a workflow of the study CLI,
+#: which alone may use both runners and analysis: its preparation of this space's options.
+SOURCE = SpaceOption(
+    key="source", flag="--from", metavar="RUN",
+    help="the k-vs-C study (run folder) whose fitted mapping to confirm",
+    required="kmap_confirm confirms the mapping a k-vs-C study fitted; give that study with --from runs/NAME",
+    elsewhere="only the kmap_confirm space confirms a study (python -m study.run --space kmap_confirm --from runs/NAME)",
+    on_resume="a resumed confirmation keeps the study it checks; drop --from",
+)
 
 
 def arms(*, backbone: str, **_: Any) -> list[str]:
@@ -74,6 +84,7 @@ def _stages(arm: str, backbone: str, fitted: dict[str, Any]) -> list[AttentionSp
     sampler="grid",
     grid=_grid,
     default_design="confirm",
+    options=(SOURCE,),
 )
 def define(trial: Any, *, backbone: str, width: float | None = None, options: dict[str, Any] | None = None, **settings: Any):
     """One arm of the confirmation (see the module doc)."""

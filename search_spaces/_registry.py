@@ -30,8 +30,10 @@ __all__ = [
     "SAMPLERS",
     "Budget",
     "SpaceInfo",
+    "SpaceOption",
     "Space",
     "register_space",
+    "declared_options",
     "get_space",
     "list_spaces",
     "space_names",
@@ -96,6 +98,39 @@ class SpaceInfo:
             raise ValueError(f"space {self.name!r}: sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class SpaceOption:
+    """A command-line option a space declares: the study CLI makes ``flag`` from it and hands
+    the value, parsed, to the space as ``options[key]`` (its ``define`` receives
+    ``options=``), without knowing the space.
+
+    ``help`` says what the value is (the CLI prefixes the spaces that take it); ``parse``
+    turns the flag's text into the value (a ``ValueError`` names the problem). ``required``:
+    the error when the space runs without the flag (None: optional). ``elsewhere``: the error
+    when another space is given it. ``on_resume``: the error when the flag is given with
+    ``--resume`` (None: a resumed study keeps the value it was created with, and another one
+    is refused). A space whose options need more than parsing (a workflow of the study
+    CLI, e.g. reading another study) has a preparation there, registered by the space's name.
+    """
+
+    key: str
+    flag: str
+    help: str
+    metavar: str = "VALUE"
+    parse: Callable[[str], Any] = str
+    required: str | None = None
+    elsewhere: str | None = None
+    on_resume: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not self.key.isidentifier():
+            raise ValueError(f"space option key: expected an identifier, got {self.key!r}")
+        if not isinstance(self.flag, str) or not re.fullmatch(r"--[a-z][a-z0-9\-]*", self.flag):
+            raise ValueError(f"space option {self.key!r}: flag must look like --name, got {self.flag!r}")
+        if not callable(self.parse):
+            raise ValueError(f"space option {self.key!r}: parse must be callable, got {self.parse!r}")
+
+
 DefineFn = Callable[..., TrialConfig]
 #: ``references(**settings) -> [(name, params), ...]``: trials enqueued first.
 ReferencesFn = Callable[..., Sequence[tuple[str, Mapping[str, Any]]]]
@@ -112,6 +147,7 @@ class Space:
     define: DefineFn
     references: ReferencesFn | None = field(default=None, repr=False)
     grid: GridFn | None = field(default=None, repr=False)
+    options: tuple[SpaceOption, ...] = ()
 
     @property
     def name(self) -> str:
@@ -156,18 +192,29 @@ def register_space(
     grid: GridFn | None = None,
     designs: Mapping[str, Budget] | None = None,
     default_design: str = "search",
+    options: Sequence[SpaceOption] = (),
 ) -> Callable[[DefineFn], DefineFn]:
     """Decorator: register ``define`` as the space ``name``. ``designs`` names the study
     designs it supports besides "search" (its ``define`` receives ``design=``), each with
-    its default budget."""
+    its default budget; ``options`` are the command-line options it takes
+    (:class:`SpaceOption`). A flag another space declares must carry the same key."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"space name: expected letters, digits, '_' or '-', got {name!r}")
     info = SpaceInfo(name, description, budget, sampler, dict(designs or {}), default_design)
     if sampler == "grid" and grid is None:
         raise ValueError(f"space {name!r}: sampler 'grid' needs a grid function")
+    options = tuple(options)
+    for option in options:
+        if not isinstance(option, SpaceOption):
+            raise ValueError(f"space {name!r}: options must be SpaceOption, got {option!r}")
+        other = declared_options().get(option.flag)
+        if other is not None and other.key != option.key:
+            raise ValueError(f"space {name!r}: {option.flag} is another space's option for {other.key!r}, not {option.key!r}")
+    if len({o.flag for o in options}) != len(options) or len({o.key for o in options}) != len(options):
+        raise ValueError(f"space {name!r}: each option needs its own flag and key")
 
     def deco(fn: DefineFn) -> DefineFn:
-        _SPACES.register(name, Space(info, fn, references, grid))
+        _SPACES.register(name, Space(info, fn, references, grid, options))
         return fn
 
     return deco
@@ -179,7 +226,18 @@ def list_spaces() -> list[SpaceInfo]:
 
 
 def space_names() -> list[str]:
+    """The registered spaces' names, sorted."""
     return _SPACES.names()
+
+
+def declared_options() -> dict[str, SpaceOption]:
+    """Every command-line option the registered spaces declare, by flag (the first
+    declaration of a flag that several spaces take), in the order the spaces are sorted."""
+    out: dict[str, SpaceOption] = {}
+    for _, space in _SPACES.items():
+        for option in space.options:
+            out.setdefault(option.flag, option)
+    return out
 
 
 #: budget of a user space that does not set ``fn.budget``

@@ -3,7 +3,10 @@ both execution and analysis.
 
 - :func:`main` is ``python -m study.run`` (:mod:`study.run` hands it the command line);
   :func:`build_parser` its flags, :func:`resolve_settings` flags -> :class:`runners.StudySettings`
-  (new studies, ``--resume``, ``--from`` for ``kmap_confirm``: a study from an analysis).
+  (new studies, ``--resume``); the flags of the options a space declares
+  (:class:`search_spaces.SpaceOption`) come from its declaration, and their values reach it as
+  its options, prepared where a space needs a workflow (``kmap_confirm --from``: a study from
+  an analysis, :mod:`runners.cli._prepare`).
 - :func:`plan_study` is ``--plan`` (a noise pilot + the power of the k-vs-C test),
   :func:`smallest_budget` / :func:`budget_warning` the budget check at a study's start.
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from runners._algorithms import MULTI_OBJECTIVE_PRUNERS, MULTI_OBJECTIVE_SAMPLERS, PRUNERS, SAMPLERS, option_help
-from runners.cli._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, resolve_settings, usage_error
+from runners.cli._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, refuse_on_resume, resolve_settings, space_flags, usage_error
 from runners._settings import DESIGNS, RESUMABLE, RUNNERS, SEED_MODES
 from study._cli import ArgumentParser, UsageError, run_cli
 from study._io import write_json
@@ -64,7 +64,19 @@ def _number_at_least(lo: float, *, integer: bool = False) -> Callable[[str], Any
     return parse
 
 
+def _add_space_flags(p: ArgumentParser) -> None:
+    """The options the registered spaces declare, each as its flag, help prefixed by the
+    spaces that take it; the value lands in ``args.<key>`` (None when not given)."""
+    taken = set(vars(p.parse_args([])))
+    g = p.add_argument_group("the spaces' own options")
+    for flag, (option, owners) in space_flags().items():
+        if option.key in taken:
+            raise ValueError(f"space option {option.key!r} ({flag}): the command line already has a value of that name")
+        g.add_argument(flag, dest=option.key, metavar=option.metavar, help=f"{', '.join(owners)}: {option.help}")
+
+
 def build_parser() -> ArgumentParser:
+    """The flags of ``python -m study.run`` (those of the spaces' own options from their declarations)."""
     p = ArgumentParser(
         prog=PROG,
         description="Run a search space as an Optuna study (sampling and pruning by Optuna, trials on Ray Tune or locally).",
@@ -74,7 +86,6 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--list-spaces", action="store_true", help="print every space's name, description and default budget, and exit")
     p.add_argument("--name", help="the study's name and folder under --out (default: the space's name, numbered if taken)")
     p.add_argument("--resume", action="store_true", help="continue the study --name (or the latest of --space): trials left running are re-run")
-    p.add_argument("--from", dest="source", metavar="RUN", help="kmap_confirm: the k-vs-C study (run folder) whose fitted mapping to confirm")
     g = p.add_argument_group("where")
     g.add_argument("--runner", choices=RUNNERS, default=None, help="ray (default): Ray Tune; local: in-process, one trial at a time")
     g.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: start a local Ray for the run)")
@@ -105,8 +116,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one field: proxy.<field>=V or recipe.<field>=V (JSON values), repeatable")
     g.add_argument("--objectives", help="top1, or top1 plus costs to minimise: top1,macs | top1,params | top1,latency")
-    g.add_argument("--kinds", metavar="KIND[,KIND...]", help="attention_nas: the attention kinds a study may choose (default: all "
-                   "of its kinds)")
+    _add_space_flags(p)
     g = p.add_argument_group("Optuna")
     g.add_argument("--sampler", choices=SAMPLERS, help="default: the space's (tpe; grid for paper_table2; nsga2 for several "
                    f"objectives); several objectives: {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
@@ -232,8 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.plan and args.resume:
         raise UsageError("--plan: plans a new study; drop --resume")
-    if args.source is not None and args.resume:
-        raise UsageError("--from: a resumed confirmation keeps the study it checks; drop --from")
+    if args.resume:
+        refuse_on_resume(args)
     if not args.plan and args.sigma is not None:
         raise UsageError("--sigma: only with --plan")
     settings, space, create = resolve_settings(args, note=lambda text: print(text, file=sys.stderr))

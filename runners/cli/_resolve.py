@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from runners._settings import DESIGNS, MULTI_OBJECTIVE_PRUNERS, RESUMABLE, StudySettings
+from runners.cli._prepare import Preparation, preparation_for
+from search_spaces import SpaceOption, declared_options
 from study._cli import UsageError, in_flags
 
-__all__ = ["FLAGS", "DEFAULT_PROXY", "DEFAULT_RECIPE", "resolve_settings", "usage_error"]
+__all__ = ["FLAGS", "DEFAULT_PROXY", "DEFAULT_RECIPE", "resolve_settings", "usage_error", "space_flags", "refuse_on_resume"]
 
 #: the default proxy: the synthetic preset shrunk to 10 classes so the default budget
 #: (20 trials x 3 epochs, widths 0.25-1.0) takes a few minutes on two CPU cores
@@ -45,7 +47,9 @@ FLAGS: dict[str, str] = {
     "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
     "max_concurrent": "--max-concurrent", "max_failures": "--max-failures", "stage_data": "--stage-data", "data": "--data",
     "design": "--design", "replicates": "--replicates", "seed_mode": "--seed-mode",
-    "sigma": "--sigma", "effect": "--effect", "source": "--from", "kinds": "--kinds",
+    "sigma": "--sigma", "effect": "--effect",
+    # the options the registered spaces declare (space_options.KEY is said as the flag too)
+    **{option.key: flag for flag, option in declared_options().items()},
 }
 #: option flags of the sampler and the pruner: settings option name -> argparse dest
 _SAMPLER_ARGS = {"startup": "n_startup_trials", "population_size": "population_size"}
@@ -172,57 +176,55 @@ def _dry_run(space: Any, settings: StudySettings) -> None:
         except (ValueError, TypeError, KeyError) as exc:
             text = " ".join(str(exc).split())
             lead = text.split(":", 1)[0]
-            raise UsageError(in_flags(text, FLAGS) if lead in FLAGS else f"--space {settings.space}: {text}") from None
+            flags = {**FLAGS, **{option.key: option.flag for option in space.options}}  # "kinds: ..." is --kinds
+            raise UsageError(in_flags(text, flags) if lead in flags else f"--space {settings.space}: {text}") from None
         except Exception as exc:  # a user's space with a bug: one line, not a traceback
             raise UsageError(f"--space {settings.space}: {type(exc).__name__}: {exc}") from None
         study.tell(trial, 0.0)
 
 
-#: the confirmation trains this many times the source study's epochs unless --epochs says otherwise
-CONFIRM_EPOCHS_FACTOR = 3
+def space_flags() -> dict[str, tuple[SpaceOption, tuple[str, ...]]]:
+    """Every option the registered spaces declare, by flag, with the spaces that take it."""
+    from search_spaces import get_space, space_names
+
+    return {flag: (option, tuple(n for n in space_names() if any(o.flag == flag for o in get_space(n).options)))
+            for flag, option in declared_options().items()}
 
 
-def _confirm_source(args: Any, space: Any) -> dict[str, Any]:
-    """For ``--space kmap_confirm --from RUN``: the source study's fitted mapping and the
-    defaults the confirmation takes from it (backbone, stem, proxy, a longer recipe)."""
-    if space.name != "kmap_confirm":
-        if args.source is not None:
-            raise UsageError("--from: only the kmap_confirm space confirms a study (python -m study.run --space kmap_confirm --from runs/NAME)")
-        return {}
-    if args.source is None:
-        raise UsageError("--from: kmap_confirm confirms the mapping a k-vs-C study fitted; give that study with --from runs/NAME")
-    import analysis
-    from search_spaces._kmap_confirm import DECISION
-    from study.config import ProxySpec, Recipe
-    from study.storage import is_storage_url, public_url
-
+def _parse_option(option: SpaceOption, text: str) -> Any:
     try:
-        fr = analysis.load(args.source)
-        an = analysis.analyze_kmap(fr)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"--from {args.source}: {' '.join(str(exc).split())}") from None
-    if an.fitted is None:
-        raise UsageError(f"--from {args.source}: no psi(C; gamma, b) fits the k this study ran ({'; '.join(an.notes)})")
-    settings = dict(fr.settings)
-    out: dict[str, Any] = {"options": {
-        "source": public_url(str(args.source)) if is_storage_url(str(args.source)) else str(Path(args.source).resolve()),
-        "source_study": fr.name, "fitted": {"gamma": an.fitted.gamma, "b": an.fitted.b},
-        "source_evidence": bool(an.effect.evidence), "source_verdict": an.effect.verdict(), "decision": DECISION,
-    }}
-    cfg = next((c for c in fr.trials["config"] if isinstance(c, dict)), None)
-    if cfg is not None:
-        out["backbone"], out["stem"] = cfg["arch"]["backbone"], cfg["arch"]["stem"]
-        out["proxy"] = ProxySpec.from_dict(cfg["proxy"])
-        recipe = Recipe.from_dict(cfg["recipe"]).to_dict()
-        out["epochs"] = CONFIRM_EPOCHS_FACTOR * int(recipe["epochs"])
-        out["recipe"] = {k: v for k, v in recipe.items() if k != "epochs"}
-    elif settings.get("backbone"):
-        out["backbone"] = settings["backbone"]
-    return out
+        return option.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"{option.flag}: {' '.join(str(exc).split())}") from None
+
+
+def _prepare_space(args: Any, space: Any) -> Preparation:
+    """The values of the options ``space`` declares, parsed and prepared (by the space's
+    preparation, if it has one); a space's flag given to another space is an error."""
+    own = {option.flag for option in space.options}
+    for flag, (option, owners) in space_flags().items():
+        if flag not in own and getattr(args, option.key, None) is not None:
+            raise UsageError(f"{flag}: " + (option.elsewhere or f"only the space(s) {', '.join(owners)} take it"))
+    values: dict[str, Any] = {}
+    for option in space.options:
+        text = getattr(args, option.key, None)
+        if text is None:
+            if option.required:
+                raise UsageError(f"{option.flag}: {option.required}")
+            continue
+        values[option.key] = _parse_option(option, text)
+    return preparation_for(space.name)(values)
+
+
+def refuse_on_resume(args: Any) -> None:
+    """A space's flag that a resumed study cannot take (its ``on_resume`` says why)."""
+    for flag, option in declared_options().items():
+        if option.on_resume and getattr(args, option.key, None) is not None:
+            raise UsageError(f"{flag}: {option.on_resume}")
 
 
 def _comma_list(text: str | None) -> list[str] | None:
-    """A comma-separated flag value (``--objectives``, ``--kinds``) as its items; None when not given."""
+    """A comma-separated flag value (``--objectives``) as its items; None when not given."""
     if text is None:
         return None
     return [item.strip() for item in text.split(",") if item.strip()]
@@ -288,13 +290,10 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
         note(f"note: --pruner {pruner} ignored: it prunes one objective (Optuna's pruners refuse several); "
              f"this study is pruned by {design.multi_objective_pruner}")
         pruner = design.multi_objective_pruner
-    source = _confirm_source(args, space)
-    if args.kinds is not None:
-        if space.name != "attention_nas":
-            raise UsageError("--kinds: only the attention_nas space chooses among attention kinds")
-        source.setdefault("options", {})["kinds"] = _comma_list(args.kinds)
-    proxy = _resolve_proxy(args, overrides["proxy"], design, default=source.get("proxy"))
-    recipe = _resolve_recipe(args, overrides["recipe"], source.get("epochs", budget.epochs), base=source.get("recipe"))
+    prepared = _prepare_space(args, space)
+    proxy = _resolve_proxy(args, overrides["proxy"], design, default=prepared.proxy)
+    recipe = _resolve_recipe(args, overrides["recipe"], budget.epochs if prepared.epochs is None else prepared.epochs,
+                             base=prepared.recipe)
 
     # -- the name and the folder
     if args.name is not None:
@@ -324,8 +323,8 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
             address=args.address,
             timeout=args.timeout,
             seed=args.seed if args.seed is not None else 0,
-            backbone=args.backbone or source.get("backbone", "resnet18"),
-            stem=args.stem or source.get("stem", "lowres"),
+            backbone=args.backbone or prepared.backbone or "resnet18",
+            stem=args.stem or prepared.stem or "lowres",
             width=args.width,
             proxy=proxy,
             recipe=recipe,
@@ -342,7 +341,7 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
             design=design.name,
             replicates=args.replicates if args.replicates is not None else design.replicates,
             seed_mode=args.seed_mode or design.seed_mode,
-            space_options=source.get("options", {}),
+            space_options=prepared.options,
             stage_data=bool(args.stage_data),
         )
     except ValueError as exc:
@@ -378,14 +377,12 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
         "backbone": args.backbone, "stem": args.stem, "width": args.width, "proxy": args.proxy, "data": args.data,
         "sampler": args.sampler, "pruner": args.pruner, "objectives": _objectives(args),
         "design": args.design, "replicates": args.replicates, "seed_mode": args.seed_mode,
-        "kinds": _comma_list(args.kinds),
     }
     kept = {
         "space": stored.space, "storage": public_url(stored.storage), "epochs": stored.recipe.epochs, "seed": stored.seed,
         "backbone": stored.backbone, "stem": stored.stem, "width": stored.width, "proxy": None, "data": stored.proxy.data,
         "sampler": stored.sampler, "pruner": stored.pruner, "objectives": tuple(stored.objectives),
         "design": stored.design, "replicates": stored.replicates, "seed_mode": stored.seed_mode,
-        "kinds": stored.space_options.get("kinds"),
     }
     for key, value in given.items():
         if value is None or (key == "space" and get_space(value).name == get_space(stored.space).name):
@@ -395,6 +392,14 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
         if key == "proxy" or value != kept[key]:
             flag = FLAGS.get(key, f"--{key}")
             raise UsageError(f"{flag}: a resumed study keeps its {key.replace('_', ' ')} ({kept[key]!r}); drop the flag or start a new study")
+    for flag, option in declared_options().items():  # a space's options, as its own (refused ones: refuse_on_resume)
+        text = getattr(args, option.key, None)
+        if text is None or option.on_resume:
+            continue
+        kept_value = stored.space_options.get(option.key)
+        if _parse_option(option, text) != kept_value:
+            raise UsageError(f"{flag}: a resumed study keeps its {option.key.replace('_', ' ')} ({kept_value!r}); "
+                             "drop the flag or start a new study")
     if args.overrides:
         raise UsageError("--set: a resumed study keeps its proxy and recipe; drop --set or start a new study")
     for dest in (*_SAMPLER_ARGS.values(), *_PRUNER_ARGS.values()):
