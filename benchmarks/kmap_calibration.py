@@ -228,6 +228,7 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--studies", type=int, default=100, help="simulated studies per scenario (default 100)")
+    p.add_argument("--first-seed", type=int, default=0, help="seed of the first study (studies are seeded first-seed, first-seed+1, ...)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma list of: {', '.join(SCENARIOS)} (default: all)")
     p.add_argument("--configs", type=int, default=INFERENCE_BUDGET.trials, help="configurations per study (default: the inference design's)")
     p.add_argument("--replicates", type=int, default=2)
@@ -244,9 +245,11 @@ def main() -> None:
     if unknown:
         p.error(f"--scenarios: unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     args = {k: v for k, v in vars(a).items() if k != "json"}
+    if a.studies < 1:
+        p.error("--studies: must be >= 1")
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # one BLAS thread per worker process
         os.environ.setdefault(var, "1")
-    jobs = [(s, i, args) for i in range(a.studies) for s in scenarios]
+    jobs = [(s, i, args) for i in range(a.first_seed, a.first_seed + a.studies) for s in scenarios]
     t0 = time.perf_counter()
     with get_context("spawn").Pool(a.workers) as pool:
         results = list(pool.imap_unordered(_one, jobs))
