@@ -8,10 +8,12 @@ analysis.report`` writes them all; ``python -m analysis.export`` turns chosen tr
 full-training TrialConfig JSON. Analysis never writes to a study's storage.
 """
 
+from analysis._confirm import ConfirmResult, confirm_result
+from analysis._export import RECIPES, export_trials, full_training_config, select_trials
+from analysis._fidelity import FidelityResult, fidelity
+from analysis._importance import learning_curves, param_importances
 from analysis._load import StudyFrames, config_key, frames_of, load, summarize_kinds
 from analysis._pareto import attention_gain, front_hypervolumes, hypervolume, non_dominated, pareto_front
-from analysis._importance import learning_curves, param_importances
-from analysis._fidelity import FidelityResult, fidelity
 from analysis._plots import (
     plot_attention_gain,
     plot_fidelity,
@@ -24,16 +26,14 @@ from analysis._plots import (
     plot_pareto,
     save_figure,
 )
-from analysis._export import RECIPES, export_trials, full_training_config, select_trials
 from analysis._report import make_report
-from analysis._confirm import ConfirmResult, confirm_result
 from analysis._trained import load_trained
+from analysis.kmap._analysis import KmapAnalysis, analyze_kmap, gamma_b_plane
 from analysis.kmap._data import SeedNoise, kmap_data, seed_noise
-from analysis.kmap._power import design_power, detectable_effect, noncentrality
 from analysis.kmap._effect import KEffect, fit_k_model, k_effect
 from analysis.kmap._fits import ContinuousFit, KmapFit, LinearFit, PsiFit, fit_continuous, fit_kmap, fit_linear, fit_psi
-from analysis.kmap._analysis import KmapAnalysis, analyze_kmap, gamma_b_plane
 from analysis.kmap._mappings import PsiChoice, fit_psi_by_top1, score_mappings
+from analysis.kmap._power import design_power, detectable_effect, noncentrality
 
 __all__ = [
     "StudyFrames", "load", "frames_of", "config_key", "summarize_kinds",

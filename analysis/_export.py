@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -136,9 +137,8 @@ def _num(v: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from study._cli import ArgumentParser, as_usage_error
-
     from analysis._load import load
+    from study._cli import ArgumentParser, as_usage_error
 
     ap = ArgumentParser(prog="python -m analysis.export", description="Export chosen trials as full-training TrialConfig JSON.")
     ap.add_argument("run", nargs="?", help="run folder runs/NAME")

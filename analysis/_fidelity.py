@@ -5,8 +5,9 @@ and Pearson, Biometrika 1957: 0.437 / (n - 4) for tau, 1.06 / (n - 3) for rho)."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

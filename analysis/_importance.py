@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import numpy as np
-
 import optuna
 import pandas as pd
 

@@ -7,7 +7,8 @@ least one; equal points therefore do not dominate each other and are both on the
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -181,7 +182,7 @@ def attention_gain(frames: Any, *, states: Sequence[str] = ("complete",)) -> pd.
         params=("params", "median"), macs=("macs", "median"), latency_ms=("latency_ms", "median"),
     ).reset_index()
     out = []
-    for (bb, w), g in agg.groupby(["backbone", "width"], dropna=False):
+    for _, g in agg.groupby(["backbone", "width"], dropna=False):
         base = g[g["attention"] == "none"]
         b = base.iloc[0] if len(base) else None
         for _, r in g.iterrows():

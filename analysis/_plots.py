@@ -8,8 +8,9 @@ state; a notebook shows it inline, :func:`save_figure` writes PNG and SVG).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -342,8 +343,8 @@ def plot_kmap_curves(an: Any) -> Figure:
 def plot_gamma_b(plane: pd.DataFrame, *, value: str = "mean_top1", points: pd.DataFrame | None = None) -> Figure:
     """Top-1 over the (gamma, b) plane (cells of :func:`analysis.gamma_b_plane`), the
     paper's (2, 1) starred; ``points`` (trials with ``gamma``, ``b``) are drawn as dots."""
-    from matplotlib.patches import Rectangle
     import matplotlib as mpl
+    from matplotlib.patches import Rectangle
 
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.add_subplot()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -122,11 +123,11 @@ def make_report(
     """Write the report of a study (and comparisons with other studies) into ``out_dir``
     (default: the run folder's ``report/``). Returns the path of ``report.md``."""
     from analysis import _plots as P
+    from analysis._confirm import confirm_result
     from analysis._fidelity import fidelity
     from analysis._importance import param_importances
     from analysis._load import coerce_frames
     from analysis._pareto import attention_gain, front_hypervolumes, pareto_front
-    from analysis._confirm import confirm_result
     from analysis._trained import TRAINED
     from analysis.kmap._analysis import analyze_kmap, gamma_b_plane
 
@@ -336,9 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from study._cli import ArgumentParser, as_usage_error
-
     from analysis._load import load
+    from study._cli import ArgumentParser, as_usage_error
 
     ap = ArgumentParser(prog="python -m analysis.report", description="Write plots, tables and report.md for a study.")
     ap.add_argument("run", nargs="?", help="run folder runs/NAME")

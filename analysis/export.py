@@ -29,8 +29,7 @@ from analysis._export import *  # noqa: F401,F403  (the public API of this modul
 from analysis._export import __all__  # noqa: F401
 
 if __name__ == "__main__":
-    from study._cli import run_cli
-
     from analysis._export import main
+    from study._cli import run_cli
 
     run_cli(main, prog="python -m analysis.export")

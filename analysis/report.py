@@ -19,8 +19,7 @@ from analysis._report import *  # noqa: F401,F403  (the public API of this modul
 from analysis._report import __all__  # noqa: F401
 
 if __name__ == "__main__":
-    from study._cli import run_cli
-
     from analysis._report import main
+    from study._cli import run_cli
 
     run_cli(main, prog="python -m analysis.report")

@@ -11,9 +11,9 @@ import optuna
 from optuna.trial import TrialState
 
 from runners import Progress, StudySettings, run_study
+from runners.cli import DEFAULT_PROXY, DEFAULT_RECIPE
 from study.config import Recipe
 from study.data import proxy_preset
-from runners.cli import DEFAULT_PROXY, DEFAULT_RECIPE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -69,8 +69,8 @@ def replay(label: str, recorded: dict[int, dict[str, Any]], *, trials: int, epoc
     Returns (wall seconds, frozen trials that ran)."""
     from types import SimpleNamespace
 
-    from runners._local import run_local
     from runners._bridge import StudyBridge
+    from runners._local import run_local
     from runners._study import open_study
     from search_spaces import get_space
     from study.metrics import EpochMetrics

@@ -44,8 +44,12 @@ def main() -> None:
     assert (non_dominated(P, maximize=[False, True]) == brute(P)).all()
     tb, tv = [], []
     for _ in range(args.repeats):
-        t0 = time.perf_counter(); brute(P); tb.append(time.perf_counter() - t0)
-        t0 = time.perf_counter(); non_dominated(P, maximize=[False, True]); tv.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        brute(P)
+        tb.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        non_dominated(P, maximize=[False, True])
+        tv.append(time.perf_counter() - t0)
     b, v = statistics.median(tb), statistics.median(tv)
     print(f"points={args.n}  front={int(non_dominated(P, maximize=[False, True]).sum())}")
     print(f"python pairwise baseline: {b:.4f} s   analysis.non_dominated: {v:.4f} s   speed-up x{b / v:.1f}")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from _attention_bench import uniform_arch
+
 from study.attention import lean_attention, list_attention
 from study.models import build_model, list_backbones
 

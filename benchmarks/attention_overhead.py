@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from _attention_bench import uniform_arch
+
 from study.attention import bn_attention, lean_attention, list_attention
 from study.costs import count_macs, count_params
 from study.models import build_model, list_backbones
@@ -143,11 +143,11 @@ def run(args: argparse.Namespace, on_group=None) -> list[dict]:
             if args.isolate:
                 parts = {kind: _Isolated(m[0], res, batch, device, args.channels_last) for kind, m in models.items()}
 
-                def one(kind: str, lean: bool) -> float:
+                def one(kind: str, lean: bool, parts: dict = parts) -> float:
                     return _isolated_step(parts[kind], device, args.amp, lean, clock)
             else:
 
-                def one(kind: str, lean: bool) -> float:
+                def one(kind: str, lean: bool, models: dict = models, x: torch.Tensor = x, y: torch.Tensor = y) -> float:
                     return _step(models[kind][0], x, y, device, args.amp, lean, clock)
 
             for kind, lean in configs:

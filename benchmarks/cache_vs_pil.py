@@ -33,12 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _images import write_folder  # benchmarks/ is sys.path[0] when a script here runs
 from PIL import Image
 
 from study.config import ProxySpec
 from study.data import IMAGENET_MEAN, IMAGENET_STD, DeviceLoader, load_proxy, prepare
-
-from _images import write_folder  # benchmarks/ is sys.path[0] when a script here runs
 
 
 class PILFolder(torch.utils.data.Dataset):
@@ -76,7 +75,7 @@ class PILFolder(torch.utils.data.Dataset):
 def _epoch(loader) -> float:
     t = time.perf_counter()
     n = 0
-    for x, y in loader:
+    for x, _ in loader:
         n += x.shape[0]
     return time.perf_counter() - t
 
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="cache_vs_pil_") as tmp:
         root = Path(tmp) / "folder"
-        n = write_folder(root, classes=args.classes, train=args.train_per_class, val=max(1, args.train_per_class // 10), size=(w, h))
+        write_folder(root, classes=args.classes, train=args.train_per_class, val=max(1, args.train_per_class // 10), size=(w, h))
         ds = PILFolder(root, args.res)
         baseline = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
                                                num_workers=args.workers, persistent_workers=args.workers > 0)

@@ -87,11 +87,10 @@ def _truths(an: Any, planted: Any) -> dict[str, tuple[float, float]]:
             for i, C in enumerate(Cs):
                 if C not in lv:
                     continue
-                e = lambda k: planted.stage_effect(int(C), int(k), i)
-                k = m.k(i, C, backbone)
-                r += max(e(j) for j in lv[C]) - e(k)
-                p = paper(i, C, backbone)
-                v += e(k) - e(p)
+                k, p = m.k(i, C, backbone), paper(i, C, backbone)
+                eff = {j: planted.stage_effect(int(C), int(j), i) for j in {*lv[C], k, p}}
+                r += max(eff[j] for j in lv[C]) - eff[k]
+                v += eff[k] - eff[p]
             reg.append(r)
             vs.append(v)
         out[m.name] = (sum(reg) / len(reg), sum(vs) / len(vs))

@@ -90,7 +90,7 @@ def measure(args: argparse.Namespace, data=None) -> dict:
         _sync(device)
         t = time.perf_counter()
         n = 0
-        for x, y in loader:
+        for _ in loader:
             n += 1
         _sync(device)
         return n / (time.perf_counter() - t)

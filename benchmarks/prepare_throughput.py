@@ -34,11 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _images import write_folder  # benchmarks/ is sys.path[0] when a script here runs
 
 from study.data import _prepare, prepare
 from study.data._decode import decode_chunk
-
-from _images import write_folder  # benchmarks/ is sys.path[0] when a script here runs
 
 
 def _ignore_sigint() -> None:

@@ -16,8 +16,9 @@ constructor's (:class:`~runners._pruners.ParetoPruner`).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import optuna
 

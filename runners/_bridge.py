@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -32,10 +33,10 @@ from runners._optuna import GridSampler
 from runners._progress import Progress
 from runners._settings import StudySettings
 from study import record
-from study.record import is_finite
 from study._io import write_json
 from study.config import TrialConfig
 from study.metrics import METRIC_FIELDS
+from study.record import is_finite
 
 __all__ = ["StudyBridge", "LiveTrial", "EPOCH_KEYS", "COST_PREFIX"]
 

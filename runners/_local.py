@@ -8,7 +8,8 @@ intermediate value and asks the pruner; pruning stops the trial after that epoch
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from runners._bridge import LiveTrial, StudyBridge
 from study.metrics import EpochMetrics, Reporter

@@ -20,7 +20,8 @@ The runners use Optuna's public API everywhere else. Two jobs have no public for
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
-from runners._algorithms import (MULTI_OBJECTIVE_PRUNER_OPTIONS, MULTI_OBJECTIVE_PRUNERS, MULTI_OBJECTIVE_SAMPLERS, PRUNER_OPTIONS,
-                                 PRUNER_REGISTRY, PRUNERS, SAMPLER_OPTIONS, SAMPLER_REGISTRY, SAMPLERS, check_int)
+from runners._algorithms import (
+    MULTI_OBJECTIVE_PRUNER_OPTIONS,
+    MULTI_OBJECTIVE_PRUNERS,
+    MULTI_OBJECTIVE_SAMPLERS,
+    PRUNER_OPTIONS,
+    PRUNER_REGISTRY,
+    PRUNERS,
+    SAMPLER_OPTIONS,
+    SAMPLER_REGISTRY,
+    SAMPLERS,
+    check_int,
+)
 from study import record
 from study.config import ProxySpec, Recipe, repr_non_default
 from study.storage import check_storage_url, public_url, redact
@@ -252,7 +263,7 @@ class StudySettings:
             "options": dict(self.space_options),
         }
 
-    def replace(self, **changes: Any) -> "StudySettings":
+    def replace(self, **changes: Any) -> StudySettings:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -275,7 +286,7 @@ class StudySettings:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "StudySettings":
+    def from_dict(cls, data: Mapping[str, Any]) -> StudySettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

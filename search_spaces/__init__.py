@@ -15,6 +15,8 @@ records the config and the resolved per-stage description (C and attention param
 user attributes. Spaces know nothing about Ray or storage.
 """
 
+# importing the space modules registers them
+from search_spaces import _attention_nas, _eca_kmap, _kmap_confirm, _paper_table2, _se_ratio  # noqa: F401,E402
 from search_spaces._registry import (
     SAMPLERS,
     Budget,
@@ -28,9 +30,6 @@ from search_spaces._registry import (
     register_space,
     space_names,
 )
-
-# importing the space modules registers them
-from search_spaces import _attention_nas, _eca_kmap, _kmap_confirm, _paper_table2, _se_ratio  # noqa: F401,E402
 
 __all__ = [
     "SAMPLERS",

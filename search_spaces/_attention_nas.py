@@ -27,7 +27,8 @@ above take their defaults), e.g. ``define(trial, ..., kinds=("none", "eca", "se"
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from search_spaces._eca_kmap import B_RANGE, GAMMA_RANGE, K_CHOICES
 from search_spaces._registry import Budget, SpaceOption, make_config, register_space

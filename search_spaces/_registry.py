@@ -18,9 +18,10 @@ import importlib.util
 import inspect
 import re
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from study import record
 from study._registry import Registry

@@ -12,7 +12,8 @@ import os
 import re
 import sys
 import traceback
-from typing import Callable, Mapping, NoReturn, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import NoReturn
 
 __all__ = ["UsageError", "ArgumentParser", "run_cli", "in_flags", "as_usage_error", "EXIT_USAGE", "EXIT_BUG"]
 

@@ -9,7 +9,8 @@ a no-op (a module imported twice registers again); registering it with another e
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 __all__ = ["Registry"]
 
@@ -58,7 +59,7 @@ class Registry(Generic[T]):
         """Remove ``name`` (tests that register a temporary entry undo it this way)."""
         return self._entries.pop(name, default)
 
-    def copy(self) -> "Registry[T]":
+    def copy(self) -> Registry[T]:
         """A registry with the same settings and entries (to swap in for a test)."""
         other: Registry[T] = Registry(self.what, plural=self.plural, hint=self.hint, same=self._same)
         other._entries = dict(self._entries)

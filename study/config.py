@@ -20,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -129,7 +130,7 @@ class AttentionSpec:
         object.__setattr__(self, "params", normalized)
 
     @classmethod
-    def of(cls, kind: str, **params: Any) -> "AttentionSpec":
+    def of(cls, kind: str, **params: Any) -> AttentionSpec:
         """``AttentionSpec.of("eca", k=3)``."""
         return cls(kind, tuple(params.items()))
 
@@ -141,7 +142,7 @@ class AttentionSpec:
         return {"kind": self.kind, **self.kwargs}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | str, where: str = "stage") -> "AttentionSpec":
+    def from_dict(cls, data: Mapping[str, Any] | str, where: str = "stage") -> AttentionSpec:
         if isinstance(data, str):
             return cls(data)
         if not isinstance(data, Mapping):
@@ -196,14 +197,14 @@ class ArchSpec:
             raise ConfigError(f"psi_input: must be one of {', '.join(PSI_INPUTS)}, got {self.psi_input!r}")
 
     @classmethod
-    def uniform(cls, backbone: str, attention: AttentionSpec | Mapping[str, Any] | str = "none", **kwargs: Any) -> "ArchSpec":
+    def uniform(cls, backbone: str, attention: AttentionSpec | Mapping[str, Any] | str = "none", **kwargs: Any) -> ArchSpec:
         """The same attention in every stage of ``backbone``."""
         from study.models import num_stages  # the backbone registry knows the stage count
 
         spec = attention if isinstance(attention, AttentionSpec) else AttentionSpec.from_dict(attention, "attention")
         return cls(backbone=backbone, stages=(spec,) * num_stages(backbone), **kwargs)
 
-    def with_stages(self, stages: Iterable[AttentionSpec | Mapping[str, Any]]) -> "ArchSpec":
+    def with_stages(self, stages: Iterable[AttentionSpec | Mapping[str, Any]]) -> ArchSpec:
         return dataclasses.replace(self, stages=tuple(stages))
 
     def to_dict(self) -> dict[str, Any]:
@@ -217,7 +218,7 @@ class ArchSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "arch") -> "ArchSpec":
+    def from_dict(cls, data: Mapping[str, Any], where: str = "arch") -> ArchSpec:
         _check_keys(cls, data, where)
         if not isinstance(data["stages"], (list, tuple)):
             raise ConfigError(f"{where}.stages: expected a list with one entry per stage")
@@ -371,14 +372,14 @@ class TrialConfig:
                 raise ConfigError(f"{name}: expected {cls.__name__}, got {type(value).__name__}")
         object.__setattr__(self, "seed", _number(self.seed, "seed", integer=True))
 
-    def replace(self, **changes: Any) -> "TrialConfig":
+    def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch.to_dict(), "recipe": self.recipe.to_dict(), "proxy": self.proxy.to_dict(), "seed": self.seed}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrialConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialConfig:
         _check_keys(cls, data, "config")
         return cls(
             arch=ArchSpec.from_dict(data["arch"], "arch"),
@@ -391,7 +392,7 @@ class TrialConfig:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "TrialConfig":
+    def from_json(cls, text: str) -> TrialConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

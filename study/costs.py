@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,7 +46,7 @@ class Costs:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Costs":
+    def from_dict(cls, data: Mapping[str, Any]) -> Costs:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 

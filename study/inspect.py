@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from study import record
 from study._cli import ArgumentParser, UsageError, as_usage_error, run_cli
-from study.config import ArchSpec, AttentionSpec, ConfigError, PSI_INPUTS, TrialConfig
+from study.config import PSI_INPUTS, ArchSpec, AttentionSpec, ConfigError, TrialConfig
 
 __all__ = ["main", "parse_attention", "inspect_arch", "UNITS"]
 

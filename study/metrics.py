@@ -16,9 +16,10 @@ import dataclasses
 import io
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["EpochMetrics", "Reporter", "CallbackReporter", "as_reporter", "TrialResult", "OUTCOMES", "MetricsWriter",
            "write_metrics", "write_result", "METRIC_FIELDS"]
@@ -46,7 +47,7 @@ class EpochMetrics:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "EpochMetrics":
+    def from_dict(cls, data: Mapping[str, Any]) -> EpochMetrics:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
 
@@ -116,7 +117,7 @@ class TrialResult:
         return len(self.history)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, config: Any = None) -> "TrialResult":
+    def from_dict(cls, data: Mapping[str, Any], *, config: Any = None) -> TrialResult:
         """A result from its :meth:`to_dict` form (``result.json``, a finished checkpoint's
         state); ``config``, when given, is the TrialConfig to use instead of ``data["config"]``.
         The derived entries (``final``, ``best``, ``epochs_run``) are recomputed from the history."""

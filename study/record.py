@@ -29,8 +29,9 @@ reached; the intermediate value at step ``epoch`` is that epoch's validation top
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "CONFIG", "STAGES", "COSTS", "HISTORY", "OUTCOME", "ERROR", "REFERENCE", "ATTEMPT", "RESUMED_FROM",

@@ -10,7 +10,7 @@ core package :mod:`study` imports nothing above it but here.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from study._cli import run_cli
 

@@ -56,8 +56,9 @@ import math
 import shlex
 import sys
 from argparse import ArgumentTypeError
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from study._cli import ArgumentParser, UsageError, in_flags, run_cli
 from study._io import write_atomic

@@ -64,6 +64,9 @@ from analysis.kmap._mappings import (
 from analysis.kmap._power import design_power, detectable_effect, f_power, model_parameters, noncentrality
 
 __all__ = [
+    "mapping_lines",
+    "f_power",
+    "model_parameters",
     "PAPER_B",
     "PAPER_GAMMA",
     "ContinuousFit",

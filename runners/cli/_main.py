@@ -34,12 +34,13 @@ import shutil
 import sys
 import time
 from argparse import ArgumentTypeError
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from runners._algorithms import MULTI_OBJECTIVE_PRUNERS, MULTI_OBJECTIVE_SAMPLERS, PRUNERS, SAMPLERS, option_help
-from runners.cli._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, refuse_on_resume, resolve_settings, space_flags, usage_error
 from runners._settings import DESIGNS, RESUMABLE, RUNNERS, SEED_MODES
+from runners.cli._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, refuse_on_resume, resolve_settings, space_flags, usage_error
 from study._cli import ArgumentParser, UsageError, run_cli
 from study._io import write_json
 

@@ -10,9 +10,10 @@ by the space's name with :func:`prepares`; the resolution of the flags calls it 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from study._cli import UsageError
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from runners._settings import DESIGNS, MULTI_OBJECTIVE_PRUNERS, RESUMABLE, StudySettings
 from runners.cli._prepare import Preparation, preparation_for
@@ -244,10 +245,9 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
 
     Returns ``(settings, space, created)`` where ``created`` is False for ``--resume``.
     """
+    from runners._study import study_exists
     from search_spaces import get_space, space_names
     from study.storage import StorageURL, check_journal_writable, check_storage_url, normalize_storage_url
-
-    from runners._study import study_exists
 
     runner = args.runner or "ray"
     out = Path(args.out)

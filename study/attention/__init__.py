@@ -23,6 +23,18 @@ Kinds: ``none`` (identity), ``se`` (SENet), ``se_var1``/``se_var2``/``se_var3``/
 defaults.
 """
 
+from study.attention._a2 import DoubleAttention
+from study.attention._bam import BAM
+from study.attention._cbam import CBAM
+from study.attention._coord import CoordAttention
+from study.attention._eca import ECA, ECANS
+from study.attention._gc import GlobalContext
+from study.attention._ge import GETheta, GEThetaMinus, GEThetaPlus
+from study.attention._gsop import GSoP
+
+# importing the family modules registers them
+from study.attention._identity import NoAttention
+from study.attention._psi import PSI_RULES, RELEASED_K, psi, released_k
 from study.attention._registry import (
     ATTENTION_PARAMS,
     AttentionModule,
@@ -34,20 +46,8 @@ from study.attention._registry import (
     register_attention,
     resolve_attention,
 )
-from study.attention._psi import PSI_RULES, RELEASED_K, psi, released_k
 from study.attention._rescale import LEAN_MIN_NUMEL, bn_attention, lean_attention, lean_enabled, pooled_gate_scale, set_lean
-
-# importing the family modules registers them
-from study.attention._identity import NoAttention
 from study.attention._se import SE, SEGC, SEVar1, SEVar2, SEVar3
-from study.attention._eca import ECA, ECANS
-from study.attention._cbam import CBAM
-from study.attention._coord import CoordAttention
-from study.attention._bam import BAM
-from study.attention._gc import GlobalContext
-from study.attention._ge import GEThetaMinus, GETheta, GEThetaPlus
-from study.attention._a2 import DoubleAttention
-from study.attention._gsop import GSoP
 
 __all__ = [
     "ATTENTION_PARAMS",

@@ -16,8 +16,9 @@ never changed; with a known ``feature_map`` they are checked against it there an
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from torch import nn
 

@@ -34,7 +34,7 @@ there the BN module's ``forward`` (and any hook on it) is not called. Under
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn

@@ -17,9 +17,10 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from study.config import TrialConfig, load_config
 from study.metrics import OUTCOMES, TrialResult

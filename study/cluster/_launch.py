@@ -31,9 +31,10 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from study.config import Recipe, TrialConfig, repr_non_default
 from study.metrics import TrialResult

@@ -21,9 +21,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["Node", "cluster_nodes", "nodes_for", "check_cache_on_nodes", "stage_cache", "prepare_cache", "STAGE_DIR_ENV",
            "CHUNK_BYTES"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from study._cli import ArgumentParser, UsageError, as_usage_error, in_flags, run_cli
 

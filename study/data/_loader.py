@@ -40,7 +40,8 @@ most one; no image is repeated or padded), so sums over ranks equal one process'
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -131,7 +131,7 @@ def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state
             with contextlib.closing(_decode_parallel(tasks, min(workers, len(tasks)))) as results:
                 for result in results:
                     record(*result, bar)
-    del mm
+    mm = None  # release the memory map: record() is done with it
 
     # compact: drop the slots of skipped images, write the final arrays
     img_name, lab_name = array_files(split)
@@ -163,8 +163,9 @@ def _array_split(split: str, listing: ArrayListing, partial: Path, state: dict[s
     if labels.shape[0] == 0:
         raise ValueError(f"split {split}: none of its images belong to the selected {len(listing.classes)} classes")
     if resolution != listing.resolution:
-        from study.data._cache import _resize
         import torch
+
+        from study.data._cache import _resize
 
         images = _resize(torch.from_numpy(images), resolution).numpy()
     img_name, lab_name = array_files(split)

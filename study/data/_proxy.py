@@ -3,8 +3,8 @@ cache_proxy: the ProxySpec that reads a prepared cache."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from study.config import ProxySpec
 from study.data._registry import CACHE, get_source

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from study._registry import Registry
 
@@ -16,7 +17,7 @@ __all__ = ["ProxySource", "register_source", "list_sources", "get_source", "CACH
 #: ``ProxySpec.source`` value that reads a folder written by ``python -m study.data prepare``.
 CACHE = "cache"
 
-_SOURCES: Registry[type["ProxySource"]] = Registry("proxy source", plural="", hint=f", or {CACHE!r} for a prepared cache")
+_SOURCES: Registry[type[ProxySource]] = Registry("proxy source", plural="", hint=f", or {CACHE!r} for a prepared cache")
 
 S = TypeVar("S", bound=type)
 
@@ -43,7 +44,7 @@ class ProxySource:
     generated: ClassVar[bool] = False
     options: ClassVar[tuple[str, ...]] = ()
 
-    def load(self, proxy: "ProxySpec") -> "ProxyData":
+    def load(self, proxy: ProxySpec) -> ProxyData:
         raise ValueError(
             f"source {self.name!r} reads image files: decode them once with "
             f"`python -m study.data prepare --source {self.name} --root ROOT --res {proxy.resolution} --out DIR`, "

@@ -45,7 +45,7 @@ class Split:
     def resolution(self) -> int:
         return int(self.images.shape[1])
 
-    def subset(self, index: torch.Tensor) -> "Split":
+    def subset(self, index: torch.Tensor) -> Split:
         """The images at ``index`` (a copy)."""
         return Split(self.images[index], self.labels[index])
 

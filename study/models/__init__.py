@@ -21,13 +21,12 @@ which matches neither reading (psi gives 5, 5, 5, 7 on channels and 3, 5, 5, 5 o
 use :func:`study.attention.released_k` for their settings.
 """
 
+# importing the family modules registers them
+from study.models import _mobilenetv2, _resnet  # noqa: F401  (registration)
+from study.models._builder import build_model, released_arch, stage_sizes
+from study.models._mobilenetv2 import make_divisible
 from study.models._registry import STEMS, Backbone, StagePlan, get_backbone, list_backbones, num_stages, register_backbone
 from study.models._stages import StageInfo, describe_stages
-from study.models._builder import build_model, released_arch, stage_sizes
-
-# importing the family modules registers them
-from study.models import _resnet, _mobilenetv2  # noqa: F401  (registration)
-from study.models._mobilenetv2 import make_divisible
 
 __all__ = [
     "build_model",

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
-
 from torch import nn
 
 from study.config import ArchSpec

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from study._registry import Registry
 
@@ -38,7 +39,7 @@ class Backbone:
 
     name: str
     plan: Callable[[float, str], tuple[StagePlan, ...]]
-    build: Callable[["ArchSpec", "tuple[StageInfo, ...]"], "nn.Module"]
+    build: Callable[[ArchSpec, tuple[StageInfo, ...]], nn.Module]
     description: str = ""
 
     @property

@@ -10,7 +10,6 @@ memory-lean path for channel attention where it applies.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

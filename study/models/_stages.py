@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from study import record
 from study.attention import get_attention
@@ -44,7 +45,7 @@ class StageInfo:
         return {"stage": self.stage, "channels": self.channels, "planes": self.planes, "blocks": self.blocks, "kind": self.kind, **self.params}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "StageInfo":
+    def from_dict(cls, data: Mapping[str, Any]) -> StageInfo:
         missing = [k for k in _FIXED if k not in data]
         if missing:
             raise ValueError(f"stage info: missing key {missing[0]!r}")

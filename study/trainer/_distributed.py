@@ -28,8 +28,9 @@ Everything here is plain ``torch.distributed``; nothing imports Ray.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,7 +81,7 @@ class Distributed:
             raise ValueError(f"rank: must be an integer in [0, {self.world_size - 1}], got {self.rank!r}")
 
     @classmethod
-    def from_process_group(cls, *, sync_bn: bool = False) -> "Distributed":
+    def from_process_group(cls, *, sync_bn: bool = False) -> Distributed:
         """This process's rank and the world size of the initialised default process group."""
         import torch.distributed as dist
 
@@ -228,7 +229,7 @@ class SingleProcess:
 
 
 #: what :func:`study.trainer.train` trains in: one rank of a group, or this process alone
-ParallelContext = Union[Distributed, SingleProcess]
+ParallelContext = Distributed | SingleProcess
 
 
 def as_context(distributed: Distributed | SingleProcess | None) -> ParallelContext:

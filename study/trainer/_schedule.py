@@ -55,7 +55,7 @@ class LRSchedule:
             raise ValueError(f"step_factor: must be in [0, 1], got {self.step_factor!r}")
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe, steps_per_epoch: int) -> "LRSchedule":
+    def from_recipe(cls, recipe: Recipe, steps_per_epoch: int) -> LRSchedule:
         """The schedule of ``recipe`` with ``steps_per_epoch`` optimizer steps per epoch."""
         total = recipe.epochs * steps_per_epoch
         return cls(

@@ -7,7 +7,8 @@ import json
 import pytest
 
 import analysis
-from analysis._export import RECIPES, main as export_main
+from analysis._export import RECIPES
+from analysis._export import main as export_main
 from study._cli import run_cli
 from study.config import ArchSpec, AttentionSpec, load_config
 from study.costs import count_params

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import analysis
-from analysis.kmap import fit_continuous, fit_kmap, fit_linear, fit_psi, main as kmap_main
+from analysis.kmap import fit_continuous, fit_kmap, fit_linear, fit_psi
+from analysis.kmap import main as kmap_main
 from study.attention import psi
 
 CS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096]

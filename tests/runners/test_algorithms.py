@@ -9,8 +9,15 @@ import inspect
 import optuna
 import pytest
 
-from runners._algorithms import (MULTI_OBJECTIVE_PRUNERS, MULTI_OBJECTIVE_SAMPLERS, PRUNER_REGISTRY, PRUNERS, SAMPLER_REGISTRY,
-                                 GridSampler, option_help)
+from runners._algorithms import (
+    MULTI_OBJECTIVE_PRUNERS,
+    MULTI_OBJECTIVE_SAMPLERS,
+    PRUNER_REGISTRY,
+    PRUNERS,
+    SAMPLER_REGISTRY,
+    GridSampler,
+    option_help,
+)
 from runners._optuna import make_pruner, make_sampler
 from runners._pruners import ParetoPruner
 from runners.cli import build_parser

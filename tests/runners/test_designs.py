@@ -12,7 +12,8 @@ import optuna
 import pytest
 
 from runners import Planted, StudySettings, simulate_study
-from runners.cli import build_parser, main as cli_main, resolve_settings
+from runners.cli import build_parser, resolve_settings
+from runners.cli import main as cli_main
 from search_spaces._eca_kmap import INFERENCE_WIDTHS
 from study import record
 from study._cli import run_cli

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -168,7 +169,7 @@ def test_settings_validate_eagerly_and_round_trip(tiny_settings):
     ]:
         with pytest.raises(ValueError, match=match):
             tiny_settings(**changes)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         s.trials = 5  # frozen
     with pytest.raises(TypeError):
         StudySettings("x")  # keyword-only

@@ -3,13 +3,15 @@ reference points and the Table 2 grid - on real Optuna studies (in memory)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 
 import search_spaces
 from search_spaces import Budget, SpaceInfo, get_space, list_spaces, register_space, space_names
-from search_spaces._eca_kmap import K_CHOICES
 from search_spaces._attention_nas import KINDS as ATTENTION_NAS_KINDS
+from search_spaces._eca_kmap import K_CHOICES
 from search_spaces._paper_table2 import VARIANTS
 from study import record
 from study.attention import psi, released_k
@@ -40,7 +42,7 @@ def test_registry_lists_the_spaces_with_info():
     for info in infos:
         assert isinstance(info, SpaceInfo) and info.description and info.budget.trials >= 1 and info.budget.epochs >= 1
     assert get_space("paper_table2").info.sampler == "grid"
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         infos[0].name = "x"  # frozen
 
 
@@ -85,7 +87,7 @@ def test_eca_kmap_is_conditional_and_records_resolved_k():
     space = get_space("eca_kmap")
     study, out = _run(space, 30, references=False)
     modes = set()
-    for frozen, config in out:
+    for frozen, _ in out:
         p = frozen.params
         modes.add(p["k_mode"])
         assert p["width"] in (0.25, 0.5, 1.0)
@@ -205,7 +207,7 @@ def test_paper_table2_grid_walks_every_variant_once():
     sampler = Grid(grid, seed=0)
     study, out = _run(space, 10, sampler=sampler, settings={**SETTINGS, "width": 0.25})
     assert sorted(f.params["variant"] for f, _ in out) == sorted(VARIANTS)
-    for frozen, config in out:
+    for frozen, _ in out:
         v = frozen.params["variant"]
         stages = frozen.user_attrs[record.STAGES]
         if v.startswith("se_gc"):

@@ -11,6 +11,7 @@ from torch import nn
 from study.attention import (
     ATTENTION_PARAMS,
     AttentionModule,
+    _registry,
     bn_attention,
     create_attention,
     get_attention,
@@ -21,11 +22,7 @@ from study.attention import (
     released_k,
     resolve_attention,
 )
-from study.attention import _registry
 from study.config import AttentionSpec
-
-
-
 
 KINDS = [
     "a2", "bam", "cbam", "coord", "eca", "eca_ns", "gc", "ge_theta", "ge_theta_minus", "ge_theta_plus", "gsop",

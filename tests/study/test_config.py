@@ -1,5 +1,6 @@
 """The one config format: JSON round trip, defaults, and errors that name the key."""
 
+import dataclasses
 import json
 
 import pytest
@@ -67,7 +68,7 @@ def test_repr_lists_only_non_default_fields():
 
 
 def test_configs_are_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         Recipe().epochs = 3  # type: ignore[misc]
 
 

@@ -13,9 +13,6 @@ from study.config import ArchSpec
 from study.costs import Costs, count_attention_params, count_macs, count_params, input_shape, measure_costs, measure_latency
 from study.models import build_model, describe_stages
 
-
-
-
 TINY_ARCH = {"backbone": "resnet18", "stem": "lowres", "width": 0.25, "num_classes": 10, "stages": [{"kind": "eca", "k": 3}, {"kind": "se", "r": 4}, {"kind": "none"}, {"kind": "eca"}]}
 
 

@@ -33,9 +33,9 @@ def test_prepare_and_info_in_a_real_process(tmp_path):
     r = subprocess.run([sys.executable, "-m", "study.data", "info", str(out), "--verify"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert any(l.startswith("source") and "imagefolder" in l for l in lines)
-    assert any(l.startswith("train images") and "6" in l for l in lines)
-    assert any("zz.jpg" in l for l in lines) and "checksums: ok" in r.stdout
+    assert any(line.startswith("source") and "imagefolder" in line for line in lines)
+    assert any(line.startswith("train images") and "6" in line for line in lines)
+    assert any("zz.jpg" in line for line in lines) and "checksums: ok" in r.stdout
 
 
 @pytest.mark.parametrize("argv, message", [

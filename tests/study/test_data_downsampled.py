@@ -39,7 +39,7 @@ def _write(tmp_path, side=8, n=20, seed=0, pickled=False):
 def _expected(truth, names):
     images = np.concatenate([truth[n][0] for n in names])
     labels = np.concatenate([truth[n][1] for n in names])
-    wnid = np.array([MAP[l - 1][0] for l in labels])
+    wnid = np.array([MAP[label - 1][0] for label in labels])
     keep = np.isin(wnid, WNIDS)
     return images[keep], np.array([WNIDS.index(w) for w in wnid[keep]])
 

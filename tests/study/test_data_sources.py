@@ -7,10 +7,21 @@ import pytest
 
 import study.data
 from study.config import ProxySpec
-from study.data import (ProxyData, ProxySource, get_source, imagenet100_classes, list_proxies, list_sources, load_proxy,
-                        make_synthetic, proxy_preset, register_source)
+from study.data import (
+    ProxyData,
+    ProxySource,
+    get_source,
+    imagenet100_classes,
+    list_proxies,
+    list_sources,
+    load_proxy,
+    make_synthetic,
+    proxy_preset,
+    register_source,
+)
 from study.data._classes import IMAGENET100_SHA256
 from study.data._registry import _SOURCES
+
 
 def test_shipped_class_list_matches_its_checksum():
     # only the shipped file and the checksum in the code: a plain clone has nothing beside it

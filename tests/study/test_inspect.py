@@ -14,8 +14,6 @@ from study.config import ArchSpec, AttentionSpec, TrialConfig
 from study.inspect import main, parse_attention
 
 
-
-
 def _run(argv, capsys):
     assert main(argv) == 0
     return capsys.readouterr().out

@@ -9,9 +9,6 @@ from study.attention import AttentionModule, list_attention, psi, released_k
 from study.config import ArchSpec, AttentionSpec, ConfigError
 from study.models import StageInfo, build_model, describe_stages, list_backbones, make_divisible, num_stages, released_arch, stage_sizes
 
-
-
-
 BACKBONES = ["mobilenetv2", "resnet101", "resnet18", "resnet34", "resnet50"]
 
 
@@ -127,8 +124,8 @@ def test_attention_sits_after_the_last_bn_on_the_residual_branch():
         bn = getattr(block, last_bn) if last_bn else block.conv[-1]
         assert isinstance(bn, torch.nn.BatchNorm2d)
         seen = {}
-        bn.register_forward_hook(lambda m, i, o: seen.__setitem__("bn", o))
-        block.attention.register_forward_hook(lambda m, i, o: seen.__setitem__("attn_in", i[0]))
+        bn.register_forward_hook(lambda m, i, o, seen=seen: seen.__setitem__("bn", o))
+        block.attention.register_forward_hook(lambda m, i, o, seen=seen: seen.__setitem__("attn_in", i[0]))
         model(torch.randn(1, 3, 32, 32))
         assert seen["attn_in"] is seen["bn"], backbone
 

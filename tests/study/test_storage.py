@@ -7,8 +7,17 @@ import os
 
 import pytest
 
-from study.storage import (PASSWORD_ENV, check_journal_writable, check_storage_url, connect_url, is_storage_url,
-                           journal_path, normalize_storage_url, public_url, redact)
+from study.storage import (
+    PASSWORD_ENV,
+    check_journal_writable,
+    check_storage_url,
+    connect_url,
+    is_storage_url,
+    journal_path,
+    normalize_storage_url,
+    public_url,
+    redact,
+)
 
 URL = "postgresql+psycopg2://bob:s%40cret@db.example:5432/studies?sslmode=require"
 
