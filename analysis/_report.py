@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,334 @@ def _trials_csv(trials: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+@dataclass(frozen=True)
+class ReportContext:
+    """What every section of the report reads: the study's frames (``frames``; ``others`` the
+    compared studies, ``labels`` one distinct name per study, the study's first), the output
+    folder, ``alpha`` and ``seed``, and the writer (``writer``) whose helpers (:meth:`step`,
+    :meth:`table`, :meth:`csv`, :meth:`fig`) append to the markdown (``md``) and the files made."""
+
+    frames: Any
+    out: Path
+    alpha: float
+    seed: int
+    writer: _Report
+    others: tuple[Any, ...] = ()
+    labels: tuple[str, ...] = ()
+
+    @classmethod
+    def build(cls, frames: Any, out_dir: str | Path | None = None, *, compare: Sequence[Any] = (), alpha: float = 0.05,
+              seed: int = 0, log: Callable[[str], None] | None = print) -> ReportContext:
+        """The context of a report of ``frames`` into ``out_dir`` (created; default: the run folder's ``report/``)."""
+        from analysis._load import coerce_frames
+
+        fr = coerce_frames(frames)
+        out = Path(out_dir) if out_dir is not None else (fr.run_dir or Path("runs") / fr.name) / "report"
+        out.mkdir(parents=True, exist_ok=True)
+        writer = _Report(out, log or (lambda s: None))
+        others = [coerce_frames(c) for c in compare]
+        labels = [fr.name]  # one distinct label per study: two run folders may hold studies of one name
+        for o in others:
+            lab, i = o.name, 2
+            while lab in labels:
+                lab, i = f"{o.name}-{i}", i + 1
+            labels.append(lab)
+        return cls(frames=fr, out=out, alpha=alpha, seed=seed, writer=writer, others=tuple(others), labels=tuple(labels))
+
+    @property
+    def md(self) -> list[str]:
+        return self.writer.md
+
+    @property
+    def made(self) -> list[str]:
+        return self.writer.made
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        return self.frames.trials
+
+    @property
+    def done(self) -> pd.DataFrame:
+        return self.frames.complete
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        """Complete and pruned trials with a top-1."""
+        t = self.trials
+        return t[t["state"].isin(["complete", "pruned"]) & t["top1"].notna()] if len(t) else t
+
+    def log(self, line: str) -> None:
+        self.writer.log(line)
+
+    def step(self, what: str, fn: Callable[[], Any], *, note: str | None = "_Not made: {reason}._") -> bool:
+        return self.writer.step(what, fn, note=note)
+
+    def table(self, df: pd.DataFrame, *, floatfmt: str = ".4g", max_rows: int = 30) -> None:
+        self.writer.table(df, floatfmt=floatfmt, max_rows=max_rows)
+
+    def csv(self, df: pd.DataFrame, name: str) -> None:
+        self.writer.csv(df, name)
+
+    def fig(self, fig: Any, name: str, caption: str) -> None:
+        self.writer.fig(fig, name, caption)
+
+    def json(self, obj: Any, name: str, **kw: Any) -> None:
+        (self.out / name).write_text(json.dumps(obj, indent=2, **kw))
+        self.writer.made.append(name)
+
+
+def section_header(ctx: ReportContext) -> None:
+    """The title, the study's storage, space, objectives and trial counts; ``trials.csv``."""
+    fr, t = ctx.frames, ctx.trials
+    counts = t["state"].value_counts().to_dict() if len(t) else {}
+    ctx.log(f"[report] study {fr.name!r}: {len(t)} trials " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" -> {ctx.out}")
+    ctx.md.extend([f"# Study report: {fr.name}", "",
+                   f"- storage: `{fr.storage}`",
+                   f"- search space: {fr.settings.get('space', 'not recorded')}",
+                   f"- objectives: {', '.join(f'{o} ({d})' for o, d in zip(fr.objectives, fr.directions))}",
+                   f"- trials: {len(t)} (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")", ""])
+    if len(t):
+        ctx.csv(_trials_csv(t), "trials")
+
+
+def section_confirmation(ctx: ReportContext) -> None:
+    """A confirmation study's decision (only for one): it comes first."""
+    if "param_arm" not in ctx.trials:
+        return
+    ctx.md.extend(["## Confirmation: each arm against the paper's psi, paired by seed", ""])
+
+    def _confirm():
+        from analysis._confirm import confirm_result
+
+        fr = ctx.frames
+        res = confirm_result(fr)
+        ctx.md.extend([f"**{res.verdict[0].upper()}{res.verdict[1:]}.**", "",
+                       f"- decision rule, stated when the study was created: {res.decision}"])
+        if fr.settings.get("space_options", {}).get("source_verdict"):
+            ctx.md.append(f"- the study it confirms ({res.source}): {fr.settings['space_options']['source_verdict']}")
+        ctx.md.append("")
+        ctx.csv(res.table, "confirmation")
+        ctx.json(res.to_dict(), "confirmation.json", default=float)
+        ctx.md.extend(["Final-epoch validation top-1; `diff`: mean paired difference against the paper's psi, `lo`..`hi` its 95 % "
+                       "t interval over the seed pairs:", ""])
+        ctx.table(res.table)
+    ctx.step("confirmation", _confirm)
+
+
+def section_best(ctx: ReportContext) -> None:
+    """The ten best complete trials and the seed noise they are ranked against."""
+    ctx.md.extend(["## Best trials", ""])
+
+    def _best():
+        done = ctx.done
+        if done.empty:
+            raise ValueError("no completed trials: nothing to rank, no Pareto fronts")
+        best = done.sort_values("top1", ascending=False).head(10)
+        ctx.table(best[["number", "top1", "epochs", "params", "macs", "latency_ms", "attention", "pattern"]])
+        ctx.md.extend([_noise_words(done), ""])
+    ctx.step("best trials", _best)
+
+
+def section_pareto(ctx: ReportContext) -> None:
+    """The Pareto fronts of top-1 against params, MACs and latency (one step each)."""
+    from analysis import _plots as P
+    from analysis._pareto import pareto_front
+
+    ctx.md.extend(["## Pareto fronts (top-1 against cost)", "",
+                   "Fronts of single trials' top-1: a trial on a front is not shown better than one off it unless their "
+                   "difference exceeds the seed noise above.", ""])
+    for cost, col in (("params", "params"), ("macs", "macs"), ("latency", "latency_ms")):
+        def _pareto(cost=cost, col=col):
+            done = ctx.done
+            if done.empty:
+                raise ValueError("no completed trials")
+            if col not in done or done[col].isna().all():
+                raise ValueError(f"no trial recorded {col}")
+            front = pareto_front(ctx.frames, cost=cost)
+            ctx.csv(front.drop(columns=["config"], errors="ignore"), f"pareto_{cost}")
+            ctx.fig(P.plot_pareto(ctx.frames, cost=cost), f"pareto_{cost}", f"top-1 vs {cost}")
+            ctx.md.extend([f"Front against {cost}: {len(front)} trials (`pareto_{cost}.csv`).", ""])
+            ctx.table(front[["number", "top1", col, "attention", "pattern"]], max_rows=15)
+        ctx.step(f"pareto {cost}", _pareto, note=f"_Front against {cost} not made: " + "{reason}._")
+
+
+def section_hypervolume(ctx: ReportContext) -> None:
+    """The hypervolume of the params front of this study and the compared ones (no note when not made)."""
+    from analysis import _plots as P
+    from analysis._pareto import front_hypervolumes
+    from analysis._trained import TRAINED
+
+    def _hv():
+        fr = ctx.frames
+        studies = {lab: o for lab, o in zip(ctx.labels, [fr, *ctx.others]) if o is fr or o.settings.get("kind") != TRAINED}
+        if ctx.done.empty:
+            raise ValueError("no completed trials")
+        hv = front_hypervolumes(studies, cost="params")
+        ctx.csv(hv, "hypervolume")
+        ctx.md.extend(["Hypervolume of the params front (reference: 1.1 x the largest parameter count of any complete "
+                       "trial in the compared studies, top-1 0; `hv_norm` is the fraction of [0, ref] x [0, 100]). It is a "
+                       "summary of single runs, with no interval: a difference between studies is not tested here "
+                       "(compare them over several seeds, as `benchmarks/pruning_efficiency.py` does):", ""])
+        ctx.table(hv)
+        if any(o.settings.get("kind") != TRAINED for o in ctx.others):
+            ctx.fig(P.plot_fronts(studies, cost="params"), "fronts_params", "fronts of the compared studies")
+    ctx.step("hypervolume", _hv, note=None)
+
+
+def section_gain(ctx: ReportContext) -> None:
+    """Attention's gain over ``none`` against its added cost."""
+    from analysis import _plots as P
+    from analysis._pareto import attention_gain
+
+    ctx.md.extend(["## Cost of attention against its gain", ""])
+
+    def _gain():
+        g = attention_gain(ctx.frames)
+        if g.empty:
+            raise ValueError("no completed trials")
+        if not (g["attention"] == "none").any():
+            raise ValueError("no 'none' (no-attention) trials to measure gains against")
+        ctx.csv(g, "attention_gain")
+        ctx.fig(P.plot_attention_gain(g), "attention_gain", "gain over none against added params")
+        ctx.md.extend([_gain_words(g), ""])
+        ctx.table(g[["backbone", "width", "attention", "n", "mean_top1", "gain_mean", "gain_lo", "gain_hi", "gain_best", "added_params",
+                     "added_macs", "added_latency_ms"]])
+    ctx.step("attention gain", _gain)
+
+
+def section_curves(ctx: ReportContext) -> None:
+    """The learning curves (pruned trials dashed)."""
+    from analysis import _plots as P
+
+    ctx.md.extend(["## Learning curves", ""])
+
+    def _curves():
+        if ctx.frames.epochs.empty:
+            raise ValueError("no per-epoch values recorded")
+        ctx.fig(P.plot_learning_curves(ctx.frames), "learning_curves", "learning curves (pruned dashed)")
+    ctx.step("learning curves", _curves)
+
+
+def section_importance(ctx: ReportContext) -> None:
+    """The parameters' importance and whether each is distinguishable from noise."""
+    from analysis import _plots as P
+    from analysis._importance import param_importances
+
+    ctx.md.extend(["## Parameter importance", ""])
+
+    def _imp():
+        alpha = ctx.alpha
+        imp = param_importances(ctx.frames, seed=ctx.seed, alpha=alpha)
+        ctx.csv(imp, "importance")
+        ctx.fig(P.plot_importance(imp), "importance", "parameter importance")
+        ctx.md.extend([f"Response: {imp.attrs.get('response', 'top-1')}. Importance is normalized within each branch of the "
+                       "conditional space (trials that sampled the same parameters); `significant`: the parameter's one-way ANOVA "
+                       f"p-value is below {alpha:g} / (parameters in the branch). A parameter that is not significant ranks noise.", ""])
+        if not imp["significant"].any():
+            ctx.md.extend(["**No parameter's effect is distinguishable from noise at this budget: the ranking below is not a finding.**", ""])
+        ctx.table(imp)
+    ctx.step("importance", _imp)
+
+
+def _kmap_effect_lines(md: list[str], an: Any) -> None:
+    """Append the k-vs-C verdict and its tests to the report's lines ``md``."""
+    e = an.effect
+    md += [f"**{e.verdict()}**", ""]
+    if e.noise.sigma is not None:
+        md.append(f"- seed-to-seed noise: sigma_seed = {e.noise.sigma:.2f} points (95 % CI {e.noise.ci[0]:.2f}-{e.noise.ci[1]:.2f}, "
+                  f"{e.noise.df} df)")
+    if e.divergence.get("p_value") is not None:
+        md.append(f"- divergence: {e.divergence['text']}")
+    md += [f"- C or stage: {e.stage_test['text']}", f"- additivity: {e.additivity['text']}"]
+    md += [f"- {n}" for n in (*e.notes, *an.notes)] + [""]
+
+
+def section_kmap(ctx: ReportContext) -> None:
+    """The ECA kernel size k against channels C: the fit, k* per C, the mappings."""
+    from analysis import _plots as P
+    from analysis.kmap._analysis import analyze_kmap
+
+    ctx.md.extend(["## ECA kernel size k against channels C", ""])
+
+    def _kmap():
+        if ctx.finished.empty:
+            raise ValueError("no completed or pruned trials")
+        an = analyze_kmap(ctx.frames, alpha=ctx.alpha, seed=ctx.seed)
+        e = an.effect
+        _kmap_effect_lines(ctx.md, an)
+        ctx.csv(e.table, "kmap_points")
+        ctx.csv(e.effects, "kmap_effects")
+        ctx.csv(an.mappings, "kmap_mappings")
+        ctx.json(an.to_dict(), "kmap.json")
+        ctx.fig(P.plot_kmap(an), "kmap", "k* per C with confidence sets")
+        ctx.fig(P.plot_kmap_curves(an), "kmap_curves", "k effects per C with intervals")
+        support = "supported by the data" if e.evidence else "NOT supported by the data (no evidence that k matters)"
+        ctx.md.extend([f"k* per C, {support}. Model: WLS of top-1 on width strata, stage kinds and theta(C, k); `k_set` is a "
+                       f"per-C {100 * (1 - e.alpha):.0f} % confidence set for the best k at that C (`k_lo`..`k_hi` its range); `spread`: largest "
+                       "minus smallest estimated effect at that C (points); `k_set_joint` holds at every C at once:", ""])
+        ctx.table(e.table)
+        conf = f"{100 * (1 - e.alpha):.0f} %"
+        ctx.md.extend(["Mappings by the top-1 a network of this study is predicted to lose against the best k per C (`regret`, "
+                       f"{conf} interval `regret_lo`..`regret_hi`, simultaneous over every pair of k at every C), and their top-1 minus "
+                       f"the paper's psi (`vs_paper`, exact {conf} interval for a fixed mapping; for the fitted psi simultaneous over "
+                       f"every psi curve it was chosen among). {REGRET_CAVEAT}:", ""])
+        ctx.table(an.mappings.drop(columns=["description"]))
+        ctx.md.extend([f"- {line}" for line in mapping_lines(an)])
+        ctx.md.append("")
+    ctx.step("k-vs-C fit", _kmap)
+
+
+def section_gamma_b(ctx: ReportContext) -> None:
+    """Top-1 over psi's (gamma, b) plane, descriptive."""
+    from analysis import _plots as P
+    from analysis.kmap._analysis import gamma_b_plane
+
+    ctx.md.extend(["## Top-1 over the psi (gamma, b) plane", ""])
+
+    def _gb():
+        plane = gamma_b_plane(ctx.frames)
+        if plane.empty:
+            raise ValueError("no completed trial sampled psi's (gamma, b)")
+        ctx.csv(plane, "gamma_b")
+        ctx.fig(P.plot_gamma_b(plane, points=ctx.frames.complete), "gamma_b", "(gamma, b) plane")
+        ctx.md.extend(["Descriptive (complete trials only, no model): `mean_lo`..`mean_hi` is each cell's 95 % t interval "
+                       "(none for a cell of one trial); a cell is not shown better than another where their intervals overlap."
+                       + (" Every cell holds one trial: no cell is shown better than another." if (plane["n"] < 2).all() else ""), ""])
+        ctx.table(plane[["gamma", "b", "n", "mean_top1", "mean_lo", "mean_hi", "best_top1", "std_top1"]])
+    ctx.step("gamma-b plane", _gb)
+
+
+def section_fidelity(ctx: ReportContext) -> None:
+    """The proxy's fidelity against each compared study or full-training result (only with some)."""
+    from analysis import _plots as P
+    from analysis._fidelity import fidelity
+    from analysis._trained import TRAINED
+
+    if not ctx.others:
+        return
+    fr = ctx.frames
+    ctx.md.extend(["## Proxy fidelity", ""])
+    for o, lab in zip(ctx.others, ctx.labels[1:]):
+        def _fid(o=o, lab=lab):
+            trained = o.settings.get("kind") == TRAINED
+            res = fidelity(fr, o, names=(fr.name, lab), key="net" if trained else "arch")
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in lab)
+            ctx.csv(res.pairs, f"fidelity_{safe}")
+            ctx.fig(P.plot_fidelity(res), f"fidelity_{safe}", f"fidelity against {lab}")
+            what = "full-training runs, matched by network (backbone, width, attention per stage)" if trained else "study"
+            rlo, rhi = res.spearman_ci
+            ctx.md.extend([f"Against `{lab}` ({what}): {res.n} common configurations. **{res.verdict()}.** Spearman rho {res.spearman_rho:.3f} "
+                           f"(95 % CI {rlo:.2f} to {rhi:.2f}, p={res.spearman_p:.2g}).", ""])
+        ctx.step(f"fidelity vs {lab}", _fid, note=f"_Not made against {lab}: " + "{reason}._")
+
+
+#: the report's sections, in the order they appear in ``report.md``
+SECTIONS: tuple[Callable[[ReportContext], None], ...] = (
+    section_header, section_confirmation, section_best, section_pareto, section_hypervolume, section_gain,
+    section_curves, section_importance, section_kmap, section_gamma_b, section_fidelity,
+)
+
+
 def make_report(
     frames: Any,
     out_dir: str | Path | None = None,
@@ -122,212 +451,13 @@ def make_report(
 ) -> Path:
     """Write the report of a study (and comparisons with other studies) into ``out_dir``
     (default: the run folder's ``report/``). Returns the path of ``report.md``."""
-    from analysis import _plots as P
-    from analysis._confirm import confirm_result
-    from analysis._fidelity import fidelity
-    from analysis._importance import param_importances
-    from analysis._load import coerce_frames
-    from analysis._pareto import attention_gain, front_hypervolumes, pareto_front
-    from analysis._trained import TRAINED
-    from analysis.kmap._analysis import analyze_kmap, gamma_b_plane
-
-    fr = coerce_frames(frames)
-    out = Path(out_dir) if out_dir is not None else (fr.run_dir or Path("runs") / fr.name) / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    R = _Report(out, log or (lambda s: None))
-    others = [coerce_frames(c) for c in compare]
-    studies_only = [o for o in others if o.settings.get("kind") != TRAINED]
-    labels = [fr.name]  # one distinct label per study: two run folders may hold studies of one name
-    for o in others:
-        lab, i = o.name, 2
-        while lab in labels:
-            lab, i = f"{o.name}-{i}", i + 1
-        labels.append(lab)
-    t = fr.trials
-    counts = t["state"].value_counts().to_dict() if len(t) else {}
-    R.log(f"[report] study {fr.name!r}: {len(t)} trials " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" -> {out}")
-    R.md += [f"# Study report: {fr.name}", "",
-             f"- storage: `{fr.storage}`",
-             f"- search space: {fr.settings.get('space', 'not recorded')}",
-             f"- objectives: {', '.join(f'{o} ({d})' for o, d in zip(fr.objectives, fr.directions))}",
-             f"- trials: {len(t)} (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")", ""]
-    if len(t):
-        R.csv(_trials_csv(t), "trials")
-    done = fr.complete
-    finished = t[t["state"].isin(["complete", "pruned"]) & t["top1"].notna()] if len(t) else t
-
-    # ---- a confirmation study: its decision comes first
-    if "param_arm" in t:
-        R.md += ["## Confirmation: each arm against the paper's psi, paired by seed", ""]
-
-        def _confirm():
-            res = confirm_result(fr)
-            R.md += [f"**{res.verdict[0].upper()}{res.verdict[1:]}.**", "",
-                     f"- decision rule, stated when the study was created: {res.decision}"]
-            if fr.settings.get("space_options", {}).get("source_verdict"):
-                R.md += [f"- the study it confirms ({res.source}): {fr.settings['space_options']['source_verdict']}"]
-            R.md += [""]
-            R.csv(res.table, "confirmation")
-            (out / "confirmation.json").write_text(json.dumps(res.to_dict(), indent=2, default=float))
-            R.made.append("confirmation.json")
-            R.md += ["Final-epoch validation top-1; `diff`: mean paired difference against the paper's psi, `lo`..`hi` its 95 % "
-                     "t interval over the seed pairs:", ""]
-            R.table(res.table)
-        R.step("confirmation", _confirm)
-
-    # ---- best trials
-    R.md += ["## Best trials", ""]
-
-    def _best():
-        if done.empty:
-            raise ValueError("no completed trials: nothing to rank, no Pareto fronts")
-        best = done.sort_values("top1", ascending=False).head(10)
-        R.table(best[["number", "top1", "epochs", "params", "macs", "latency_ms", "attention", "pattern"]])
-        R.md += [_noise_words(done), ""]
-    R.step("best trials", _best)
-
-    # ---- Pareto fronts
-    R.md += ["## Pareto fronts (top-1 against cost)", "",
-             "Fronts of single trials' top-1: a trial on a front is not shown better than one off it unless their "
-             "difference exceeds the seed noise above.", ""]
-    for cost, col in (("params", "params"), ("macs", "macs"), ("latency", "latency_ms")):
-        def _pareto(cost=cost, col=col):
-            if done.empty:
-                raise ValueError("no completed trials")
-            if col not in done or done[col].isna().all():
-                raise ValueError(f"no trial recorded {col}")
-            front = pareto_front(fr, cost=cost)
-            R.csv(front.drop(columns=["config"], errors="ignore"), f"pareto_{cost}")
-            R.fig(P.plot_pareto(fr, cost=cost), f"pareto_{cost}", f"top-1 vs {cost}")
-            R.md += [f"Front against {cost}: {len(front)} trials (`pareto_{cost}.csv`).", ""]
-            R.table(front[["number", "top1", col, "attention", "pattern"]], max_rows=15)
-        R.step(f"pareto {cost}", _pareto, note=f"_Front against {cost} not made: " + "{reason}._")
-
-    def _hv():
-        studies = {lab: o for lab, o in zip(labels, [fr, *others]) if o is fr or o.settings.get("kind") != TRAINED}
-        if done.empty:
-            raise ValueError("no completed trials")
-        hv = front_hypervolumes(studies, cost="params")
-        R.csv(hv, "hypervolume")
-        R.md += ["Hypervolume of the params front (reference: 1.1 x the largest parameter count of any complete "
-                 "trial in the compared studies, top-1 0; `hv_norm` is the fraction of [0, ref] x [0, 100]). It is a "
-                 "summary of single runs, with no interval: a difference between studies is not tested here "
-                 "(compare them over several seeds, as `benchmarks/pruning_efficiency.py` does):", ""]
-        R.table(hv)
-        if studies_only:
-            R.fig(P.plot_fronts(studies, cost="params"), "fronts_params", "fronts of the compared studies")
-    R.step("hypervolume", _hv, note=None)
-
-    # ---- attention cost vs gain
-    R.md += ["## Cost of attention against its gain", ""]
-
-    def _gain():
-        g = attention_gain(fr)
-        if g.empty:
-            raise ValueError("no completed trials")
-        if not (g["attention"] == "none").any():
-            raise ValueError("no 'none' (no-attention) trials to measure gains against")
-        R.csv(g, "attention_gain")
-        R.fig(P.plot_attention_gain(g), "attention_gain", "gain over none against added params")
-        R.md += [_gain_words(g), ""]
-        R.table(g[["backbone", "width", "attention", "n", "mean_top1", "gain_mean", "gain_lo", "gain_hi", "gain_best", "added_params",
-                   "added_macs", "added_latency_ms"]])
-    R.step("attention gain", _gain)
-
-    # ---- learning curves, importance
-    R.md += ["## Learning curves", ""]
-
-    def _curves():
-        if fr.epochs.empty:
-            raise ValueError("no per-epoch values recorded")
-        R.fig(P.plot_learning_curves(fr), "learning_curves", "learning curves (pruned dashed)")
-    R.step("learning curves", _curves)
-
-    R.md += ["## Parameter importance", ""]
-
-    def _imp():
-        imp = param_importances(fr, seed=seed, alpha=alpha)
-        R.csv(imp, "importance")
-        R.fig(P.plot_importance(imp), "importance", "parameter importance")
-        R.md += [f"Response: {imp.attrs.get('response', 'top-1')}. Importance is normalized within each branch of the "
-                 "conditional space (trials that sampled the same parameters); `significant`: the parameter's one-way ANOVA "
-                 f"p-value is below {alpha:g} / (parameters in the branch). A parameter that is not significant ranks noise.", ""]
-        if not imp["significant"].any():
-            R.md += ["**No parameter's effect is distinguishable from noise at this budget: the ranking below is not a finding.**", ""]
-        R.table(imp)
-    R.step("importance", _imp)
-
-    # ---- k vs C
-    R.md += ["## ECA kernel size k against channels C", ""]
-
-    def _kmap():
-        if finished.empty:
-            raise ValueError("no completed or pruned trials")
-        an = analyze_kmap(fr, alpha=alpha, seed=seed)
-        e = an.effect
-        R.md += [f"**{e.verdict()}**", ""]
-        if e.noise.sigma is not None:
-            R.md += [f"- seed-to-seed noise: sigma_seed = {e.noise.sigma:.2f} points (95 % CI {e.noise.ci[0]:.2f}-{e.noise.ci[1]:.2f}, "
-                     f"{e.noise.df} df)"]
-        if e.divergence.get("p_value") is not None:
-            R.md += [f"- divergence: {e.divergence['text']}"]
-        R.md += [f"- C or stage: {e.stage_test['text']}", f"- additivity: {e.additivity['text']}"]
-        R.md += [f"- {n}" for n in (*e.notes, *an.notes)] + [""]
-        R.csv(e.table, "kmap_points")
-        R.csv(e.effects, "kmap_effects")
-        R.csv(an.mappings, "kmap_mappings")
-        (out / "kmap.json").write_text(json.dumps(an.to_dict(), indent=2))
-        R.made.append("kmap.json")
-        R.fig(P.plot_kmap(an), "kmap", "k* per C with confidence sets")
-        R.fig(P.plot_kmap_curves(an), "kmap_curves", "k effects per C with intervals")
-        support = "supported by the data" if e.evidence else "NOT supported by the data (no evidence that k matters)"
-        R.md += [f"k* per C, {support}. Model: WLS of top-1 on width strata, stage kinds and theta(C, k); `k_set` is a "
-                 f"per-C {100 * (1 - e.alpha):.0f} % confidence set for the best k at that C (`k_lo`..`k_hi` its range); `spread`: largest "
-                 "minus smallest estimated effect at that C (points); `k_set_joint` holds at every C at once:", ""]
-        R.table(e.table)
-        conf = f"{100 * (1 - e.alpha):.0f} %"
-        R.md += ["Mappings by the top-1 a network of this study is predicted to lose against the best k per C (`regret`, "
-                 f"{conf} interval `regret_lo`..`regret_hi`, simultaneous over every pair of k at every C), and their top-1 minus "
-                 f"the paper's psi (`vs_paper`, exact {conf} interval for a fixed mapping; for the fitted psi simultaneous over "
-                 f"every psi curve it was chosen among). {REGRET_CAVEAT}:", ""]
-        R.table(an.mappings.drop(columns=["description"]))
-        R.md += [f"- {line}" for line in mapping_lines(an)]
-        R.md += [""]
-    R.step("k-vs-C fit", _kmap)
-
-    R.md += ["## Top-1 over the psi (gamma, b) plane", ""]
-
-    def _gb():
-        plane = gamma_b_plane(fr)
-        if plane.empty:
-            raise ValueError("no completed trial sampled psi's (gamma, b)")
-        R.csv(plane, "gamma_b")
-        R.fig(P.plot_gamma_b(plane, points=fr.complete), "gamma_b", "(gamma, b) plane")
-        R.md += ["Descriptive (complete trials only, no model): `mean_lo`..`mean_hi` is each cell's 95 % t interval "
-                 "(none for a cell of one trial); a cell is not shown better than another where their intervals overlap."
-                 + (" Every cell holds one trial: no cell is shown better than another." if (plane["n"] < 2).all() else ""), ""]
-        R.table(plane[["gamma", "b", "n", "mean_top1", "mean_lo", "mean_hi", "best_top1", "std_top1"]])
-    R.step("gamma-b plane", _gb)
-
-    # ---- fidelity against compared studies
-    if others:
-        R.md += ["## Proxy fidelity", ""]
-        for o, lab in zip(others, labels[1:]):
-            def _fid(o=o, lab=lab):
-                trained = o.settings.get("kind") == TRAINED
-                res = fidelity(fr, o, names=(fr.name, lab), key="net" if trained else "arch")
-                safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in lab)
-                R.csv(res.pairs, f"fidelity_{safe}")
-                R.fig(P.plot_fidelity(res), f"fidelity_{safe}", f"fidelity against {lab}")
-                what = "full-training runs, matched by network (backbone, width, attention per stage)" if trained else "study"
-                rlo, rhi = res.spearman_ci
-                R.md += [f"Against `{lab}` ({what}): {res.n} common configurations. **{res.verdict()}.** Spearman rho {res.spearman_rho:.3f} "
-                         f"(95 % CI {rlo:.2f} to {rhi:.2f}, p={res.spearman_p:.2g}).", ""]
-            R.step(f"fidelity vs {lab}", _fid, note=f"_Not made against {lab}: " + "{reason}._")
-
+    ctx = ReportContext.build(frames, out_dir, compare=compare, alpha=alpha, seed=seed, log=log)
+    for section in SECTIONS:
+        section(ctx)
+    R = ctx.writer
     if R.skipped:
         R.md += ["## Not made", ""] + [f"- {w}: {m}" for w, m in R.skipped] + [""]
-    path = out / "report.md"
+    path = ctx.out / "report.md"
     path.write_text("\n".join(R.md))
     R.log(f"[report] wrote {path} and {len(R.made)} files; {len(R.skipped)} items not made")
     return path

@@ -240,16 +240,10 @@ def _options(args: Any, names: dict[str, str]) -> dict[str, Any]:
     return {k: getattr(args, dest) for k, dest in names.items() if getattr(args, dest) is not None}
 
 
-def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple[StudySettings, Any, bool]:
-    """Map the parsed flags to the study's settings, creating nothing.
+def _check_output(args: Any) -> Path:
+    """The output folder (``--out``), checked writable, and the ``--storage`` URL checked."""
+    from study.storage import StorageURL, check_journal_writable, check_storage_url
 
-    Returns ``(settings, space, created)`` where ``created`` is False for ``--resume``.
-    """
-    from runners._study import study_exists
-    from search_spaces import get_space, space_names
-    from study.storage import StorageURL, check_journal_writable, check_storage_url, normalize_storage_url
-
-    runner = args.runner or "ray"
     out = Path(args.out)
     _check_writable(out)
     if args.storage is not None:
@@ -261,9 +255,12 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
         parsed = StorageURL.parse(args.storage)
         if parsed.driver == "sqlite" and parsed.database and parsed.database != ":memory:":
             _check_writable(Path(parsed.database).parent)
-    overrides = _parse_overrides(args.overrides)
-    if args.resume:
-        return _resolve_resume(args, out, overrides)
+    return out
+
+
+def _space_design_budget(args: Any) -> tuple[Any, Any, Any]:
+    """``--space``, ``--design`` (default: the space's) and the space's budget for that design."""
+    from search_spaces import get_space
 
     if not args.space:
         raise UsageError("--space is required (see --list-spaces)")
@@ -278,7 +275,13 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
         budget = space.info.budget_for(design.name)
     except ValueError as exc:
         raise usage_error(exc) from None
-    objectives = _objectives(args) or ("top1",)
+    return space, design, budget
+
+
+def _sampler_pruner(args: Any, space: Any, design: Any, objectives: tuple[str, ...],
+                    note: Callable[[str], None]) -> tuple[str, str]:
+    """The sampler and the pruner: the flags, else the design's or space's; a one-objective
+    pruner with several objectives is refused (pruner options given) or replaced (with a note)."""
     multi = len(objectives) > 1
     space_sampler = design.sampler or space.info.sampler
     sampler = args.sampler or ("nsga2" if multi and space_sampler == "tpe" else space_sampler)
@@ -290,12 +293,14 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
         note(f"note: --pruner {pruner} ignored: it prunes one objective (Optuna's pruners refuse several); "
              f"this study is pruned by {design.multi_objective_pruner}")
         pruner = design.multi_objective_pruner
-    prepared = _prepare_space(args, space)
-    proxy = _resolve_proxy(args, overrides["proxy"], design, default=prepared.proxy)
-    recipe = _resolve_recipe(args, overrides["recipe"], budget.epochs if prepared.epochs is None else prepared.epochs,
-                             base=prepared.recipe)
+    return sampler, pruner
 
-    # -- the name and the folder
+
+def _study_name(args: Any, out: Path, space: Any) -> str:
+    """``--name`` (checked: valid, and no study of that name in ``out`` or the storage), else
+    the first free name derived from the space's."""
+    from runners._study import study_exists
+
     if args.name is not None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", args.name):
             raise UsageError(f"--name: use letters, digits, '.', '_' or '-', got {args.name!r}")
@@ -304,18 +309,47 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
             raise UsageError(f"--name: a study {name!r} already exists in {out / name}; pass --resume to continue it, or choose another --name")
         if args.storage and study_exists(args.storage, name):
             raise UsageError(f"--name: a study named {name!r} already exists in the storage; pass --resume to continue it, or choose another --name")
-    else:
-        name = next(n for n in derived_names(sanitize(space.name))
-                    if not (out / n).exists() and not (args.storage and study_exists(args.storage, n)))
+        return name
+    return next(n for n in derived_names(sanitize(space.name))
+                if not (out / n).exists() and not (args.storage and study_exists(args.storage, n)))
+
+
+def _space_ref(space: str) -> str:
+    """``--space`` as recorded: a user's ``file:function`` with the file's absolute path (resumable from anywhere)."""
+    from search_spaces import space_names
+
+    if space not in space_names() and ":" in space:
+        file, fn = space.rsplit(":", 1)
+        return f"{Path(file).resolve()}:{fn}"
+    return space
+
+
+def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple[StudySettings, Any, bool]:
+    """Map the parsed flags to the study's settings, creating nothing.
+
+    Returns ``(settings, space, created)`` where ``created`` is False for ``--resume``.
+    """
+    from study.storage import normalize_storage_url
+
+    runner = args.runner or "ray"
+    out = _check_output(args)
+    overrides = _parse_overrides(args.overrides)
+    if args.resume:
+        return _resolve_resume(args, out, overrides)
+
+    space, design, budget = _space_design_budget(args)
+    objectives = _objectives(args) or ("top1",)
+    sampler, pruner = _sampler_pruner(args, space, design, objectives, note)
+    prepared = _prepare_space(args, space)
+    proxy = _resolve_proxy(args, overrides["proxy"], design, default=prepared.proxy)
+    recipe = _resolve_recipe(args, overrides["recipe"], budget.epochs if prepared.epochs is None else prepared.epochs,
+                             base=prepared.recipe)
+    name = _study_name(args, out, space)
     run_dir = (out / name).resolve()
-    space_ref = args.space
-    if args.space not in space_names() and ":" in args.space:  # a user's file: resumable from anywhere
-        file, fn = args.space.rsplit(":", 1)
-        space_ref = f"{Path(file).resolve()}:{fn}"
     try:
         settings = StudySettings(
             name=name,
-            space=space_ref,
+            space=_space_ref(args.space),
             storage=normalize_storage_url(args.storage) if args.storage else f"sqlite:///{run_dir / 'study.db'}",
             run_dir=str(run_dir),
             trials=args.trials or budget.trials,
