@@ -138,7 +138,7 @@ def _num(v: Any) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from analysis._load import load
-    from study._cli import ArgumentParser, as_usage_error
+    from study.cli import ArgumentParser, as_usage_error
 
     ap = ArgumentParser(prog="python -m analysis.export", description="Export chosen trials as full-training TrialConfig JSON.")
     ap.add_argument("run", nargs="?", help="run folder runs/NAME")

@@ -468,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     from analysis._load import load
-    from study._cli import ArgumentParser, as_usage_error
+    from study.cli import ArgumentParser, as_usage_error
 
     ap = ArgumentParser(prog="python -m analysis.report", description="Write plots, tables and report.md for a study.")
     ap.add_argument("run", nargs="?", help="run folder runs/NAME")

@@ -30,6 +30,6 @@ from analysis._export import __all__  # noqa: F401
 
 if __name__ == "__main__":
     from analysis._export import main
-    from study._cli import run_cli
+    from study.cli import run_cli
 
     run_cli(main, prog="python -m analysis.export")

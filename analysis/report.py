@@ -20,6 +20,6 @@ from analysis._report import __all__  # noqa: F401
 
 if __name__ == "__main__":
     from analysis._report import main
-    from study._cli import run_cli
+    from study.cli import run_cli
 
     run_cli(main, prog="python -m analysis.report")

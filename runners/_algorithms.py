@@ -24,7 +24,7 @@ import optuna
 
 from runners._pruners import ParetoPruner
 from search_spaces import SAMPLERS
-from study._registry import Registry
+from study.registry import Registry
 
 __all__ = [
     "Option",

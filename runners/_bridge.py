@@ -33,8 +33,8 @@ from runners._optuna import GridSampler
 from runners._progress import Progress
 from runners._settings import StudySettings
 from study import record
-from study._io import write_json
 from study.config import TrialConfig
+from study.io import write_json
 from study.metrics import METRIC_FIELDS
 from study.record import is_finite
 

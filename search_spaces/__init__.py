@@ -32,6 +32,7 @@ from search_spaces._registry import (
 )
 
 __all__ = [
+    "CONFIRM_DECISION",
     "SAMPLERS",
     "Budget",
     "Space",
@@ -44,3 +45,6 @@ __all__ = [
     "register_space",
     "space_names",
 ]
+
+#: the decision rule a kmap_confirm study stores (the CLI writes it into the study's settings)
+CONFIRM_DECISION = _kmap_confirm.DECISION

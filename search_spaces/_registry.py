@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from study import record
-from study._registry import Registry
 from study.config import ArchSpec, AttentionSpec, ProxySpec, Recipe, TrialConfig
+from study.registry import Registry
 
 __all__ = [
     "SAMPLERS",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from study import record
-from study._cli import ArgumentParser, UsageError, as_usage_error, run_cli
+from study.cli import ArgumentParser, UsageError, as_usage_error, run_cli
 from study.config import PSI_INPUTS, ArchSpec, AttentionSpec, ConfigError, TrialConfig
 
 __all__ = ["main", "parse_attention", "inspect_arch", "UNITS"]

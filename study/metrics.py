@@ -160,7 +160,7 @@ METRIC_FIELDS = _metric_fields()
 
 def write_metrics(out: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """Write ``out/metrics.json`` and ``out/metrics.csv`` (one row per epoch), atomically."""
-    from study._io import write_atomic, write_json
+    from study.io import write_atomic, write_json
 
     out = Path(out)
     write_json(out / "metrics.json", [dict(r) for r in rows])
@@ -202,7 +202,7 @@ def write_result(out: str | Path, result: TrialResult) -> None:
     """Write a finished run's files into ``out``: ``config.json``, ``metrics.csv`` /
     ``metrics.json`` and, last, ``result.json`` (each atomically): a folder with a
     ``result.json`` holds a finished run."""
-    from study._io import write_atomic, write_json
+    from study.io import write_atomic, write_json
 
     out = Path(out)
     write_atomic(out / "config.json", result.config.to_json() + "\n")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from study._cli import run_cli
+from study.cli import run_cli
 
 __all__ = ["main"]
 

@@ -60,9 +60,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from study._cli import ArgumentParser, UsageError, in_flags, run_cli
-from study._io import write_atomic
+from study.cli import ArgumentParser, UsageError, in_flags, run_cli
 from study.config import ConfigError, TrialConfig, load_config
+from study.io import write_atomic
 from study.metrics import MetricsWriter, TrialResult, write_result
 
 __all__ = ["main", "derive_name", "DEFAULT_ROOT", "FLAGS"]
@@ -344,10 +344,10 @@ def _main_ray(args: Any, config: TrialConfig) -> int:
 
 def _check_checkpoint_config(state: dict[str, Any], config: TrialConfig, out: Path) -> None:
     """UsageError when the checkpoint ``state`` in ``out`` was made by another config."""
-    from study.trainer._train import _check_same_config
+    from study.trainer import check_same_config
 
     try:
-        _check_same_config(state["config"], config, out)
+        check_same_config(state["config"], config, out)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

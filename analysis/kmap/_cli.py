@@ -135,7 +135,7 @@ def format_analysis(an: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from study._cli import ArgumentParser, UsageError, as_usage_error
+    from study.cli import ArgumentParser, UsageError, as_usage_error
 
     ap = ArgumentParser(prog=PROG, description="Does k matter, which k does each C prefer, and does psi(C) describe it? "
                                                 "(or: fit psi to given (C, k) points)")
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from analysis._load import load
     from analysis.kmap._analysis import analyze_kmap
-    from study._cli import in_flags
+    from study.cli import in_flags
 
     try:  # a study that cannot be read is the user's input, not a bug
         fr = load(args.storage or args.run, args.study)

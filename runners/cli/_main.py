@@ -41,8 +41,8 @@ from typing import Any
 from runners._algorithms import MULTI_OBJECTIVE_PRUNERS, MULTI_OBJECTIVE_SAMPLERS, PRUNERS, SAMPLERS, option_help
 from runners._settings import DESIGNS, RESUMABLE, RUNNERS, SEED_MODES
 from runners.cli._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, refuse_on_resume, resolve_settings, space_flags, usage_error
-from study._cli import ArgumentParser, UsageError, run_cli
-from study._io import write_json
+from study.cli import ArgumentParser, UsageError, run_cli
+from study.io import write_json
 
 __all__ = ["main", "build_parser", "resolve_settings", "DEFAULT_PROXY", "DEFAULT_RECIPE", "RESUMABLE", "PROG"]
 

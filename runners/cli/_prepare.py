@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study._cli import UsageError
+from study.cli import UsageError
 
 __all__ = ["Preparation", "prepares", "preparation_for", "CONFIRM_EPOCHS_FACTOR"]
 
@@ -66,7 +66,7 @@ def confirm_from_study(values: Mapping[str, Any]) -> Preparation:
     """``--from RUN``: the source study's fitted mapping (read by :mod:`analysis`) and the
     defaults the confirmation takes from it (backbone, stem, proxy, a longer recipe)."""
     import analysis
-    from search_spaces._kmap_confirm import DECISION
+    from search_spaces import CONFIRM_DECISION as DECISION
     from study.config import ProxySpec, Recipe
     from study.storage import is_storage_url, public_url
 

@@ -19,7 +19,7 @@ from typing import Any
 from runners._settings import DESIGNS, MULTI_OBJECTIVE_PRUNERS, RESUMABLE, StudySettings
 from runners.cli._prepare import Preparation, preparation_for
 from search_spaces import SpaceOption, declared_options
-from study._cli import UsageError, in_flags
+from study.cli import UsageError, in_flags
 
 __all__ = ["FLAGS", "DEFAULT_PROXY", "DEFAULT_RECIPE", "resolve_settings", "usage_error", "space_flags", "refuse_on_resume"]
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from study._registry import Registry
+from study.registry import Registry
 
 __all__ = [
     "AttentionModule",

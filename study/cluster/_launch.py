@@ -288,9 +288,9 @@ def _finished_checkpoint(out: Path, config: TrialConfig, resume: bool, say: Call
         raise FileExistsError(f"out: {out} already holds a checkpoint (epoch {state['epoch']}); pass `resume` to continue it")
     if state is None or not state.get("outcome"):
         return None
-    from study.trainer._train import _check_same_config
+    from study.trainer import check_same_config
 
-    _check_same_config(state["config"], config, out)
+    check_same_config(state["config"], config, out)
     say(f"checkpoint in {out} is finished ({state['outcome']} after epoch {state['epoch']})")
     return finished_result(state, config)
 

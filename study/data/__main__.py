@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from study._cli import ArgumentParser, UsageError, as_usage_error, in_flags, run_cli
+from study.cli import ArgumentParser, UsageError, as_usage_error, in_flags, run_cli
 
 PROG = "python -m study.data"
 #: :func:`study.data.prepare` parameter -> the flag of ``prepare`` that sets it

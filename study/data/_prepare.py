@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from study._io import write_json
 from study.data._cache import CACHE_FORMAT, CACHE_VERSION, MANIFEST, SPLITS, array_files, partial_path, read_manifest, sha256_file
 from study.data._decode import decode_chunk, quiet_decoding
 from study.data._listing import ArrayListing, FileListing
 from study.data._registry import get_source, list_sources
+from study.io import write_json
 
 __all__ = ["prepare", "PrepareWarning", "STATE"]
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from study._registry import Registry
+from study.registry import Registry
 
 if TYPE_CHECKING:
     from study.config import ProxySpec

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from study._registry import Registry
+from study.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn

@@ -24,9 +24,18 @@ from study.trainer._checkpoint import (
 from study.trainer._distributed import Distributed, SingleProcess, per_worker_batch, state_digest
 from study.trainer._optim import build_optimizer, param_groups
 from study.trainer._schedule import LRSchedule
-from study.trainer._train import DIVERGENCE_CHECK_EVERY, finished_result, format_metrics, numerics, train, trial_model
+from study.trainer._train import (
+    DIVERGENCE_CHECK_EVERY,
+    check_same_config,
+    finished_result,
+    format_metrics,
+    numerics,
+    train,
+    trial_model,
+)
 
 __all__ = [
+    "check_same_config",
     "train",
     "trial_model",
     "finished_result",

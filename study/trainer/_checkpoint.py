@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from study._io import atomic_file
+from study.io import atomic_file
 
 __all__ = ["CHECKPOINT_NAME", "CheckpointStore", "FolderStore", "as_store", "checkpoint_path", "save_checkpoint",
            "read_checkpoint", "checkpoint_bytes", "parse_checkpoint", "write_checkpoint_bytes"]

@@ -35,7 +35,7 @@ from study.trainer._distributed import Distributed, ParallelContext, SingleProce
 from study.trainer._optim import build_optimizer
 from study.trainer._schedule import LRSchedule
 
-__all__ = ["train", "trial_model", "finished_result", "format_metrics", "numerics", "DIVERGENCE_CHECK_EVERY"]
+__all__ = ["train", "trial_model", "finished_result", "check_same_config", "format_metrics", "numerics", "DIVERGENCE_CHECK_EVERY"]
 
 #: Steps between two host-side checks of the running training loss for NaN/inf.
 DIVERGENCE_CHECK_EVERY = 50
@@ -168,7 +168,7 @@ def _checkpoint_to_resume(store: CheckpointStore | None, config: TrialConfig, re
             f"checkpoint_dir: {store} already holds a checkpoint (epoch {state['epoch']}); "
             "pass resume=True to continue it or choose another folder"
         )
-    _check_same_config(state["config"], config, store)
+    check_same_config(state["config"], config, store)
     return state
 
 
@@ -465,7 +465,9 @@ def _as_log(log: Callable[[str], Any] | None) -> Callable[[str], Any]:
 
 
 
-def _check_same_config(saved: Mapping[str, Any], config: TrialConfig, where: Any) -> None:
+def check_same_config(saved: Mapping[str, Any], config: TrialConfig, where: Any) -> None:
+    """Raise ValueError naming the fields that differ when a checkpoint's ``saved`` config is
+    not ``config`` (a resume must continue the run it was written by); ``where`` names it."""
     current = config.to_dict()
     if saved == current:
         return

@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study._cli import run_cli
+from study.cli import run_cli
 from study.run import main as study_main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 import analysis
 from analysis._export import RECIPES
 from analysis._export import main as export_main
-from study._cli import run_cli
+from study.cli import run_cli
 from study.config import ArchSpec, AttentionSpec, load_config
 from study.costs import count_params
 from study.models import build_model

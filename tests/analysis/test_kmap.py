@@ -167,7 +167,7 @@ def test_cli_points_json_and_table(tmp_path, capsys):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    from study._cli import run_cli
+    from study.cli import run_cli
 
     bad = tmp_path / "bad.csv"
     bad.write_text("C,kk\n64,3\n")

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from analysis._report import main as report_main
-from study._cli import run_cli
+from study.cli import run_cli
 
 
 def _png_ok(path):

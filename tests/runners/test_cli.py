@@ -21,7 +21,7 @@ from runners import make_storage
 from runners._settings import DESIGNS
 from search_spaces import space_names
 from study import record
-from study._cli import run_cli
+from study.cli import run_cli
 from study.run import main
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

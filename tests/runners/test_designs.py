@@ -16,7 +16,7 @@ from runners.cli import build_parser, resolve_settings
 from runners.cli import main as cli_main
 from search_spaces._eca_kmap import INFERENCE_WIDTHS
 from study import record
-from study._cli import run_cli
+from study.cli import run_cli
 from study.config import ProxySpec, Recipe
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

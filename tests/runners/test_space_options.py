@@ -9,7 +9,7 @@ import pytest
 from runners.cli import build_parser, resolve_settings
 from search_spaces import Budget, SpaceOption, declared_options, get_space, make_config, register_space
 from search_spaces._registry import _SPACES
-from study._cli import UsageError
+from study.cli import UsageError
 from study.config import AttentionSpec
 
 TINY = ["--proxy", "synthetic-small", "--width", "0.25", "--runner", "local"]

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from runners import StudySettings, make_storage, open_study
 from search_spaces import get_space
-from study._cli import run_cli
+from study.cli import run_cli
 from study.run import main
 from study.storage import PASSWORD_ENV
 

@@ -1,8 +1,8 @@
-"""study._cli: expected errors become one line on stderr and exit 2."""
+"""study.cli: expected errors become one line on stderr and exit 2."""
 
 import pytest
 
-from study._cli import BUG_HINT, ArgumentParser, UsageError, run_cli
+from study.cli import BUG_HINT, ArgumentParser, UsageError, run_cli
 from study.config import ConfigError
 
 

@@ -123,7 +123,7 @@ def _main(main, argv, prog):
     import contextlib
     import io
 
-    from study._cli import run_cli
+    from study.cli import run_cli
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

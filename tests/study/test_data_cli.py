@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from study._cli import run_cli
+from study.cli import run_cli
 from study.data.__main__ import PROG, main
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared tree builders, whatever pytest's import mode

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from study._cli import run_cli
+from study.cli import run_cli
 from study.config import ArchSpec, AttentionSpec, TrialConfig
 from study.inspect import main, parse_attention
 

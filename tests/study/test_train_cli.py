@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from study import train as cli
-from study._cli import run_cli
+from study.cli import run_cli
 from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
 from study.metrics import MetricsWriter
 from study.trainer import CHECKPOINT_NAME, read_checkpoint

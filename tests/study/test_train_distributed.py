@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from study import train as cli
-from study._cli import run_cli
+from study.cli import run_cli
 from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
 from study.data import DeviceLoader, load_proxy
 from study.models import build_model
