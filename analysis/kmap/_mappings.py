@@ -47,7 +47,7 @@ from analysis.kmap._effect import KModel, pair_contrasts
 from analysis.kmap._fits import DEFAULT_BS as BS
 from analysis.kmap._fits import DEFAULT_GAMMAS as GAMMAS
 from analysis.kmap._fits import PAPER_B, PAPER_GAMMA, psi
-from analysis.kmap._model import DRAWS, draw_t
+from analysis.kmap._model import simultaneous_critical
 
 __all__ = [
     "PAPER_B",
@@ -157,28 +157,13 @@ def _t_interval(model: KModel, L: np.ndarray, alpha: float, crit: float | None =
     return est, (est - t * se, est + t * se)
 
 
-def _max_t(model: KModel, L: np.ndarray, alpha: float, seed: int, chunk: int = 256) -> float:
-    """(1 - alpha) quantile of max |t| over the rows of ``L`` (in chunks, so thousands of
-    rows need no more memory than a few hundred)."""
-    L = np.atleast_2d(L)
-    se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", L, model.cov, L), 0, None))
-    L, se = L[se > 1e-12], se[se > 1e-12]
-    if len(L) == 0:
-        return math.nan
-    draws = draw_t(model.cov, model.df_resid, DRAWS, seed)
-    best = np.zeros(len(draws))
-    for i in range(0, len(L), chunk):
-        best = np.maximum(best, np.abs(draws @ (L[i:i + chunk] / se[i:i + chunk, None]).T).max(axis=1))
-    return float(np.quantile(best, 1 - alpha))
-
-
 class _Regret:
     """Regret bounds per C from simultaneous intervals of every pair of k at every C."""
 
     def __init__(self, model: KModel, alpha: float, seed: int):
         self.model = model
         L, _ = pair_contrasts(model)
-        self.crit = _max_t(model, L, alpha, seed) if len(L) else math.nan
+        self.crit = simultaneous_critical(model, L, alpha, seed) if len(L) else math.nan
 
     def at(self, C: float, k: float) -> tuple[float, float, float]:
         """(estimate, lower, upper) of max_j theta(C, j) - theta(C, k)."""
@@ -308,7 +293,7 @@ def fit_psi_by_top1(model: KModel, *, alpha: float = 0.05, seed: int = 0) -> Psi
     ks = {int(C): psi(int(C), g, b) for C in Cs}
     contains = any(abs(x - PAPER_GAMMA) < 1e-9 and abs(y - PAPER_B) < 1e-9 for x, y in members)
     L, valid = _pattern_contrasts(model, patterns, Cs, weights, len(nets))
-    crit = _max_t(model, L[valid], alpha, seed + 1) if valid.any() else math.nan
+    crit = simultaneous_critical(model, L[valid], alpha, seed + 1) if valid.any() else math.nan
     return PsiChoice(g, b, members, contains, ks, int(np.isfinite(value).sum()), crit)
 
 

@@ -368,17 +368,23 @@ def draw_t(cov: np.ndarray, df: float, draws: int, seed: int) -> np.ndarray:
     return z / w[:, None]
 
 
-def simultaneous_critical(model: KModel, L: np.ndarray, alpha: float, seed: int, *, two_sided: bool = True) -> float:
+def simultaneous_critical(model: KModel, L: np.ndarray, alpha: float, seed: int, *, two_sided: bool = True,
+                          chunk: int = 256) -> float:
     """The (1 - alpha) quantile of max over the rows of ``L`` of |t| (or t, one-sided): with
     it, est +- c se covers every contrast L @ theta at once with probability 1 - alpha, so
-    an interval stays valid for a contrast chosen after looking at the data among them."""
+    an interval stays valid for a contrast chosen after looking at the data among them.
+    Rows are taken ``chunk`` at a time, so thousands of contrasts (every psi curve on the
+    grid) need no more memory than a few hundred."""
     L = np.atleast_2d(np.asarray(L, float))
     if L.size == 0:
         return math.nan
-    se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", L, model.cov, L), 1e-300, None))
-    keep = se > 1e-12
-    if not keep.any():
+    se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", L, model.cov, L), 0, None))
+    L, se = L[se > 1e-12], se[se > 1e-12]
+    if len(L) == 0:
         return math.nan
-    t = (draw_t(model.cov, model.df_resid, DRAWS, seed) @ L[keep].T) / se[keep]
-    m = np.abs(t).max(axis=1) if two_sided else t.max(axis=1)
-    return float(np.quantile(m, 1 - alpha))
+    draws = draw_t(model.cov, model.df_resid, DRAWS, seed)
+    best = np.full(len(draws), -np.inf)
+    for i in range(0, len(L), chunk):
+        t = draws @ (L[i:i + chunk] / se[i:i + chunk, None]).T
+        best = np.maximum(best, (np.abs(t) if two_sided else t).max(axis=1))
+    return float(np.quantile(best, 1 - alpha))
