@@ -7,13 +7,16 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
 
-__all__ = ["RECIPES", "full_training_config", "select_trials", "export_trials", "main"]
+if TYPE_CHECKING:
+    from study.cli import ArgumentParser
+
+__all__ = ["RECIPES", "full_training_config", "select_trials", "export_trials", "main", "build_parser"]
 
 RECIPES: dict[str, Recipe] = {
     "eca-imagenet": Recipe(epochs=100, batch_size=256, lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
@@ -136,9 +139,9 @@ def _num(v: Any) -> Any:
     return int(f) if f.is_integer() else f
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from analysis._load import load
-    from study.cli import ArgumentParser, as_usage_error
+def build_parser() -> ArgumentParser:
+    """The flags of ``python -m analysis.export``."""
+    from study.cli import ArgumentParser
 
     ap = ArgumentParser(prog="python -m analysis.export", description="Export chosen trials as full-training TrialConfig JSON.")
     ap.add_argument("run", nargs="?", help="run folder runs/NAME")
@@ -154,6 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data", default=DEFAULT_DATA, help=f"prepared cache folder at that resolution (default {DEFAULT_DATA})")
     ap.add_argument("--keep-stem", action="store_true", help="keep the trial's stem instead of the ImageNet stem")
     ap.add_argument("--out", help="output folder (default RUN/export)")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from analysis._load import load
+    from study.cli import as_usage_error
+
+    ap = build_parser()
     args = ap.parse_args(argv)
     if bool(args.run) == bool(args.storage):
         ap.error("give a run folder or --storage URL (not both)")

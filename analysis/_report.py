@@ -8,14 +8,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from analysis.kmap._cli import mapping_lines
 from analysis.kmap._mappings import REGRET_CAVEAT
 
-__all__ = ["make_report", "main"]
+if TYPE_CHECKING:
+    from study.cli import ArgumentParser
+
+__all__ = ["make_report", "main", "build_parser"]
 
 
 class _Report:
@@ -463,12 +466,9 @@ def make_report(
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from analysis._load import load
-    from study.cli import ArgumentParser, as_usage_error
+def build_parser() -> ArgumentParser:
+    """The flags of ``python -m analysis.report``."""
+    from study.cli import ArgumentParser
 
     ap = ArgumentParser(prog="python -m analysis.report", description="Write plots, tables and report.md for a study.")
     ap.add_argument("run", nargs="?", help="run folder runs/NAME")
@@ -480,6 +480,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--alpha", type=float, default=0.05, help="level of the k-vs-C test, its confidence sets and the importance tests (default 0.05)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="output folder (default RUN/report)")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis._load import load
+    from study.cli import as_usage_error
+
+    ap = build_parser()
     args = ap.parse_args(argv)
     if bool(args.run) == bool(args.storage):
         ap.error("give a run folder or --storage URL (not both)")

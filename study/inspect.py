@@ -24,7 +24,7 @@ from study import record
 from study.cli import ArgumentParser, UsageError, as_usage_error, run_cli
 from study.config import PSI_INPUTS, ArchSpec, AttentionSpec, ConfigError, TrialConfig
 
-__all__ = ["main", "parse_attention", "inspect_arch", "UNITS"]
+__all__ = ["main", "build_parser", "parse_attention", "inspect_arch", "UNITS"]
 
 #: unit systems: SI (M = 1e6, G = 1e9) and the ECA paper's (M = 2^20, G = 2^30)
 UNITS = {"si": (1e6, 1e9), "paper": (2.0**20, 2.0**30)}
@@ -152,7 +152,8 @@ def _table(report: dict[str, Any], units: str) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> ArgumentParser:
+def build_parser() -> ArgumentParser:
+    """The flags of ``python -m study.inspect``."""
     from study.attention import ATTENTION_PARAMS
     from study.models import STEMS, list_backbones
 
@@ -218,7 +219,7 @@ def _arch_from_args(args: Any) -> ArchSpec:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if not 8 <= args.res <= 4096:
         raise UsageError(f"--res: must be in [8, 4096], got {args.res}")
     arch = _arch_from_args(args)

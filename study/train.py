@@ -65,7 +65,7 @@ from study.config import ConfigError, TrialConfig, load_config
 from study.io import write_atomic
 from study.metrics import MetricsWriter, TrialResult, write_result
 
-__all__ = ["main", "derive_name", "DEFAULT_ROOT", "FLAGS"]
+__all__ = ["main", "build_parser", "derive_name", "DEFAULT_ROOT", "FLAGS"]
 
 PROG = "python -m study.train"
 DEFAULT_ROOT = Path("runs") / "train"
@@ -105,7 +105,8 @@ def _number(lo: float, *, integer: bool = False) -> Callable[[str], Any]:
     return parse
 
 
-def _parser() -> ArgumentParser:
+def build_parser() -> ArgumentParser:
+    """The flags of ``python -m study.train``."""
     p = ArgumentParser(prog=PROG, description="Train TrialConfigs to the end, with per-epoch metrics and checkpoints: "
                                               "in one process, data-parallel on Ray Train, or every config of an export index.")
     what = p.add_mutually_exclusive_group(required=True)
@@ -210,7 +211,7 @@ def _refuse_checkpoint(out: Path, resume: bool) -> dict[str, Any] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     on_ray = args.workers is not None or args.batch is not None
     if not on_ray:
         given = [FLAGS[k] for k in RAY_FLAGS if getattr(args, k) not in (None, False)]

@@ -37,7 +37,7 @@ Command line::
 """
 
 from analysis.kmap._analysis import KmapAnalysis, analyze_kmap, gamma_b_plane
-from analysis.kmap._cli import format_analysis, format_fit, main, mapping_lines, read_points
+from analysis.kmap._cli import build_parser, format_analysis, format_fit, main, mapping_lines, read_points
 from analysis.kmap._data import KData, SeedNoise, kmap_data, seed_noise
 from analysis.kmap._effect import KEffect, KModel, fit_k_model, k_effect
 from analysis.kmap._fits import (
@@ -64,6 +64,7 @@ from analysis.kmap._mappings import (
 from analysis.kmap._power import design_power, detectable_effect, f_power, model_parameters, noncentrality
 
 __all__ = [
+    "build_parser",
     "mapping_lines",
     "f_power",
     "model_parameters",

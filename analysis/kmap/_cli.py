@@ -7,7 +7,7 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,10 @@ import pandas as pd
 from analysis.kmap._fits import METRICS, KmapFit, fit_kmap
 from analysis.kmap._mappings import REGRET_CAVEAT
 
-__all__ = ["format_analysis", "format_fit", "main", "read_points"]
+if TYPE_CHECKING:
+    from study.cli import ArgumentParser
+
+__all__ = ["build_parser", "format_analysis", "format_fit", "main", "read_points"]
 
 PROG = "python -m analysis.kmap"
 
@@ -134,8 +137,9 @@ def format_analysis(an: Any) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from study.cli import ArgumentParser, UsageError, as_usage_error
+def build_parser() -> ArgumentParser:
+    """The flags of ``python -m analysis.kmap``."""
+    from study.cli import ArgumentParser
 
     ap = ArgumentParser(prog=PROG, description="Does k matter, which k does each C prefer, and does psi(C) describe it? "
                                                 "(or: fit psi to given (C, k) points)")
@@ -159,7 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--metric", default="mse", choices=list(METRICS), help="--points: loss in k")
     ap.add_argument("--bootstrap", type=int, default=1000, help="--points: bootstrap replicates of the continuous fit (default 1000)")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from study.cli import UsageError, as_usage_error
+
+    args = build_parser().parse_args(argv)
     sources = [x for x in (args.points, args.run, args.storage) if x]
     if len(sources) != 1:
         raise UsageError(f"give exactly one of --points FILE.csv, a run folder, or --storage URL (see {PROG} --help)")

@@ -34,7 +34,8 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _parser() -> ArgumentParser:
+def build_parser() -> ArgumentParser:
+    """The flags of ``python -m study.data``."""
     from study.data._registry import list_sources
 
     parser = ArgumentParser(prog=PROG, description="Proxy data: decode image sources once into a cache; inspect caches.")
@@ -94,7 +95,7 @@ def info_table(manifest: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "list":
         from study.data import get_source, list_proxies, list_sources
         from study.data._presets import PRESETS
