@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from _attention_bench import uniform_arch
+from _results import write_result
 
 from study.attention import lean_attention, list_attention
 from study.models import build_model, list_backbones
@@ -146,6 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=2))
+    headline = {}
+    for b in args.backbones:
+        plain = {r["kind"]: r for r in rows if r["backbone"] == b and not r["lean"]}
+        lean = {r["kind"]: r for r in rows if r["backbone"] == b and r["lean"] == "auto"}
+        if "eca" in plain:
+            headline[f"{b} eca over none, plain -> default"] = (
+                f"+{plain['eca']['saved_overhead'] / MIB:.1f} MiB (x{plain['eca']['saved_ratio']:.3f}) -> "
+                f"+{lean['eca']['saved_overhead'] / MIB:.1f} MiB (x{lean['eca']['saved_ratio']:.3f})")
+        headline[f"{b} x none, default paths"] = ", ".join(f"{k} {r['saved_ratio']:.2f}" for k, r in sorted(lean.items(), key=lambda kv: kv[1]["saved_ratio"])
+                                                         if k != "none")
+    write_result("attention_memory", goal="ECA's activation memory close to none's (bytes saved for backward, exact)",
+                 headline=headline, detail={"settings": vars(args), "rows": rows})
     return 0
 
 

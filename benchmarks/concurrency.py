@@ -14,6 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import write_result  # noqa: E402
 from _study_bench import run, trial_seconds  # noqa: E402
 
 
@@ -44,6 +45,9 @@ def main() -> None:
         ray.shutdown()
     print(f"throughput 2 vs 1 concurrent trials: {rates[2] / rates[1]:.2f}x ({args.trials} trials x {args.epochs} epochs, "
           f"{args.proxy} proxy, width {args.width}, {os.cpu_count()} CPUs)")
+    write_result("concurrency", goal="2 concurrent trials near 2x the throughput of 1 (on 2 free cores)",
+                 headline={"2 vs 1 concurrent": f"{rates[2] / rates[1]:.2f}x", "load average": round(os.getloadavg()[0], 1)},
+                 detail={"trials_per_min": rates, "trials": args.trials, "epochs": args.epochs, "proxy": args.proxy, "width": args.width})
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ if str(HERE) not in sys.path:  # the sibling benchmarks (and attention_overhead'
 import attention_overhead
 import loader_throughput
 import trainer_overhead
+from _results import write_result
 
 from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
 from study.data import DeviceLoader, load_proxy
@@ -306,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = [n for n, e, _ in results if e is not None]
     print(f"gpu_check: {len(results)} lines, {len(failed)} failed{' (' + ', '.join(failed) + ')' if failed else ''}; "
           f"{time.perf_counter() - started:.0f} s in all")
+    if not args.quick:  # a full run is a result (--quick is what the tests run)
+        write_result("gpu_check_cpu" if args.cpu else "gpu_check",
+                     goal="every GPU path runs (" + ("rehearsed on the CPU" if args.cpu else name) + "), a line each with its figure",
+                     headline={"paths": f"{len(results) - len(failed)} of {len(results)} ok" + (f" (failed: {', '.join(failed)})" if failed else ""),
+                               "seconds": round(time.perf_counter() - started)},
+                     detail={"device": name, "lines": [{"path": n, "error": e, "figures": f} for n, e, f in results]})
     return 1 if failed else 0
 
 

@@ -49,6 +49,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _results import write_result  # noqa: E402  (benchmarks/ is sys.path[0] when a script here runs)
+
 #: scenario -> (Planted keyword arguments, whether the truth lies inside the model, whether k matters)
 SCENARIOS: dict[str, tuple[dict[str, Any], bool, bool]] = {
     "null": ({}, True, False),
@@ -267,6 +269,26 @@ def main() -> None:
     if a.json:
         Path(a.json).write_text(json.dumps({"command": " ".join(sys.argv), "settings": args, "wall_s": wall, "scenarios": summary},
                                            indent=2))
+
+    def share(r: tuple[float, float, float, int]) -> str:
+        return "n/a" if r[3] == 0 else f"{r[0]:.3f}"
+
+    table = [{"scenario": s["scenario"] + ("" if s["inside_model"] else " (outside the model)"),
+              "k test": ("power " if s["k_matters"] else "false positives ") + _fmt(s["power" if s["k_matters"] else "false_positive_rate"]),
+              "regret coverage": share(s["regret_coverage"]),
+              "vs_paper coverage (fixed / fitted psi)": f"{share(s['vs_paper_coverage'])} / {share(s['fitted_vs_paper_coverage'])}",
+              "k* sets: per C / joint": f"{share(s['k_set_per_C'])} / {share(s['k_set_joint'])}",
+              "sigma_seed coverage": share(s["sigma_seed_coverage"]),
+              "false beats / loses to the paper's psi": f"{share(s['false_beats_paper'])} / {share(s['false_loses_to_paper'])}",
+              "additivity / stage test reject": f"{share(s['additivity_rejects'])} / {share(s['stage_test_rejects'])}",
+              "answer qualified": share(s["answer_qualified"])} for s in summary]
+    write_result("kmap_calibration", goal=f"k test at alpha {a.alpha:g} (false positives within Monte Carlo error of it), every interval "
+                                          f"covering at >= {1 - a.alpha:.2f}, false claims <= {a.alpha / 2:g} each side",
+                 headline={"studies per scenario": a.studies, "scenarios": ", ".join(scenarios),
+                           **{f"{s['scenario']} k test {'power' if s['k_matters'] else 'false positives'}":
+                              _fmt(s["power" if s["k_matters"] else "false_positive_rate"]) for s in summary if s["scenario"] in ("null", "planted")},
+                           "every scenario": "the table below", "wall (s)": round(wall)},
+                 detail={"settings": args, "wall_s": wall, "scenarios": summary, "table": table})
 
 
 if __name__ == "__main__":

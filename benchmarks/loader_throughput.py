@@ -31,6 +31,7 @@ import sys
 import time
 
 import torch
+from _results import write_result  # benchmarks/ is sys.path[0] when a script here runs
 
 from study.config import ArchSpec
 from study.data import PLACEMENTS, DeviceLoader, load_proxy, proxy_preset
@@ -129,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
           f"target >= {TARGET:.0f}x: {'met' if ratio >= TARGET else 'NOT met'})")
     if args.json:
         print(json.dumps(result))
+    write_result("loader_throughput", goal=f"the loader >= {TARGET:.0f}x the batches/s the model consumes",
+                 headline={"loader / model": f"{ratio:.0f}x", "loader (batches/s)": result["loader_batches_per_s"],
+                           "model (batches/s)": result["model_batches_per_s"]},
+                 detail=result)
     return 0
 
 

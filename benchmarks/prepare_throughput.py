@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from _images import write_folder  # benchmarks/ is sys.path[0] when a script here runs
+from _results import write_result
 
 from study.data import _prepare, prepare
 from study.data._decode import decode_chunk
@@ -120,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k + ':':17s} {v:7.0f} images/s  {v / base:5.3f}x the fork pool  (s: {spread})")
     if args.json:
         print(json.dumps(result))
+    write_result("prepare_throughput", goal="prepare on threads at least the images/s of the fork-context process pool it replaced",
+                 headline={f"{k} / fork pool": f"{v / base:.2f}x" for k, v in rate.items() if k != "fork pool"}
+                 | {"threads (images/s)": round(rate["threads"]), "images": f"{n} JPEGs {w}x{h} -> {args.res} px"},
+                 detail=result)
     return 0
 
 

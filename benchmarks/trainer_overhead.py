@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
+from _results import write_result  # benchmarks/ is sys.path[0] when a script here runs
 
 from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
 from study.data import DeviceLoader, load_proxy
@@ -121,6 +122,9 @@ def main() -> None:
     ratio = statistics.median(t / b for t, b in pairs)
     print(f"trainer {trainer_median:.1f} img/s  bare loop {bare_median:.1f} img/s  "
           f"ratio trainer/bare {ratio:.3f} (median of per-epoch ratios; target >= 0.97)")
+    write_result("trainer_overhead", goal="study.trainer.train >= 0.97 of a bare loop's throughput",
+                 headline={"trainer / bare loop": round(ratio, 3), "trainer (img/s)": round(trainer_median, 1), "bare loop (img/s)": round(bare_median, 1)},
+                 detail={"pairs": pairs, "settings": vars(args)})
 
 if __name__ == "__main__":
     main()
