@@ -11,10 +11,11 @@ is the figure papers call "FLOPs": ResNet-50 at 224 px is 4.09e9 MACs ("4.1 GFLO
 from __future__ import annotations
 
 import copy
+import hashlib
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from typing import Any
 
 import torch
@@ -22,7 +23,13 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["Costs", "count_params", "count_attention_params", "count_macs", "measure_latency", "measure_costs", "input_shape", "resolve_device"]
+from study.validate import ConfigError
+
+__all__ = ["Costs", "Latency", "count_params", "count_attention_params", "count_macs", "measure_latency", "probe_latency", "measure_costs",
+           "input_shape", "resolve_device", "arch_digest", "LATENCY_SPREAD_FLAG"]
+
+#: a latency whose interquartile range exceeds this fraction of its median is flagged (report, fronts)
+LATENCY_SPREAD_FLAG = 0.10
 
 
 @dataclass(frozen=True)
@@ -31,9 +38,15 @@ class Costs:
     see the module docstring for the convention; a model whose attention is tied to its
     feature maps - Gather-Excite's global gather, a kernel the size of the map - is counted
     at 224 px as its architecture built for 224 px, :func:`measure_costs`); ``latency_ms``:
-    median forward time at ``resolution`` px, batch 1 (None when not measured);
-    ``attention_params``: trainable parameters inside attention modules (included in
-    ``params``)."""
+    median forward time at ``resolution`` px, batch 1 (None when not measured), measured by
+    :func:`probe_latency` with the node to itself: ``latency_iqr_ms`` its interquartile range,
+    ``latency_device`` and ``latency_threads`` where it was measured, ``latency_exclusive``
+    whether no training computed on the node meanwhile (False: the probe's wait for the node
+    timed out; None: no turnstile); ``attention_params``: trainable parameters inside
+    attention modules (included in ``params``); ``arch_digest``: the built network's
+    :func:`arch_digest`, under which a study shares one latency among the trials of one
+    network. The fields after ``attention_params`` are absent from costs recorded before the
+    probe and read back as None."""
 
     params: int
     macs: int
@@ -41,13 +54,40 @@ class Costs:
     latency_ms: float | None
     resolution: int
     attention_params: int
+    latency_iqr_ms: float | None = None
+    latency_device: str | None = None
+    latency_threads: int | None = None
+    latency_exclusive: bool | None = None
+    arch_digest: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Costs:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        """The costs of :meth:`to_dict`; optional fields missing from an older record are None."""
+        return cls(**{k: data[k] for k, f in cls.__dataclass_fields__.items() if k in data or f.default is MISSING})
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One :func:`probe_latency`: the median and interquartile range (ms) of ``passes``
+    timed forward passes in ``rounds`` rounds, on ``device`` with ``threads`` torch threads;
+    ``exclusive`` as :attr:`Costs.latency_exclusive`; ``waited_s``: the wait for the node."""
+
+    median_ms: float
+    iqr_ms: float
+    passes: int
+    rounds: int
+    device: str
+    threads: int
+    exclusive: bool | None
+    waited_s: float
+
+    @property
+    def spread(self) -> float:
+        """The interquartile range as a fraction of the median."""
+        return self.iqr_ms / self.median_ms if self.median_ms > 0 else float("inf")
 
 
 def count_params(model: nn.Module) -> int:
@@ -101,9 +141,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device: expected e.g. 'cpu' or 'cuda', got {device!r}") from None
+        raise ConfigError("device", f"expected e.g. 'cpu' or 'cuda', got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but CUDA is not available")
+        raise ConfigError("device", f"{device!r} requested but CUDA is not available")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device: {device!r} requested but MPS is not available")
     return dev
@@ -146,6 +186,32 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+def _check_count(name: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name}: must be an integer >= {least}, got {value!r}")
+
+
+def _on_device(model: nn.Module, device: str | torch.device) -> tuple[nn.Module, torch.device]:
+    """``model`` on ``device`` (a copy moved there when it lives elsewhere) and the device."""
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    if _device_of(model) != dev:
+        model = copy.deepcopy(model).to(dev)
+    return model, dev
+
+
+def _timed_passes(model: nn.Module, x: torch.Tensor, dev: torch.device, n: int) -> list[float]:
+    """Milliseconds of ``n`` forward passes, the device synchronized around each."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        model(x)
+        _sync(dev)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
 def measure_latency(
     model: nn.Module,
     input_size: int | Sequence[int],
@@ -157,35 +223,104 @@ def measure_latency(
 ) -> float:
     """Median wall time in milliseconds of one forward pass (eval mode, no grad) after
     ``warmup`` untimed passes, synchronizing the device around every timed pass. A model
-    on another device is measured on a copy moved to ``device``."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup: must be an integer >= 0, got {warmup!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats: must be an integer >= 1, got {repeats!r}")
-    dev = resolve_device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
-    if _device_of(model) != dev:
-        model = copy.deepcopy(model).to(dev)
+    on another device is measured on a copy moved to ``device``. It measures whatever else
+    the node computes meanwhile; :func:`probe_latency` measures with the node to itself."""
+    _check_count("batch_size", batch_size, 1)
+    _check_count("warmup", warmup, 0)
+    _check_count("repeats", repeats, 1)
+    model, dev = _on_device(model, device)
     x = torch.randn(input_shape(input_size, batch_size), device=dev)
     was_training = model.training
     model.eval()
-    times = []
     try:
         with torch.no_grad():
             for _ in range(warmup):
                 model(x)
             _sync(dev)
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                model(x)
-                _sync(dev)
-                times.append((time.perf_counter() - t0) * 1e3)
+            times = _timed_passes(model, x, dev, repeats)
     finally:
         model.train(was_training)
     return statistics.median(times)
+
+
+def _iqr(times: Sequence[float]) -> float:
+    q = statistics.quantiles(times, n=4, method="inclusive")
+    return q[2] - q[0]
+
+
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"{dev} ({torch.cuda.get_device_name(dev)})"
+    return str(dev)
+
+
+def probe_latency(
+    model: nn.Module,
+    input_size: int | Sequence[int],
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 1,
+    warmup: int = 3,
+    repeats: int = 10,
+    min_rounds: int = 3,
+    max_rounds: int = 10,
+    target_spread: float = 0.05,
+    turnstile: Any = None,
+    wait_s: float = 120.0,
+) -> Latency:
+    """The latency of one forward pass (eval mode, no grad, batch ``batch_size``) measured
+    with the node to itself: the node's turnstile (:mod:`study.turnstile`; ``turnstile``
+    default :func:`study.turnstile.node_turnstile`) is closed, so no training on the node
+    computes meanwhile (a training stops at its next step for the probe's few seconds).
+
+    After ``warmup`` untimed passes, passes are timed in rounds of ``repeats``; rounds go on
+    (at least ``min_rounds``, at most ``max_rounds``) until the interquartile range of all
+    timed passes is at most ``target_spread`` of their median. Returns that median and IQR,
+    the device, the torch threads, whether the node was had alone (False when ``wait_s``
+    passed first; it measures anyway) and the wait. Call it outside a training loop of this
+    process (which would hold the shared lock the probe waits for)."""
+    _check_count("batch_size", batch_size, 1)
+    _check_count("warmup", warmup, 0)
+    _check_count("repeats", repeats, 2)
+    _check_count("min_rounds", min_rounds, 1)
+    _check_count("max_rounds", max_rounds, min_rounds)
+    if isinstance(target_spread, bool) or not isinstance(target_spread, (int, float)) or not target_spread >= 0:
+        raise ValueError(f"target_spread: must be a number >= 0, got {target_spread!r}")
+    if turnstile is None:
+        from study.turnstile import node_turnstile
+
+        turnstile = node_turnstile()
+    model, dev = _on_device(model, device)
+    x = torch.randn(input_shape(input_size, batch_size), device=dev)
+    was_training = model.training
+    model.eval()
+    times: list[float] = []
+    rounds = 0
+    t0 = time.perf_counter()
+    try:
+        with turnstile.alone(wait_s=wait_s) as alone, torch.no_grad():
+            waited = time.perf_counter() - t0
+            for _ in range(warmup):
+                model(x)
+            _sync(dev)
+            while rounds < max_rounds:
+                times += _timed_passes(model, x, dev, repeats)
+                rounds += 1
+                if rounds >= min_rounds and _iqr(times) <= target_spread * statistics.median(times):
+                    break
+    finally:
+        model.train(was_training)
+    return Latency(median_ms=statistics.median(times), iqr_ms=_iqr(times), passes=len(times), rounds=rounds,
+                   device=_device_name(dev), threads=torch.get_num_threads(), exclusive=alone, waited_s=waited)
+
+
+def arch_digest(model: nn.Module, resolution: int | Sequence[int]) -> str:
+    """A digest of the built network and its input: its module tree as printed (every
+    layer with its shapes, strides, kernel sizes - ECA's resolved k included) and the input
+    shape. Two trials of one network - replicates, a reference point and a sampled trial
+    that resolve to the same layers (psi's k and the same k given explicitly) - share it."""
+    text = f"{model!r}\ninput {input_shape(resolution, 1)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _macs_224(model: nn.Module) -> int:
@@ -211,11 +346,13 @@ def measure_costs(
     *,
     latency: bool = True,
     device: str | torch.device = "cpu",
+    turnstile: Any = None,
 ) -> Costs:
     """All of :class:`Costs` for a built model or an architecture (ArchSpec or its dict,
     built here for ``resolution``: :func:`study.models.build_model`). MACs are counted where
     the model's parameters are; latency is measured on ``device`` at ``resolution`` px,
-    batch 1, when ``latency`` is true.
+    batch 1, when ``latency`` is true, by :func:`probe_latency` (with the node to itself:
+    ``turnstile``, default the node's).
 
     ``macs_224``: the model at 224 px input. A model whose attention parameters fit only its
     own feature maps (Gather-Excite's global gather is a kernel the size of the map) cannot
@@ -232,12 +369,17 @@ def measure_costs(
         model = build_model(model_or_arch, resolution)
     macs = count_macs(model, resolution)
     macs_224 = macs if resolution == 224 else _macs_224(model)
-    lat = measure_latency(model, resolution, device=device) if latency else None
+    lat = probe_latency(model, resolution, device=device, turnstile=turnstile) if latency else None
     return Costs(
         params=count_params(model),
         macs=macs,
         macs_224=macs_224,
-        latency_ms=lat,
+        latency_ms=lat.median_ms if lat else None,
         resolution=resolution,
         attention_params=count_attention_params(model),
+        latency_iqr_ms=lat.iqr_ms if lat else None,
+        latency_device=lat.device if lat else None,
+        latency_threads=lat.threads if lat else None,
+        latency_exclusive=lat.exclusive if lat else None,
+        arch_digest=arch_digest(model, resolution),
     )

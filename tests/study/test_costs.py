@@ -10,8 +10,19 @@ from torch import nn
 
 from study.attention import create_attention
 from study.config import ArchSpec
-from study.costs import Costs, count_attention_params, count_macs, count_params, input_shape, measure_costs, measure_latency
+from study.costs import (
+    Costs,
+    arch_digest,
+    count_attention_params,
+    count_macs,
+    count_params,
+    input_shape,
+    measure_costs,
+    measure_latency,
+    probe_latency,
+)
 from study.models import build_model, describe_stages
+from study.turnstile import Turnstile
 
 TINY_ARCH = {"backbone": "resnet18", "stem": "lowres", "width": 0.25, "num_classes": 10, "stages": [{"kind": "eca", "k": 3}, {"kind": "se", "r": 4}, {"kind": "none"}, {"kind": "eca"}]}
 
@@ -82,11 +93,51 @@ def test_measure_costs_of_an_arch_and_of_a_model_agree():
     # C = 16, 32, 64, 128 with 2 blocks each: ECA k=3; SE r=4 (hidden 8, with bias); none; ECA psi(128) = 5
     assert [s.channels for s in describe_stages(TINY_ARCH)] == [16, 32, 64, 128]
     assert costs.attention_params == count_attention_params(model) == 2 * 3 + 2 * (2 * 32 * 8 + 8 + 32) + 0 + 2 * 5
-    with_latency = measure_costs(model, 32)
-    assert with_latency.latency_ms > 0 and dataclasses.replace(with_latency, latency_ms=None) == costs
+    with_latency = measure_costs(model, 32, turnstile=Turnstile(None))
+    assert with_latency.latency_ms > 0 and with_latency.latency_iqr_ms >= 0
+    assert (with_latency.latency_device, with_latency.latency_threads) == ("cpu", torch.get_num_threads())
+    probed = ("latency_ms", "latency_iqr_ms", "latency_device", "latency_threads", "latency_exclusive")
+    assert dataclasses.replace(with_latency, **dict.fromkeys(probed)) == costs
     d = costs.to_dict()
-    assert list(d) == ["params", "macs", "macs_224", "latency_ms", "resolution", "attention_params"]
+    assert list(d) == ["params", "macs", "macs_224", "latency_ms", "resolution", "attention_params", *probed[1:], "arch_digest"]
     assert Costs.from_dict(d) == costs
+
+
+def test_costs_recorded_before_the_latency_probe_still_load():
+    old = {"params": 10, "macs": 20, "macs_224": 30, "latency_ms": 9.2, "resolution": 32, "attention_params": 1}
+    costs = Costs.from_dict(old)
+    assert costs.latency_ms == 9.2 and costs.latency_iqr_ms is None and costs.arch_digest is None
+    with pytest.raises(KeyError):
+        Costs.from_dict({k: v for k, v in old.items() if k != "params"})
+
+
+def test_probe_latency_measures_in_rounds_until_the_spread_is_small(tmp_path):
+    model = build_model(TINY_ARCH).train()
+    lat = probe_latency(model, 16, repeats=4, min_rounds=2, max_rounds=3, turnstile=Turnstile(tmp_path / "t"))
+    assert lat.median_ms > 0 and lat.iqr_ms >= 0 and lat.exclusive is True and model.training
+    assert 2 <= lat.rounds <= 3 and lat.passes == 4 * lat.rounds and lat.device == "cpu" and lat.threads == torch.get_num_threads()
+    never = probe_latency(model, 16, repeats=2, min_rounds=1, max_rounds=4, target_spread=0, turnstile=Turnstile(None))
+    assert never.exclusive is None and never.rounds in (1, 4)  # a spread of 0 ends the rounds, any other runs them all
+    with Turnstile(tmp_path / "t").computing():  # a training of this very process: the probe waits, then measures anyway
+        busy = probe_latency(model, 16, repeats=2, min_rounds=1, max_rounds=1, turnstile=Turnstile(tmp_path / "t"), wait_s=0.1)
+    assert busy.exclusive is False and busy.waited_s >= 0.1
+    for kwargs, match in (({"repeats": 1}, "repeats"), ({"min_rounds": 0}, "min_rounds"), ({"max_rounds": 1, "min_rounds": 2}, "max_rounds"),
+                          ({"target_spread": -1}, "target_spread")):
+        with pytest.raises(ValueError, match=match):
+            probe_latency(model, 16, **kwargs)
+
+
+def test_one_network_one_digest():
+    """A replicate, and psi's k given explicitly, build the same network: one digest; another
+    k, another class count or another resolution does not."""
+    psi = ArchSpec.from_dict(TINY_ARCH)  # the last stage's ECA k is psi(128) = 5
+    explicit = ArchSpec.from_dict({**TINY_ARCH, "stages": [*TINY_ARCH["stages"][:3], {"kind": "eca", "k": 5}]})
+    other_k = ArchSpec.from_dict({**TINY_ARCH, "stages": [*TINY_ARCH["stages"][:3], {"kind": "eca", "k": 3}]})
+    digest = arch_digest(build_model(psi, 32), 32)
+    assert arch_digest(build_model(psi, 32), 32) == digest == arch_digest(build_model(explicit, 32), 32)
+    assert len({digest, arch_digest(build_model(other_k, 32), 32), arch_digest(build_model(psi, 16), 16),
+                arch_digest(build_model(ArchSpec.from_dict({**TINY_ARCH, "num_classes": 100}), 32), 32)}) == 4
+    assert measure_costs(psi, 32, latency=False).arch_digest == digest
 
 
 def test_input_shape_validation():
