@@ -22,7 +22,7 @@ def proxy(name: str, **changes: Any):
     """``default`` (the study.run default proxy) or a preset name, with ``changes`` (e.g. resolution=16)."""
     if name == "default":
         preset, fields = DEFAULT_PROXY
-        return proxy_preset(preset, **fields, **changes)
+        return proxy_preset(preset, **{**fields, **changes})
     return proxy_preset(name, **changes)
 
 

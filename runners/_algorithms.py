@@ -25,6 +25,7 @@ import optuna
 from runners._pruners import ParetoPruner
 from search_spaces import SAMPLERS
 from study.registry import Registry
+from study.validate import ConfigError, check_int
 
 __all__ = [
     "Option",
@@ -43,15 +44,6 @@ __all__ = [
     "check_int",
     "option_help",
 ]
-
-
-def check_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
-    """``value`` when it is an integer in ``[lo, hi]`` (no upper bound for ``hi`` None);
-    otherwise a ValueError naming ``name`` and the allowed range."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"{name}: must be an integer {allowed}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,9 +95,10 @@ class _Entry:
         defaults; errors name the option as ``<sampler|pruner>_options.<option>``."""
         unknown = sorted(set(given) - set(self.options))
         if unknown:
-            takes = ", ".join(f"`{self.what}_options.{o}`" for o in self.options) or "no options"
-            raise ValueError(f"{self.what}_options.{unknown[0]}: {self.what} {self.name!r} does not take option {unknown[0]!r} "
-                             f"(it takes: {takes})")
+            refs = [f"{self.what}_options.{o}" for o in self.options]
+            takes = ", ".join("{" + r + "}" for r in refs) or "no options"
+            raise ConfigError(f"{self.what}_options.{unknown[0]}", f"{self.what} {self.name!r} does not take option {unknown[0]!r} "
+                              f"(it takes: {takes})", refs=refs)
         out = self.defaults(multi=multi)
         for k, v in given.items():
             option = self.options[k]
@@ -180,6 +173,16 @@ _SAMPLER_ENTRIES = (
 )
 
 _PRUNER_WARMUP = "the first epoch at which a trial may be pruned"
+
+
+def _wilcoxon(warmup: int) -> optuna.pruners.BasePruner:
+    """Optuna's WilcoxonPruner (experimental in Optuna) at its default p-threshold 0.1, comparing
+    from ``warmup`` epochs on (its ``n_startup_steps``), without the experimental warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=warmup)
 _PRUNER_RUNG = {
     "min_resource": Option(default=1, help="epochs of the first rung"),
     "reduction_factor": Option(default=3, lo=2, help="keep 1/factor per rung"),
@@ -199,7 +202,7 @@ _PRUNER_ENTRIES = (
                     min_resource=o["min_resource"], max_resource=epochs, reduction_factor=o["reduction_factor"])),
     # "pareto" compares a trial with the trials that cost no more, and it reaches the front
     # only by beating all of them: a higher bar for several objectives (measured:
-    # benchmarks/pruning_efficiency.py, README "Benchmarks")
+    # benchmarks/pruning_efficiency.py, docs/benchmarks.md)
     PrunerEntry(name="pareto", multi_objective=True,
                 options={"percentile": Option(default=int(_constructor_default(ParetoPruner, "percentile")), lo=1, hi=99,
                                               multi_default=75, help="prune below this percentile of the references' top-1"),
@@ -208,6 +211,15 @@ _PRUNER_ENTRIES = (
                                            help="references (finished trials of lower or equal cost with a top-1 at the epoch) needed")},
                 factory=lambda o, *, epochs, costs: ParetoPruner(percentile=o["percentile"], warmup=o["warmup"], startup=o["startup"],
                                                                  costs=costs)),
+    # Optuna's WilcoxonPruner is built for a trial's value that is the mean over instances
+    # (folds, problems, questions), each step a different one; here a step is an epoch and the
+    # value the final top-1, so its signed-rank test compares a trial's learning curve with the
+    # best trial's curve at the same epochs: autocorrelated steps, not exchangeable instances,
+    # so its p-value is no error rate, only a rule "below the best curve at (nearly) every epoch
+    # so far" (with p 0.1: at 4 or more epochs, 0.1 > 2^-4). One objective (it needs a best trial).
+    PrunerEntry(name="wilcoxon",
+                options={"warmup": Option(default=2, lo=2, help=_PRUNER_WARMUP)},
+                factory=lambda o, *, epochs, costs: _wilcoxon(o["warmup"])),
     PrunerEntry(name="none", multi_objective=True, factory=lambda o, *, epochs, costs: optuna.pruners.NopPruner()),
 )
 

@@ -96,6 +96,23 @@ def test_the_help_lists_the_registered_names_and_defaults():
                 assert name in help_text and str(spec.default) in help_text
                 if spec.multi_default is not None:
                     assert f"{spec.multi_default} for several objectives" in help_text
-    assert option_help("pruner", "warmup") == "median / pareto: the first epoch at which a trial may be pruned (default: median 2, pareto 1)"
+    assert option_help("pruner", "warmup") == ("median / pareto / wilcoxon: the first epoch at which a trial may be pruned "
+                                               "(default: median 2, pareto 1, wilcoxon 2)")
     assert option_help("pruner", "percentile") == ("pareto: prune below this percentile of the references' top-1 "
                                                    "(1-99; default 50, 75 for several objectives)")
+
+
+def test_wilcoxon_prunes_a_curve_below_the_best_at_every_epoch_from_the_fourth():
+    pruner = PRUNER_REGISTRY.get("wilcoxon").factory({"warmup": 2}, epochs=6, costs=())
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    best = study.ask()
+    for epoch, v in enumerate([50, 60, 70, 75, 80, 82], start=1):
+        best.report(v, epoch)
+    study.tell(best, 82)
+    low = study.ask()
+    decisions = []
+    for epoch, v in enumerate([40, 50, 60, 65, 70], start=1):
+        low.report(v, epoch)
+        decisions.append(low.should_prune())
+    # the one-sided exact signed-rank p of n negative differences is 2^-n: below 0.1 from n = 4
+    assert decisions == [False, False, False, True, True]
