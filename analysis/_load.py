@@ -51,7 +51,9 @@ class StudyFrames:
     objective, ``top1`` (the best validation top-1 the trial reached: its objective when
     complete, the best intermediate value when pruned), ``top1_last``, ``epochs`` (epochs
     run), the costs (``params``, ``macs``, ``macs_224``, ``latency_ms``, ``resolution``,
-    ``attention_params``), the architecture (``backbone``, ``width``, ``stem``,
+    ``attention_params``; the latency's ``latency_iqr_ms``, ``latency_own_ms``,
+    ``latency_device``, ``latency_threads`` and ``latency_exclusive``, NaN/None in a study
+    recorded before the latency probe), the architecture (``backbone``, ``width``, ``stem``,
     ``num_stages``), per stage ``stage{i}_kind``, ``stage{i}_C`` (channels the attention acts
     on), ``stage{i}_planes``, ``stage{i}_blocks`` and one column per attention parameter
     (``stage{i}_k`` - the resolved ECA k -, ``stage{i}_r``, ``stage{i}_gamma``, ...),
@@ -218,8 +220,10 @@ def _trial_row(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> dict[s
     row["top1"] = top1
     row["top1_last"] = curve[-1] if curve else math.nan
     row["epochs"] = max(len(rec.history), len(t.intermediate_values))
-    for key in ("params", "macs", "macs_224", "latency_ms", "resolution", "attention_params"):
+    for key in ("params", "macs", "macs_224", "latency_ms", "resolution", "attention_params", "latency_iqr_ms", "latency_own_ms"):
         row[key] = finite_or_nan(rec.costs.get(key)) if key in rec.costs and rec.costs.get(key) is not None else math.nan
+    for key in ("latency_device", "latency_threads", "latency_exclusive"):  # None before the latency probe
+        row[key] = rec.costs.get(key)
     arch = dict(cfg.get("arch", {})) if cfg else {}
     row["backbone"] = arch.get("backbone")
     row["width"] = finite_or_nan(arch.get("width")) if "width" in arch else math.nan

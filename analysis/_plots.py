@@ -53,7 +53,8 @@ def _log_if_wide(ax, values: np.ndarray) -> None:
 
 def plot_pareto(frames: Any, *, cost: str = "params", ax=None, title: str | None = None) -> Figure:
     """Top-1 against ``cost`` for every finished trial, coloured by attention pattern; pruned
-    trials faded (their best top-1 so far); the front of complete trials drawn as a step."""
+    trials faded (their best top-1 so far); the front of complete trials drawn as a step.
+    Latency carries its interquartile range as a horizontal bar (where recorded)."""
     fr = coerce_frames(frames)
     col = _cost_column(cost)
     fig = ax.figure if ax is not None else Figure(figsize=(7, 4.5))
@@ -68,6 +69,8 @@ def plot_pareto(frames: Any, *, cost: str = "params", ax=None, title: str | None
         done = g[g["state"] == "complete"]
         pr = g[g["state"] == "pruned"]
         ax.scatter(done[col], done["top1"], s=18, color=colors[lab], label=f"{lab} ({len(done)})", alpha=0.85, edgecolors="none")
+        if col == "latency_ms" and "latency_iqr_ms" in done and done["latency_iqr_ms"].notna().any():  # the latency's IQR as a bar
+            ax.errorbar(done[col], done["top1"], xerr=done["latency_iqr_ms"].fillna(0) / 2, fmt="none", ecolor=colors[lab], alpha=0.5, lw=0.8)
         if len(pr):
             ax.scatter(pr[col], pr["top1"], s=14, color=colors[lab], alpha=0.2, marker="v", edgecolors="none")
     front = pareto_front(fr.trials, cost=cost)

@@ -110,6 +110,65 @@ def _noise_words(done: Any) -> str:
             f"runs of one configuration differ by more than {1.96 * math.sqrt(2) * noise.sigma:.1f} points about once in 20.")
 
 
+def _latency_flags(t: pd.DataFrame) -> pd.DataFrame:
+    """``t`` with ``latency_iqr_ms`` (NaN where not recorded) and ``latency_flag``: "spread"
+    where the latency's IQR exceeds :data:`study.costs.LATENCY_SPREAD_FLAG` of its median,
+    "not alone" where the probe did not get the node to itself, "not probed" where the study
+    recorded no IQR (measured inside the trial, under the other trials' load), else ""."""
+    from study.costs import LATENCY_SPREAD_FLAG
+
+    t = t.copy()
+    if "latency_iqr_ms" not in t:
+        t["latency_iqr_ms"] = math.nan
+    lat = pd.to_numeric(t.get("latency_ms"), errors="coerce")
+    iqr = pd.to_numeric(t["latency_iqr_ms"], errors="coerce")
+    alone = t["latency_exclusive"] if "latency_exclusive" in t else pd.Series(None, index=t.index, dtype=object)
+    flags = []
+    for m, q, a in zip(lat, iqr, alone):
+        if math.isnan(m):
+            flags.append("")
+        elif math.isnan(q):
+            flags.append("not probed")
+        elif q > LATENCY_SPREAD_FLAG * m:
+            flags.append("spread")
+        elif a is False:
+            flags.append("not alone")
+        else:
+            flags.append("")
+    t["latency_flag"] = flags
+    return t
+
+
+def _latency_words(done: pd.DataFrame) -> str:
+    """How the complete trials' latency was measured, in words, and how many figures are
+    flagged (:func:`_latency_flags`)."""
+    from study.costs import LATENCY_SPREAD_FLAG
+
+    t = _latency_flags(done)
+    t = t[pd.to_numeric(t.get("latency_ms"), errors="coerce").notna()]
+    if t.empty:
+        return "No complete trial recorded a latency."
+    flags = t["latency_flag"].value_counts().to_dict()
+    if flags.get("not probed", 0) == len(t):
+        return ("**Latency was measured inside each trial, not with the node to itself (a study recorded before the latency "
+                "probe): it includes the load of the trials that ran beside it, so a difference in latency between two trials "
+                "may be that load, not their networks.**")
+    where = sorted({f"{d}, {int(n)} thread(s)" for d, n in zip(t["latency_device"], t["latency_threads"])
+                    if d is not None and n is not None and not pd.isna(n)})
+    text = (f"Latency: the median forward pass at batch 1, probed with the node to itself ({'; '.join(where) or 'device not recorded'}) "
+            "once per network (replicates and reference points of one network share it); `latency_iqr_ms` is its "
+            "interquartile range.")
+    noisy = flags.get("spread", 0) + flags.get("not alone", 0) + flags.get("not probed", 0)
+    if noisy:
+        parts = [f"{flags[k]} {what}" for k, what in (("spread", f"with an IQR above {100 * LATENCY_SPREAD_FLAG:.0f} % of the median"),
+                                                      ("not alone", "measured without the node to itself (the wait timed out)"),
+                                                      ("not probed", "recorded before the probe")) if flags.get(k)]
+        text += f" **{noisy} of {len(t)} trials' latency is flagged ({', '.join(parts)}): not a finding.**"
+    else:
+        text += f" No figure's IQR exceeds {100 * LATENCY_SPREAD_FLAG:.0f} % of its median."
+    return text
+
+
 def _trials_csv(trials: pd.DataFrame) -> pd.DataFrame:
     t = trials.drop(columns=[c for c in ("config", "datetime_start") if c in trials])
     return t
@@ -259,10 +318,16 @@ def section_pareto(ctx: ReportContext) -> None:
             if col not in done or done[col].isna().all():
                 raise ValueError(f"no trial recorded {col}")
             front = pareto_front(ctx.frames, cost=cost)
+            shown = [col]
+            if cost == "latency":
+                front = _latency_flags(front)
+                shown = [col, "latency_iqr_ms", "latency_flag"]
             ctx.csv(front.drop(columns=["config"], errors="ignore"), f"pareto_{cost}")
             ctx.fig(P.plot_pareto(ctx.frames, cost=cost), f"pareto_{cost}", f"top-1 vs {cost}")
             ctx.md.extend([f"Front against {cost}: {len(front)} trials (`pareto_{cost}.csv`).", ""])
-            ctx.table(front[["number", "top1", col, "attention", "pattern"]], max_rows=15)
+            if cost == "latency":
+                ctx.md.extend([_latency_words(done), ""])
+            ctx.table(front[["number", "top1", *shown, "attention", "pattern"]], max_rows=15)
         ctx.step(f"pareto {cost}", _pareto, note=f"_Front against {cost} not made: " + "{reason}._")
 
 

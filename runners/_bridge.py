@@ -266,10 +266,29 @@ class StudyBridge:
         """The trainer's ``reporter.start``: record the measured costs (and the stages the
         built model reports, which equal the space's description)."""
         d = costs.to_dict() if hasattr(costs, "to_dict") else dict(costs or {})
-        live.costs = {k: _jsonable(v) for k, v in d.items()}
+        live.costs = self._shared_latency(live, {k: _jsonable(v) for k, v in d.items()})
         live.trial.set_user_attr(record.COSTS, live.costs)
         if stages:
             live.trial.set_user_attr(record.STAGES, [dict(s) for s in stages])
+
+    def _shared_latency(self, live: LiveTrial, costs: dict[str, Any]) -> dict[str, Any]:
+        """One latency per network in a study: the first trial of a network
+        (``costs["arch_digest"]``) to report its probed latency leaves it as the study's
+        ``latency:<digest>`` (:func:`study.record.latency_attr`); a later trial of that network
+        measured on the same device and threads records that figure, its own kept as
+        ``latency_own_ms`` and the measuring trial as ``latency_from``. Costs without a digest
+        (recorded before the probe) are left as they are."""
+        digest, own = costs.get("arch_digest"), costs.get("latency_ms")
+        if not digest or not is_finite(own):
+            return costs
+        key = record.latency_attr(digest)
+        shared = self.study.user_attrs.get(key)
+        if shared is None:
+            self.study.set_user_attr(key, {**{k: costs.get(k) for k in record.LATENCY_KEYS}, "trial": live.number})
+            return costs
+        if any(shared.get(k) != costs.get(k) for k in ("latency_device", "latency_threads")):
+            return costs  # measured elsewhere: not the same figure
+        return {**costs, **{k: shared.get(k) for k in record.LATENCY_KEYS}, "latency_own_ms": own, "latency_from": shared.get("trial")}
 
     def report(self, live: LiveTrial, metrics: Mapping[str, Any]) -> bool:
         """One epoch's metrics; returns True when the pruner says prune (the trial is then

@@ -9,6 +9,12 @@ Every trial of a study - complete, pruned or failed - carries these Optuna user 
 ``stages``    per stage: ``{"stage", "channels", "planes", "blocks", "kind", <params>}``
               with ECA's resolved ``k`` (:meth:`study.models.StageInfo.to_dict`)
 ``costs``     ``{"params", "macs", "macs_224", "latency_ms", "resolution", ...}``
+              (:class:`study.costs.Costs`); ``latency_ms`` probed with the node to itself,
+              ``latency_iqr_ms`` its IQR, ``latency_device``/``latency_threads`` where,
+              ``latency_exclusive``, ``arch_digest``; a trial whose network another trial
+              measured first also has ``latency_own_ms`` (its own probe) and
+              ``latency_from`` (that trial's number). Costs recorded before the probe lack
+              these keys (they read as missing)
 ``history``   the per-epoch metrics so far (:meth:`study.metrics.EpochMetrics.to_dict`)
 ``outcome``   "complete", "pruned", "diverged" or "failed"
 ``error``     the error text of a failed or diverged trial
@@ -20,8 +26,10 @@ Every trial of a study - complete, pruned or failed - carries these Optuna user 
 ``replicate`` the index of this run within its group (0, 1, ...)
 ============  ===========================================================================
 
-The study itself carries ``settings`` (the runner's resolved settings as a dict) and
-``space`` (the search space's name).
+The study itself carries ``settings`` (the runner's resolved settings as a dict),
+``space`` (the search space's name) and, per network measured, ``latency:<arch_digest>``:
+the latency its first trial probed (:data:`LATENCY_KEYS` and ``trial``), which every trial of
+that network records (:func:`latency_attr`).
 
 The objective of a single-objective study is the best validation top-1 (%) the trial
 reached; the intermediate value at step ``epoch`` is that epoch's validation top-1.
@@ -38,7 +46,7 @@ __all__ = [
     "GROUP", "REPLICATE", "trial_seed", "is_finite",
     "STUDY_SETTINGS", "STUDY_SPACE", "STAGE_KEYS",
     "OUTCOME_COMPLETE", "OUTCOME_PRUNED", "OUTCOME_DIVERGED", "OUTCOME_FAILED",
-    "OBJECTIVES", "TrialRecord", "read_trial", "error_text",
+    "OBJECTIVES", "TrialRecord", "read_trial", "error_text", "LATENCY_KEYS", "latency_attr",
 ]
 
 CONFIG = "config"
@@ -56,6 +64,16 @@ REPLICATE = "replicate"
 #: study user attributes
 STUDY_SETTINGS = "settings"
 STUDY_SPACE = "space"
+
+#: the costs keys of one probed latency, shared by the trials of one network (study attribute ``latency:<digest>``)
+LATENCY_KEYS = ("latency_ms", "latency_iqr_ms", "latency_device", "latency_threads", "latency_exclusive")
+
+
+def latency_attr(digest: str) -> str:
+    """The study user attribute holding the latency of the network ``digest``
+    (:func:`study.costs.arch_digest`)."""
+    return f"latency:{digest}"
+
 
 #: the structural keys of a recorded stage dict; every other key is an attention parameter
 STAGE_KEYS = ("stage", "channels", "planes", "blocks", "kind")

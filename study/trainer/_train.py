@@ -101,6 +101,11 @@ def train(
     augmentation (``(seed, epoch)``); on CUDA cuDNN runs deterministically, on CPU denormals
     are flushed to zero (both restored afterwards).
 
+    The costs' latency is probed with the node to itself (:func:`study.costs.probe_latency`),
+    and every epoch's training and evaluation loops hold the node's turnstile shared
+    (:mod:`study.turnstile`; not for a rank of a data-parallel group), so a probe of another
+    trial on the node stops them at their next step for its few seconds.
+
     A NaN or inf training (or validation) loss ends the trial with outcome ``"diverged"``:
     the diverged epoch is neither reported nor added to the history, so the result carries
     the last finite metrics; ``extra["diverged_epoch"]`` names the epoch. Errors while
@@ -154,6 +159,7 @@ class _Run:
     history: list[EpochMetrics]
     step: int
     wall_start: float
+    turnstile: Any = None  # the node's (study.turnstile): the loops hold it shared, a latency probe alone
 
 
 def _checkpoint_to_resume(store: CheckpointStore | None, config: TrialConfig, resume: bool) -> dict[str, Any] | None:
@@ -268,7 +274,26 @@ def _start(config: TrialConfig, data: Any, state: Mapping[str, Any] | None, *, c
     return _Run(config=config, ctx=ctx, device=device, amp=amp, model=model, net=net, eval_net=eval_net,
                 optimizer=optimizer, schedule=schedule, train_loader=train_loader, val_loader=val_loader,
                 worker_batch=batch, n_val=len(data.val), val_k=min(5, len(data.classes)), costs=costs, stages=stages,
-                history=history, step=step, wall_start=time.perf_counter() - wall_before)
+                history=history, step=step, wall_start=time.perf_counter() - wall_before, turnstile=_turnstile(ctx))
+
+
+def _turnstile(ctx: ParallelContext) -> Any:
+    """The node's turnstile for a single process; none for a rank of a data-parallel group
+    (one rank stopped at the gate would hold its peers inside a collective, which holds the
+    probe: :mod:`study.turnstile`)."""
+    from study.turnstile import Turnstile, node_turnstile
+
+    return node_turnstile() if ctx.world_size == 1 else Turnstile(None)
+
+
+def _computing(run: _Run) -> Any:
+    """The node's shared lock for one loop of steps (:meth:`study.turnstile.Turnstile.computing`);
+    a probe waiting for the node first gets this process's queued GPU work finished."""
+    from study.turnstile import Turnstile
+
+    device = run.device
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    return (run.turnstile or Turnstile(None)).computing(sync=sync)
 
 
 def _train_epochs(run: _Run, reporter: Reporter, say: Callable[[str], Any],
@@ -317,22 +342,24 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, float, float]:
     loss_sum = torch.zeros((), device=device)
     steps = seen = 0
     timer = _Timer(device)
-    for x, y in run.train_loader:
-        lr = peak_lr * schedule(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.amp):
-            logits = net(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach()
-        steps += 1
-        step += 1
-        seen += y.shape[0]
-        if steps % DIVERGENCE_CHECK_EVERY == 0 and ctx.any_nonfinite(loss_sum):
-            break
+    with _computing(run) as gate:  # a latency probe elsewhere on the node waits for the step to end
+        for x, y in run.train_loader:
+            lr = peak_lr * schedule(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.amp):
+                logits = net(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            steps += 1
+            step += 1
+            seen += y.shape[0]
+            if steps % DIVERGENCE_CHECK_EVERY == 0 and ctx.any_nonfinite(loss_sum):
+                break
+            gate.step()
     epoch_time = timer.stop()
     run.step = step
     # the mean over ranks of equal shards: the global batches' mean loss
@@ -351,13 +378,14 @@ def _evaluate(run: _Run) -> tuple[float, float, float]:
     correct1 = torch.zeros((), dtype=torch.int64, device=device)
     correct5 = torch.zeros((), dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), device=device)
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.amp):
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.amp), _computing(run) as gate:
         for x, y in run.val_loader:
             logits = net(x).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             hit = logits.topk(k, dim=1).indices == y[:, None]
             correct1 += hit[:, 0].sum()
             correct5 += hit.any(dim=1).sum()
+            gate.step()
     hits1, hits5, loss_total = run.ctx.all_sum([correct1, correct5, loss_sum], device)
     return hits1, hits5, loss_total / run.n_val
 
@@ -449,6 +477,8 @@ def format_metrics(m: EpochMetrics, epochs: int | None = None) -> str:
 
 def _format_costs(costs: Any) -> str:
     latency = "n/a" if getattr(costs, "latency_ms", None) is None else f"{costs.latency_ms:.2f} ms"
+    if getattr(costs, "latency_iqr_ms", None) is not None:
+        latency += f" (IQR {costs.latency_iqr_ms:.2f} ms, {costs.latency_device}, {costs.latency_threads} thread(s))"
     return (f"params {costs.params / 1e6:.3f} M  MACs {costs.macs / 1e6:.1f} M at {costs.resolution} px "
             f"({costs.macs_224 / 1e9:.3f} G at 224 px)  latency {latency}")
 
