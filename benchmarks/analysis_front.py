@@ -55,7 +55,7 @@ def main() -> None:
     print(f"points={args.n}  front={int(non_dominated(P, maximize=[False, True]).sum())}")
     print(f"python pairwise baseline: {b:.4f} s   analysis.non_dominated: {v:.4f} s   speed-up x{b / v:.1f}")
     write_result("analysis_front", goal="analysis.non_dominated faster than a pairwise Python check, same front",
-                 headline={"points": args.n, "speed-up": f"{b / v:.0f}x", "ours (s)": round(v, 4), "pairwise (s)": round(b, 4)},
+                 headline={"speed-up": f"{b / v:.0f}x", "points": args.n, "ours (s)": round(v, 4), "pairwise (s)": round(b, 4)},
                  detail={"front": int(non_dominated(P, maximize=[False, True]).sum()), "repeats": args.repeats})
 
 

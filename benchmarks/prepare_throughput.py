@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     write_result("prepare_throughput", goal="prepare on threads at least the images/s of the fork-context process pool it replaced",
-                 headline={f"{k} / fork pool": f"{v / base:.2f}x" for k, v in rate.items() if k != "fork pool"}
+                 headline={f"{k} / fork pool": f"{rate[k] / base:.2f}x" for k in sorted(rate, key=lambda k: k != "threads") if k != "fork pool"}
                  | {"threads (images/s)": round(rate["threads"]), "images": f"{n} JPEGs {w}x{h} -> {args.res} px"},
                  detail=result)
     return 0
