@@ -155,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             headline[f"{b} eca over none, plain -> default"] = (
                 f"+{plain['eca']['saved_overhead'] / MIB:.1f} MiB (x{plain['eca']['saved_ratio']:.3f}) -> "
                 f"+{lean['eca']['saved_overhead'] / MIB:.1f} MiB (x{lean['eca']['saved_ratio']:.3f})")
-        headline[f"{b} x none, default paths"] = ", ".join(f"{k} {r['saved_ratio']:.2f}" for k, r in sorted(lean.items(), key=lambda kv: kv[1]["saved_ratio"])
-                                                         if k != "none")
+        ranked = sorted((r["saved_ratio"], k) for k, r in lean.items() if k != "none")
+        if ranked:
+            headline[f"{b} x none, default paths: least / most"] = f"{ranked[0][1]} {ranked[0][0]:.2f} / {ranked[-1][1]} {ranked[-1][0]:.2f}"
     write_result("attention_memory", goal="ECA's activation memory close to none's (bytes saved for backward, exact)",
                  headline=headline, detail={"settings": vars(args), "rows": rows})
     return 0
