@@ -1,6 +1,6 @@
 """Reading one study into pandas: a frame of trials and a long frame of epochs.
 
-The study's Optuna storage is the record (see ``DESIGN.md``); the attribute names are those
+The study's Optuna storage is the record (see ``docs/architecture.md``); the attribute names are those
 of :mod:`study.record`. Analysis never writes to a storage: SQLite files are opened in
 SQLite's read-only URI mode, PostgreSQL sessions with ``default_transaction_read_only``,
 other databases without table creation, a journal file (``journal:PATH``) through a backend

@@ -44,7 +44,8 @@ RELEASED_WIDTH = 1.0
 #: the inference design's default budget: 100 configurations (x 2 replicates by default); its
 #: power against a planted k effect of 0.5 points at a per-trial noise of 0.5 points, and the
 #: coverage of every interval of the answer, are measured by ``python
-#: benchmarks/kmap_calibration.py`` (the figures, with the command, are in the README)
+#: benchmarks/kmap_calibration.py`` (its figures, with the command, are in docs/benchmarks.md, generated from
+#: benchmarks/results/kmap_calibration.json; the method in docs/kmap.md)
 INFERENCE_BUDGET = Budget(trials=100, epochs=3)
 
 

@@ -1,6 +1,6 @@
 """The layers, bottom to top: study (the core) -> search_spaces -> runners beside analysis ->
 the study CLI (runners.cli). Each layer is imported in a fresh interpreter, with every one
-of its modules, and must load nothing above it (DESIGN.md; study.run, the thin entry, hands
+of its modules, and must load nothing above it (docs/architecture.md; study.run, the thin entry, hands
 its command line to runners.cli only when called)."""
 
 from __future__ import annotations
