@@ -1,8 +1,9 @@
 """The docs cannot drift from the code: every ``python -m ...`` command line in README.md and
 docs/*.md parses with its CLI's real parser, every ``python benchmarks/X.py`` names a script
 that exists, every link between the pages lands on a page and a heading, README.md stays a
-front door (at most 200 lines, the two set-up commands first), and docs/benchmarks.md is what
-benchmarks/docs_table.py generates from the committed benchmarks/results/*.json."""
+front door (at most 200 lines, the two set-up commands first) whose Python example names
+what the packages have, and docs/benchmarks.md is what benchmarks/docs_table.py generates
+from the committed benchmarks/results/*.json."""
 
 from __future__ import annotations
 
@@ -153,3 +154,17 @@ def test_benchmarks_page_is_generated_from_the_results():
     page = (REPO / "docs" / "benchmarks.md").read_text()
     expected = docs_table.render(page, docs_table.generate_section(results.read_results(), docs_table.scripts()))
     assert page == expected, "docs/benchmarks.md is not what benchmarks/results/*.json give: run python benchmarks/docs_table.py"
+
+
+def test_readme_python_example_names_what_exists():
+    """The example's imports and its settings run as written (the study itself is run by hand:
+    minutes); every ``analysis.NAME`` it calls exists."""
+    import analysis
+
+    code = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert code, "README.md has no Python example"
+    head = code[0].split("\nrun_study(")[0]
+    namespace: dict = {}
+    exec(compile(head, "README.md", "exec"), namespace)  # imports and StudySettings(...): its fields as the example gives them
+    for name in re.findall(r"\banalysis\.(\w+)", code[0]):
+        assert hasattr(analysis, name), f"README.md's example calls analysis.{name}, which analysis does not have"
