@@ -163,7 +163,7 @@ def test_readme_python_example_names_what_exists():
 
     code = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
     assert code, "README.md has no Python example"
-    head = code[0].split("\nrun_study(")[0]
+    head = re.split(r"\n(?=Path\(|run_study\()", code[0])[0]  # up to the first line that makes a folder or runs
     namespace: dict = {}
     exec(compile(head, "README.md", "exec"), namespace)  # imports and StudySettings(...): its fields as the example gives them
     for name in re.findall(r"\banalysis\.(\w+)", code[0]):
