@@ -11,9 +11,10 @@ alongside. With ``eca`` and ``se`` among the kinds, a last table sets their over
 side.
 
 ``--isolate`` times only what attention adds: for every block of the model, the last batch
-norm and the attention after it (``study.attention.bn_attention``) forward and backward on a
-random input of that block's shape, summed over the blocks, against the batch norms alone
-(kind ``none``) - the attention's own cost in ms per step, free of the convolutions' noise.
+norm, the attention after it and the residual sum (``study.attention.bn_attention`` with
+``residual``) forward and backward on random inputs of that block's shape, summed over the
+blocks, against the batch norms and sums alone (kind ``none``) - the attention's own cost in
+ms per step, free of the convolutions' noise.
 
     python benchmarks/attention_overhead.py                        # CPU default, all kinds, 64 px, ~5 min
     python benchmarks/attention_overhead.py --kinds eca se --res 32 64 224 --lean both   # ECA vs SE
@@ -36,8 +37,10 @@ import torch.nn.functional as F
 from _attention_bench import uniform_arch
 
 from study.attention import bn_attention, lean_attention, list_attention
+from study.config import Recipe
 from study.costs import count_macs, count_params
 from study.models import build_model, list_backbones
+from study.trainer import build_optimizer
 
 #: --lean: which settings of study.attention.set_lean to time; "both": off and the default
 LEAN_MODES = {"auto": ("auto",), "on": (True,), "off": (False,), "both": (False, "auto")}
@@ -54,13 +57,18 @@ def _sync(device: torch.device) -> None:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool, lean: bool, clock=time.perf_counter) -> float:
+def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool, lean: bool, clock=time.perf_counter,
+          optimizer: torch.optim.Optimizer | None = None) -> float:
+    """One training step in ms: zero the gradients, forward, loss, backward and - with
+    ``optimizer`` - the optimizer's step (the trainer's SGD with Nesterov momentum)."""
     _sync(device)
     t0 = clock()
     model.zero_grad(set_to_none=True)
     with lean_attention(lean), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         loss = F.cross_entropy(model(x), y)
     loss.backward()
+    if optimizer is not None:
+        optimizer.step()
     _sync(device)
     return (clock() - t0) * 1e3
 
@@ -89,11 +97,12 @@ class _Isolated(torch.nn.Module):
         self.pairs = [(_last_bn(b), b.attention) for st in model.stages for b in st]
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.inputs = [torch.randn(batch, *shape[1:], device=device).contiguous(memory_format=fmt) for shape in shapes]
+        self.residuals = [torch.randn_like(c) for c in self.inputs]
 
     def step(self) -> None:
-        for (bn, att), c0 in zip(self.pairs, self.inputs):
-            c = c0.detach().requires_grad_()
-            out = bn_attention(bn, att, c)
+        for (bn, att), c0, r0 in zip(self.pairs, self.inputs, self.residuals):
+            c, r = c0.detach().requires_grad_(), r0.detach().requires_grad_()
+            out = bn_attention(bn, att, c, residual=r)  # the block's tail: attention(bn(c)) + identity
             out.backward(c0)
 
 
@@ -110,12 +119,29 @@ def batch_for(args: argparse.Namespace, res: int) -> int:
     return args.batch if res < 128 else args.batch_large
 
 
+#: --compile: which forms of every model to time; "both": eager and compiled, interleaved
+COMPILE_MODES = {"off": (False,), "on": (True,), "both": (False, True)}
+
+
+def _quartiles(xs: list[float]) -> tuple[float, float]:
+    if len(xs) < 2:
+        return xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4)
+    return q[0], q[2]
+
+
 def run(args: argparse.Namespace, on_group=None) -> list[dict]:
+    """The timed rows, one per backbone, resolution, kind, lean path and form (eager or
+    compiled); ``on_group`` gets each backbone and resolution's rows as they are measured.
+    ``args`` as :func:`main` parses them (``compile`` and ``optimizer`` may be left out:
+    eager, no optimizer step)."""
     device = torch.device(args.device)
     kinds = args.kinds or list_attention()
     if "none" not in kinds:
         kinds = ["none", *kinds]
     leans = LEAN_MODES[args.lean]
+    forms = COMPILE_MODES[getattr(args, "compile", "off")]
+    with_optimizer = getattr(args, "optimizer", False)
     clock = CLOCKS[args.clock]
     rows = []
     for backbone in args.backbones:
@@ -135,7 +161,12 @@ def run(args: argparse.Namespace, on_group=None) -> list[dict]:
                 if args.channels_last:
                     model = model.to(memory_format=torch.channels_last)
                 models[kind] = (model, count_params(model), macs)
-            configs = [("none", leans[-1])] + [(k, lean) for k in models if k != "none" for lean in leans]
+            # the compiled form of a model shares its parameters; each form has its own optimizer
+            nets = {(kind, False): m[0] for kind, m in models.items()}
+            if True in forms and not args.isolate:
+                nets.update({(kind, True): torch.compile(m[0]) for kind, m in models.items()})
+            optimizers = {key: build_optimizer(net, Recipe(lr=1e-3)) if with_optimizer else None for key, net in nets.items()}
+            configs = [(k, lean, c) for c in forms for k in models for lean in (leans if k != "none" else leans[-1:])]
             x = torch.randn(batch, 3, res, res, device=device)
             if args.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -143,28 +174,34 @@ def run(args: argparse.Namespace, on_group=None) -> list[dict]:
             if args.isolate:
                 parts = {kind: _Isolated(m[0], res, batch, device, args.channels_last) for kind, m in models.items()}
 
-                def one(kind: str, lean: bool, parts: dict = parts) -> float:
+                def one(kind: str, lean: bool, compiled: bool, parts: dict = parts) -> float:
                     return _isolated_step(parts[kind], device, args.amp, lean, clock)
             else:
 
-                def one(kind: str, lean: bool, models: dict = models, x: torch.Tensor = x, y: torch.Tensor = y) -> float:
-                    return _step(models[kind][0], x, y, device, args.amp, lean, clock)
+                def one(kind: str, lean: bool, compiled: bool, x: torch.Tensor = x, y: torch.Tensor = y, nets: dict = nets,
+                        optimizers: dict = optimizers) -> float:
+                    return _step(nets[(kind, compiled)], x, y, device, args.amp, lean, clock, optimizers[(kind, compiled)])
 
-            for kind, lean in configs:
-                for _ in range(args.warmup):
-                    one(kind, lean)
+            t_warm = time.perf_counter()
+            for kind, lean, compiled in configs:
+                for _ in range(args.warmup + (2 if compiled else 0)):  # compiled: the first steps compile (forward, backward)
+                    one(kind, lean, compiled)
+            if True in forms:
+                print(f"# {backbone} {res} px: warm-up (compiling {len(models)} models) {time.perf_counter() - t_warm:.0f} s", flush=True)
             times: dict[tuple, list[float]] = {c: [] for c in configs}
             for r in range(args.repeats):
                 order = configs[r % len(configs):] + configs[: r % len(configs)]
-                for kind, lean in order:
-                    times[(kind, lean)].append(one(kind, lean))
-            base_times = times[configs[0]]
+                for config in order:
+                    times[config].append(one(*config))
             _, base_params, base_macs = models["none"]
             group = []
-            for kind, lean in configs:
-                ratios = [t / b for t, b in zip(times[(kind, lean)], base_times)]
-                extra = [t - b for t, b in zip(times[(kind, lean)], base_times)]
+            for kind, lean, compiled in configs:
+                base_times = times[("none", leans[-1], compiled)]
+                mine = times[(kind, lean, compiled)]
+                ratios = [t / b for t, b in zip(mine, base_times)]
+                extra = [t - b for t, b in zip(mine, base_times)]
                 _, params, macs = models[kind]
+                (eq1, eq3), (rq1, rq3) = _quartiles(extra), _quartiles(ratios)
                 group.append(
                     {
                         "backbone": backbone,
@@ -172,23 +209,26 @@ def run(args: argparse.Namespace, on_group=None) -> list[dict]:
                         "batch": batch,
                         "kind": kind,
                         "lean": lean,
+                        "compiled": compiled,
                         "params": params,
                         "macs": macs,
-                        "ms": statistics.median(times[(kind, lean)]),
-                        "ms_min": min(times[(kind, lean)]),
-                        "min_ratio": min(times[(kind, lean)]) / min(base_times),
+                        "ms": statistics.median(mine),
+                        "ms_q1": _quartiles(mine)[0],
+                        "ms_q3": _quartiles(mine)[1],
+                        "ms_min": min(mine),
+                        "min_ratio": min(mine) / min(base_times),
                         "time_ratio": statistics.median(ratios),
                         "extra_ms": statistics.median(extra),
-                        "extra_ms_q1": statistics.quantiles(extra, n=4)[0] if len(extra) > 1 else extra[0],
-                        "extra_ms_q3": statistics.quantiles(extra, n=4)[2] if len(extra) > 1 else extra[0],
-                        "time_ratio_q1": statistics.quantiles(ratios, n=4)[0] if len(ratios) > 1 else ratios[0],
-                        "time_ratio_q3": statistics.quantiles(ratios, n=4)[2] if len(ratios) > 1 else ratios[0],
+                        "extra_ms_q1": eq1,
+                        "extra_ms_q3": eq3,
+                        "time_ratio_q1": rq1,
+                        "time_ratio_q3": rq3,
                         "params_ratio": params / base_params,
                         "macs_ratio": macs / base_macs,
                     }
                 )
             rows += group
-            del models
+            del models, nets, optimizers
             if on_group is not None:
                 on_group(group)
     return rows
@@ -197,13 +237,16 @@ def run(args: argparse.Namespace, on_group=None) -> list[dict]:
 def eca_vs_se(rows: list[dict]) -> list[dict]:
     """Per backbone, resolution and path: ECA's and SE's overhead (x time - 1) and their ratio."""
     out = []
-    for key in dict.fromkeys((r["backbone"], r["res"], r["batch"], r["lean"]) for r in rows if r["kind"] != "none"):
-        pick = {r["kind"]: r for r in rows if (r["backbone"], r["res"], r["batch"], r["lean"]) == key}
+    def key_of(r: dict) -> tuple:
+        return r["backbone"], r["res"], r["batch"], r["lean"], r.get("compiled", False)
+
+    for key in dict.fromkeys(key_of(r) for r in rows if r["kind"] != "none"):
+        pick = {r["kind"]: r for r in rows if key_of(r) == key}
         if "eca" in pick and "se" in pick:
             e, s_ = pick["eca"], pick["se"]
             eca, se = e["time_ratio"] - 1, s_["time_ratio"] - 1
             out.append(
-                {"backbone": key[0], "res": key[1], "batch": key[2], "lean": key[3], "eca": eca, "se": se,
+                {"backbone": key[0], "res": key[1], "batch": key[2], "lean": key[3], "compiled": key[4], "eca": eca, "se": se,
                  "eca_ms": e["extra_ms"], "se_ms": s_["extra_ms"], "eca_ms_iqr": (e["extra_ms_q1"], e["extra_ms_q3"]), "se_ms_iqr": (s_["extra_ms_q1"], s_["extra_ms_q3"]),
                  "ratio": e["extra_ms"] / s_["extra_ms"] if s_["extra_ms"] > 0 else float("nan")}
             )
@@ -230,8 +273,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--isolate", action="store_true", help="time only every block's last BN + attention, against the BNs alone")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="wall (default) or cpu: this process's CPU time, for a shared machine with --threads 1")
+    parser.add_argument("--compile", choices=list(COMPILE_MODES), default="off",
+                        help="time the models eager (off, the default), under torch.compile (on: the recipe's `compile`), or both, interleaved")
+    parser.add_argument("--optimizer", action="store_true",
+                        help="include the optimizer's step (the trainer's SGD, Nesterov momentum, weight decay): a whole training step")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--result", action="store_true",
+                        help="write benchmarks/results/attention_overhead.json (ECA's step time over none, eager and compiled, against the 5 %% goal)")
+    parser.add_argument("--gate", action="store_true", help="time only ECA's channel conv forms (forward and backward) per stage, then stop")
     args = parser.parse_args(argv)
+    if args.gate:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        for backbone in args.backbones:
+            for r in gate_forms(backbone, args.res[0], args.batch, args.repeats):
+                print(f"{r['backbone']:<10} C {r['channels']:>5} k {r['k']} batch {r['batch']}: "
+                      + ", ".join(f"{name} {us:.0f} us" for name, us in r["us"].items()), flush=True)
+        return 0
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device available")
     if args.clock == "cpu" and args.device != "cpu":
@@ -244,14 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     dev = torch.device(args.device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(
-        f"# attention overhead: forward+backward, {args.device} ({name}), torch {torch.__version__}, "
+        f"# attention overhead: forward+backward{'+optimizer step' if args.optimizer else ''}, {args.device} ({name}), torch {torch.__version__}, "
         f"{'/'.join(map(str, args.res))} px, batch {args.batch} (below 128 px) / {args.batch_large}, stem {args.stem}, width {args.width:g}, "
         f"{'bf16 autocast' if args.amp else 'fp32'}{', channels_last' if args.channels_last else ''}, lean paths {args.lean}, "
-        f"{args.repeats} interleaved rounds (+{args.warmup} warm-up), {args.clock} clock{', BN + attention only' if args.isolate else ''}"
+        f"{args.repeats} interleaved rounds (+{args.warmup} warm-up), {args.clock} clock{', BN + attention only' if args.isolate else ''}, "
+        f"compile {args.compile}"
     )
     t0 = time.time()
     print(
-        f"{'backbone':<10} {'res':>4} {'attention':<15} {'lean':<5} {'params':>11} {'x params':>9} {'MACs':>14} {'x MACs':>7} "
+        f"{'backbone':<10} {'res':>4} {'form':<8} {'attention':<15} {'lean':<5} {'params':>11} {'x params':>9} {'MACs':>14} {'x MACs':>7} "
         f"{'ms/step':>9} {'x time':>7} {'(IQR)':>13} {'min ms':>8} {'x min':>6}",
         flush=True,
     )
@@ -259,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     def show(rows: list[dict]) -> None:
         for r in rows:
             print(
-                f"{r['backbone']:<10} {r['res']:>4} {r['kind']:<15} {LEAN_NAMES[r['lean']]:<5} {r['params']:>11,} {r['params_ratio']:>9.4f} "
+                f"{r['backbone']:<10} {r['res']:>4} {'compiled' if r['compiled'] else 'eager':<8} {r['kind']:<15} {LEAN_NAMES[r['lean']]:<5} {r['params']:>11,} {r['params_ratio']:>9.4f} "
                 f"{r['macs']:>14,} {r['macs_ratio']:>7.4f} {r['ms']:>9.1f} {r['time_ratio']:>7.3f} ({r['time_ratio_q1']:.3f}-{r['time_ratio_q3']:.3f}) "
                 f"{r['ms_min']:>8.1f} {r['min_ratio']:>6.3f}",
                 flush=True,
@@ -274,16 +333,89 @@ def main(argv: list[str] | None = None) -> int:
     if side:
         what = "BN + attention over BN alone" if args.isolate else "step time over none"
         print(f"# ECA vs SE: overhead = {what}, median of the per-round differences in ms (IQR) and as x time - 1; goal: eca/se <= 0.5")
-        print(f"{'backbone':<10} {'res':>4} {'batch':>5} {'lean':<5} {'eca ms':>24} {'se ms':>24} {'eca':>7} {'se':>7} {'eca/se':>7}")
+        print(f"{'backbone':<10} {'res':>4} {'batch':>5} {'form':<8} {'lean':<5} {'eca ms':>24} {'se ms':>24} {'eca':>7} {'se':>7} {'eca/se':>7}")
         for r in side:
             print(
-                f"{r['backbone']:<10} {r['res']:>4} {r['batch']:>5} {LEAN_NAMES[r['lean']]:<5} "
+                f"{r['backbone']:<10} {r['res']:>4} {r['batch']:>5} {'compiled' if r['compiled'] else 'eager':<8} {LEAN_NAMES[r['lean']]:<5} "
                 f"{r['eca_ms']:>8.2f} ({r['eca_ms_iqr'][0]:6.2f}..{r['eca_ms_iqr'][1]:6.2f}) {r['se_ms']:>8.2f} ({r['se_ms_iqr'][0]:6.2f}..{r['se_ms_iqr'][1]:6.2f}) "
                 f"{r['eca']:>+7.3f} {r['se']:>+7.3f} {r['ratio']:>7.2f}"
             )
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": vars(args), "device_name": name, "rows": rows, "eca_vs_se": side}, indent=2))
+    if args.result:
+        _write_result(args, name, rows)
     return 0
+
+
+def gate_forms(backbone: str, res: int, batch: int, repeats: int, clock=time.process_time) -> list[dict]:
+    """ECA's channel conv forward and backward on every stage's pooled (batch, C) vector with
+    that stage's k: its two forms (the module picks one by size) and ``F.conv1d``,
+    median us per call over ``repeats`` rounds of 20 calls."""
+    from study.attention._eca import _ChannelConv
+
+    forms = {"shifted sums": lambda y, w: _ChannelConv.apply(y, w, "shifted"),
+             "unfolded windows": lambda y, w: _ChannelConv.apply(y, w, "windows"),
+             "F.conv1d": lambda y, w: F.conv1d(y[:, None], w, padding=(w.shape[-1] - 1) // 2)[:, 0]}
+    model = build_model(uniform_arch(backbone, "eca", res))
+    rows = []
+    for stage in model.stages:
+        att = stage[0].attention
+        c, k = att.channels, att.k
+        y = torch.randn(batch, c, requires_grad=True)
+        w = att.conv.weight.detach().clone().requires_grad_()
+        g = torch.randn(batch, c)
+        times = {}
+        for name, f in forms.items():
+            f(y, w).backward(g)
+            ts = []
+            for _ in range(repeats):
+                t0 = clock()
+                for _ in range(20):
+                    f(y, w).backward(g)
+                ts.append((clock() - t0) / 20 * 1e6)
+            times[name] = statistics.median(ts)
+        rows.append({"backbone": backbone, "channels": c, "k": k, "batch": batch, "us": times})
+    return rows
+
+
+#: the goal: ECA's training step at most this much slower than none's
+GOAL = 0.05
+
+
+def eca_goal(rows: list[dict]) -> list[dict]:
+    """Per backbone, resolution, form and lean path: ECA's step time over none (median of the
+    per-round ratios - 1, with its IQR) and whether it meets :data:`GOAL`."""
+    out = []
+    for r in rows:
+        if r["kind"] == "eca":
+            out.append({"backbone": r["backbone"], "res": r["res"], "batch": r["batch"], "compiled": r["compiled"], "lean": r["lean"],
+                        "overhead": r["time_ratio"] - 1, "iqr": (r["time_ratio_q1"] - 1, r["time_ratio_q3"] - 1),
+                        "none_ms": next(b["ms"] for b in rows if b["kind"] == "none" and b["compiled"] == r["compiled"]
+                                        and (b["backbone"], b["res"]) == (r["backbone"], r["res"])),
+                        "eca_ms": r["ms"], "met": r["time_ratio"] - 1 <= GOAL})
+    return out
+
+
+def _write_result(args: argparse.Namespace, name: str, rows: list[dict]) -> None:
+    from _results import write_result
+
+    goals = eca_goal(rows)
+    headline = {}
+    for g in goals:
+        lab = f"{g['backbone']} {g['res']}px {'compiled' if g['compiled'] else 'eager'} ECA over none"
+        headline[lab] = f"{100 * g['overhead']:+.1f} % (IQR {100 * g['iqr'][0]:+.1f} to {100 * g['iqr'][1]:+.1f})"
+    for r in rows:
+        if r["kind"] == "se":
+            lab = f"{r['backbone']} {r['res']}px {'compiled' if r['compiled'] else 'eager'} SE over none"
+            headline[lab] = f"{100 * (r['time_ratio'] - 1):+.1f} % (IQR {100 * (r['time_ratio_q1'] - 1):+.1f} to {100 * (r['time_ratio_q3'] - 1):+.1f})"
+    path = write_result(
+        "attention_overhead",
+        goal=f"ECA's training step (forward, backward, optimizer) at most {100 * GOAL:.0f} % over none's, eager and under torch.compile",
+        headline=headline,
+        detail={"device": name, "settings": {k: v for k, v in vars(args).items() if k not in ("json", "result")},
+                "eca_goal": goals, "rows": rows},
+    )
+    print(f"# result: {path}")
 
 
 if __name__ == "__main__":

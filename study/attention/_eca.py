@@ -28,34 +28,66 @@ from study.attention._psi import PSI_RULES, psi
 from study.attention._registry import AttentionModule, register_attention
 from study.attention._rescale import pooled_gate_scale
 
+#: ``_ChannelConv`` takes the shifted sums from this many elements of the windows (N * C * k) on,
+#: the unfolded windows below: timed forward and backward on this project's CPU (1 thread,
+#: ``benchmarks/attention_overhead.py --gate``), the windows took 0.7-0.9x the shifted sums'
+#: time at N 32, C 64-128 (k sums cost k small operations each way), 0.9-1.1x at C 256 and
+#: 1.3-4x at C 512-2048 (k 5-7)
+WINDOWS_MAX_NUMEL = 32768
+
 
 class _ChannelConv(torch.autograd.Function):
-    """z = Conv1d(1, 1, k, padding (k-1)/2, no bias) over the channel axis of y (N, C), as a
-    matrix product of the (N*C, k) windows of y with the k weights - on CPU about 1.5x as fast
-    as ``F.conv1d`` forward and backward at these sizes, and counted by the FLOP counter as the
-    same C*k multiply-adds. Keeps only y and the weight for the backward pass (the windows are
-    rebuilt there): dw = windows^T dz, dy = the windows of dz times the flipped weight."""
+    """z = Conv1d(1, 1, k, padding (k-1)/2, no bias) over the channel axis of y (N, C), without
+    ``F.conv1d`` (2-5x slower here forward and backward on CPU): small sizes as the unfolded
+    (N*C, k) windows of y times the k weights, large ones (:data:`WINDOWS_MAX_NUMEL`) as k
+    shifted multiply-adds of the zero-padded y, z = sum_j w_j y_pad[:, j:j+C], which writes
+    nothing of size N*C*k. The FLOP counter counts the same C*k multiply-adds. Keeps only y and
+    the weight for the backward pass: dy is the same conv of dz with the flipped weight,
+    dw_j = sum(dz * y_pad[:, j:j+C]). ``form`` "windows" or "shifted" fixes the form (None: by
+    size), for the benchmark."""
 
     @staticmethod
-    def forward(ctx, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, y: torch.Tensor, weight: torch.Tensor, form: str | None = None) -> torch.Tensor:
         ctx.save_for_backward(y, weight)
-        return (_windows(y, weight.numel()) @ weight.reshape(-1, 1)).view_as(y)
+        ctx.shifted = form == "shifted" or (form is None and y.numel() * weight.numel() >= WINDOWS_MAX_NUMEL)
+        return _conv(y, weight.reshape(-1).to(y.dtype), ctx.shifted)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dz: torch.Tensor):
         y, weight = ctx.saved_tensors
-        k = weight.numel()
-        w = weight.to(dz.dtype)  # under autocast the forward ran in a lower precision than the weight
-        dy = (_windows(dz, k) @ w.reshape(-1).flip(0).reshape(k, 1)).view_as(y).to(y.dtype) if ctx.needs_input_grad[0] else None
-        dw = (dz.reshape(1, -1) @ _windows(y.to(dz.dtype), k)).view_as(weight).to(weight.dtype) if ctx.needs_input_grad[1] else None
-        return dy, dw
+        w = weight.reshape(-1).to(dz.dtype)  # under autocast the forward ran in a lower precision than the weight
+        k = w.numel()
+        dy = _conv(dz, w.flip(0), ctx.shifted).to(y.dtype) if ctx.needs_input_grad[0] else None
+        dw = None
+        if ctx.needs_input_grad[1]:
+            if ctx.shifted:
+                c = y.shape[1]
+                padded = F.pad(y.to(dz.dtype), ((k - 1) // 2, (k - 1) // 2))
+                dw = torch.stack([(dz * padded[:, j:j + c]).sum() for j in range(k)])
+            else:
+                dw = dz.reshape(1, -1) @ _windows(y.to(dz.dtype), k)
+            dw = dw.view_as(weight).to(weight.dtype)
+        return dy, dw, None
 
 
 def _windows(y: torch.Tensor, k: int) -> torch.Tensor:
     """The (N*C, k) zero-padded windows of length k around every channel of y (N, C)."""
     pad = (k - 1) // 2
     return F.pad(y, (pad, pad)).unfold(1, k, 1).reshape(-1, k)
+
+
+def _conv(y: torch.Tensor, w: torch.Tensor, shifted: bool) -> torch.Tensor:
+    """sum_j w[j] y_pad[:, j:j+C] for y (N, C) zero-padded by (k-1)/2 on both sides, k = len(w):
+    as k shifted multiply-adds, or as the windows times the weights."""
+    k, c = w.numel(), y.shape[1]
+    if not shifted:
+        return (_windows(y, k) @ w.reshape(k, 1)).view_as(y)
+    padded = F.pad(y, ((k - 1) // 2, (k - 1) // 2))
+    z = padded[:, 0:c] * w[0]
+    for j in range(1, k):
+        z.addcmul_(padded[:, j:j + c], w[j])
+    return z
 
 
 class _KernelSized(AttentionModule):

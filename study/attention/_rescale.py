@@ -95,15 +95,27 @@ class _Pool(torch.autograd.Function):
         return (dp / (h * w))[:, :, None, None].expand(n, c, h, w)
 
 
+def _sum_hw_product(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """sum_hw(g x) per (n, c): for contiguous maps a batched dot product (no full-size
+    temporary; the product and the sum in one pass over g and x), else the product summed."""
+    n, c, h, w = g.shape
+    if g.is_contiguous() and x.is_contiguous() and g.dtype == x.dtype:
+        return torch.bmm(g.view(n * c, 1, h * w), x.view(n * c, h * w, 1)).view(n, c)
+    return (g * x).sum(dim=(2, 3))
+
+
 class _Scale(torch.autograd.Function):
-    """y = x * s. Plain form: keeps x and s; ds = sum_hw(g x). Lean form (``c`` given, x = a c +
-    b per channel): keeps c, s, a, b and scales x in place (nothing else keeps x);
-    ds = a sum_hw(g c) + b sum_hw(g)."""
+    """y = x * s (+ r). Plain form: keeps x and s; ds = sum_hw(g x). Lean form (``c`` given, x =
+    a c + b per channel): keeps c, s, a, b; ds = a sum_hw(g c) + b sum_hw(g). With a residual
+    ``r`` the rescale and the residual sum are one pass (``torch.addcmul``) and dr = g; without
+    one the lean form scales x in place (nothing else keeps x)."""
 
     @staticmethod
-    def forward(ctx, x, s, c, a, b):
+    def forward(ctx, x, s, c, a, b, r):
         s4 = s[:, :, None, None]
         ctx.save_for_backward(s, x) if c is None else ctx.save_for_backward(s, c, a, b)
+        if r is not None:
+            return torch.addcmul(r, x, s4)
         if c is None or torch.result_type(x, s4) != x.dtype:  # x kept, or a product of another dtype
             return x * s4
         ctx.mark_dirty(x)
@@ -117,12 +129,13 @@ class _Scale(torch.autograd.Function):
         ds = None
         if ctx.needs_input_grad[1]:
             if len(kept) == 1:
-                ds = (g * kept[0]).sum(dim=(2, 3))
+                ds = _sum_hw_product(g, kept[0])
             else:
                 c, a, b = kept  # x = a c + b: sum_hw(g x) = a sum_hw(g c) + b sum_hw(g)
-                ds = (g * c).sum(dim=(2, 3)) * a + g.sum(dim=(2, 3)) * b
+                ds = _sum_hw_product(g, c.to(g.dtype)) * a + g.sum(dim=(2, 3)) * b
             ds = ds.to(s.dtype)
-        return dx, ds, None, None, None
+        dr = g if ctx.needs_input_grad[5] else None
+        return dx, ds, None, None, None, dr
 
 
 def _fuse(x: torch.Tensor) -> bool:
@@ -137,7 +150,7 @@ def pooled_gate_scale(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     paths are on and autograd records (module docstring)."""
     if not _fuse(x):
         return x * module.gate(x.mean(dim=(2, 3)))[:, :, None, None]
-    return _Scale.apply(x, module.gate(_Pool.apply(x)), None, None, None)
+    return _Scale.apply(x, module.gate(_Pool.apply(x)), None, None, None, None)
 
 
 def _lean_applies(bn: nn.Module, attention: nn.Module, c: torch.Tensor) -> bool:
@@ -152,10 +165,12 @@ def _lean_applies(bn: nn.Module, attention: nn.Module, c: torch.Tensor) -> bool:
     )
 
 
-def bn_attention(bn: nn.Module, attention: nn.Module, c: torch.Tensor) -> torch.Tensor:
-    """``attention(bn(c))``, by the memory-lean path where it applies (module docstring)."""
-    if not _lean_applies(bn, attention, c):
-        return attention(bn(c))
+def bn_attention(bn: nn.Module, attention: nn.Module, c: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``attention(bn(c))`` (``+ residual`` when given: the rescale and the residual sum in one
+    pass), by the memory-lean path where it applies (module docstring)."""
+    if not _lean_applies(bn, attention, c) or (residual is not None and residual.shape != c.shape):
+        out = attention(bn(c))
+        return out if residual is None else out + residual
     factor = 0.0 if bn.momentum is None else bn.momentum  # nn.BatchNorm2d.forward's bookkeeping
     if bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
@@ -165,4 +180,4 @@ def bn_attention(bn: nn.Module, attention: nn.Module, c: torch.Tensor) -> torch.
     with torch.no_grad():
         a = bn.weight * invstd  # x = a c + b, per channel
         b = bn.bias - mean * a
-    return _Scale.apply(x, attention.gate(_Pool.apply(x)), c, a, b)
+    return _Scale.apply(x, attention.gate(_Pool.apply(x)), c, a, b, residual)

@@ -42,8 +42,8 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = bn_attention(self.bn2, self.attention, self.conv2(out))  # attention(bn2(conv2(out)))
-        return self.relu(out + identity)
+        # attention(bn2(conv2(out))) + identity: the rescale and the residual sum in one pass where fused
+        return self.relu(bn_attention(self.bn2, self.attention, self.conv2(out), residual=identity))
 
 
 class Bottleneck(nn.Module):
@@ -66,8 +66,8 @@ class Bottleneck(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = bn_attention(self.bn3, self.attention, self.conv3(out))  # attention(bn3(conv3(out)))
-        return self.relu(out + identity)
+        # attention(bn3(conv3(out))) + identity: the rescale and the residual sum in one pass where fused
+        return self.relu(bn_attention(self.bn3, self.attention, self.conv3(out), residual=identity))
 
 
 class ResNet(nn.Module):

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from study.attention import (
@@ -591,6 +592,42 @@ def test_fused_and_lean_paths_equal_the_plain_operations(kind, dtype, tol):
             torch.testing.assert_close(a, b, rtol=tol, atol=tol)
         for a, b in zip(stats, stats_ref):
             torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)], ids=["float64", "float32"])
+@pytest.mark.parametrize("kind", ["eca", "se", "none"])
+def test_the_residual_sum_fused_into_the_rescale_equals_the_plain_sum(kind, dtype, tol):
+    import copy
+
+    bn, att = _bn_and("eca" if kind == "none" else kind, 16, dtype)
+    if kind == "none":
+        att = create_attention("none", 16)
+    c0 = torch.randn(3, 16, 5, 4, dtype=dtype) * 2 + 1
+    r0, g = torch.randn_like(c0), torch.randn_like(c0)
+    results = []
+    for mode, fmt in (("plain", torch.contiguous_format), ("lean", torch.contiguous_format), ("lean", torch.channels_last)):
+        b, a = copy.deepcopy(bn), copy.deepcopy(att)
+        c = c0.clone().contiguous(memory_format=fmt).requires_grad_()
+        r = r0.clone().requires_grad_()
+        with lean_attention(mode != "plain"):
+            y = a(b(c)) + r if mode == "plain" else bn_attention(b, a, c, residual=r)
+        (y * g).sum().backward()
+        results.append([y.detach(), c.grad, r.grad, b.weight.grad, *(p.grad for p in a.parameters())])
+    for other in results[1:]:
+        for u, v in zip(other, results[0]):
+            torch.testing.assert_close(u, v, rtol=tol, atol=tol)
+
+
+def test_eca_channel_conv_equals_conv1d_forward_and_backward():
+    from study.attention._eca import _ChannelConv
+
+    torch.manual_seed(3)
+    for n, c, k in ((2, 1, 3), (3, 7, 5), (4, 64, 7), (2, 3, 9)):  # C < k too: the padding covers every window
+        y = torch.randn(n, c, dtype=torch.float64, requires_grad=True)
+        w = torch.randn(1, 1, k, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(_ChannelConv.apply, (y, w))
+        ref = F.conv1d(y[:, None], w, padding=(k - 1) // 2)[:, 0]
+        torch.testing.assert_close(_ChannelConv.apply(y, w), ref)
 
 
 def test_lean_path_gradcheck_in_float64():
