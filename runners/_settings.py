@@ -27,6 +27,7 @@ from runners._algorithms import (
 from study import record
 from study.config import ProxySpec, Recipe, repr_non_default
 from study.storage import check_storage_url, public_url, redact
+from study.validate import ConfigError
 
 __all__ = ["StudySettings", "Design", "DESIGNS", "SEED_MODES", "SAMPLERS", "PRUNERS", "RUNNERS", "PRUNER_OPTIONS", "SAMPLER_OPTIONS", "RESUMABLE",
            "MULTI_OBJECTIVE_PRUNERS", "MULTI_OBJECTIVE_PRUNER_OPTIONS"]
@@ -134,83 +135,84 @@ class StudySettings:
     def __post_init__(self) -> None:
         for name in ("name", "space", "storage", "run_dir", "backbone", "stem"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ValueError(f"{name}: expected a non-empty string, got {getattr(self, name)!r}")
+                raise ConfigError(name, f"expected a non-empty string, got {getattr(self, name)!r}")
         check_int(self.trials, "trials", 1)
         check_int(self.seed, "seed", 0)
         if self.design not in DESIGNS:
-            raise ValueError(f"design: must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+            raise ConfigError("design", f"must be one of {', '.join(DESIGNS)}, got {self.design!r}")
         check_int(self.replicates, "replicates", 1)
         if self.seed_mode not in SEED_MODES:
-            raise ValueError(f"seed_mode: must be one of {', '.join(SEED_MODES)}, got {self.seed_mode!r}")
+            raise ConfigError("seed_mode", f"must be one of {', '.join(SEED_MODES)}, got {self.seed_mode!r}")
         if self.replicates > 1 and self.seed_mode == "fixed":
-            raise ValueError(f"replicates: {self.replicates} replicates of a configuration need their own seeds "
-                             f"(`seed_mode` per_trial or paired), got seed_mode {self.seed_mode!r}")
+            raise ConfigError("replicates", f"{self.replicates} replicates of a configuration need their own seeds "
+                             f"({{seed_mode}} per_trial or paired), got seed_mode {self.seed_mode!r}", refs=["seed_mode"])
         if self.design == "confirm" and self.replicates < CONFIRM_MIN_SEEDS:
-            raise ValueError(f"replicates: a confirmation compares its arms over at least {CONFIRM_MIN_SEEDS} paired seeds, got {self.replicates}")
+            raise ConfigError("replicates", f"a confirmation compares its arms over at least {CONFIRM_MIN_SEEDS} paired seeds, got {self.replicates}")
         if not isinstance(self.space_options, Mapping):
-            raise ValueError(f"space_options: expected a mapping, got {type(self.space_options).__name__}")
+            raise ConfigError("space_options", f"expected a mapping, got {type(self.space_options).__name__}")
         object.__setattr__(self, "space_options", dict(self.space_options))
         if self.max_concurrent is not None:
             check_int(self.max_concurrent, "max_concurrent", 1)
         check_int(self.max_failures, "max_failures", 0)
         if self.runner not in RUNNERS:
-            raise ValueError(f"runner: must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
+            raise ConfigError("runner", f"must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
         check_storage_url(self.storage)
         from study.models import STEMS, get_backbone
 
         try:
             get_backbone(self.backbone)
         except ValueError as exc:
-            raise ValueError(f"backbone: {exc}") from None
+            raise ConfigError("backbone", f"{exc}") from None
         if self.stem not in STEMS:
-            raise ValueError(f"stem: must be one of {', '.join(STEMS)}, got {self.stem!r}")
+            raise ConfigError("stem", f"must be one of {', '.join(STEMS)}, got {self.stem!r}")
         if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0):
-            raise ValueError(f"timeout: must be a number of seconds > 0, got {self.timeout!r}")
+            raise ConfigError("timeout", f"must be a number of seconds > 0, got {self.timeout!r}")
         if self.width is not None and not (isinstance(self.width, (int, float)) and 0.25 <= self.width <= 2.0):
-            raise ValueError(f"width: must be in [0.25, 2.0], got {self.width!r}")
+            raise ConfigError("width", f"must be in [0.25, 2.0], got {self.width!r}")
         if isinstance(self.proxy, Mapping):
-            object.__setattr__(self, "proxy", ProxySpec.from_dict(self.proxy))
+            object.__setattr__(self, "proxy", ProxySpec.from_dict(self.proxy, "proxy"))
         if isinstance(self.recipe, Mapping):
-            object.__setattr__(self, "recipe", Recipe.from_dict(self.recipe))
+            object.__setattr__(self, "recipe", Recipe.from_dict(self.recipe, "recipe"))
         if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+            raise ConfigError("sampler", f"must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.pruner not in PRUNERS:
-            raise ValueError(f"pruner: must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+            raise ConfigError("pruner", f"must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         sampler, pruner = SAMPLER_REGISTRY.get(self.sampler), PRUNER_REGISTRY.get(self.pruner)
         object.__setattr__(self, "sampler_options", sampler.complete(self.sampler_options))
         objectives = tuple(self.objectives)
         object.__setattr__(self, "pruner_options", pruner.complete(self.pruner_options, multi=len(objectives) > 1))
         if not objectives or objectives[0] != "top1" or len(set(objectives)) != len(objectives):
-            raise ValueError(f"objectives: must start with top1 and not repeat, got {','.join(objectives)!r}")
+            raise ConfigError("objectives", f"must start with top1 and not repeat, got {','.join(objectives)!r}")
         for o in objectives:
             if o not in record.OBJECTIVES:
-                raise ValueError(f"objectives: unknown objective {o!r} (valid: {', '.join(record.OBJECTIVES)})")
+                raise ConfigError("objectives", f"unknown objective {o!r} (valid: {', '.join(record.OBJECTIVES)})")
         object.__setattr__(self, "objectives", objectives)
         if self.multi_objective:
             if not sampler.multi_objective:
-                raise ValueError(f"sampler: {self.sampler!r} optimises one objective; with `objectives` {','.join(objectives)} use one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+                raise ConfigError("sampler", f"{self.sampler!r} optimises one objective; with {{objectives}} {','.join(objectives)} use one of "
+                                  f"{', '.join(MULTI_OBJECTIVE_SAMPLERS)}", refs=["objectives"])
             if not pruner.multi_objective:
-                raise ValueError(f"pruner: {self.pruner!r} prunes one objective (Optuna's pruners refuse several); with `objectives` "
-                                 f"{','.join(objectives)} use one of {', '.join(MULTI_OBJECTIVE_PRUNERS)}")
+                raise ConfigError("pruner", f"{self.pruner!r} prunes one objective (Optuna's pruners refuse several); with {{objectives}} "
+                                  f"{','.join(objectives)} use one of {', '.join(MULTI_OBJECTIVE_PRUNERS)}", refs=["objectives"])
         for name, hi in (("cpus_per_trial", 1024.0), ("gpus_per_trial", 64.0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or v > hi:
-                raise ValueError(f"{name}: must be a number in [0, {hi:g}], got {v!r}")
+                raise ConfigError(name, f"must be a number in [0, {hi:g}], got {v!r}")
         if self.cpus_per_trial == 0 and self.gpus_per_trial == 0:
-            raise ValueError("cpus_per_trial: a trial needs some CPU or GPU (both are 0)")
+            raise ConfigError("cpus_per_trial", "a trial needs some CPU or GPU (both are 0)")
         if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():
-            raise ValueError(f"gpus_per_trial: more than one GPU must be a whole number, got {self.gpus_per_trial!r}")
+            raise ConfigError("gpus_per_trial", f"more than one GPU must be a whole number, got {self.gpus_per_trial!r}")
         if self.runner == "local":  # in-process, one trial at a time: no Ray cluster, no Ray resources
             if self.address is not None:
-                raise ValueError("address: a Ray cluster address needs `runner` ray (the local runner runs in-process)")
+                raise ConfigError("address", "a Ray cluster address needs {runner} ray (the local runner runs in-process)", refs=["runner"])
             if self.gpus_per_trial:
-                raise ValueError("gpus_per_trial: Ray resources need `runner` ray (use `device` cuda with the local runner)")
+                raise ConfigError("gpus_per_trial", "Ray resources need {runner} ray (use {device} cuda with the local runner)", refs=["runner", "device"])
             if self.max_concurrent not in (None, 1):
-                raise ValueError(f"max_concurrent: the local runner runs one trial at a time, got {self.max_concurrent!r}")
+                raise ConfigError("max_concurrent", f"the local runner runs one trial at a time, got {self.max_concurrent!r}")
             if self.stage_data:
-                raise ValueError("stage_data: ships the cache to Ray nodes; it needs `runner` ray (the local runner reads it here)")
+                raise ConfigError("stage_data", "ships the cache to Ray nodes; it needs {runner} ray (the local runner reads it here)", refs=["runner"])
         if not isinstance(self.stage_data, bool):
-            raise ValueError(f"stage_data: expected true or false, got {self.stage_data!r}")
+            raise ConfigError("stage_data", f"expected true or false, got {self.stage_data!r}")
 
     @property
     def concurrency(self) -> int:
@@ -290,7 +292,7 @@ class StudySettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"settings: unknown key {unknown[0]!r}")
+            raise ConfigError("settings", f"unknown key {unknown[0]!r}")
         d = dict(data)
         d.setdefault("seed_mode", "fixed")  # studies recorded before per-trial seeds ran with one seed
         if "objectives" in d:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from runners._bridge import StudyBridge
+from runners._observer import StudyObserver
 from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage, redact
 from runners._progress import Progress
 from runners._settings import StudySettings
 from study import record
 from study.storage import journal_path
+from study.validate import ConfigError
 
 __all__ = ["open_study", "run_study", "study_exists", "name_objectives"]
 
@@ -52,9 +55,9 @@ def open_study(settings: StudySettings, space: Any, *, create: bool) -> optuna.S
                 storage=storage, study_name=settings.name, sampler=sampler, pruner=pruner, directions=settings.directions
             )
         except optuna.exceptions.DuplicatedStudyError:
-            raise ValueError(
-                f"name: a study named {settings.name!r} already exists in {redact(settings.storage)}; "
-                f"pass `resume` to continue it, or choose another `name`"
+            raise ConfigError(
+                "name", f"a study named {settings.name!r} already exists in {redact(settings.storage)}; "
+                "pass {resume} to continue it, or choose another {name}", refs=["resume", "name"]
             ) from None
         name_objectives(study, settings.objectives)
         study.set_user_attr(record.STUDY_SETTINGS, settings.to_dict())
@@ -82,16 +85,28 @@ def run_study(
     resume: bool = False,
     progress: Progress | None = None,
     study: optuna.Study | None = None,
+    mlflow: str | None = None,
+    observers: Sequence[StudyObserver] = (),
 ) -> StudyBridge:
     """Create (or, with ``resume``, continue) the study and run it until it has
     ``settings.trials`` finished trials (or the timeout). Returns the bridge (its study,
     counts and best trial). The caller has created ``settings.run_dir``; ``study`` is the
-    already opened study, if the caller opened it (:func:`open_study`)."""
+    already opened study, if the caller opened it (:func:`open_study`).
+
+    ``mlflow``: a tracking URI (:func:`study.tracking.check_tracking_uri`; the caller checks
+    it before creating anything) that this run logs the study to, as a view of the storage
+    (:class:`~runners._tracking.MlflowTracker`); an option of this run, not of the study.
+    ``observers`` receive the study's events besides the progress (:class:`~runners._observer.StudyObserver`)."""
     from search_spaces import get_space
 
     space = space or get_space(settings.space)
     study = study or open_study(settings, space, create=not resume)
-    bridge = StudyBridge(study, space, settings, progress=progress)
+    observers = list(observers)
+    if mlflow is not None:
+        from runners._tracking import MlflowTracker
+
+        observers.append(MlflowTracker(mlflow))
+    bridge = StudyBridge(study, space, settings, progress=progress, observers=observers)
     if resume:
         recovered = bridge.recover_interrupted()
         if recovered:
@@ -100,12 +115,16 @@ def run_study(
         names = bridge.enqueue_references()
         if names:
             bridge.progress.line(f"enqueued reference points: {', '.join(names)}")
-    if settings.runner == "local":
-        from runners._local import run_local
+    bridge.study_started()
+    try:
+        if settings.runner == "local":
+            from runners._local import run_local
 
-        run_local(bridge)
-    else:
-        from runners._ray_tune import run_ray
+            run_local(bridge)
+        else:
+            from runners._ray_tune import run_ray
 
-        run_ray(bridge)
+            run_ray(bridge)
+    finally:
+        bridge.study_finished()
     return bridge

@@ -33,6 +33,7 @@ from typing import Any
 from search_spaces._eca_kmap import B_RANGE, GAMMA_RANGE, K_CHOICES
 from search_spaces._registry import Budget, SpaceOption, make_config, register_space
 from study.config import AttentionSpec
+from study.validate import ConfigError
 
 __all__ = ["define", "check_kinds", "KINDS", "KINDS_OPTION", "R_CHOICES", "COORD_R_CHOICES", "A2_R_CHOICES", "GSOP_DIM_CHOICES", "DILATION_CHOICES", "EXTENT_CHOICES"]
 
@@ -60,11 +61,11 @@ def check_kinds(kinds: Sequence[str] | str | None) -> tuple[str, ...]:
         kinds = [k.strip() for k in kinds.split(",") if k.strip()]
     out = tuple(dict.fromkeys(kinds))
     if not out:
-        raise ValueError("kinds: expected at least one attention kind")
+        raise ConfigError("kinds", "expected at least one attention kind")
     valid = list_attention()
     for k in out:
         if k not in valid:
-            raise ValueError(f"kinds: unknown attention kind {k!r} (valid kinds: {', '.join(valid)})")
+            raise ConfigError("kinds", f"unknown attention kind {k!r} (valid kinds: {', '.join(valid)})")
     return out
 
 

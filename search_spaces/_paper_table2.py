@@ -16,6 +16,7 @@ from typing import Any
 
 from search_spaces._registry import Budget, make_config, register_space
 from study.config import AttentionSpec
+from study.validate import ConfigError
 
 __all__ = ["define", "grid", "VARIANTS", "DEFAULT_WIDTH"]
 
@@ -44,7 +45,7 @@ def variant_stages(variant: str, channels: list[int]) -> list[AttentionSpec]:
         return [AttentionSpec.of("se_gc", groups=_groups(c, variant)) for c in channels]
     if variant in ("eca_ns", "eca"):
         return [AttentionSpec.of(variant, k=3)] * len(channels)
-    raise ValueError(f"variant: must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    raise ConfigError("variant", f"must be one of {', '.join(VARIANTS)}, got {variant!r}")
 
 
 @register_space(

@@ -26,6 +26,7 @@ from typing import Any
 from study import record
 from study.config import ArchSpec, AttentionSpec, ProxySpec, Recipe, TrialConfig
 from study.registry import Registry
+from study.validate import ConfigError
 
 __all__ = [
     "SAMPLERS",
@@ -89,7 +90,7 @@ class SpaceInfo:
         if design == self.default_design:
             return self.budget
         if design not in self.budgets:
-            raise ValueError(f"design: space {self.name!r} has no {design!r} design (its designs: {', '.join(self.designs)})")
+            raise ConfigError("design", f"space {self.name!r} has no {design!r} design (its designs: {', '.join(self.designs)})")
         return self.budgets[design]
 
     def __post_init__(self) -> None:
@@ -253,18 +254,18 @@ def get_space(name_or_path: str) -> Space:
     naming the valid spaces, the missing file or the missing function.
     """
     if not isinstance(name_or_path, str) or not name_or_path:
-        raise ValueError(f"space: expected a name or path/to/file.py:function, got {name_or_path!r}")
+        raise ConfigError("space", f"expected a name or path/to/file.py:function, got {name_or_path!r}")
     if name_or_path in _SPACES or ":" not in name_or_path or not name_or_path.split(":", 1)[0].endswith(".py"):
         try:
             return _SPACES.get(name_or_path)
         except ValueError as exc:
-            raise ValueError(f"space: {exc}") from None
+            raise ConfigError("space", f"{exc}") from None
     path_text, fn_name = name_or_path.rsplit(":", 1)
     path = Path(path_text)
     if not path.is_file():
-        raise ValueError(f"space: no such file {path_text!r} (in {name_or_path!r})")
+        raise ConfigError("space", f"no such file {path_text!r} (in {name_or_path!r})")
     if not fn_name.isidentifier():
-        raise ValueError(f"space: {fn_name!r} is not a function name (in {name_or_path!r})")
+        raise ConfigError("space", f"{fn_name!r} is not a function name (in {name_or_path!r})")
     module_name = f"_user_space_{abs(hash(str(path.resolve())))}"
     module = sys.modules.get(module_name)  # imported once per process (a file may register spaces)
     if module is None:
@@ -276,14 +277,14 @@ def get_space(name_or_path: str) -> Space:
             spec.loader.exec_module(module)
         except Exception as exc:  # the user's file: report what failed on one line
             sys.modules.pop(module_name, None)
-            raise ValueError(f"space: cannot import {path_text!r}: {type(exc).__name__}: {exc}") from None
+            raise ConfigError("space", f"cannot import {path_text!r}: {type(exc).__name__}: {exc}") from None
     fn = getattr(module, fn_name, None)
     if not callable(fn):
-        raise ValueError(f"space: {path_text!r} has no function {fn_name!r}")
+        raise ConfigError("space", f"{path_text!r} has no function {fn_name!r}")
     doc = inspect.getdoc(fn) or f"user space {fn_name} from {path_text}"
     budget = getattr(fn, "budget", USER_BUDGET)
     if not isinstance(budget, Budget):
-        raise ValueError(f"space: {fn_name}.budget must be a search_spaces.Budget, got {budget!r}")
+        raise ConfigError("space", f"{fn_name}.budget must be a search_spaces.Budget, got {budget!r}")
     grid = getattr(fn, "grid", None)
     info = SpaceInfo(f"{path.stem}.{fn_name}", doc.splitlines()[0], budget, "grid" if grid is not None else "tpe")
     return Space(info, fn, getattr(fn, "references", None), grid)

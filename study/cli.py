@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
-__all__ = ["UsageError", "ArgumentParser", "run_cli", "in_flags", "as_usage_error", "EXIT_USAGE", "EXIT_BUG"]
+from study.validate import ConfigError
+
+__all__ = ["UsageError", "ArgumentParser", "run_cli", "flag_names", "flag_error", "as_usage_error", "EXIT_USAGE", "EXIT_BUG"]
 
 #: exit status of bad input
 EXIT_USAGE = 2
@@ -27,33 +28,53 @@ class UsageError(Exception):
     """A user's input is wrong; the message is shown as one line, exit status 2."""
 
 
-_LEADING = re.compile(r"^([A-Za-z_][\w.]*)(?=[: ])")
-_QUOTED = re.compile(r"`([A-Za-z_][\w.]*)(=[^`]*)?`")
+def _options_by_dest(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each option's destination -> its longest option string, subcommands' options included."""
+    out: dict[str, str] = {}
+    for action in parser._actions:  # argparse keeps its actions there; it has no public listing
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out.update({k: v for k, v in _options_by_dest(sub).items() if k not in out})
+        elif action.option_strings:
+            out.setdefault(action.dest, max(action.option_strings, key=len))
+    return out
 
 
-def in_flags(message: str, flags: Mapping[str, str]) -> str:
-    """A library's error message in a command line's words.
+def flag_names(parser: argparse.ArgumentParser, exceptions: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    """How a command line says a config field path: by rule, the option of ``parser`` whose
+    destination is the path (``max_concurrent`` -> ``--max-concurrent``); ``exceptions`` maps
+    a path (``run_dir`` -> ``--out``) or a path prefix ending in "." (``recipe.`` ->
+    ``--set recipe.``) to its words where the rule does not hold; a path neither knows is
+    said as itself."""
+    by_dest = _options_by_dest(parser)
+    table = dict(exceptions or {})
 
-    Library code names parameters, not flags: its messages start with the parameter
-    (``"trials: must be ..."``, ``"root /data: no such folder"``, dotted for options:
-    ``"pruner_options.warmup: ..."``) and mention other parameters in backticks
-    (``"pass `force` to replace it"``). ``flags`` maps parameter names to the flags that set
-    them; the leading name and every backticked one that it maps become the flag, and the
-    other backticks are dropped.
-    """
-    text = _QUOTED.sub(lambda m: flags.get(m.group(1), m.group(1) + (m.group(2) or "")), message)
-    lead = _LEADING.match(text)
-    if lead and lead.group(1) in flags:
-        text = flags[lead.group(1)] + text[lead.end():]
-    return text
+    def say(path: str) -> str:
+        if path in table:
+            return table[path]
+        head, dot, rest = path.partition(".")
+        if dot and f"{head}." in table:
+            return table[f"{head}."] + rest
+        return by_dest.get(path, path)
+
+    return say
 
 
-def as_usage_error(exc: BaseException, flags: Mapping[str, str] | None = None) -> UsageError:
-    """A library's error about the user's input (a ``ValueError`` from validating it, say)
-    as the command line's one-line :class:`UsageError`, its parameter names said as the
-    ``flags`` that set them (:func:`in_flags`). A CLI applies it where it hands the user's
-    input to the library, so that other errors stay bugs."""
-    return UsageError(in_flags(" ".join(str(exc).split()), flags or {}))
+def flag_error(exc: ConfigError, parser: argparse.ArgumentParser, exceptions: Mapping[str, str] | None = None) -> UsageError:
+    """A config error (its field path, as data) in a command line's words, as the one-line
+    :class:`UsageError`: the path said as the flag that sets it (:func:`flag_names`)."""
+    return UsageError(" ".join(exc.text(flag_names(parser, exceptions)).split()))
+
+
+def as_usage_error(exc: BaseException, parser: argparse.ArgumentParser | None = None,
+                   exceptions: Mapping[str, str] | None = None) -> UsageError:
+    """A library's error about the user's input as the command line's one-line
+    :class:`UsageError`: a :class:`~study.validate.ConfigError` with its field said as a flag
+    of ``parser`` (:func:`flag_error`), any other error as its text. A CLI applies it where it
+    hands the user's input to the library, so that other errors stay bugs."""
+    if isinstance(exc, ConfigError) and parser is not None:
+        return flag_error(exc, parser, exceptions)
+    return UsageError(" ".join(str(exc).split()))
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -66,12 +87,8 @@ class ArgumentParser(argparse.ArgumentParser):
 def _input_error(exc: BaseException) -> bool:
     """Whether ``exc`` says the user's input is wrong (shown as one line, exit 2) rather
     than that the program has a bug: a :class:`UsageError`, a config that does not validate
-    (:class:`study.config.ConfigError`) or a file the user named that is not there."""
-    if isinstance(exc, (UsageError, FileNotFoundError)):
-        return True
-    from study.config import ConfigError
-
-    return isinstance(exc, ConfigError)
+    (:class:`study.validate.ConfigError`) or a file the user named that is not there."""
+    return isinstance(exc, (UsageError, FileNotFoundError, ConfigError))
 
 
 #: the line after an internal error's traceback
@@ -81,7 +98,7 @@ BUG_HINT = "this is a bug, not bad input: please report it with the traceback ab
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *, prog: str | None = None) -> NoReturn:
     """Run ``main(argv)`` and exit with its status; input errors become one line on stderr.
 
-    Input errors (exit 2, no traceback): :class:`UsageError`, :class:`study.config.ConfigError`
+    Input errors (exit 2, no traceback): :class:`UsageError`, :class:`study.validate.ConfigError`
     and ``FileNotFoundError``; a CLI turns any other error that bad input causes into a
     :class:`UsageError` where it calls the library. ``KeyboardInterrupt`` exits 130. Anything
     else is a bug: its traceback, then one line saying so, exit 1.

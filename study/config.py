@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from study.validate import ConfigError, nested
+
 __all__ = [
     "ConfigError",
     "AttentionSpec",
@@ -36,8 +38,6 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
-    """A configuration value or key is invalid; the message names it."""
 
 
 # --------------------------------------------------------------------------------------
@@ -59,32 +59,32 @@ def repr_non_default(obj: Any) -> str:
 
 def _check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+        raise ConfigError(where, f"expected an object, got {type(data).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (valid keys: {', '.join(sorted(known))})")
+        raise ConfigError(where, f"unknown key {unknown[0]!r} (valid keys: {', '.join(sorted(known))})")
     for f in fields(cls):
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data:  # type: ignore[misc]
-            raise ConfigError(f"{where}: missing required key {f.name!r}")
+            raise ConfigError(where, f"missing required key {f.name!r}")
 
 
 def _number(value: Any, key: str, *, integer: bool = False) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise ConfigError(key, f"expected a number, got {value!r}")
     if integer:
         if isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(key, f"expected an integer, got {value!r}")
         return int(value)
     if not math.isfinite(value):
-        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        raise ConfigError(key, f"expected a finite number, got {value!r}")
     return value
 
 
 def _scalar(value: Any, key: str) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise ConfigError(f"{key}: expected a number, string, boolean or null, got {type(value).__name__}")
+    raise ConfigError(key, f"expected a number, string, boolean or null, got {type(value).__name__}")
 
 
 
@@ -97,7 +97,10 @@ class _FlatConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str | None = None) -> Any:
         _check_keys(cls, data, where or cls.__name__.lower())
-        return cls(**data)
+        if where is None:
+            return cls(**data)
+        with nested(where):  # its fields' errors name them under ``where`` ("recipe.lr")
+            return cls(**data)
 
     def __repr__(self) -> str:
         return repr_non_default(self)
@@ -146,9 +149,9 @@ class AttentionSpec:
         if isinstance(data, str):
             return cls(data)
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{where}: expected an object like {{'kind': 'eca', 'k': 3}}, got {data!r}")
+            raise ConfigError(where, f"expected an object like {{'kind': 'eca', 'k': 3}}, got {data!r}")
         if "kind" not in data:
-            raise ConfigError(f"{where}: missing required key 'kind'")
+            raise ConfigError(where, "missing required key 'kind'")
         params = {k: v for k, v in data.items() if k != "kind"}
         return cls(data["kind"], tuple(params.items()))
 
@@ -182,19 +185,19 @@ class ArchSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.backbone, str) or not self.backbone:
-            raise ConfigError(f"backbone: expected a non-empty string, got {self.backbone!r}")
+            raise ConfigError("backbone", f"expected a non-empty string, got {self.backbone!r}")
         stages = tuple(s if isinstance(s, AttentionSpec) else AttentionSpec.from_dict(s, f"stages[{i}]") for i, s in enumerate(self.stages))
         object.__setattr__(self, "stages", stages)
         width = _number(self.width, "width")
         if not 0.25 <= width <= 2.0:
-            raise ConfigError(f"width: must be in [0.25, 2.0], got {width!r}")
+            raise ConfigError("width", f"must be in [0.25, 2.0], got {width!r}")
         object.__setattr__(self, "width", float(width))
         num_classes = _number(self.num_classes, "num_classes", integer=True)
         if num_classes < 1:
-            raise ConfigError(f"num_classes: must be >= 1, got {num_classes!r}")
+            raise ConfigError("num_classes", f"must be >= 1, got {num_classes!r}")
         object.__setattr__(self, "num_classes", num_classes)
         if self.psi_input not in PSI_INPUTS:
-            raise ConfigError(f"psi_input: must be one of {', '.join(PSI_INPUTS)}, got {self.psi_input!r}")
+            raise ConfigError("psi_input", f"must be one of {', '.join(PSI_INPUTS)}, got {self.psi_input!r}")
 
     @classmethod
     def uniform(cls, backbone: str, attention: AttentionSpec | Mapping[str, Any] | str = "none", **kwargs: Any) -> ArchSpec:
@@ -218,12 +221,17 @@ class ArchSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "arch") -> ArchSpec:
-        _check_keys(cls, data, where)
+    def from_dict(cls, data: Mapping[str, Any], where: str | None = None) -> ArchSpec:
+        """``where`` (e.g. "arch" inside a TrialConfig) prefixes the fields' paths in errors."""
+        at = where or "arch"
+        _check_keys(cls, data, at)
         if not isinstance(data["stages"], (list, tuple)):
-            raise ConfigError(f"{where}.stages: expected a list with one entry per stage")
-        stages = tuple(AttentionSpec.from_dict(s, f"{where}.stages[{i}]") for i, s in enumerate(data["stages"]))
-        return cls(**{**data, "stages": stages})
+            raise ConfigError(f"{at}.stages", "expected a list with one entry per stage")
+        stages = tuple(AttentionSpec.from_dict(s, f"{at}.stages[{i}]") for i, s in enumerate(data["stages"]))
+        if where is None:
+            return cls(**{**data, "stages": stages})
+        with nested(where):
+            return cls(**{**data, "stages": stages})
 
     __repr__ = repr_non_default
 
@@ -267,7 +275,7 @@ class Recipe(_FlatConfig):
         for name, lo in (("epochs", 1), ("batch_size", 1), ("step_every", 1)):
             value = _number(getattr(self, name), name, integer=True)
             if value < lo:
-                raise ConfigError(f"{name}: must be >= {lo}, got {value!r}")
+                raise ConfigError(name, f"must be >= {lo}, got {value!r}")
             object.__setattr__(self, name, value)
         for name, lo, hi in (
             ("lr", 0.0, math.inf),
@@ -279,18 +287,18 @@ class Recipe(_FlatConfig):
         ):
             value = _number(getattr(self, name), name)
             if not lo <= value <= hi or (name == "lr" and value == 0):
-                raise ConfigError(f"{name}: must be in {'(' if name == 'lr' else '['}{lo}, {hi}], got {value!r}")
+                raise ConfigError(name, f"must be in {'(' if name == 'lr' else '['}{lo}, {hi}], got {value!r}")
             object.__setattr__(self, name, float(value))
         if self.warmup_epochs > self.epochs:
-            raise ConfigError(f"warmup_epochs: must not exceed epochs ({self.epochs}), got {self.warmup_epochs!r}")
+            raise ConfigError("warmup_epochs", f"must not exceed epochs ({self.epochs}), got {self.warmup_epochs!r}")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule: must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+            raise ConfigError("schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         for name in ("nesterov", "compile"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+                raise ConfigError(name, f"expected true or false, got {getattr(self, name)!r}")
         for name in ("amp", "channels_last"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name}: expected true, false or null (on CUDA only), got {getattr(self, name)!r}")
+                raise ConfigError(name, f"expected true, false or null (on CUDA only), got {getattr(self, name)!r}")
 
 
 
@@ -322,27 +330,27 @@ class ProxySpec(_FlatConfig):
     def __post_init__(self) -> None:
         res = _number(self.resolution, "resolution", integer=True)
         if not 8 <= res <= 1024:
-            raise ConfigError(f"resolution: must be in [8, 1024], got {res!r}")
+            raise ConfigError("resolution", f"must be in [8, 1024], got {res!r}")
         object.__setattr__(self, "resolution", res)
         nc = _number(self.num_classes, "num_classes", integer=True)
         if nc < 2:
-            raise ConfigError(f"num_classes: must be >= 2, got {nc!r}")
+            raise ConfigError("num_classes", f"must be >= 2, got {nc!r}")
         object.__setattr__(self, "num_classes", nc)
         ipc = self.images_per_class
         if ipc is not None:
             ipc = _number(ipc, "images_per_class")
             if isinstance(ipc, float) and not ipc.is_integer():
                 if not 0 < ipc <= 1:
-                    raise ConfigError(f"images_per_class: a fraction must be in (0, 1], got {ipc!r}")
+                    raise ConfigError("images_per_class", f"a fraction must be in (0, 1], got {ipc!r}")
             elif ipc < 1:
-                raise ConfigError(f"images_per_class: a count must be >= 1, got {ipc!r}")
+                raise ConfigError("images_per_class", f"a count must be >= 1, got {ipc!r}")
             elif isinstance(ipc, float) and ipc != 1.0:
                 ipc = int(ipc)
             object.__setattr__(self, "images_per_class", ipc)
         if self.val_per_class is not None:
             vpc = _number(self.val_per_class, "val_per_class", integer=True)
             if vpc < 1:
-                raise ConfigError(f"val_per_class: must be >= 1, got {vpc!r}")
+                raise ConfigError("val_per_class", f"must be >= 1, got {vpc!r}")
             object.__setattr__(self, "val_per_class", vpc)
         object.__setattr__(self, "subset_seed", _number(self.subset_seed, "subset_seed", integer=True))
         if self.data is not None and not isinstance(self.data, str):
@@ -369,7 +377,7 @@ class TrialConfig:
             if isinstance(value, Mapping):
                 object.__setattr__(self, name, cls.from_dict(value, name))
             elif not isinstance(value, cls):
-                raise ConfigError(f"{name}: expected {cls.__name__}, got {type(value).__name__}")
+                raise ConfigError(name, f"expected {cls.__name__}, got {type(value).__name__}")
         object.__setattr__(self, "seed", _number(self.seed, "seed", integer=True))
 
     def replace(self, **changes: Any) -> TrialConfig:

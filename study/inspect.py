@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             resolve_device(args.device)
         except ValueError as exc:
-            raise as_usage_error(exc, {"device": "--device"}) from None
+            raise as_usage_error(exc, build_parser()) from None
     report = inspect_arch(arch, args.res, latency=args.latency, device=args.device)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from study.validate import ConfigError
+
 if TYPE_CHECKING:
     import optuna
     from sqlalchemy.engine import URL
@@ -74,7 +76,7 @@ class StorageURL:
     def parse(cls, text: str) -> StorageURL:
         """Parse ``text``: a ValueError (``storage: malformed URL ...``) when it is no URL."""
         if not isinstance(text, str):
-            raise ValueError(f"storage: malformed URL {text!r}")
+            raise ConfigError("storage", f"malformed URL {text!r}")
         if text.startswith(JOURNAL_PREFIX):
             return cls(text=text, backend="journal", driver="journal", journal=text[len(JOURNAL_PREFIX):])
         from sqlalchemy.engine import make_url
@@ -82,7 +84,7 @@ class StorageURL:
         try:
             parsed = make_url(text)
         except Exception as exc:  # sqlalchemy's ArgumentError, a ValueError for a bad port, ...
-            raise ValueError(f"storage: malformed URL {text!r} ({exc})") from None  # no password to hide: it did not parse
+            raise ConfigError("storage", f"malformed URL {text!r} ({exc})") from None  # no password to hide: it did not parse
         return cls(text=text, backend=parsed.get_backend_name(), driver=parsed.drivername, database=parsed.database,
                    sqlalchemy_url=parsed)
 
@@ -144,7 +146,7 @@ class StorageURL:
         """The URL as given, its driver name replaced by ``driver`` (the rest of the text kept
         exactly as written: SQLAlchemy's rendering would re-order and re-quote the query)."""
         if self.sqlalchemy_url is None:
-            raise ValueError(f"storage: a journal URL has no database driver ({self.text})")
+            raise ConfigError("storage", f"a journal URL has no database driver ({self.text})")
         return driver + self.text[self.text.index("://"):]
 
     def normalized(self) -> str:
@@ -172,32 +174,32 @@ def journal_path(url: str) -> str | None:
 def _check_journal_url(url: str) -> str:
     path = journal_path(url) or ""
     if not path:
-        raise ValueError(f"storage: {url!r} names no journal file (journal:/shared/studies.log)")
+        raise ConfigError("storage", f"{url!r} names no journal file (journal:/shared/studies.log)")
     if path.startswith("//"):
-        raise ValueError(f"storage: malformed journal URL {url!r}: a journal is journal:PATH, e.g. journal:/shared/studies.log "
+        raise ConfigError("storage", f"malformed journal URL {url!r}: a journal is journal:PATH, e.g. journal:/shared/studies.log "
                          f"or journal:runs/studies.log")
     if path.endswith(("/", os.sep)) or path.rsplit("/", 1)[-1] in (".", ".."):
-        raise ValueError(f"storage: {url!r} names a folder, not a journal file (journal:/shared/studies.log)")
+        raise ConfigError("storage", f"{url!r} names a folder, not a journal file (journal:/shared/studies.log)")
     if "\x00" in path:
-        raise ValueError(f"storage: malformed journal URL {url!r}")
+        raise ConfigError("storage", f"malformed journal URL {url!r}")
     return url
 
 
 def check_storage_url(url: str) -> str:
     """Validate a storage URL's form (no connection); a ValueError names the problem."""
     if not isinstance(url, str) or not url:
-        raise ValueError(f"storage: expected a database URL like sqlite:///path/study.db or postgresql://user@host/db, "
+        raise ConfigError("storage", f"expected a database URL like sqlite:///path/study.db or postgresql://user@host/db, "
                          f"or a journal file journal:PATH, got {url!r}")
     parsed = StorageURL.parse(url)
     if parsed.is_journal:
         return _check_journal_url(url)
     scheme = parsed.backend
     if scheme not in DATABASES:
-        raise ValueError(f"storage: unsupported database {scheme!r} in {redact(url)!r} (use {', '.join(STORAGE_SCHEMES)})")
+        raise ConfigError("storage", f"unsupported database {scheme!r} in {redact(url)!r} (use {', '.join(STORAGE_SCHEMES)})")
     if scheme == "sqlite" and not parsed.database:
-        raise ValueError(f"storage: {url!r} names no database file (sqlite:///path/study.db)")
+        raise ConfigError("storage", f"{url!r} names no database file (sqlite:///path/study.db)")
     if scheme != "sqlite" and not parsed.sqlalchemy_url.host:
-        raise ValueError(f"storage: {redact(url)!r} names no host ({scheme}://user@host:port/database)")
+        raise ConfigError("storage", f"{redact(url)!r} names no host ({scheme}://user@host:port/database)")
     return url
 
 
@@ -209,16 +211,16 @@ def check_journal_writable(url: str) -> None:
         return
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.exists(folder):
-        raise ValueError(f"storage: the journal's folder {folder} does not exist (create it, or give another journal:PATH)")
+        raise ConfigError("storage", f"the journal's folder {folder} does not exist (create it, or give another journal:PATH)")
     if not os.path.isdir(folder):
-        raise ValueError(f"storage: the journal's folder {folder} is not a folder")
+        raise ConfigError("storage", f"the journal's folder {folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"storage: cannot write to the journal's folder {folder} (the journal needs a lock file beside it)")
+        raise ConfigError("storage", f"cannot write to the journal's folder {folder} (the journal needs a lock file beside it)")
     if os.path.exists(path):
         if not os.path.isfile(path):
-            raise ValueError(f"storage: the journal {path} is not a file")
+            raise ConfigError("storage", f"the journal {path} is not a file")
         if not os.access(path, os.R_OK | os.W_OK):
-            raise ValueError(f"storage: cannot write to the journal {path}")
+            raise ConfigError("storage", f"cannot write to the journal {path}")
 
 
 def normalize_storage_url(url: str) -> str:
@@ -300,7 +302,7 @@ def _open_writable(url: str) -> optuna.storages.BaseStorage:
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
         except ImportError as exc:
-            raise ValueError(f"storage: no database driver for {redact(url)} ({exc.__cause__ or exc})") from None
+            raise ConfigError("storage", f"no database driver for {redact(url)} ({exc.__cause__ or exc})") from None
         except Exception as exc:  # sqlalchemy's OperationalError etc.: one line, named
             if attempt < 4 and ("alembic_version" in str(exc) or "already exists" in str(exc)):
                 time.sleep(0.2 * (attempt + 1))
@@ -308,7 +310,7 @@ def _open_writable(url: str) -> optuna.storages.BaseStorage:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if "password" in first.lower() and public_url(url) == url:  # the password is not written down: say where it goes
                 first += f" (a password is never stored: give the URL with it again, or set {PASSWORD_ENV}, PGPASSWORD or ~/.pgpass)"
-            raise ValueError(f"storage: cannot open {redact(url)}: {first}") from None
+            raise ConfigError("storage", f"cannot open {redact(url)}: {first}") from None
     raise AssertionError("unreachable")
 
 
@@ -322,7 +324,7 @@ def _journal_writable(url: str) -> optuna.storages.JournalStorage:
     try:
         return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
     except (OSError, ValueError) as exc:  # unreadable, or not a journal (a line that is no JSON log)
-        raise ValueError(f"storage: cannot open the journal {path}: {exc}") from None
+        raise ConfigError("storage", f"cannot open the journal {path}: {exc}") from None
 
 
 def _journal_readonly(url: str) -> optuna.storages.JournalStorage:
@@ -337,7 +339,7 @@ def _journal_readonly(url: str) -> optuna.storages.JournalStorage:
     try:
         return optuna.storages.JournalStorage(ReadOnlyJournal(path))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"storage: cannot read the journal {path}: {exc}") from None
+        raise ConfigError("storage", f"cannot read the journal {path}: {exc}") from None
 
 
 def _readonly_url(url: str) -> str:
@@ -345,19 +347,19 @@ def _readonly_url(url: str) -> str:
     exist, else SQLite would create it), a server's gets its password (:func:`connect_url`)."""
     parsed = StorageURL.maybe(url)
     if parsed is None:
-        raise ValueError(f"storage: expected a database URL such as sqlite:///runs/NAME/study.db, got {url!r}")
+        raise ConfigError("storage", f"expected a database URL such as sqlite:///runs/NAME/study.db, got {url!r}")
     if parsed.is_sqlite:
         path = parsed.database or ""
         if path.startswith("file:"):
             return url  # already a URI, taken as given
         if not path or path == ":memory:":
-            raise ValueError(f"storage: an in-memory SQLite database holds no study ({url})")
+            raise ConfigError("storage", f"an in-memory SQLite database holds no study ({url})")
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"storage: no SQLite file at {p} ({url})")
         return f"sqlite:///file:{p.resolve()}?mode=ro&uri=true"
     if parsed.backend not in ("postgresql", "postgres", "mysql"):
-        raise ValueError(f"storage: unsupported URL scheme {parsed.driver.lower()!r} in {redact(url)!r} "
+        raise ConfigError("storage", f"unsupported URL scheme {parsed.driver.lower()!r} in {redact(url)!r} "
                          f"(expected sqlite, postgresql, mysql or journal:PATH)")
     return connect_url(normalize_storage_url(url))
 
@@ -379,12 +381,12 @@ def _open_readonly(url: str) -> optuna.storages.BaseStorage:
             tables = set(sqlalchemy.inspect(conn).get_table_names())
         engine.dispose()
     except sqlalchemy.exc.ArgumentError as exc:
-        raise ValueError(f"storage: bad URL {redact(url)!r} ({exc})") from None
+        raise ConfigError("storage", f"bad URL {redact(url)!r} ({exc})") from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         msg = " ".join(str(getattr(exc, "orig", exc) or exc).split())
-        raise ValueError(f"storage: cannot open {redact(url)!r}: {msg}") from None
+        raise ConfigError("storage", f"cannot open {redact(url)!r}: {msg}") from None
     except ImportError as exc:
-        raise ValueError(f"storage: no database driver for {redact(url)!r} ({exc})") from None
+        raise ConfigError("storage", f"no database driver for {redact(url)!r} ({exc})") from None
     if not _OPTUNA_TABLES <= tables:
-        raise ValueError(f"storage: {redact(url)!r} holds no Optuna study")
+        raise ConfigError("storage", f"{redact(url)!r} holds no Optuna study")
     return optuna.storages.RDBStorage(ro, engine_kwargs=kwargs, skip_table_creation=True, skip_compatibility_check=True)

@@ -60,20 +60,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from study.cli import ArgumentParser, UsageError, in_flags, run_cli
+from study.cli import ArgumentParser, UsageError, as_usage_error, flag_names, run_cli
 from study.config import ConfigError, TrialConfig, load_config
 from study.io import write_atomic
 from study.metrics import MetricsWriter, TrialResult, write_result
 
-__all__ = ["main", "build_parser", "derive_name", "DEFAULT_ROOT", "FLAGS"]
+__all__ = ["main", "build_parser", "derive_name", "DEFAULT_ROOT"]
 
 PROG = "python -m study.train"
 DEFAULT_ROOT = Path("runs") / "train"
-#: library parameter -> the flag that sets it
-FLAGS = {"workers": "--workers", "cpus_per_worker": "--cpus-per-worker", "gpus_per_worker": "--gpus-per-worker",
-         "max_failures": "--max-failures", "sync_bn": "--sync-bn", "stage_data": "--stage-data", "address": "--address",
-         "data": "--data", "out": "--out", "batch": "--batch", "batch_per_worker": "--batch-per-worker", "resume": "--resume",
-         "epochs": "--epochs", "device": "--device"}
 #: flags that only mean something for a run on Ray (``--workers`` or ``--batch``)
 RAY_FLAGS = ("address", "gpus_per_worker", "cpus_per_worker", "max_failures", "sync_bn", "batch_per_worker", "stage_data")
 
@@ -134,7 +129,8 @@ def build_parser() -> ArgumentParser:
 
 
 def _usage(exc: BaseException) -> UsageError:
-    return UsageError(in_flags(" ".join(str(exc).split()), FLAGS))
+    """A library error about the input in this command's words (a config error's field as its flag)."""
+    return as_usage_error(exc, build_parser())
 
 
 def _set_in_file(path: str, section: str) -> set[str]:
@@ -214,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     on_ray = args.workers is not None or args.batch is not None
     if not on_ray:
-        given = [FLAGS[k] for k in RAY_FLAGS if getattr(args, k) not in (None, False)]
+        say = flag_names(build_parser())
+        given = [say(k) for k in RAY_FLAGS if getattr(args, k) not in (None, False)]
         if given:
             raise UsageError(f"{given[0]}: needs --workers (or --batch); without them the run is one process")
     if args.batch is not None:
@@ -415,8 +412,10 @@ def _main_batch(args: Any) -> int:
         print(f"{PROG}: interrupted; finished runs are kept, the others keep their last checkpoint; continue with: "
               f"{_resume_command(_hint(args, None))}", file=sys.stderr)
         return 130
-    for o in outcomes:  # library words (a parameter's name) as this command's flags
-        o.reason = in_flags(o.reason, FLAGS) if o.reason else o.reason
+    say = flag_names(build_parser())
+    for o in outcomes:  # a config error's field (data, not text) as this command's flag
+        if o.error is not None:
+            o.reason = " ".join(o.error.text(say).split())
     print()
     print(format_table(outcomes))
     statuses = [o.status for o in outcomes]

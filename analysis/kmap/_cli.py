@@ -187,8 +187,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from analysis._load import load
     from analysis.kmap._analysis import analyze_kmap
-    from study.cli import in_flags
-
     try:  # a study that cannot be read is the user's input, not a bug
         fr = load(args.storage or args.run, args.study)
     except ValueError as exc:
@@ -197,6 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         an = analyze_kmap(fr, alpha=args.alpha, method=args.method, permutations=args.permutations, epoch=args.epoch,
                           kind=args.kind, variance=args.variance, mappings=args.mapping, seed=args.seed)
     except ValueError as exc:
-        raise UsageError(in_flags(" ".join(str(exc).split()), {"epoch": "--epoch", "kind": "--kind", "permutations": "--permutations", "mapping": "--mapping"})) from None
+        raise as_usage_error(exc, build_parser()) from None  # "epoch: ..." is --epoch, as data
     print(json.dumps(an.to_dict(), indent=2) if args.json else format_analysis(an))
     return 0

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._load import coerce_frames, psi_kinds
+from study.validate import ConfigError
 
 __all__ = ["KData", "kmap_data", "seed_noise"]
 
@@ -88,9 +89,9 @@ def kmap_data(frames: Any, *, epoch: int | None = None, kind: str | None = None,
     """
     fr = coerce_frames(frames)
     if by not in ("C", "planes"):
-        raise ValueError(f"by: must be 'C' or 'planes', got {by!r}")
+        raise ConfigError("by", f"must be 'C' or 'planes', got {by!r}")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
-        raise ValueError(f"epoch: must be an integer >= 1, got {epoch!r}")
+        raise ConfigError("epoch", f"must be an integer >= 1, got {epoch!r}")
     t = fr.trials
     n_stages = fr.num_stages
     if t.empty or n_stages == 0:
@@ -100,7 +101,7 @@ def kmap_data(frames: Any, *, epoch: int | None = None, kind: str | None = None,
     if kind is None:
         kind = max(counts, key=lambda kd: counts[kd])
     elif kind not in kinds:
-        raise ValueError(f"kind: must be an attention kind with a kernel size k ({', '.join(kinds)}), got {kind!r}")
+        raise ConfigError("kind", f"must be an attention kind with a kernel size k ({', '.join(kinds)}), got {kind!r}")
     if counts.get(kind, 0) == 0:
         raise ValueError(f"k-vs-C: the study has no trial with {kind!r} attention in any stage")
     has_kind = np.zeros(len(t), bool)

@@ -60,6 +60,7 @@ from analysis.kmap._model import (
     simultaneous_critical,
     weighted_ssr,
 )
+from study.validate import ConfigError
 
 __all__ = ["METHODS", "KEffect", "KModel", "fit_k_model", "k_effect"]
 
@@ -505,13 +506,13 @@ def k_effect(
     study cannot be analysed.
     """
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+        raise ConfigError("alpha", f"must be in (0, 1), got {alpha!r}")
     if method not in METHODS:
-        raise ValueError(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ConfigError("method", f"must be one of {', '.join(METHODS)}, got {method!r}")
     if variance not in VARIANCES:
-        raise ValueError(f"variance: must be one of {', '.join(VARIANCES)}, got {variance!r}")
+        raise ConfigError("variance", f"must be one of {', '.join(VARIANCES)}, got {variance!r}")
     if method == "permutation" and (not isinstance(permutations, int) or permutations < 19):
-        raise ValueError(f"permutations: must be an integer >= 19, got {permutations!r}")
+        raise ConfigError("permutations", f"must be an integer >= 19, got {permutations!r}")
     data = frames_or_data if isinstance(frames_or_data, KData) else kmap_data(frames_or_data, epoch=epoch, kind=kind, by=by)
     model = fit_k_model(data, variance=variance)
     noise = seed_noise(data, confidence=1 - alpha)

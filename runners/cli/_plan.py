@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runners._settings import StudySettings
+from study.validate import ConfigError
 
 __all__ = ["PILOT_REPLICATES", "Plan", "budget_warning", "pilot_sigma", "plan_study", "smallest_budget"]
 
@@ -133,7 +134,8 @@ def pilot_sigma(settings: StudySettings, space: Any, *, log: Callable[[str], Non
 
     refs = space.reference_points(**settings.space_settings())
     if not refs:
-        raise ValueError(f"sigma: space {space.name!r} has no reference points to run as a noise pilot; give the noise with `sigma`")
+        raise ConfigError("sigma", f"space {space.name!r} has no reference points to run as a noise pilot; give the noise with {{sigma}}",
+                          refs=["sigma"])
     folder = Path(tempfile.mkdtemp(prefix="plan-pilot-"))
     try:
         pilot = settings.replace(name="pilot", storage=f"sqlite:///{folder / 'study.db'}", run_dir=str(folder), trials=len(refs),
@@ -143,7 +145,7 @@ def pilot_sigma(settings: StudySettings, space: Any, *, log: Callable[[str], Non
         bridge = run_study(pilot, space=space, progress=Progress(quiet=True))
         noise = analysis.seed_noise(analysis.kmap_data(analysis.frames_of(bridge.study, settings=pilot.to_dict())))
         if noise.sigma is None or noise.ci is None:
-            raise ValueError("sigma: the noise pilot finished no replicated reference point; give the noise with `sigma`")
+            raise ConfigError("sigma", "the noise pilot finished no replicated reference point; give the noise with {sigma}", refs=["sigma"])
         return noise.sigma, noise.ci, noise.df, len(bridge.study.get_trials(deepcopy=False))
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -3,7 +3,8 @@
 The command line maps flags to settings fields and settles defaults (the space's budget and
 sampler, the default proxy and recipe, a derived name); :class:`StudySettings` is the one
 validator of the result. Library errors name fields ("trials: ...",
-"pruner_options.warmup: ..."); :data:`FLAGS` says them as the flags that set the fields.
+"pruner_options.warmup: ...", the path as data: :class:`study.validate.ConfigError`); the
+rule of :func:`study.cli.flag_names` and :data:`FLAG_EXCEPTIONS` say them as flags.
 Nothing here creates a file, a folder or a study.
 """
 
@@ -19,9 +20,10 @@ from typing import Any
 from runners._settings import DESIGNS, MULTI_OBJECTIVE_PRUNERS, RESUMABLE, StudySettings
 from runners.cli._prepare import Preparation, preparation_for
 from search_spaces import SpaceOption, declared_options
-from study.cli import UsageError, in_flags
+from study.cli import UsageError, as_usage_error
+from study.validate import ConfigError
 
-__all__ = ["FLAGS", "DEFAULT_PROXY", "DEFAULT_RECIPE", "resolve_settings", "usage_error", "space_flags", "refuse_on_resume"]
+__all__ = ["FLAG_EXCEPTIONS", "flag_table", "DEFAULT_PROXY", "DEFAULT_RECIPE", "resolve_settings", "usage_error", "space_flags", "refuse_on_resume"]
 
 #: the default proxy: the synthetic preset shrunk to 10 classes so the default budget
 #: (20 trials x 3 epochs, widths 0.25-1.0) takes a few minutes on two CPU cores
@@ -32,34 +34,34 @@ DEFAULT_PROXY = ("synthetic", {"num_classes": 10, "images_per_class": 50, "val_p
 #: reached 48 / 82 / 77 % top-1 after 3 epochs (10 classes; chance 10 %).
 DEFAULT_RECIPE = {"batch_size": 64, "lr": 0.05, "warmup_epochs": 0.5}
 
-#: settings field (or parameter) -> the flag that sets it
-FLAGS: dict[str, str] = {
-    "name": "--name", "space": "--space", "storage": "--storage", "run_dir": "--out", "out": "--out",
-    "trials": "--trials", "epochs": "--epochs", "timeout": "--timeout", "resume": "--resume",
-    "runner": "--runner", "address": "--address", "device": "--device",
-    "seed": "--seed", "backbone": "--backbone", "stem": "--stem", "width": "--width",
-    "proxy": "--set proxy", "recipe": "--set recipe", "objectives": "--objectives",
-    "sampler": "--sampler", "sampler_options": "--sampler",
+#: where a settings field path is not said as the flag of the same destination (the rule of
+#: :func:`study.cli.flag_names`): field path (or prefix ending in ".") -> the flag that sets it
+FLAG_EXCEPTIONS: dict[str, str] = {
+    "run_dir": "--out", "proxy": "--set proxy", "recipe": "--set recipe", "proxy.": "--set proxy.", "recipe.": "--set recipe.",
+    "sampler_options": "--sampler", "pruner_options": "--pruner",
     "sampler_options.startup": "--n-startup-trials", "sampler_options.population_size": "--population-size",
-    "pruner": "--pruner", "pruner_options": "--pruner",
     "pruner_options.warmup": "--pruner-warmup", "pruner_options.startup": "--pruner-startup",
     "pruner_options.percentile": "--pruner-percentile",
     "pruner_options.min_resource": "--min-resource", "pruner_options.reduction_factor": "--reduction-factor",
-    "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
-    "max_concurrent": "--max-concurrent", "max_failures": "--max-failures", "stage_data": "--stage-data", "data": "--data",
-    "design": "--design", "replicates": "--replicates", "seed_mode": "--seed-mode",
-    "sigma": "--sigma", "effect": "--effect",
-    # the options the registered spaces declare (space_options.KEY is said as the flag too)
-    **{option.key: flag for flag, option in declared_options().items()},
 }
 #: option flags of the sampler and the pruner: settings option name -> argparse dest
 _SAMPLER_ARGS = {"startup": "n_startup_trials", "population_size": "population_size"}
 _PRUNER_ARGS = {"warmup": "pruner_warmup", "startup": "pruner_startup", "percentile": "pruner_percentile", "min_resource": "min_resource", "reduction_factor": "reduction_factor"}
 
 
-def usage_error(exc: BaseException) -> UsageError:
-    """A library error, said in flags, as the command line's one-line error."""
-    return UsageError(in_flags(" ".join(str(exc).split()), FLAGS))
+def flag_table(space: Any = None) -> dict[str, str]:
+    """:data:`FLAG_EXCEPTIONS` and the options the registered spaces declare
+    (``space_options.KEY`` and a space's own ``KEY`` are said as the option's flag)."""
+    options = declared_options().values() if space is None else space.options
+    return {**FLAG_EXCEPTIONS, **{f"space_options.{o.key}": o.flag for o in options}, **{o.key: o.flag for o in options}}
+
+
+def usage_error(exc: BaseException, space: Any = None) -> UsageError:
+    """A library error as the command line's one-line error: a config error's field path
+    said as the flag that sets it."""
+    from runners.cli._main import build_parser
+
+    return as_usage_error(exc, build_parser(), flag_table(space))
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -105,7 +107,7 @@ def _resolve_proxy(args: Any, overrides: dict[str, Any], design: Any = DESIGNS["
         spec = proxy_preset(name, **{**fields, **({"val_per_class": design.val_per_class} if design.val_per_class else {})})
     if overrides:
         try:
-            spec = ProxySpec.from_dict({**spec.to_dict(), **overrides})
+            spec = ProxySpec.from_dict({**spec.to_dict(), **overrides}, "proxy")
         except ValueError as exc:
             raise usage_error(exc) from None
     return spec
@@ -124,12 +126,11 @@ def _resolve_recipe(args: Any, overrides: dict[str, Any], default_epochs: int, b
         raise UsageError(f"--set: recipe.epochs and recipe.warmup_epochs must be numbers, got "
                          f"{fields['epochs']!r} and {fields['warmup_epochs']!r}") from None
     try:
-        return Recipe.from_dict(fields)
-    except ValueError as exc:  # "lr: ..." came from --set recipe.lr, "epochs: ..." maybe from --epochs
-        text = " ".join(str(exc).split())
-        if text.startswith("epochs") and "epochs" not in overrides:
-            raise usage_error(exc) from None
-        raise UsageError(f"--set recipe.{text}") from None
+        return Recipe.from_dict(fields, "recipe")
+    except ConfigError as exc:  # recipe.lr came from --set recipe.lr; recipe.epochs from --epochs unless --set gave it
+        if exc.field == "recipe.epochs" and "epochs" not in overrides:
+            raise usage_error(ConfigError("epochs", exc.reason)) from None
+        raise usage_error(exc) from None
 
 
 def derived_names(base: str) -> list[str]:
@@ -174,11 +175,10 @@ def _dry_run(space: Any, settings: StudySettings) -> None:
         trial = study.ask()
         try:
             space.suggest(trial, **kw)
+        except ConfigError as exc:  # e.g. "kinds: ..." is --kinds
+            raise usage_error(exc, space) from None
         except (ValueError, TypeError, KeyError) as exc:
-            text = " ".join(str(exc).split())
-            lead = text.split(":", 1)[0]
-            flags = {**FLAGS, **{option.key: option.flag for option in space.options}}  # "kinds: ..." is --kinds
-            raise UsageError(in_flags(text, flags) if lead in flags else f"--space {settings.space}: {text}") from None
+            raise UsageError(f"--space {settings.space}: {' '.join(str(exc).split())}") from None
         except Exception as exc:  # a user's space with a bug: one line, not a traceback
             raise UsageError(f"--space {settings.space}: {type(exc).__name__}: {exc}") from None
         study.tell(trial, 0.0)
@@ -424,7 +424,7 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
         if key == "data" and str(Path(value).resolve()) == kept["data"]:
             continue
         if key == "proxy" or value != kept[key]:
-            flag = FLAGS.get(key, f"--{key}")
+            flag = "--set proxy" if key == "proxy" else f"--{key.replace('_', '-')}"
             raise UsageError(f"{flag}: a resumed study keeps its {key.replace('_', ' ')} ({kept[key]!r}); drop the flag or start a new study")
     for flag, option in declared_options().items():  # a space's options, as its own (refused ones: refuse_on_resume)
         text = getattr(args, option.key, None)

@@ -24,6 +24,7 @@ from typing import Any
 
 from study.config import TrialConfig, load_config
 from study.metrics import OUTCOMES, TrialResult
+from study.validate import ConfigError
 
 __all__ = ["BatchEntry", "EntryOutcome", "read_index", "train_batch", "finished_run", "format_table"]
 
@@ -51,9 +52,17 @@ class EntryOutcome:
     status: str = "pending"
     result: TrialResult | None = None
     reason: str = ""
+    #: the config error behind a failure, its field as data (a CLI says it as its flag)
+    error: ConfigError | None = None
     seconds: float = 0.0
     #: epochs in the run's checkpoint when it failed (``--resume`` continues from there)
     checkpointed: int = 0
+
+
+def _failed(o: EntryOutcome, exc: BaseException) -> None:
+    """``o`` failed of ``exc``: its reason in one line, and the config error itself, if it is one."""
+    o.status, o.reason = "failed", " ".join(str(exc).split())
+    o.error = exc if isinstance(exc, ConfigError) else None
 
 
 def read_index(path: str | Path, *, out_root: str | Path | None = None) -> list[BatchEntry]:
@@ -64,23 +73,23 @@ def read_index(path: str | Path, *, out_root: str | Path | None = None) -> list[
     try:
         text = p.read_text()
     except OSError as exc:
-        raise ValueError(f"batch: cannot read the index {p} ({exc.strerror or exc})") from None
+        raise ConfigError("batch", f"cannot read the index {p} ({exc.strerror or exc})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"batch: {p} is not valid JSON ({exc})") from None
+        raise ConfigError("batch", f"{p} is not valid JSON ({exc})") from None
     if not isinstance(data, list) or not data:
-        raise ValueError(f"batch: {p} is not an export index (a non-empty list of entries with a 'file', "
-                         f"as `python -m analysis.export` writes)")
+        raise ConfigError("batch", f"{p} is not an export index (a non-empty list of entries with a 'file', "
+                         "as python -m analysis.export writes)")
     root = Path(out_root) if out_root is not None else p.resolve().parent.parent / "train"
     entries, names = [], set()
     for i, item in enumerate(data):
         if not isinstance(item, dict) or not isinstance(item.get("file"), str) or not item["file"]:
-            raise ValueError(f"batch: entry {i} of {p} has no 'file' naming its config")
+            raise ConfigError("batch", f"entry {i} of {p} has no 'file' naming its config")
         file = (p.parent / item["file"]) if not Path(item["file"]).is_absolute() else Path(item["file"])
         name = Path(item["file"]).stem
         if name in names:
-            raise ValueError(f"batch: {p} names {item['file']!r} twice")
+            raise ConfigError("batch", f"{p} names {item['file']!r} twice")
         names.add(name)
         try:
             config, error = load_config(file), None
@@ -101,7 +110,7 @@ def finished_run(out: Path, config: TrialConfig | None) -> dict[str, Any] | None
     if not isinstance(result, dict) or result.get("outcome") not in OUTCOMES:
         return None
     if config is not None and result.get("config") != config.to_dict():
-        raise ValueError(f"out: {out} holds the result of another config")
+        raise ConfigError("out", f"{out} holds the result of another config")
     return result
 
 
@@ -203,11 +212,11 @@ def _entries_to_train(outcomes: list[EntryOutcome], *, resume: bool) -> list[Ent
             done = finished_run(e.out, e.config)
             state = read_checkpoint(e.out) if e.out.is_dir() else None
         except ValueError as exc:
-            o.status, o.reason = "failed", " ".join(str(exc).split())
+            _failed(o, exc)
             continue
         if (done is not None or state is not None) and not resume:
-            raise ValueError(f"resume: {e.out} already holds a {'finished run' if done is not None else 'checkpoint'} of "
-                             f"{e.name}; pass `resume` to skip finished runs and continue the others")
+            raise ConfigError("resume", f"{e.out} already holds a {'finished run' if done is not None else 'checkpoint'} of "
+                             f"{e.name}; pass {{resume}} to skip finished runs and continue the others", refs=["resume"])
         if done is not None:
             o.status, o.result = "skipped", TrialResult.from_dict(done)
             continue
@@ -229,10 +238,10 @@ def _check_data(todo: list[EntryOutcome], scaling: Any, *, log: Callable[[str], 
             try:
                 by_path[key] = ("ok", prepare_data(o.entry.config, scaling, log=log))
             except ValueError as exc:
-                by_path[key] = ("error", " ".join(str(exc).split()))
+                by_path[key] = ("error", exc)
         kind, value = by_path[key]
         if kind == "error":
-            o.status, o.reason = "failed", value
+            _failed(o, value)
             todo.remove(o)
         else:
             staged[o.entry.name] = value
@@ -274,7 +283,7 @@ def _train_entry(o: EntryOutcome, *, scaling: Any, staged: Any, write: Callable[
         o.result, o.status = result, result.outcome
         o.reason = result.message if result.outcome != "complete" else ""
     except (TrainingFailed, ValueError, OSError) as exc:
-        o.status, o.reason = "failed", " ".join(str(exc).split())
+        _failed(o, exc)
     except Exception as exc:  # noqa: BLE001 - one entry's surprise must not stop the others
         o.status, o.reason = "failed", f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     if o.status == "failed":

@@ -40,6 +40,7 @@ from study.config import Recipe, TrialConfig, repr_non_default
 from study.metrics import TrialResult
 from study.record import error_text
 from study.runfolder import next_run_name
+from study.validate import ConfigError
 
 __all__ = ["Scaling", "TrainingFailed", "scale_recipe", "check_resources", "prepare_data", "train_distributed",
            "absolute_data"]
@@ -73,22 +74,22 @@ class Scaling:
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"workers: must be an integer >= 1, got {self.workers!r}")
+            raise ConfigError("workers", f"must be an integer >= 1, got {self.workers!r}")
         c = self.cpus_per_worker
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0:
-            raise ValueError(f"cpus_per_worker: must be a number >= 0, got {c!r}")
+            raise ConfigError("cpus_per_worker", f"must be a number >= 0, got {c!r}")
         g = self.gpus_per_worker
         if isinstance(g, float) and g.is_integer():
             object.__setattr__(self, "gpus_per_worker", g := int(g))
         if isinstance(g, bool) or not isinstance(g, int) or g not in (0, 1):
-            raise ValueError(f"gpus_per_worker: must be 0 (CPUs, gloo) or 1 (one GPU per rank: DistributedDataParallel "
+            raise ConfigError("gpus_per_worker", f"must be 0 (CPUs, gloo) or 1 (one GPU per rank: DistributedDataParallel "
                              f"trains one device per process), got {g!r}")
         if c == 0 and g == 0:
-            raise ValueError("cpus_per_worker: a worker needs some CPU or GPU (both are 0)")
+            raise ConfigError("cpus_per_worker", "a worker needs some CPU or GPU (both are 0)")
         if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) or self.max_failures < 0:
-            raise ValueError(f"max_failures: must be an integer >= 0, got {self.max_failures!r}")
+            raise ConfigError("max_failures", f"must be an integer >= 0, got {self.max_failures!r}")
         if self.sync_bn and g == 0:
-            raise ValueError("sync_bn: torch's SyncBatchNorm runs on GPUs only; it needs `gpus_per_worker` >= 1")
+            raise ConfigError("sync_bn", "torch's SyncBatchNorm runs on GPUs only; it needs {gpus_per_worker} >= 1", refs=["gpus_per_worker"])
 
     @property
     def threads(self) -> int:
@@ -104,7 +105,7 @@ def scale_recipe(recipe: Recipe, workers: int, batch_per_worker: int) -> Recipe:
     "Accurate, Large Minibatch SGD", 2017: lr x global / recipe.batch_size); warm-up and the
     schedule stay in epochs."""
     if isinstance(batch_per_worker, bool) or not isinstance(batch_per_worker, int) or batch_per_worker < 1:
-        raise ValueError(f"batch_per_worker: must be an integer >= 1, got {batch_per_worker!r}")
+        raise ConfigError("batch_per_worker", f"must be an integer >= 1, got {batch_per_worker!r}")
     global_batch = workers * batch_per_worker
     return dataclasses.replace(recipe, batch_size=global_batch, lr=recipe.lr * (global_batch / recipe.batch_size))
 
@@ -118,15 +119,15 @@ def check_resources(scaling: Scaling) -> None:
     c, g = float(scaling.cpus_per_worker), float(scaling.gpus_per_worker)
     total_gpus = sum(n.gpus for n in nodes)
     if g and not any(n.gpus >= g for n in nodes):
-        raise ValueError(f"gpus_per_worker: a worker needs {g:g} GPU(s) but no node of the Ray cluster has that many "
+        raise ConfigError("gpus_per_worker", f"a worker needs {g:g} GPU(s) but no node of the Ray cluster has that many "
                          f"(the cluster has {total_gpus:g} GPUs)")
     if c and not any(n.cpus >= c and n.gpus >= g for n in nodes):
-        raise ValueError(f"cpus_per_worker: a worker needs {c:g} CPUs{f' and {g:g} GPUs' if g else ''} but no node of the Ray "
+        raise ConfigError("cpus_per_worker", f"a worker needs {c:g} CPUs{f' and {g:g} GPUs' if g else ''} but no node of the Ray "
                          f"cluster has that many (largest: {max((n.cpus for n in nodes), default=0):g} CPUs)")
     room = sum(min(math.floor(n.cpus / c) if c else math.inf, math.floor(n.gpus / g) if g else math.inf) for n in nodes)
     if room < scaling.workers:
         need = f"{c:g} CPU" + (f" + {g:g} GPU" if g else "")
-        raise ValueError(f"workers: {scaling.workers} workers of {need} each do not fit on the Ray cluster at once "
+        raise ConfigError("workers", f"{scaling.workers} workers of {need} each do not fit on the Ray cluster at once "
                          f"(room for {room:g}: {sum(n.cpus for n in nodes):g} CPUs, {total_gpus:g} GPUs on {len(nodes)} nodes)")
 
 
@@ -311,7 +312,7 @@ def _start_recorder(out: Path) -> Any:
         ray.get(recorder.state.remote())
     except ValueError as exc:
         if "already exists" in str(exc):
-            raise ValueError(f"out: another training on this Ray cluster is writing into {out}") from None
+            raise ConfigError("out", f"another training on this Ray cluster is writing into {out}") from None
         raise
     return recorder
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from study.validate import ConfigError
+
 __all__ = ["Node", "cluster_nodes", "nodes_for", "check_cache_on_nodes", "stage_cache", "prepare_cache", "STAGE_DIR_ENV",
            "CHUNK_BYTES"]
 
@@ -144,7 +146,7 @@ def _write_staged(key: str, chunks: dict[str, list[Any]], checksums: dict[str, s
                     f.write(ray.get(ref))
         for name, digest in checksums.items():
             if sha256_file(partial / name) != digest:
-                raise ValueError(f"{name}: the shipped copy does not match the manifest's sha256")
+                raise ConfigError(name, "the shipped copy does not match the manifest's sha256")
         try:
             partial.rename(final)
         except OSError:  # another task on this node finished first, or a damaged copy is in the way
@@ -172,8 +174,8 @@ def check_cache_on_nodes(path: str, nodes: list[Node]) -> None:
     if bad:
         node, reason = bad[0]
         more = f" (and {len(bad) - 1} more of the {len(nodes)} nodes)" if len(bad) > 1 else f" ({len(bad)} of {len(nodes)} nodes)"
-        raise ValueError(f"data: node {node} cannot read the cache {path}: {reason}{more}; every node that runs a worker needs "
-                         f"it at the same path (a shared filesystem), or pass `stage_data` to ship it to each node's local disk")
+        raise ConfigError("data", f"node {node} cannot read the cache {path}: {reason}{more}; every node that runs a worker needs "
+                         f"it at the same path (a shared filesystem), or pass {{stage_data}} to ship it to each node's local disk", refs=["stage_data"])
 
 
 def stage_cache(path: str, nodes: list[Node], *, log: Callable[[str], Any] | None = None) -> dict[str, str]:
@@ -207,7 +209,7 @@ def stage_cache(path: str, nodes: list[Node], *, log: Callable[[str], Any] | Non
     bad = [(n, a) for n, a in answers.items() if not isinstance(a, str)]
     if bad:
         node, reason = bad[0]
-        raise ValueError(f"stage_data: could not stage {path} on node {node}: {reason} "
+        raise ConfigError("stage_data", f"could not stage {path} on node {node}: {reason} "
                          f"(the node's staging folder is ${STAGE_DIR_ENV}, default <tmp>/study-stage)")
     staged.update({n.node_id: a for n, a in answers.items()})
     return staged

@@ -15,13 +15,11 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from study.cli import ArgumentParser, UsageError, as_usage_error, in_flags, run_cli
+from study.cli import ArgumentParser, UsageError, as_usage_error, run_cli
 
 PROG = "python -m study.data"
-#: :func:`study.data.prepare` parameter -> the flag of ``prepare`` that sets it
-FLAGS = {"source": "--source", "root": "--root", "resolution": "--res", "out": "--out", "classes": "--classes",
-         "label_map": "--label-map", "val_split": "--val-split", "seed": "--seed", "workers": "--workers",
-         "chunk_size": "--chunk-size", "force": "--force"}
+#: :func:`study.data.prepare` parameters not said as the option of the same name
+FLAG_EXCEPTIONS = {"resolution": "--res"}
 
 
 def _fraction(text: str) -> float:
@@ -111,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:  # a folder that is not a (complete) cache is the user's
             manifest = read_manifest(args.dir)
         except ValueError as exc:
-            raise as_usage_error(exc, FLAGS) from None
+            raise as_usage_error(exc, build_parser(), FLAG_EXCEPTIONS) from None
         print(json.dumps(manifest, indent=2) if args.json else info_table(manifest))
         if args.verify:
             bad = verify_cache(args.dir)
@@ -136,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{PROG}: {args.out}.partial keeps the finished chunks; run the same command again to finish", file=sys.stderr)
             raise
-        except (ValueError, OSError) as exc:  # the library names parameters; say them as flags
-            raise UsageError(in_flags(" ".join(str(exc).split()), FLAGS)) from None
+        except (ValueError, OSError) as exc:  # the library names parameters (as data); say them as flags
+            raise as_usage_error(exc, build_parser(), FLAG_EXCEPTIONS) from None
     counts = ", ".join(f"{s} {c['images']}" for s, c in manifest["counts"].items())
     print(f"{args.out}: {manifest['source']} at {manifest['resolution']} px, {manifest['num_classes']} classes, {counts} images, "
           f"{manifest['num_skipped']} skipped")

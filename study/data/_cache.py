@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from study.data._types import ProxyData, Split, balanced_subset
+from study.validate import ConfigError
 
 __all__ = ["load_cache", "read_manifest", "verify_cache", "MANIFEST", "CACHE_FORMAT", "CACHE_VERSION", "SPLITS",
            "partial_path", "array_files", "sha256_file"]
@@ -110,10 +111,10 @@ def load_cache(path: str | Path, *, resolution: int | None = None, num_classes: 
     classes = list(manifest["classes"])
     res = int(manifest["resolution"])
     if resolution is not None and resolution > res:
-        raise ValueError(f"resolution: {resolution} px asked, but the cache {d} holds {res} px images "
+        raise ConfigError("resolution", f"{resolution} px asked, but the cache {d} holds {res} px images "
                          f"(prepare one at {resolution} px, or ask for {res} px or less)")
     if num_classes is not None and num_classes > len(classes):
-        raise ValueError(f"num_classes: {num_classes} asked, but the cache {d} holds {len(classes)} classes")
+        raise ConfigError("num_classes", f"{num_classes} asked, but the cache {d} holds {len(classes)} classes")
     keep_classes = len(classes) if num_classes is None else num_classes
     splits = {}
     for split in SPLITS:

@@ -6,6 +6,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from study.validate import ConfigError
+
 __all__ = ["imagenet100_classes", "read_class_file", "read_label_map", "IMAGENET100_FILE", "IMAGENET100_SHA256"]
 
 #: The ImageNet-100 class list of Tian, Krishnan & Isola, "Contrastive Multiview Coding"
@@ -68,13 +70,13 @@ def read_label_map(path: str | Path) -> dict[int, str]:
         if not parts:
             continue
         if len(parts) < 2 or not _WNID.match(parts[0]) or not parts[1].isdigit():
-            raise ValueError(f"label_map {p}:{lineno}: expected 'WNID LABEL NAME' like 'n02119789 1 kit_fox', got {line.strip()!r}")
+            raise ConfigError("label_map", f"{p}:{lineno}: expected 'WNID LABEL NAME' like 'n02119789 1 kit_fox', got {line.strip()!r}")
         label = int(parts[1])
         if label in mapping:
-            raise ValueError(f"label_map {p}:{lineno}: label {label} appears twice")
+            raise ConfigError("label_map", f"{p}:{lineno}: label {label} appears twice")
         mapping[label] = parts[0]
     if not mapping:
-        raise ValueError(f"label_map {p}: empty")
+        raise ConfigError("label_map", about=str(p), reason="empty")
     if len(set(mapping.values())) != len(mapping):
-        raise ValueError(f"label_map {p}: a wnid appears twice")
+        raise ConfigError("label_map", about=str(p), reason="a wnid appears twice")
     return mapping

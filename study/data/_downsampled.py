@@ -23,6 +23,7 @@ import numpy as np
 from study.data._classes import read_class_file, read_label_map
 from study.data._listing import ArrayListing
 from study.data._registry import ProxySource, register_source
+from study.validate import ConfigError
 
 __all__ = ["DownsampledImageNetSource", "read_batch_file"]
 
@@ -74,15 +75,15 @@ class DownsampledImageNetSource(ProxySource):
     def scan(self, root: Path, *, label_map: str | None = None, classes: str | None = None, **_: Any) -> ArrayListing:  # type: ignore[override]
         root = Path(root)
         if not root.is_dir():
-            raise FileNotFoundError(f"root {root}: no such folder")
+            raise ConfigError("root", about=str(root), reason="no such folder")
         if label_map is None:
-            raise ValueError("label_map: source imagenet-downsampled needs the ILSVRC devkit's map_clsloc.txt "
+            raise ConfigError("label_map", "source imagenet-downsampled needs the ILSVRC devkit's map_clsloc.txt "
                              "(lines like 'n02119789 1 kit_fox'): its 1-based labels follow that file's order")
         mapping = read_label_map(label_map)
         wnids = read_class_file(classes)
         unknown = [w for w in wnids if w not in set(mapping.values())]
         if len(unknown) == len(wnids):
-            raise ValueError(f"label_map {label_map}: none of the {len(wnids)} classes appear in it")
+            raise ConfigError("label_map", about=str(label_map), reason=f"none of the {len(wnids)} classes appear in it")
         train = sorted(((int(m.group(1)), p) for p in root.iterdir() if (m := _TRAIN.match(p.name))), key=lambda t: t[0])
         val = sorted(p for p in root.iterdir() if _VAL.match(p.name))
         if not train:

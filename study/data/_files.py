@@ -13,6 +13,7 @@ from study.data._classes import read_class_file
 from study.data._decode import IMAGE_EXTENSIONS
 from study.data._listing import FileListing
 from study.data._registry import ProxySource, register_source
+from study.validate import ConfigError
 
 __all__ = ["ImageFolderSource", "ImageNet100Source", "scan_tree"]
 
@@ -34,7 +35,7 @@ def _class_dirs(split_dir: Path) -> list[str]:
 
 def _check_fraction(val_split: float | None) -> None:
     if val_split is not None and (isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or not 0 < val_split < 1):
-        raise ValueError(f"val_split: a fraction in (0, 1), got {val_split!r}")
+        raise ConfigError("val_split", f"a fraction in (0, 1), got {val_split!r}")
 
 
 def scan_tree(root: str | Path, *, classes: list[str] | None = None, val_split: float | None = None, seed: int = 0,
@@ -50,21 +51,21 @@ def scan_tree(root: str | Path, *, classes: list[str] | None = None, val_split: 
     _check_fraction(val_split)
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"root {root}: no such folder")
+        raise ConfigError("root", about=str(root), reason="no such folder")
     train_dir, val_dir = root / "train", root / "val"
     if not train_dir.is_dir():
-        raise ValueError(f"root {root}: no train/ folder (expected ROOT/train/<class>/*, ROOT/val/<class>/*)")
+        raise ConfigError("root", about=str(root), reason="no train/ folder (expected ROOT/train/<class>/*, ROOT/val/<class>/*)")
     if val_split is None and not val_dir.is_dir():
-        raise ValueError(f"root {root}: no val/ folder (expected ROOT/val/<class>/*); "
-                         f"pass `val_split` FRACTION to hold out a seeded fraction of train/ instead")
+        raise ConfigError("root", about=str(root), reason="no val/ folder (expected ROOT/val/<class>/*); "
+                         "pass {val_split} FRACTION to hold out a seeded fraction of train/ instead", refs=["val_split"])
     if val_split is not None and val_dir.is_dir():
-        raise ValueError(f"val_split: {root} has a val/ folder; `val_split` only applies to trees without one")
+        raise ConfigError("val_split", f"{root} has a val/ folder; {{val_split}} only applies to trees without one", refs=["val_split"])
     found = _class_dirs(train_dir)
     explicit = classes is not None
     if classes is None:
         classes = found
         if not classes:
-            raise ValueError(f"root {root}: train/ has no class folders")
+            raise ConfigError("root", about=str(root), reason="train/ has no class folders")
     wanted = set(classes)
     label_of = {c: i for i, c in enumerate(classes)}
     notes: dict[str, Any] = {}
@@ -92,9 +93,9 @@ def scan_tree(root: str | Path, *, classes: list[str] | None = None, val_split: 
         if source == "imagefolder":
             extra = [c for c in val_found if c not in wanted]
             if extra:
-                raise ValueError(f"root {root}: val/ has class folder {extra[0]!r} that train/ lacks")
+                raise ConfigError("root", about=str(root), reason=f"val/ has class folder {extra[0]!r} that train/ lacks")
         elif not val_found and any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(val_dir)):
-            raise ValueError(f"root {root}: val/ holds images directly; sort them into val/<wnid>/ folders first")
+            raise ConfigError("root", about=str(root), reason="val/ holds images directly; sort them into val/<wnid>/ folders first")
         for c in classes:
             if c in val_found:
                 val.extend((f, label_of[c]) for f in _images_in(val_dir / c))
@@ -104,9 +105,9 @@ def scan_tree(root: str | Path, *, classes: list[str] | None = None, val_split: 
     else:
         notes["val_split"] = {"fraction": val_split, "seed": seed, "from": "train"}
     if not train:
-        raise ValueError(f"root {root}: no images (.jpg/.jpeg/.png/.webp/.bmp) under train/ for the selected classes")
+        raise ConfigError("root", about=str(root), reason="no images (.jpg/.jpeg/.png/.webp/.bmp) under train/ for the selected classes")
     if not val:
-        raise ValueError(f"root {root}: no validation images for the selected classes")
+        raise ConfigError("root", about=str(root), reason="no validation images for the selected classes")
     return FileListing(classes=list(classes), splits={"train": train, "val": val}, notes=notes)
 
 

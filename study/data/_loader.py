@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from study.data._types import Split, seeded_generator
+from study.validate import ConfigError
 
 __all__ = ["DeviceLoader", "AUGMENTS", "IMAGENET_MEAN", "IMAGENET_STD", "PLACEMENTS", "list_augments", "choose_placement"]
 
@@ -151,17 +152,17 @@ class DeviceLoader:
         if not isinstance(split, Split):
             raise TypeError(f"split: expected a study.data.Split, got {type(split).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+            raise ConfigError("batch_size", f"expected an integer >= 1, got {batch_size!r}")
         if augment not in AUGMENTS:
-            raise ValueError(f"augment: unknown augmentation {augment!r} (valid: {', '.join(list_augments())})")
+            raise ConfigError("augment", f"unknown augmentation {augment!r} (valid: {', '.join(list_augments())})")
         if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-            raise ValueError(f"world_size: expected an integer >= 1, got {world_size!r}")
+            raise ConfigError("world_size", f"expected an integer >= 1, got {world_size!r}")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ValueError(f"rank: expected an integer in [0, {world_size - 1}], got {rank!r}")
+            raise ConfigError("rank", f"expected an integer in [0, {world_size - 1}], got {rank!r}")
         if placement not in PLACEMENTS:
-            raise ValueError(f"placement: must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
+            raise ConfigError("placement", f"must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
         if len(split) == 0:
-            raise ValueError("split: has no images")
+            raise ConfigError("split", "has no images")
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.train = bool(train)
@@ -222,7 +223,7 @@ class DeviceLoader:
                 lo, hi = g_lo + rank * b, g_lo + (rank + 1) * b
             else:  # the last, partial global batch: near-equal parts
                 if g_hi - g_lo < world:
-                    raise ValueError(f"split: a batch of {g_hi - g_lo} images cannot be shared by {world} workers "
+                    raise ConfigError("split", f"a batch of {g_hi - g_lo} images cannot be shared by {world} workers "
                                      f"({n} images, global batch {g}); use fewer workers or drop_last")
                 part = torch.tensor_split(torch.arange(g_lo, g_hi), world)[rank]
                 lo, hi = int(part[0]), int(part[-1]) + 1

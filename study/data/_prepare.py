@@ -39,6 +39,7 @@ from study.data._decode import decode_chunk, quiet_decoding
 from study.data._listing import ArrayListing, FileListing
 from study.data._registry import get_source, list_sources
 from study.io import write_json
+from study.validate import ConfigError
 
 __all__ = ["prepare", "PrepareWarning", "STATE"]
 
@@ -140,7 +141,7 @@ def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state
     if skipped:
         keep = np.setdiff1d(np.arange(n), np.array(skipped, dtype=np.int64))
         if keep.size == 0:
-            raise ValueError(f"split {split}: every image was unreadable (first: {st['skipped'][0]['path']}: {st['skipped'][0]['error']})")
+            raise ConfigError("split", about=str(split), reason=f"every image was unreadable (first: {st['skipped'][0]['path']}: {st['skipped'][0]['error']})")
         src = np.load(tmp, mmap_mode="r")
         dst = open_memmap(partial / img_name, mode="w+", dtype=np.uint8, shape=(keep.size, resolution, resolution, 3))
         for lo in range(0, keep.size, 8192):
@@ -161,7 +162,7 @@ def _array_split(split: str, listing: ArrayListing, partial: Path, state: dict[s
                  on_chunk: Callable[[str, int, int], None] | None) -> None:
     images, labels = listing.load(split)
     if labels.shape[0] == 0:
-        raise ValueError(f"split {split}: none of its images belong to the selected {len(listing.classes)} classes")
+        raise ConfigError("split", about=str(split), reason=f"none of its images belong to the selected {len(listing.classes)} classes")
     if resolution != listing.resolution:
         import torch
 
@@ -213,7 +214,7 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
     out = Path(out)
     listing = src.scan(root, **options)
     if isinstance(listing, ArrayListing) and resolution > listing.resolution:
-        raise ValueError(f"resolution: {resolution} px asked, but the {source} files hold {listing.resolution} px images")
+        raise ConfigError("resolution", f"{resolution} px asked, but the {source} files hold {listing.resolution} px images")
     signature = _signature(source, root, resolution, listing)
     existing = _existing_cache(out, signature, force=force)
     if existing is not None:
@@ -248,19 +249,19 @@ def _checked_arguments(source: str, src: Any, options: dict[str, Any], *, resolu
     """:func:`prepare`'s arguments checked (ValueError naming the bad one): the source's
     options that are set, and the number of decoding threads (default: all CPUs)."""
     if src.generated:
-        raise ValueError(f"source: {source!r} generates its images and needs no prepare (file sources: {', '.join(list_sources(generated=False))})")
+        raise ConfigError("source", f"{source!r} generates its images and needs no prepare (file sources: {', '.join(list_sources(generated=False))})")
     for key, value in options.items():
         if value is not None and key not in src.options:
-            takes = ", ".join(f"`{o}`" for o in src.options) or "no options"
-            raise ValueError(f"{key}: does not apply to source {source!r} (it takes {takes})")
+            takes = ", ".join("{" + o + "}" for o in src.options) or "no options"
+            raise ConfigError(key, f"does not apply to source {source!r} (it takes {takes})", refs=list(src.options))
     options = {k: v for k, v in options.items() if v is not None}
     if isinstance(resolution, bool) or not isinstance(resolution, int) or not 8 <= resolution <= 1024:
-        raise ValueError(f"resolution: must be an integer in [8, 1024], got {resolution!r}")
+        raise ConfigError("resolution", f"must be an integer in [8, 1024], got {resolution!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size: must be an integer >= 1, got {chunk_size!r}")
+        raise ConfigError("chunk_size", f"must be an integer >= 1, got {chunk_size!r}")
     workers = (os.cpu_count() or 1) if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers: must be an integer >= 1, got {workers!r}")
+        raise ConfigError("workers", f"must be an integer >= 1, got {workers!r}")
     return options, workers
 
 
@@ -271,13 +272,13 @@ def _existing_cache(out: Path, signature: str, *, force: bool) -> dict[str, Any]
     if not out.exists():
         return None
     if not (out / MANIFEST).exists():
-        raise ValueError(f"out {out}: exists and is not a cache; choose another folder or remove it")
+        raise ConfigError("out", about=str(out), reason="exists and is not a cache; choose another folder or remove it")
     existing = read_manifest(out)
     if existing.get("signature") == signature and not force:
         return existing
     if not force:
-        raise ValueError(f"out {out}: already holds a cache of other inputs ({existing.get('source')}, "
-                         f"{existing.get('resolution')} px); pass `force` to replace it")
+        raise ConfigError("out", about=str(out), reason=f"already holds a cache of other inputs ({existing.get('source')}, "
+                         f"{existing.get('resolution')} px); pass {{force}} to replace it", refs=["force"])
     return None
 
 

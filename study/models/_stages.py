@@ -57,7 +57,7 @@ def as_arch(arch: ArchSpec | Mapping[str, Any]) -> ArchSpec:
         return arch
     if isinstance(arch, Mapping):
         return ArchSpec.from_dict(arch)
-    raise ConfigError(f"arch: expected an ArchSpec or its dict form, got {type(arch).__name__}")
+    raise ConfigError("arch", f"expected an ArchSpec or its dict form, got {type(arch).__name__}")
 
 
 def describe_stages(arch: ArchSpec | Mapping[str, Any], resolution: int | None = None) -> tuple[StageInfo, ...]:
@@ -76,11 +76,11 @@ def describe_stages(arch: ArchSpec | Mapping[str, Any], resolution: int | None =
     arch = as_arch(arch)
     backbone = get_backbone(arch.backbone)
     if arch.stem not in STEMS:
-        raise ConfigError(f"stem: must be one of {', '.join(STEMS)}, got {arch.stem!r}")
+        raise ConfigError("stem", f"must be one of {', '.join(STEMS)}, got {arch.stem!r}")
     plans = backbone.plan(arch.width, arch.stem)
     if len(arch.stages) != len(plans):
         raise ConfigError(
-            f"stages: backbone {arch.backbone!r} has {len(plans)} stages, so stages needs {len(plans)} entries, got {len(arch.stages)}"
+            "stages", f"backbone {arch.backbone!r} has {len(plans)} stages, so stages needs {len(plans)} entries, got {len(arch.stages)}"
         )
     maps: tuple[tuple[int, int] | None, ...] = (None,) * len(plans)
     if resolution is not None:
@@ -95,8 +95,10 @@ def describe_stages(arch: ArchSpec | Mapping[str, Any], resolution: int | None =
             params = cls.resolve(psi_channels, feature_map=feature_map, **spec.kwargs)
             if psi_channels != plan.channels:  # the module itself must accept the attended C too
                 cls.resolve(plan.channels, k=params["k"])
-        except ValueError as exc:
-            raise ConfigError(f"stages[{i}]: {exc}") from None
+        except ConfigError as exc:
+            raise exc.within(f"stages[{i}]") from None
+        except ValueError as exc:  # an attention module's own check
+            raise ConfigError(f"stages[{i}]", str(exc)) from None
         infos.append(StageInfo(i, plan.channels, plan.planes, plan.blocks, spec.kind, params))
     return tuple(infos)
 
