@@ -545,6 +545,8 @@ def build_parser() -> ArgumentParser:
     ap.add_argument("--alpha", type=float, default=0.05, help="level of the k-vs-C test, its confidence sets and the importance tests (default 0.05)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="output folder (default RUN/report)")
+    ap.add_argument("--mlflow", metavar="URI", help="attach the report (every file written) to the study's MLflow run, as its "
+                    "artifacts report/...: the tracking URI the study was run with (python -m study.run ... --mlflow URI)")
     return ap
 
 
@@ -568,6 +570,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         others = [load(c) if is_study_folder(c) else load_trained(c) for c in args.compare]
     except ValueError as exc:
         raise as_usage_error(exc) from None
-    make_report(fr, args.out, compare=others, alpha=args.alpha, seed=args.seed,
-                log=lambda s: print(s, flush=True))
+    mlflow_run = _mlflow_run(args.mlflow, fr) if args.mlflow is not None else None
+    path = make_report(fr, args.out, compare=others, alpha=args.alpha, seed=args.seed,
+                       log=lambda s: print(s, flush=True))
+    if mlflow_run is not None:
+        return _attach(args.mlflow, mlflow_run, path.parent)
+    return 0
+
+
+def _mlflow_run(uri: str, fr: Any) -> str:
+    """``--mlflow``: the study's MLflow run (:mod:`study.tracking`), found before the report is made."""
+    from study.cli import UsageError
+    from study.tracking import check_tracking_uri, find_study_run
+
+    try:
+        check_tracking_uri(uri, name="--mlflow")
+        return find_study_run(uri, fr.name, fr.storage, flag="--mlflow")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _attach(uri: str, run_id: str, folder: Path) -> int:
+    import sys
+
+    from study.tracking import attach_folder
+
+    try:
+        attach_folder(uri, run_id, folder, "report")
+    except Exception as exc:  # the server went away while the report was made: the report stands
+        print(f"warning: --mlflow: the report in {folder} was not attached to MLflow run {run_id} at {uri} "
+              f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})", file=sys.stderr)
+        return 1
+    print(f"[report] attached {folder} to MLflow run {run_id} at {uri} (artifacts report/)", flush=True)
     return 0

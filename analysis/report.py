@@ -4,6 +4,7 @@
 
     python -m analysis.report runs/NAME [--compare runs/OTHER ...] [--alpha A] [--out DIR]
     python -m analysis.report --storage URL --study NAME
+    python -m analysis.report runs/NAME --mlflow sqlite:///mlflow.db   # also attach it to the study's MLflow run
 
 Output (``runs/NAME/report/`` unless ``--out``): ``report.md``; plots as PNG and SVG
 (``pareto_{params,macs,latency}``, ``attention_gain``, ``learning_curves``,
@@ -12,7 +13,9 @@ Output (``runs/NAME/report/`` unless ``--out``): ``report.md``; plots as PNG and
 ``pareto_<cost>``, ``attention_gain``, ``hypervolume``, ``importance``, ``kmap_points``,
 ``kmap_effects``, ``kmap_mappings``, ``gamma_b``, ``fidelity_<other>``, and for a
 confirmation study ``confirmation``) and ``kmap.json`` (``confirmation.json``). One progress line per
-item; what cannot be made is said (and why) in the output and in the report.
+item; what cannot be made is said (and why) in the output and in the report. With ``--mlflow
+URI`` (the tracking URI the study was run with) every file written is attached to the
+study's MLflow run as its artifacts ``report/...``; a study without such a run is bad input.
 """
 
 from analysis._report import *  # noqa: F401,F403  (the public API of this module)

@@ -14,6 +14,10 @@ searcher that both see a result, or a retried worker that repeats an epoch, chan
 nothing), and writes ``trials/<number>/config.json`` and ``history.json`` under the run
 folder. The objective is the best validation top-1 (%) the trial reached, then the costs
 named by ``--objectives``.
+
+Those who watch the study (the progress lines, the MLflow tracker) are its observers
+(:class:`~runners._observer.StudyObserver`): the bridge tells each of them every event
+(a trial started, an epoch recorded, a trial finished) once the storage holds it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import optuna
 from optuna.trial import TrialState
 
 from runners import _optuna_compat as compat
+from runners._observer import StudyObserver
 from runners._optuna import GridSampler
 from runners._progress import Progress
 from runners._settings import StudySettings
@@ -87,13 +92,17 @@ def _jsonable(v: Any) -> Any:
 class StudyBridge:
     """One study, seen from the driver. Runners call :meth:`ask`, :meth:`start`,
     :meth:`report` and :meth:`finish`; :meth:`done` and :meth:`needs_more` say whether to
-    start another trial."""
+    start another trial. ``progress`` and ``observers`` receive the study's events
+    (:class:`~runners._observer.StudyObserver`), the progress first; :func:`~runners._study.run_study`
+    calls :meth:`study_started` and :meth:`study_finished` around the runner."""
 
-    def __init__(self, study: optuna.Study, space: Any, settings: StudySettings, *, progress: Progress | None = None):
+    def __init__(self, study: optuna.Study, space: Any, settings: StudySettings, *, progress: Progress | None = None,
+                 observers: Sequence[StudyObserver] = ()):
         self.study = study
         self.space = space
         self.settings = settings
         self.progress = progress or Progress(quiet=True)
+        self.observers: list[StudyObserver] = [self.progress, *observers]
         self.live: dict[int, LiveTrial] = {}
         self.failed_here = 0
         self.finished_here = 0
@@ -157,6 +166,18 @@ class StudyBridge:
 
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
+
+    def _notify(self, event: str, *args: Any) -> None:
+        for observer in self.observers:
+            getattr(observer, event)(*args, self)
+
+    def study_started(self) -> None:
+        """Tell the observers that trials are about to start."""
+        self._notify("study_started")
+
+    def study_finished(self) -> None:
+        """Tell the observers that the runner returned (or raised)."""
+        self._notify("study_finished")
 
     # ---------------------------------------------------------------- setup
 
@@ -250,7 +271,7 @@ class StudyBridge:
             trial.set_user_attr(record.ERROR, text)
             self.study.tell(trial, state=TrialState.FAIL)
             self.failed_here += 1
-            self.progress.trial_failed(trial.number, text, self)
+            self._notify("trial_failed", trial, text)
             return None
         if trial.user_attrs.get(record.GROUP) is None:  # sampled, not enqueued: the first run of a new group
             trial.set_user_attr(record.GROUP, trial.number)
@@ -259,7 +280,7 @@ class StudyBridge:
         live = LiveTrial(trial=trial, config=config)
         self.live[trial.number] = live
         self._write(live, "config.json", config.to_dict())
-        self.progress.trial_started(live, self)
+        self._notify("trial_started", live)
         return live
 
     def start(self, live: LiveTrial, costs: Any, stages: Sequence[Mapping[str, Any]] | None = None) -> None:
@@ -302,15 +323,16 @@ class StudyBridge:
         history = [live.history[e] for e in sorted(live.history)]
         live.trial.set_user_attr(record.HISTORY, history)
         self._write(live, "history.json", history)
-        top1 = metrics.get("top1")
-        if not is_finite(top1):
-            return False
-        if not self.settings.multi_objective:
-            live.trial.report(float(top1), step=epoch)
-        # a trial that has run its whole budget is complete: pruning it now saves nothing
-        if not live.pruned and epoch < live.config.recipe.epochs and self._should_prune(live):
-            live.pruned = True
-        return live.pruned
+        top1, prune = metrics.get("top1"), False
+        if is_finite(top1):
+            if not self.settings.multi_objective:
+                live.trial.report(float(top1), step=epoch)
+            # a trial that has run its whole budget is complete: pruning it now saves nothing
+            if not live.pruned and epoch < live.config.recipe.epochs and self._should_prune(live):
+                live.pruned = True
+            prune = live.pruned
+        self._notify("epoch", live, entry)
+        return prune
 
     def _should_prune(self, live: LiveTrial) -> bool:
         """Optuna's ``should_prune``; for several objectives, where Optuna refuses it (and
@@ -352,7 +374,7 @@ class StudyBridge:
             self.finished_here += 1
         live.state = state
         self.live.pop(live.number, None)
-        self.progress.trial_finished(live, self)
+        self._notify("trial_finished", live)
         return state
 
     def fail_live(self, reason: str) -> None:

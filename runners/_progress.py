@@ -1,12 +1,18 @@
-"""Live progress lines of a study: one line when a trial starts and one when it ends, with
-the running/complete/pruned/failed counts and the best top-1 so far."""
+"""Live progress lines of a study, as the driver receives its events: one line when a trial
+starts, one per epoch as it reaches the driver (``trial 17 epoch 1/2: top1 38.20 top5 80.00
+val_loss 1.234 (lr 0.05)``), and one when it ends, with the running/complete/pruned/failed
+counts and the best top-1 so far. ``brief`` (``--quiet``) keeps one line per trial, its end."""
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Mapping
 from typing import IO, Any
 
-__all__ = ["Progress", "format_params"]
+from runners._observer import StudyObserver
+
+__all__ = ["Progress", "format_params", "format_epoch"]
 
 
 def format_params(params: dict[str, Any], limit: int = 8) -> str:
@@ -18,14 +24,34 @@ def format_params(params: dict[str, Any], limit: int = 8) -> str:
     return " ".join(items)
 
 
-class Progress:
-    """Prints progress lines to ``stream`` (stdout by default); ``quiet`` prints nothing."""
+def _number(v: Any, spec: str) -> str:
+    return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else "nan" if isinstance(v, float) else "-"
 
-    def __init__(self, stream: IO[str] | None = None, *, quiet: bool = False):
+
+def format_epoch(number: int, metrics: Mapping[str, Any], epochs: int | None = None) -> str:
+    """``trial 17 epoch 1/2: top1 38.20 top5 80.00 val_loss 1.234 (lr 0.05)`` for one recorded epoch."""
+    of = f"/{epochs}" if epochs else ""
+    return (f"trial {number} epoch {metrics.get('epoch')}{of}: top1 {_number(metrics.get('top1'), '.2f')} "
+            f"top5 {_number(metrics.get('top5'), '.2f')} val_loss {_number(metrics.get('val_loss'), '.3f')} "
+            f"(lr {_number(metrics.get('lr'), '.3g')})")
+
+
+class Progress(StudyObserver):
+    """Prints progress lines to ``stream`` (stdout by default), a :class:`StudyObserver` of
+    the bridge. ``quiet`` prints nothing; ``brief`` prints one line per trial (when it ends,
+    or fails before training) and no other line."""
+
+    def __init__(self, stream: IO[str] | None = None, *, quiet: bool = False, brief: bool = False):
         self.stream = stream
         self.quiet = quiet
+        self.brief = brief
 
     def line(self, text: str, bridge: Any | None = None) -> None:
+        """A progress line (not shown when ``quiet`` or ``brief``)."""
+        if not self.brief:
+            self._print(text, bridge)
+
+    def _print(self, text: str, bridge: Any | None) -> None:
         if self.quiet:
             return
         stamp = ""
@@ -53,6 +79,9 @@ class Progress:
             tag += f" (attempt {attempt})"
         self.line(f"trial {live.number} started{tag}: {format_params(live.trial.params)}", bridge)
 
+    def epoch(self, live: Any, metrics: Mapping[str, Any], bridge: Any) -> None:
+        self.line(format_epoch(live.number, metrics, live.config.recipe.epochs), bridge)
+
     def trial_finished(self, live: Any, bridge: Any) -> None:
         from optuna.trial import TrialState
 
@@ -66,7 +95,7 @@ class Progress:
         else:
             text = (live.error or live.diverged or "").strip().splitlines()
             what = f"failed after {took}: {text[-1][:160] if text else 'no error text'}"
-        self.line(f"trial {live.number} {what} | {self._status(bridge)}", bridge)
+        self._print(f"trial {live.number} {what} | {self._status(bridge)}", bridge)
 
-    def trial_failed(self, number: int, error: str, bridge: Any) -> None:
-        self.line(f"trial {number} failed before training: {error[:160]} | {self._status(bridge)}", bridge)
+    def trial_failed(self, trial: Any, error: str, bridge: Any) -> None:
+        self._print(f"trial {trial.number} failed before training: {error[:160]} | {self._status(bridge)}", bridge)

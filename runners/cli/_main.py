@@ -94,6 +94,9 @@ def build_parser() -> ArgumentParser:
                    "cluster, or journal:PATH for Optuna's journal file on a shared filesystem. A password is never written down: "
                    "give it again on --resume, or in STUDY_STORAGE_PASSWORD, PGPASSWORD or ~/.pgpass")
     g.add_argument("--out", default="runs", help="folder that holds the study folders (default: runs)")
+    g.add_argument("--mlflow", metavar="URI", help="also log the study to MLflow (pip install -e '.[mlflow]'): sqlite:///PATH/mlflow.db "
+                   "or http://HOST:PORT (a tracking server); one run per trial, nested under the study's run; the Optuna storage "
+                   "stays the record. An option of this run: give it again on --resume")
     g = p.add_argument_group("design and budget")
     g.add_argument("--design", choices=tuple(DESIGNS), help="search (default): find good configurations; inference: measure an effect "
                    "(random sampling, no pruning, 2 replicates, a larger validation set) - for spaces that have it (eca_kmap)")
@@ -140,7 +143,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--device", help="torch device for training (default: cuda when available, else cpu)")
     g.add_argument("--stage-data", action="store_true", default=None,
                    help="ship the proxy cache to every Ray node's local disk (default: every node reads it at its path, checked first)")
-    g.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    g.add_argument("--quiet", action="store_true", help="one line per trial (when it ends), no line per epoch, and the summary")
     return p
 
 
@@ -241,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list_spaces:
         _list_spaces()
         return 0
+    if args.plan and args.mlflow is not None:
+        raise UsageError("--mlflow: logs a study's trials; not with --plan")
     if args.plan and args.resume:
         raise UsageError("--plan: plans a new study; drop --resume")
     if args.resume:
@@ -261,7 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"warning: {warning}", file=sys.stderr)
     run_dir = Path(settings.run_dir)
     made_dir = not run_dir.exists()
-    progress = Progress(quiet=args.quiet)
+    if args.mlflow is not None:  # before anything is created: MLflow installed, the URI well-formed, a server answering
+        from study.tracking import check_tracking_uri
+
+        try:
+            check_tracking_uri(args.mlflow, name="--mlflow")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    progress = Progress(brief=args.quiet)
     if settings.runner == "ray":  # connect first: a cluster that cannot hold a trial, or a node
         # that cannot read the data, creates nothing
         from runners._ray_tune import prepare_study_data
@@ -295,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     resume_cmd = f"python -m study.run --out {_relative(str(run_dir.parent))} --name {settings.name} --resume"
     try:
-        bridge = run_study(settings, space=space, resume=not create, progress=progress, study=study)
+        bridge = run_study(settings, space=space, resume=not create, progress=progress, study=study, mlflow=args.mlflow)
     except KeyboardInterrupt:
         print(f"interrupted; trials in flight were recorded failed and enqueued again. Continue with: {resume_cmd}", file=sys.stderr)
         return 130
