@@ -24,8 +24,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
-    """Where the figures were measured: CPU count, platform, torch and its device."""
+    """Where the figures were measured: CPU count, platform, torch and its device, and the
+    load average (1 min) when the benchmark wrote its result."""
     out: dict[str, Any] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    if hasattr(os, "getloadavg"):  # on a shared machine the load says what a timing can stand for
+        out["load_average"] = round(os.getloadavg()[0], 1)
     try:
         import torch
 

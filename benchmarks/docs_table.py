@@ -50,6 +50,8 @@ def _machine(m: dict[str, Any]) -> str:
     parts.append(f"{m.get('cpus', '?')} CPUs")
     if m.get("torch"):
         parts.append(f"torch {m['torch']}")
+    if m.get("load_average") is not None:
+        parts.append(f"load {m['load_average']}")
     return ", ".join(parts)
 
 
