@@ -101,7 +101,7 @@ class MlflowTracker(StudyObserver):
             self.lost = _short(exc)
             self.missed.append((trial, what))
             self.warn(f"MLflow: logging {what} to {self.uri} failed ({self.lost}); nothing more is logged to it in this run "
-                      f"(the Optuna storage holds every trial; `--resume` logs what is missing)")
+                      f"(the Optuna storage holds every trial; `--resume --mlflow {self.uri}` logs what is missing)")
             return None
 
     def _log_batch(self, trial: int | None, what: str, run_id: str, *, metrics: Mapping[str, tuple[float, int]] | None = None,
@@ -205,7 +205,7 @@ class MlflowTracker(StudyObserver):
                            "KILLED" if bridge.interrupted else "FINISHED")
             if self.missed:
                 self.warn(f"MLflow: not logged to {self.uri} in this run: {self._missed_text()}; the Optuna storage holds them, "
-                          f"and `--resume` logs them")
+                          f"and `--resume --mlflow {self.uri}` logs them")
         finally:
             self._scope.close()
 

@@ -8,11 +8,15 @@
     python -m study.run --space eca_kmap --address auto --proxy in100-32 --stage-data   # ship the cache to every node
     python -m study.run --name eca_kmap --resume         # continue after the driver died
     python -m study.run --space my_spaces.py:define --runner local --trials 4
+    python -m study.run --space eca_kmap --mlflow sqlite:///mlflow.db        # each trial also an MLflow run
 
 A study lives in ``<out>/<name>/`` (default ``runs/<name>``): ``study.db`` (the Optuna
 storage, unless ``--storage`` names another), ``settings.json`` (the resolved settings),
 ``trials/<number>/config.json`` and ``history.json``, and Ray's result folder ``ray/``.
 The name defaults to the space's name (``eca_kmap``, then ``eca_kmap-2``, ...).
+Progress: a line when a trial starts, one per epoch as it reaches the driver, one when it
+ends (``--quiet``: only that one). ``--mlflow URI`` also shows the study in MLflow
+(:mod:`runners._tracking`; the ``mlflow`` extra): a run per trial under the study's run.
 
 The default proxy is the built-in synthetic one at 32 px shrunk to 10 classes x 50 training
 and 20 validation images, so the default budget (see ``--list-spaces``) finishes in a few
