@@ -153,8 +153,8 @@ def _latency_words(done: pd.DataFrame) -> str:
         return ("**Latency was measured inside each trial, not with the node to itself (a study recorded before the latency "
                 "probe): it includes the load of the trials that ran beside it, so a difference in latency between two trials "
                 "may be that load, not their networks.**")
-    where = sorted({f"{d}, {int(n)} thread(s)" for d, n in zip(t["latency_device"], t["latency_threads"])
-                    if d is not None and n is not None and not pd.isna(n)})
+    devices, threads = (t[c] if c in t else [None] * len(t) for c in ("latency_device", "latency_threads"))
+    where = sorted({f"{d}, {int(n)} thread(s)" for d, n in zip(devices, threads) if d is not None and n is not None and not pd.isna(n)})
     text = (f"Latency: the median forward pass at batch 1, probed with the node to itself ({'; '.join(where) or 'device not recorded'}) "
             "once per network (replicates and reference points of one network share it); `latency_iqr_ms` is its "
             "interquartile range.")
