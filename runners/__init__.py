@@ -14,12 +14,26 @@ from runners._bridge import LiveTrial, StudyBridge
 from runners._local import BridgeReporter, run_local
 from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage
 from runners._progress import Progress
-from runners._settings import PRUNER_OPTIONS, PRUNERS, RESUMABLE, RUNNERS, SAMPLER_OPTIONS, SAMPLERS, StudySettings
+from runners._settings import (
+    DESIGNS,
+    PRUNER_OPTIONS,
+    PRUNERS,
+    RESUMABLE,
+    RUNNERS,
+    SAMPLER_OPTIONS,
+    SAMPLERS,
+    RunOptions,
+    StudyDefinition,
+    StudySettings,
+)
 from runners._simulate import Planted, simulate_study
 from runners._study import open_study, run_study, study_exists
 
 __all__ = [
     "StudySettings",
+    "StudyDefinition",
+    "RunOptions",
+    "DESIGNS",
     "StudyBridge",
     "LiveTrial",
     "BridgeReporter",

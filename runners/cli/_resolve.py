@@ -10,6 +10,7 @@ Nothing here creates a file, a folder or a study.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -384,9 +385,60 @@ def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple
     return settings, space, True
 
 
+#: flags that set a definition value other than the field of their own name: flag dest ->
+#: what it reads of the stored definition (``proxy``, a preset's name, cannot be compared: refused)
+_KEPT_ELSEWHERE: dict[str, Callable[[Any], Any]] = {
+    "epochs": lambda d: d.recipe.epochs, "data": lambda d: d.proxy.data, "proxy": lambda d: None,
+}
+
+
+def _given_value(args: Any, dest: str) -> Any:
+    """A definition flag's value as the stored definition holds it (None: not given)."""
+    from study.storage import normalize_storage_url, public_url
+
+    value = getattr(args, dest, None)
+    if value is None:
+        return None
+    if dest == "storage":
+        return public_url(normalize_storage_url(value))
+    if dest == "objectives":
+        return _objectives(args)
+    if dest == "data":
+        return str(Path(value).resolve())
+    return value
+
+
+def _check_kept(args: Any, definition: Any) -> None:
+    """Every flag given on ``--resume`` that sets the study's definition must agree with it."""
+    from search_spaces import get_space
+    from study.storage import public_url
+
+    dests = [f.name for f in dataclasses.fields(definition) if f.name not in ("name", "proxy", "recipe", "space_options")]
+    for dest in [*dests, *_KEPT_ELSEWHERE]:
+        given = _given_value(args, dest)
+        if given is None:
+            continue
+        kept = _KEPT_ELSEWHERE[dest](definition) if dest in _KEPT_ELSEWHERE else getattr(definition, dest)
+        if dest == "storage":
+            kept = public_url(kept)
+        if dest == "space" and get_space(given).name == get_space(kept).name:
+            continue
+        if dest == "proxy" or given != kept:
+            flag = "--set proxy" if dest == "proxy" else f"--{dest.replace('_', '-')}"
+            raise UsageError(f"{flag}: a resumed study keeps its {dest.replace('_', ' ')} ({kept!r}); drop the flag or start a new study")
+    for flag, option in declared_options().items():  # a space's options, as its own (refused ones: refuse_on_resume)
+        text = getattr(args, option.key, None)
+        if text is None or option.on_resume:
+            continue
+        kept_value = definition.space_options.get(option.key)
+        if _parse_option(option, text) != kept_value:
+            raise UsageError(f"{flag}: a resumed study keeps its {option.key.replace('_', ' ')} ({kept_value!r}); "
+                             "drop the flag or start a new study")
+
+
 def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) -> tuple[StudySettings, Any, bool]:
     from search_spaces import get_space
-    from study.storage import normalize_storage_url, public_url
+    from study.storage import normalize_storage_url
 
     if args.name is not None:
         name = args.name
@@ -405,47 +457,18 @@ def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) 
         stored = StudySettings.from_dict(json.loads(path.read_text()))
     except ValueError as exc:
         raise UsageError(f"--resume: {path} cannot be read back ({' '.join(str(exc).split())})") from None
-    # flags that define the study must agree with it
-    given = {
-        "space": args.space, "storage": args.storage and public_url(normalize_storage_url(args.storage)), "epochs": args.epochs, "seed": args.seed,
-        "backbone": args.backbone, "stem": args.stem, "width": args.width, "proxy": args.proxy, "data": args.data,
-        "sampler": args.sampler, "pruner": args.pruner, "objectives": _objectives(args),
-        "design": args.design, "replicates": args.replicates, "seed_mode": args.seed_mode,
-    }
-    kept = {
-        "space": stored.space, "storage": public_url(stored.storage), "epochs": stored.recipe.epochs, "seed": stored.seed,
-        "backbone": stored.backbone, "stem": stored.stem, "width": stored.width, "proxy": None, "data": stored.proxy.data,
-        "sampler": stored.sampler, "pruner": stored.pruner, "objectives": tuple(stored.objectives),
-        "design": stored.design, "replicates": stored.replicates, "seed_mode": stored.seed_mode,
-    }
-    for key, value in given.items():
-        if value is None or (key == "space" and get_space(value).name == get_space(stored.space).name):
-            continue
-        if key == "data" and str(Path(value).resolve()) == kept["data"]:
-            continue
-        if key == "proxy" or value != kept[key]:
-            flag = "--set proxy" if key == "proxy" else f"--{key.replace('_', '-')}"
-            raise UsageError(f"{flag}: a resumed study keeps its {key.replace('_', ' ')} ({kept[key]!r}); drop the flag or start a new study")
-    for flag, option in declared_options().items():  # a space's options, as its own (refused ones: refuse_on_resume)
-        text = getattr(args, option.key, None)
-        if text is None or option.on_resume:
-            continue
-        kept_value = stored.space_options.get(option.key)
-        if _parse_option(option, text) != kept_value:
-            raise UsageError(f"{flag}: a resumed study keeps its {option.key.replace('_', ' ')} ({kept_value!r}); "
-                             "drop the flag or start a new study")
+    _check_kept(args, stored.definition)
     if args.overrides:
         raise UsageError("--set: a resumed study keeps its proxy and recipe; drop --set or start a new study")
     for dest in (*_SAMPLER_ARGS.values(), *_PRUNER_ARGS.values()):
         if getattr(args, dest) is not None:
             raise UsageError(f"--{dest.replace('_', '-')}: a resumed study keeps its sampler and pruner options")
-    changes: dict[str, Any] = {k: getattr(args, k) for k in RESUMABLE if getattr(args, k, None) is not None}
+    definition = stored.definition
     if args.storage is not None:  # the same storage, given again: with its password, if it has one
-        changes["storage"] = normalize_storage_url(args.storage)
-    if changes.get("runner", stored.runner) == "local":
-        changes.update(address=None, max_concurrent=1, gpus_per_trial=0.0, stage_data=False)
+        definition = definition.replace(storage=normalize_storage_url(args.storage))
     try:
-        settings = stored.replace(run_dir=str((out / name).resolve()), **changes)
+        settings = StudySettings(definition=definition, run=stored.run.replace(run_dir=str((out / name).resolve())))
+        settings = settings.resume(**{k: getattr(args, k, None) for k in RESUMABLE})
     except ValueError as exc:
         raise usage_error(exc) from None
     return settings, get_space(settings.space), False
