@@ -255,6 +255,19 @@ def test_every_state_in_a_sqlite_store_and_resume_fills_in_what_was_missed(tmp_p
     assert found.study.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
 
 
+def test_a_study_on_a_ray_cluster_logs_from_the_driver(ray_cluster, tiny_settings, tmp_path):
+    from runners import run_study
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.check_tracking_uri(uri)
+    bridge = run_study(tiny_settings(name="ray-mlflow", runner="ray", trials=2, max_concurrent=2, pruner="none"), mlflow=uri)
+    found = _runs(uri, "ray-mlflow", bridge.settings.storage)
+    trials = bridge.study.get_trials(states=FINISHED)
+    assert len(trials) == 2 and sorted(found.trials) == [t.number for t in trials]
+    for t in trials:
+        _check_trial_run(_client(uri), found.trials[t.number], t, found.study.info.run_id)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
