@@ -7,11 +7,14 @@
 Optuna decides (sampler, pruner, storage - all in the driver, through
 :class:`StudyBridge`); the runner executes: :func:`run_local` in-process, :func:`run_ray`
 on Ray Tune through :class:`OptunaSearcher` and :class:`OptunaPrunerScheduler`. A trial is
-``study.trainer.train(config, reporter)``; nothing else trains.
+``study.trainer.train(config, reporter)``; nothing else trains. Who watches a study (the
+:class:`Progress` lines, the :class:`MlflowTracker` of ``run_study(..., mlflow=URI)``) is a
+:class:`StudyObserver` of the bridge.
 """
 
 from runners._bridge import LiveTrial, StudyBridge
 from runners._local import BridgeReporter, run_local
+from runners._observer import StudyObserver
 from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage
 from runners._progress import Progress
 from runners._settings import (
@@ -28,6 +31,7 @@ from runners._settings import (
 )
 from runners._simulate import Planted, simulate_study
 from runners._study import open_study, run_study, study_exists
+from runners._tracking import MlflowTracker
 
 __all__ = [
     "StudySettings",
@@ -38,6 +42,8 @@ __all__ = [
     "LiveTrial",
     "BridgeReporter",
     "Progress",
+    "StudyObserver",
+    "MlflowTracker",
     "open_study",
     "run_study",
     "study_exists",
