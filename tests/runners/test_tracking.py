@@ -255,6 +255,37 @@ def test_every_state_in_a_sqlite_store_and_resume_fills_in_what_was_missed(tmp_p
     assert found.study.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
 
 
+def test_an_interrupted_study_ends_its_runs(tmp_path, tiny_settings):
+    """Ctrl-C in trial 1: its run ends failed (interrupted), as the storage records it; the study's run is KILLED."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    from study.metrics import Reporter
+
+    class CtrlC(Reporter):  # the reporter of the second trial: Ctrl-C as its first epoch ends
+        def __init__(self, reporter):
+            self.start = reporter.start
+
+        def report(self, metrics):
+            raise KeyboardInterrupt
+
+    calls = []
+
+    class Interrupting(Planted):
+        def train(self, config, reporter, **kwargs):
+            calls.append(config)
+            return super().train(config, CtrlC(reporter) if len(calls) == 2 else reporter, **kwargs)
+
+    settings = tiny_settings(name="stopped", trials=3)
+    with pytest.raises(KeyboardInterrupt):
+        _simulated(settings, [MlflowTracker(uri)], Interrupting(effect=1.0))
+    study = optuna.load_study(study_name="stopped", storage=settings.storage)
+    found = _runs(uri, "stopped", settings.storage)
+    assert found.study.info.status == "KILLED"
+    for t in study.get_trials(states=FINISHED):
+        _check_trial_run(_client(uri), found.trials[t.number], t, found.study.info.run_id)
+    assert found.trials[1].data.tags["state"] == "failed" and "interrupted" in found.trials[1].data.tags["error"]
+
+
 def test_a_study_on_a_ray_cluster_logs_from_the_driver(ray_cluster, tiny_settings, tmp_path):
     from runners import run_study
 
