@@ -31,6 +31,7 @@ is created. The study's module :mod:`study.run` hands its command line to :func:
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -40,13 +41,19 @@ import time
 from argparse import ArgumentTypeError
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runners._algorithms import MULTI_OBJECTIVE_PRUNERS, MULTI_OBJECTIVE_SAMPLERS, PRUNERS, SAMPLERS, option_help
 from runners._settings import DESIGNS, RESUMABLE, RUNNERS, SEED_MODES
 from runners.cli._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, refuse_on_resume, resolve_settings, space_flags, usage_error
 from study.cli import ArgumentParser, UsageError, run_cli
 from study.io import write_json
+
+if TYPE_CHECKING:  # annotations only
+    from runners._bridge import StudyBridge
+    from runners._settings import StudySettings
+    from search_spaces import Space
+
 
 __all__ = ["main", "build_parser", "resolve_settings", "DEFAULT_PROXY", "DEFAULT_RECIPE", "RESUMABLE", "PROG"]
 
@@ -164,7 +171,7 @@ def _list_spaces() -> None:
         print(f"{i.name:<{width}}  {str(i.budget):<22}  sampler {i.sampler:<5}  {i.description}{other}")
 
 
-def _summary(bridge: Any, settings: Any, started: float) -> None:
+def _summary(bridge: StudyBridge, settings: StudySettings, started: float) -> None:
     from study.storage import redact
 
     c = bridge.counts()
@@ -204,7 +211,7 @@ def _relative(path: str) -> str:
         return path
 
 
-def _headline(settings: Any, space: Any, created: bool) -> str:
+def _headline(settings: StudySettings, space: Space, created: bool) -> str:
     s = settings
     runs = f"{s.trials} configurations x {s.replicates} replicates" if s.replicates > 1 else f"{s.trials} trials"
     line = (f"{'study' if created else 'resuming'} {s.name!r}: space {space.name} ({s.design} design), {runs} x {s.recipe.epochs} epochs, "
@@ -215,7 +222,7 @@ def _headline(settings: Any, space: Any, created: bool) -> str:
     return line
 
 
-def _plan(args: Any, settings: Any, space: Any) -> int:
+def _plan(args: argparse.Namespace, settings: StudySettings, space: Space) -> int:
     from runners.cli._plan import plan_study
 
     try:

@@ -18,10 +18,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runners._settings import StudySettings
 from study.validate import ConfigError
+
+if TYPE_CHECKING:  # annotations only
+    from search_spaces import Space
+
 
 __all__ = ["PILOT_REPLICATES", "Plan", "budget_warning", "pilot_sigma", "plan_study", "smallest_budget"]
 
@@ -37,7 +41,7 @@ class _Pool:
     """Configurations of the study's design drawn by its real space, in memory (reference
     points first, then random draws), grown on demand."""
 
-    def __init__(self, settings: StudySettings, space: Any, seed: int):
+    def __init__(self, settings: StudySettings, space: Space, seed: int):
         import optuna
 
         from study.attention import psi_kinds
@@ -87,7 +91,7 @@ def _parameters(pool: _Pool, n: int) -> int:
     return model_parameters(pool.data(n))
 
 
-def smallest_budget(settings: StudySettings, space: Any, *, seed: int | None = None) -> tuple[int, int]:
+def smallest_budget(settings: StudySettings, space: Space, *, seed: int | None = None) -> tuple[int, int]:
     """``(configurations, parameters)``: the smallest number of configurations of the
     study's design on which the k-vs-C model can be fitted (more configurations than
     parameters; the parameters grow with the (C, k) cells seen, so the search steps up from
@@ -108,7 +112,7 @@ def smallest_budget(settings: StudySettings, space: Any, *, seed: int | None = N
     return n, _parameters(pool, n)
 
 
-def budget_warning(settings: StudySettings, space: Any) -> str | None:
+def budget_warning(settings: StudySettings, space: Space) -> str | None:
     """A line saying that the study's budget is too small for the k-vs-C model of its
     design, with the smallest budget that fits; None when it fits (or the design is not
     the inference design, whose analysis this is)."""
@@ -124,7 +128,7 @@ def budget_warning(settings: StudySettings, space: Any) -> str | None:
             f"and power needs more (--plan); extend the study later with --resume --trials N")
 
 
-def pilot_sigma(settings: StudySettings, space: Any, *, log: Callable[[str], None] = print) -> tuple[float, tuple[float, float], int, int]:
+def pilot_sigma(settings: StudySettings, space: Space, *, log: Callable[[str], None] = print) -> tuple[float, tuple[float, float], int, int]:
     """Train the space's reference points :data:`PILOT_REPLICATES` times each (local runner,
     the study's proxy and recipe) and return the pooled seed-to-seed standard deviation of
     top-1: ``(sigma, 95 % interval, df, trials)``."""
@@ -194,7 +198,7 @@ class Plan:
         return "\n".join(lines)
 
 
-def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigma: float | None = None, alpha: float = 0.05,
+def plan_study(settings: StudySettings, space: Space, *, effect: float = 0.5, sigma: float | None = None, alpha: float = 0.05,
                power: float = 0.8, log: Callable[[str], None] = print) -> Plan:
     """Plan the k-vs-C study ``settings`` (see the module doc)."""
     from analysis.kmap import design_power, detectable_effect, f_power
@@ -252,7 +256,7 @@ def plan_study(settings: StudySettings, space: Any, *, effect: float = 0.5, sigm
                 epochs=settings.recipe.epochs, pilot_trials=pilot_trials, too_small=too_small)
 
 
-def _pilot_widths(settings: StudySettings, space: Any) -> str:
+def _pilot_widths(settings: StudySettings, space: Space) -> str:
     """Which widths the pilot measured the noise at, when the design trains others too."""
     refs = {float(p.get("width", settings.width or 0)) for _, p in space.reference_points(**settings.space_settings())}
     if settings.width is not None or not refs:

@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study.cli import UsageError
+
+if TYPE_CHECKING:  # annotations only
+    from study.config import ProxySpec
 
 __all__ = ["Preparation", "prepares", "preparation_for", "CONFIRM_EPOCHS_FACTOR"]
 
@@ -29,7 +32,7 @@ class Preparation:
     backbone: str | None = None
     stem: str | None = None
     #: the proxy (a :class:`study.config.ProxySpec`)
-    proxy: Any = None
+    proxy: ProxySpec | None = None
     epochs: int | None = None
     #: the recipe's fields other than the epochs
     recipe: dict[str, Any] | None = None

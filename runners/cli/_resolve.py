@@ -10,19 +10,26 @@ Nothing here creates a file, a folder or a study.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runners._settings import DESIGNS, MULTI_OBJECTIVE_PRUNERS, RESUMABLE, StudySettings
 from runners.cli._prepare import Preparation, preparation_for
 from search_spaces import SpaceOption, declared_options
 from study.cli import UsageError, as_usage_error
 from study.validate import ConfigError
+
+if TYPE_CHECKING:  # annotations only
+    from runners._settings import Design, StudyDefinition
+    from search_spaces import Budget, Space
+    from study.config import ProxySpec, Recipe
+
 
 __all__ = ["FLAG_EXCEPTIONS", "flag_table", "DEFAULT_PROXY", "DEFAULT_RECIPE", "resolve_settings", "usage_error", "space_flags", "refuse_on_resume"]
 
@@ -50,14 +57,14 @@ _SAMPLER_ARGS = {"startup": "n_startup_trials", "population_size": "population_s
 _PRUNER_ARGS = {"warmup": "pruner_warmup", "startup": "pruner_startup", "percentile": "pruner_percentile", "min_resource": "min_resource", "reduction_factor": "reduction_factor"}
 
 
-def flag_table(space: Any = None) -> dict[str, str]:
+def flag_table(space: Space | None = None) -> dict[str, str]:
     """:data:`FLAG_EXCEPTIONS` and the options the registered spaces declare
     (``space_options.KEY`` and a space's own ``KEY`` are said as the option's flag)."""
     options = declared_options().values() if space is None else space.options
     return {**FLAG_EXCEPTIONS, **{f"space_options.{o.key}": o.flag for o in options}, **{o.key: o.flag for o in options}}
 
 
-def usage_error(exc: BaseException, space: Any = None) -> UsageError:
+def usage_error(exc: BaseException, space: Space | None = None) -> UsageError:
     """A library error as the command line's one-line error: a config error's field path
     said as the flag that sets it."""
     from runners.cli._main import build_parser
@@ -80,7 +87,7 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _resolve_proxy(args: Any, overrides: dict[str, Any], design: Any = DESIGNS["search"], default: Any = None) -> Any:
+def _resolve_proxy(args: argparse.Namespace, overrides: dict[str, Any], design: Design = DESIGNS["search"], default: ProxySpec | None = None) -> ProxySpec:
     from study.config import ProxySpec
     from study.data import cache_proxy, list_proxies, proxy_preset, read_manifest
 
@@ -114,7 +121,7 @@ def _resolve_proxy(args: Any, overrides: dict[str, Any], design: Any = DESIGNS["
     return spec
 
 
-def _resolve_recipe(args: Any, overrides: dict[str, Any], default_epochs: int, base: dict[str, Any] | None = None) -> Any:
+def _resolve_recipe(args: argparse.Namespace, overrides: dict[str, Any], default_epochs: int, base: dict[str, Any] | None = None) -> Recipe:
     from study.config import Recipe
 
     if "epochs" in overrides and args.epochs is not None and overrides["epochs"] != args.epochs:
@@ -156,7 +163,7 @@ def _check_writable(folder: Path) -> None:
         raise UsageError(f"--out: cannot write to {p}")
 
 
-def _dry_run(space: Any, settings: StudySettings) -> None:
+def _dry_run(space: Space, settings: StudySettings) -> None:
     """Run the space (and its reference points) on an in-memory study: an invalid backbone,
     width, stem or proxy fails here, before anything is created."""
     import optuna
@@ -200,7 +207,7 @@ def _parse_option(option: SpaceOption, text: str) -> Any:
         raise UsageError(f"{option.flag}: {' '.join(str(exc).split())}") from None
 
 
-def _prepare_space(args: Any, space: Any) -> Preparation:
+def _prepare_space(args: argparse.Namespace, space: Space) -> Preparation:
     """The values of the options ``space`` declares, parsed and prepared (by the space's
     preparation, if it has one); a space's flag given to another space is an error."""
     own = {option.flag for option in space.options}
@@ -218,7 +225,7 @@ def _prepare_space(args: Any, space: Any) -> Preparation:
     return preparation_for(space.name)(values)
 
 
-def refuse_on_resume(args: Any) -> None:
+def refuse_on_resume(args: argparse.Namespace) -> None:
     """A space's flag that a resumed study cannot take (its ``on_resume`` says why)."""
     for flag, option in declared_options().items():
         if option.on_resume and getattr(args, option.key, None) is not None:
@@ -232,16 +239,16 @@ def _comma_list(text: str | None) -> list[str] | None:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _objectives(args: Any) -> tuple[str, ...] | None:
+def _objectives(args: argparse.Namespace) -> tuple[str, ...] | None:
     items = _comma_list(args.objectives)
     return None if items is None else tuple(items)
 
 
-def _options(args: Any, names: dict[str, str]) -> dict[str, Any]:
+def _options(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
     return {k: getattr(args, dest) for k, dest in names.items() if getattr(args, dest) is not None}
 
 
-def _check_output(args: Any) -> Path:
+def _check_output(args: argparse.Namespace) -> Path:
     """The output folder (``--out``), checked writable, and the ``--storage`` URL checked."""
     from study.storage import StorageURL, check_journal_writable, check_storage_url
 
@@ -259,7 +266,7 @@ def _check_output(args: Any) -> Path:
     return out
 
 
-def _space_design_budget(args: Any) -> tuple[Any, Any, Any]:
+def _space_design_budget(args: argparse.Namespace) -> tuple[Space, Design, Budget]:
     """``--space``, ``--design`` (default: the space's) and the space's budget for that design."""
     from search_spaces import get_space
 
@@ -279,7 +286,7 @@ def _space_design_budget(args: Any) -> tuple[Any, Any, Any]:
     return space, design, budget
 
 
-def _sampler_pruner(args: Any, space: Any, design: Any, objectives: tuple[str, ...],
+def _sampler_pruner(args: argparse.Namespace, space: Space, design: Design, objectives: tuple[str, ...],
                     note: Callable[[str], None]) -> tuple[str, str]:
     """The sampler and the pruner: the flags, else the design's or space's; a one-objective
     pruner with several objectives is refused (pruner options given) or replaced (with a note)."""
@@ -297,7 +304,7 @@ def _sampler_pruner(args: Any, space: Any, design: Any, objectives: tuple[str, .
     return sampler, pruner
 
 
-def _study_name(args: Any, out: Path, space: Any) -> str:
+def _study_name(args: argparse.Namespace, out: Path, space: Space) -> str:
     """``--name`` (checked: valid, and no study of that name in ``out`` or the storage), else
     the first free name derived from the space's."""
     from runners._study import study_exists
@@ -325,7 +332,7 @@ def _space_ref(space: str) -> str:
     return space
 
 
-def resolve_settings(args: Any, *, note: Callable[[str], None] = print) -> tuple[StudySettings, Any, bool]:
+def resolve_settings(args: argparse.Namespace, *, note: Callable[[str], None] = print) -> tuple[StudySettings, Space, bool]:
     """Map the parsed flags to the study's settings, creating nothing.
 
     Returns ``(settings, space, created)`` where ``created`` is False for ``--resume``.
@@ -392,7 +399,7 @@ _KEPT_ELSEWHERE: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _given_value(args: Any, dest: str) -> Any:
+def _given_value(args: argparse.Namespace, dest: str) -> Any:
     """A definition flag's value as the stored definition holds it (None: not given)."""
     from study.storage import normalize_storage_url, public_url
 
@@ -408,7 +415,7 @@ def _given_value(args: Any, dest: str) -> Any:
     return value
 
 
-def _check_kept(args: Any, definition: Any) -> None:
+def _check_kept(args: argparse.Namespace, definition: StudyDefinition) -> None:
     """Every flag given on ``--resume`` that sets the study's definition must agree with it."""
     from search_spaces import get_space
     from study.storage import public_url
@@ -436,7 +443,7 @@ def _check_kept(args: Any, definition: Any) -> None:
                              "drop the flag or start a new study")
 
 
-def _resolve_resume(args: Any, out: Path, overrides: dict[str, dict[str, Any]]) -> tuple[StudySettings, Any, bool]:
+def _resolve_resume(args: argparse.Namespace, out: Path, overrides: dict[str, dict[str, Any]]) -> tuple[StudySettings, Space, bool]:
     from search_spaces import get_space
     from study.storage import normalize_storage_url
 
