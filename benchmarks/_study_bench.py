@@ -59,20 +59,24 @@ def curves(trials) -> dict[int, dict[str, Any]]:
 
 
 def replay(label: str, recorded: dict[int, dict[str, Any]], *, trials: int, epochs: int, proxy_name: str, width: float | None,
-           proxy_changes: dict[str, Any] | None = None, **changes: Any):
+           proxy_changes: dict[str, Any] | None = None, in_memory: bool = True, **changes: Any):
     """Run one study on the local runner - the real bridge, sampler, pruner and storage - whose
     trainer replays the top-1 per epoch that ``recorded`` (:func:`curves` of an unpruned study
     of the same settings) reached instead of training. With the random sampler and per-trial
     seeds the replayed study asks for the same configurations in the same order, and CPU
     training of one configuration from one seed repeats itself, so this is the study the
-    pruner would have run (each trial's parameters are checked against the recording).
+    pruner would have run (each trial's parameters are checked against the recording). The
+    study lives in Optuna's in-memory storage (``in_memory``; False: a SQLite file as
+    :func:`run`'s), 5-10x less CPU per replay and the same trials.
     Returns (wall seconds, frozen trials that ran)."""
     from types import SimpleNamespace
 
     from runners._bridge import StudyBridge
     from runners._local import run_local
-    from runners._study import open_study
+    from runners._optuna import make_pruner, make_sampler
+    from runners._study import name_objectives, open_study
     from search_spaces import get_space
+    from study import record
     from study.metrics import EpochMetrics
 
     def train(config: Any, reporter: Any, **_: Any) -> Any:
@@ -97,7 +101,15 @@ def replay(label: str, recorded: dict[int, dict[str, Any]], *, trials: int, epoc
     )
     space = get_space(settings.space)
     t0 = time.perf_counter()
-    bridge = StudyBridge(open_study(settings, space, create=True), space, settings)
+    if in_memory:  # open_study's study on Optuna's in-memory storage: the same sampler, pruner and attributes
+        study = optuna.create_study(sampler=make_sampler(settings, space.grid_space(**settings.space_settings())),
+                                    pruner=make_pruner(settings), directions=settings.directions, study_name=settings.name)
+        name_objectives(study, settings.objectives)
+        study.set_user_attr(record.STUDY_SETTINGS, settings.to_dict())
+        study.set_user_attr(record.STUDY_SPACE, space.info.name)
+    else:
+        study = open_study(settings, space, create=True)
+    bridge = StudyBridge(study, space, settings)
     bridge.enqueue_references()
     run_local(bridge, train=train, load_proxy=lambda spec: None)
     wall = time.perf_counter() - t0

@@ -22,6 +22,27 @@ pruner would have run; the first seed's first pruned study is also trained for r
 checked against its replay (trial states and per-epoch top-1 equal), ``--train-pruned``
 trains every pruned study. So pruners can be compared at the cost of training each seed once.
 
+**Choosing and reporting on different seeds** (``--select A-B --report C-D``): every pruner
+with a grid (:data:`GRIDS`: pareto, median, sha, hyperband, wilcoxon; several objectives:
+pareto, the only one that takes them) is replayed at every setting of its grid on the
+selection seeds; :func:`choose` takes, among the settings that meet the quality goal there,
+the one with the fewest epochs (none meeting it: the best quality); the chosen setting and
+the registry default are then reported on the held-out seeds, with the goals, and the Spearman
+rank correlation of each epoch's top-1 with the final top-1 over the recorded trials - what
+every pruner bets on. ``--result`` writes ``benchmarks/results/pruning_efficiency.json``
+(``pruning_efficiency_multi.json`` for several objectives).
+
+Optuna's WilcoxonPruner (``wilcoxon``) is built for a value that is the mean over instances
+(folds, problems), each step a different instance; a step here is an epoch and the value the
+final top-1, so its signed-rank test compares a trial's learning curve with the best trial's
+at the same epochs. It runs, but its p-value is no error rate (autocorrelated epochs, not
+exchangeable instances): it prunes a curve that lay below the best one at (nearly) every
+epoch so far, at p 0.1 after four or more epochs.
+
+    python benchmarks/pruning_efficiency.py --trials 16 --epochs 12 --resolution 16 --val-per-class 50 --seeds 10 \
+        --no-check --save-curves runs/pruning-curves       # record 10 unpruned seeds once (CPU: ~3 min a seed alone)
+    python benchmarks/pruning_efficiency.py --trials 16 --epochs 12 --resolution 16 --val-per-class 50 \
+        --curves-from runs/pruning-curves --select 0-4 --report 5-9 --result
     python benchmarks/pruning_efficiency.py                        # 5 seeds x 12 trials x 4 epochs, the default pruner
     python benchmarks/pruning_efficiency.py --pruner median sha sha:reduction_factor=4
     python benchmarks/pruning_efficiency.py --objectives top1,macs --seeds 3 --resolution 16    # widths 0.25-1
@@ -112,7 +133,7 @@ def proxy_changes(args: argparse.Namespace) -> dict[str, int] | None:
 #: the settings tried per pruner when choosing on the selection seeds (``--select``): every
 #: combination of the listed values (the registry default is added when it is not among them)
 GRIDS: dict[str, dict[str, list[int]]] = {
-    "pareto": {"percentile": [25, 50, 75], "warmup": [1, 2, 4, 6], "startup": [1, 3]},
+    "pareto": {"percentile": [25, 50, 75], "warmup": [1, 2, 4, 6]},
     "median": {"warmup": [1, 2, 4, 6], "startup": [3, 5]},
     "sha": {"min_resource": [1, 2, 4], "reduction_factor": [2, 3, 4]},
     "hyperband": {"min_resource": [1, 2, 4], "reduction_factor": [2, 3, 4]},
