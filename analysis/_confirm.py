@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis._load import coerce_frames
+from analysis._load import FrameSource, coerce_frames
 
 __all__ = ["ConfirmResult", "confirm_result"]
 
@@ -34,7 +34,7 @@ class ConfirmResult:
                 "source": self.source, "arms": self.table.to_dict(orient="records")}
 
 
-def confirm_result(frames: Any, *, reference: str = "paper_psi", confidence: float = 0.95) -> ConfirmResult:
+def confirm_result(frames: FrameSource, *, reference: str = "paper_psi", confidence: float = 0.95) -> ConfirmResult:
     """Paired top-1 differences of every arm against ``reference`` (pairs: runs with the same
     seed), with t intervals. Raises ``ValueError`` for a study that is not a confirmation."""
     from scipy import stats

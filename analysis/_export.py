@@ -14,6 +14,7 @@ import pandas as pd
 from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
 
 if TYPE_CHECKING:
+    from analysis._load import FrameSource
     from study.cli import ArgumentParser
 
 __all__ = ["RECIPES", "full_training_config", "select_trials", "export_trials", "main", "build_parser"]
@@ -54,7 +55,7 @@ def full_training_config(
     return TrialConfig(arch=arch, recipe=recipe, proxy=proxy, seed=cfg.seed)
 
 
-def select_trials(frames: Any, *, top: int | None = None, pareto: str | None = None) -> pd.DataFrame:
+def select_trials(frames: FrameSource, *, top: int | None = None, pareto: str | None = None) -> pd.DataFrame:
     """Complete trials with a config: the ``top`` best by top-1, or the Pareto front of
     top-1 against ``pareto`` (params, macs or latency). Adds ``rank`` and ``selected_by``."""
     from analysis._load import coerce_frames
@@ -84,7 +85,7 @@ def select_trials(frames: Any, *, top: int | None = None, pareto: str | None = N
 
 
 def export_trials(
-    frames: Any,
+    frames: FrameSource,
     out_dir: str | Path,
     *,
     top: int | None = None,
@@ -129,7 +130,7 @@ def export_trials(
     return index
 
 
-def _num(v: Any) -> Any:
+def _num(v: Any) -> int | float | None:
     try:
         f = float(v)
     except (TypeError, ValueError):

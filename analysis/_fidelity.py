@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis._load import coerce_frames, config_key
+from analysis._load import FrameSource, coerce_frames, config_key
 
 __all__ = ["FidelityResult", "fidelity", "rank_correlation_ci"]
 
@@ -84,7 +84,7 @@ def _per_key(t: pd.DataFrame, metric: str, key: str, states: Sequence[str]) -> p
     return t.groupby("_k").agg(v=("_v", "mean"), n=("_v", "size"), attention=("attention", "first"))
 
 
-def fidelity(a: Any, b: Any, *, metric: str = "top1", key: str = "arch", states: Sequence[str] = ("complete",),
+def fidelity(a: FrameSource, b: FrameSource, *, metric: str = "top1", key: str = "arch", states: Sequence[str] = ("complete",),
              names: tuple[str, str] | None = None, min_pairs: int = 3) -> FidelityResult:
     """Match the two studies' trials by configuration and correlate ``metric``.
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 import pandas as pd
 
-from analysis._load import coerce_frames
+from analysis._load import FrameSource, StudyFrames, coerce_frames
+
+if TYPE_CHECKING:
+    from optuna.importance import BaseImportanceEvaluator
 
 __all__ = ["EVALUATORS", "param_importances", "learning_curves"]
 
@@ -22,7 +25,7 @@ EVALUATORS = {
 }
 
 
-def _response(fr: Any, objective: str, epoch: int | None) -> tuple[dict[int, float], str]:
+def _response(fr: StudyFrames, objective: str, epoch: int | None) -> tuple[dict[int, float], str]:
     """trial number -> the response every included trial reached, and its description."""
     t = fr.trials
     t = t[t["state"].isin(["complete", "pruned"])]
@@ -55,8 +58,8 @@ def _anova_p(values: list[Any], y: np.ndarray) -> float:
     return float(stats.f_oneway(*groups).pvalue)
 
 
-def param_importances(frames: Any, *, evaluator: Any = "default", min_trials: int = 20, objective: str = "top1",
-                      epoch: int | None = None, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+def param_importances(frames: FrameSource, *, evaluator: str | BaseImportanceEvaluator | None = "default", min_trials: int = 20,
+                      objective: str = "top1", epoch: int | None = None, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """Importance of each sampled parameter for ``objective``, branch by branch of the
     conditional space, each with a test against "no effect".
 
@@ -84,11 +87,11 @@ def param_importances(frames: Any, *, evaluator: Any = "default", min_trials: in
     ev = _evaluator(evaluator, seed)
     values, what = _response(fr, objective, epoch)
     trials = [t for t in fr.study.get_trials(deepcopy=False) if t.number in values and t.params]
-    branches: dict[tuple[str, ...], list[Any]] = {}
+    branches: dict[tuple[str, ...], list[optuna.trial.FrozenTrial]] = {}
     for t in trials:
         branches.setdefault(tuple(sorted(t.params)), []).append(t)
     common = tuple(sorted(set.intersection(*(set(k) for k in branches)))) if branches else ()
-    plan: list[tuple[str, tuple[str, ...], list[Any]]] = []
+    plan: list[tuple[str, tuple[str, ...], list[optuna.trial.FrozenTrial]]] = []
     if len(branches) > 1 and common:
         plan.append(("all", common, trials))
     for names, members in sorted(branches.items(), key=lambda kv: -len(kv[1])):
@@ -119,7 +122,7 @@ def param_importances(frames: Any, *, evaluator: Any = "default", min_trials: in
     return out
 
 
-def _evaluator(evaluator: Any, seed: int) -> Any:
+def _evaluator(evaluator: str | BaseImportanceEvaluator | None, seed: int) -> BaseImportanceEvaluator | None:
     if not isinstance(evaluator, str):
         return evaluator
     if evaluator not in EVALUATORS:
@@ -130,7 +133,8 @@ def _evaluator(evaluator: Any, seed: int) -> Any:
     return None if cls is None else (cls() if evaluator == "ped_anova" else cls(seed=seed))
 
 
-def _branch_importance(members: list[Any], names: tuple[str, ...], values: dict[int, float], direction: str, ev: Any) -> dict[str, float]:
+def _branch_importance(members: list[optuna.trial.FrozenTrial], names: tuple[str, ...], values: dict[int, float], direction: str,
+                       ev: BaseImportanceEvaluator | None) -> dict[str, float]:
     """Optuna's importance of ``names`` on an in-memory study of ``members`` whose value is
     the response (a maximized response is negated for evaluators that take lower as better)."""
     import warnings
@@ -152,7 +156,7 @@ def _branch_importance(members: list[Any], names: tuple[str, ...], values: dict[
     return {p: float(imp.get(p, 0.0)) for p in names}
 
 
-def learning_curves(frames: Any) -> pd.DataFrame:
+def learning_curves(frames: FrameSource) -> pd.DataFrame:
     """Per-epoch top-1 of every trial (long frame: ``trial``, ``epoch``, ``top1``, ``state``,
     ``attention``), pruned trials included and marked by their state."""
     fr = coerce_frames(frames)

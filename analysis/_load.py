@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import optuna
@@ -27,7 +27,7 @@ from study import record
 from study.metrics import METRIC_FIELDS
 from study.storage import StorageURL, is_storage_url, open_storage, public_url, redact
 
-__all__ = ["StudyFrames", "load", "frames_of", "open_study_readonly", "summarize_kinds", "config_key"]
+__all__ = ["StudyFrames", "FrameSource", "load", "frames_of", "open_study_readonly", "summarize_kinds", "config_key"]
 
 SETTINGS_FILE = "settings.json"
 DEFAULT_DB = "study.db"
@@ -75,7 +75,7 @@ class StudyFrames:
     directions: tuple[str, ...]
     run_dir: Path | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
-    study: Any = field(default=None, repr=False)
+    study: optuna.Study | None = field(default=None, repr=False)
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -88,6 +88,10 @@ class StudyFrames:
     def __repr__(self) -> str:
         counts = self.trials["state"].value_counts().to_dict() if len(self.trials) else {}
         return f"StudyFrames(name={self.name!r}, trials={len(self.trials)}, states={counts})"
+
+
+#: what the analysis functions take for a study: its frames, a run folder or a storage URL
+FrameSource: TypeAlias = StudyFrames | str | Path
 
 
 # --------------------------------------------------------------------------------------
@@ -366,7 +370,7 @@ def frames_of(study: optuna.Study, *, settings: Mapping[str, Any] | None = None,
     )
 
 
-def coerce_frames(obj: Any, study_name: str | None = None) -> StudyFrames:
+def coerce_frames(obj: FrameSource, study_name: str | None = None) -> StudyFrames:
     """A :class:`StudyFrames` from frames, a run folder, or a storage URL."""
     if isinstance(obj, StudyFrames):
         return obj

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from analysis._load import StudyFrames, coerce_frames
+from analysis._load import FrameSource, coerce_frames
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["COSTS", "non_dominated", "pareto_front", "hypervolume", "front_hypervolumes", "attention_gain"]
 
@@ -21,7 +24,7 @@ __all__ = ["COSTS", "non_dominated", "pareto_front", "hypervolume", "front_hyper
 COSTS: dict[str, str] = {"params": "params", "macs": "macs", "latency": "latency_ms", "macs_224": "macs_224"}
 
 
-def non_dominated(points: Any, *, maximize: Sequence[bool] | None = None, chunk: int = 2048) -> np.ndarray:
+def non_dominated(points: ArrayLike, *, maximize: Sequence[bool] | None = None, chunk: int = 2048) -> np.ndarray:
     """Boolean mask of the non-dominated rows of an (n, d) array.
 
     ``maximize[j]`` says whether column j is maximized (default: all minimized). Rows with a
@@ -76,7 +79,7 @@ def _cost_column(cost: str) -> str:
     raise ValueError(f"cost: must be one of {', '.join(COSTS)}, got {cost!r}")
 
 
-def pareto_front(frames: StudyFrames | pd.DataFrame | Any, *, cost: str = "params", states: Sequence[str] = ("complete",)) -> pd.DataFrame:
+def pareto_front(frames: FrameSource | pd.DataFrame, *, cost: str = "params", states: Sequence[str] = ("complete",)) -> pd.DataFrame:
     """The trials on the front of top-1 (maximized) against ``cost`` (minimized), sorted by cost.
 
     Only trials in ``states`` with a finite top-1 and cost take part. The returned frame is a
@@ -115,7 +118,8 @@ def hypervolume(cost: Sequence[float], top1: Sequence[float], *, reference: tupl
     return float(area)
 
 
-def front_hypervolumes(studies: Mapping[str, Any], *, cost: str = "params", reference: tuple[float, float] | None = None) -> pd.DataFrame:
+def front_hypervolumes(studies: Mapping[str, FrameSource], *, cost: str = "params",
+                       reference: tuple[float, float] | None = None) -> pd.DataFrame:
     """Hypervolume of several studies' fronts under one reference point.
 
     Default reference: cost = 1.1 x the largest cost of any complete trial in any of the
@@ -139,7 +143,7 @@ def front_hypervolumes(studies: Mapping[str, Any], *, cost: str = "params", refe
     return pd.DataFrame(rows)
 
 
-def _welch_interval(group: Any, base: Any, level: float = 0.95) -> tuple[float, float]:
+def _welch_interval(group: pd.Series, base: pd.Series, level: float = 0.95) -> tuple[float, float]:
     """The ``level`` Welch t interval of ``group``'s mean top-1 minus ``base``'s (rows with
     ``n``, ``mean_top1``, ``std_top1``); NaN where either has fewer than two trials."""
     from scipy import stats
@@ -157,7 +161,7 @@ def _welch_interval(group: Any, base: Any, level: float = 0.95) -> tuple[float, 
     return (diff - half, diff + half)
 
 
-def attention_gain(frames: Any, *, states: Sequence[str] = ("complete",)) -> pd.DataFrame:
+def attention_gain(frames: FrameSource | pd.DataFrame, *, states: Sequence[str] = ("complete",)) -> pd.DataFrame:
     """Each attention pattern's top-1 gain over the ``none`` baseline against its added cost.
 
     Grouped by backbone and width (a gain is measured against ``none`` trials of the same

@@ -10,14 +10,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis._load import coerce_frames
+from analysis._load import FrameSource, coerce_frames
 from analysis._pareto import _cost_column, front_hypervolumes, pareto_front
+
+if TYPE_CHECKING:
+    from analysis._fidelity import FidelityResult
+    from analysis.kmap._analysis import KmapAnalysis
+    from analysis.kmap._effect import KEffect
+    from analysis.kmap._fits import KmapFit
 
 __all__ = [
     "save_figure", "plot_pareto", "plot_fronts", "plot_attention_gain", "plot_learning_curves",
@@ -51,7 +57,7 @@ def _log_if_wide(ax, values: np.ndarray) -> None:
         ax.set_xscale("log")
 
 
-def plot_pareto(frames: Any, *, cost: str = "params", ax=None, title: str | None = None) -> Figure:
+def plot_pareto(frames: FrameSource, *, cost: str = "params", ax=None, title: str | None = None) -> Figure:
     """Top-1 against ``cost`` for every finished trial, coloured by attention pattern; pruned
     trials faded (their best top-1 so far); the front of complete trials drawn as a step.
     Latency carries its interquartile range as a horizontal bar (where recorded)."""
@@ -88,7 +94,7 @@ def plot_pareto(frames: Any, *, cost: str = "params", ax=None, title: str | None
     return fig
 
 
-def plot_fronts(studies: Mapping[str, Any], *, cost: str = "params", reference: tuple[float, float] | None = None) -> Figure:
+def plot_fronts(studies: Mapping[str, FrameSource], *, cost: str = "params", reference: tuple[float, float] | None = None) -> Figure:
     """Several studies' fronts on one plot, with their hypervolume (one shared reference)."""
     col = _cost_column(cost)
     frs = {name: coerce_frames(f) for name, f in studies.items()}
@@ -149,7 +155,7 @@ def plot_attention_gain(table: pd.DataFrame, *, cost: str = "params") -> Figure:
     return fig
 
 
-def plot_learning_curves(frames: Any, *, max_trials: int = 400) -> Figure:
+def plot_learning_curves(frames: FrameSource, *, max_trials: int = 400) -> Figure:
     """Per-epoch top-1 of every trial; complete ones coloured by attention, pruned ones grey
     and dashed with an x where they stopped, failed ones left out."""
     fr = coerce_frames(frames)
@@ -201,7 +207,7 @@ def plot_importance(table: pd.DataFrame, *, title: str = "parameter importance")
     return fig
 
 
-def plot_fidelity(result: Any) -> Figure:
+def plot_fidelity(result: FidelityResult) -> Figure:
     """Scatter of the two fidelities' results for the same configurations."""
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
@@ -224,7 +230,7 @@ def _log2_axis(ax, xs: np.ndarray) -> None:
     ax.set_xlabel("C (channels, log2 axis)")
 
 
-def _plot_points_fit(fit: Any, title: str | None) -> Figure:
+def _plot_points_fit(fit: KmapFit, title: str | None) -> Figure:
     """Given (C, k) points and their fits (:class:`analysis.KmapFit`)."""
     from analysis.kmap._fits import PAPER_B, PAPER_GAMMA, psi
 
@@ -257,13 +263,13 @@ def _plot_points_fit(fit: Any, title: str | None) -> Figure:
     return fig
 
 
-def _verdict_title(effect: Any) -> str:
+def _verdict_title(effect: KEffect) -> str:
     if effect.evidence:
         return f"evidence that k matters (p = {effect.p_value:.2g})"
     return f"NO evidence that k matters (p = {effect.p_value:.2g}): k* not supported by the data"
 
 
-def plot_kmap(an: Any, *, title: str | None = None) -> Figure:
+def plot_kmap(an: KmapAnalysis | KmapFit, *, title: str | None = None) -> Figure:
     """k* per C with its confidence set (bars: the set's range; dots: its members), the
     paper's psi, psi fitted by predicted top-1 and the authors' released k, on a log2(C)
     axis; the title states whether the data show that k matters. ``an`` is a
@@ -304,7 +310,7 @@ def plot_kmap(an: Any, *, title: str | None = None) -> Figure:
     return fig
 
 
-def _released_points(an: Any) -> list[tuple[float, int]]:
+def _released_points(an: KmapAnalysis) -> list[tuple[float, int]]:
     """(C, k) of the authors' released per-stage k at the study's width-1.0 stages."""
     from study.attention import released_k
 
@@ -320,7 +326,7 @@ def _released_points(an: Any) -> list[tuple[float, int]]:
     return [(float(r[f"C{i}"]), k) for i, k in enumerate(ks) if i < an.data.num_stages]
 
 
-def plot_kmap_curves(an: Any) -> Figure:
+def plot_kmap_curves(an: KmapAnalysis) -> Figure:
     """Every k's top-1 relative to k* at each C, with 95 % intervals (one line per C)."""
     e = an.effect
     fig = Figure(figsize=(7, 4.5))

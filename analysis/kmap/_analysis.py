@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis._load import FrameSource
 from analysis.kmap._data import KData
 from analysis.kmap._effect import KEffect, k_effect
 from analysis.kmap._fits import jsonable
@@ -60,7 +61,7 @@ class KmapAnalysis:
 
 
 def analyze_kmap(
-    frames: Any,
+    frames: FrameSource | KData,
     *,
     alpha: float = 0.05,
     method: str = "permutation",
@@ -107,7 +108,7 @@ def _edges(values: np.ndarray, bins: int) -> tuple[np.ndarray, bool]:
     return np.linspace(u[0], u[-1], bins + 1), False
 
 
-def gamma_b_plane(frames: Any, *, bins: int = 8, states: Sequence[str] = ("complete",)) -> pd.DataFrame:
+def gamma_b_plane(frames: FrameSource, *, bins: int = 8, states: Sequence[str] = ("complete",)) -> pd.DataFrame:
     """Top-1 over the psi (gamma, b) plane from trials whose ECA stages all asked for the
     same (gamma, b): one row per cell with ``gamma``, ``b`` (the cell's value or centre),
     its edges ``gamma_lo``/``gamma_hi``/``b_lo``/``b_hi``, ``n``, ``mean_top1`` with its

@@ -7,7 +7,7 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ from analysis.kmap._fits import METRICS, KmapFit, fit_kmap
 from analysis.kmap._mappings import REGRET_CAVEAT
 
 if TYPE_CHECKING:
+    from analysis.kmap._analysis import KmapAnalysis
     from study.cli import ArgumentParser
 
 __all__ = ["build_parser", "format_analysis", "format_fit", "main", "read_points"]
@@ -74,7 +75,7 @@ def _table(df: pd.DataFrame) -> str:
         return df.to_string(index=False, float_format=lambda v: f"{v:.3g}")
 
 
-def mapping_lines(an: Any) -> list[str]:
+def mapping_lines(an: KmapAnalysis) -> list[str]:
     """The mapping comparison in words: which claims the intervals support, the fitted psi
     named as chosen on the data. Shared by the CLI and the report."""
     e = an.effect
@@ -107,7 +108,7 @@ def mapping_lines(an: Any) -> list[str]:
     return lines
 
 
-def format_analysis(an: Any) -> str:
+def format_analysis(an: KmapAnalysis) -> str:
     """The k-vs-C answer as text: the verdict first, then the numbers it qualifies."""
     e = an.effect
     conf = f"{100 * (1 - e.alpha):.0f} %"

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis._load import coerce_frames, psi_kinds
+from analysis._load import FrameSource, coerce_frames, psi_kinds
 from study.validate import ConfigError
 
 __all__ = ["KData", "kmap_data", "seed_noise"]
@@ -77,7 +77,7 @@ def _stage_value(t: pd.DataFrame, col: str) -> pd.Series:
     return t[col] if col in t else pd.Series(np.nan, index=t.index)
 
 
-def kmap_data(frames: Any, *, epoch: int | None = None, kind: str | None = None, by: str = "C") -> KData:
+def kmap_data(frames: FrameSource, *, epoch: int | None = None, kind: str | None = None, by: str = "C") -> KData:
     """Collect the k-vs-C data of a study (a :class:`analysis.StudyFrames`, run folder or URL).
 
     ``epoch`` reads the response at that epoch (trials that did not reach it are left out,

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis._load import FrameSource
 from analysis.kmap._data import KData, SeedNoise, kmap_data, pooled_noise, seed_noise
 from analysis.kmap._model import (
     VARIANCES,
@@ -484,7 +485,7 @@ def _outlier_note(outliers: tuple[Mapping[str, Any], ...]) -> str | None:
 
 
 def k_effect(
-    frames_or_data: Any,
+    frames_or_data: FrameSource | KData,
     *,
     alpha: float = 0.05,
     method: str = "permutation",
