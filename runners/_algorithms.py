@@ -139,7 +139,8 @@ class GridSampler(optuna.samplers.GridSampler):
     themselves once :meth:`is_exhausted` says so.
     """
 
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState,
+                    values: Sequence[float] | None) -> None:
         pass
 
 

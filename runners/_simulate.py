@@ -33,14 +33,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from runners._bridge import StudyBridge
 from runners._settings import StudySettings
 from study.record import is_finite
+
+if TYPE_CHECKING:
+    import torch
+
+    from search_spaces import Space
+    from study.config import TrialConfig
+    from study.metrics import EpochMetrics, Reporter, TrialResult
 
 __all__ = ["Planted", "simulate_study"]
 
@@ -96,7 +104,7 @@ class Planted:
             return 0.0
         return -self.effect * min(1.0, abs(int(k) - self.k_star(C, stage)) / 4)
 
-    def mean_top1(self, width: float, stages: Any) -> float:
+    def mean_top1(self, width: float, stages: Sequence[Mapping[str, Any]]) -> float:
         """The noise-free top-1 of a network at ``width`` with the recorded ``stages``."""
         from study.attention import psi_kinds
 
@@ -110,7 +118,7 @@ class Planted:
                 top1 += self.interaction if int(a["k"]) == int(b["k"]) else -self.interaction / 4
         return top1
 
-    def diverges(self, stages: Any) -> bool:
+    def diverges(self, stages: Sequence[Mapping[str, Any]]) -> bool:
         from study.attention import psi_kinds
 
         eca = psi_kinds()
@@ -122,7 +130,8 @@ class Planted:
             return float(rng.standard_t(self.tails) * sd * math.sqrt((self.tails - 2) / self.tails))
         return float(rng.normal(0.0, sd))
 
-    def train(self, config: Any, reporter: Any, *, device: Any = None, data: Any = None, **_: Any) -> Any:
+    def train(self, config: TrialConfig, reporter: Reporter | Callable[[EpochMetrics], bool | None] | None, *,
+              device: str | torch.device | None = None, data: Any = None, **_: Any) -> TrialResult:
         """What :func:`study.trainer.train` does for the bookkeeping: report the costs, then
         one :class:`~study.metrics.EpochMetrics` per epoch (stopping when the reporter says
         so), and return a :class:`~study.metrics.TrialResult`."""
@@ -160,7 +169,7 @@ class Planted:
         return TrialResult(config=config, outcome="complete", history=tuple(history), costs=costs, stages=tuple(stages))
 
 
-def simulate_study(settings: StudySettings, planted: Planted, *, space: Any = None) -> StudyBridge:
+def simulate_study(settings: StudySettings, planted: Planted, *, space: Space | None = None) -> StudyBridge:
     """Run the study ``settings`` (runner "local") with :meth:`Planted.train` as the trainer,
     recording into ``settings.storage`` as a real study does. Returns the bridge."""
     from runners._local import run_local

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -16,6 +16,9 @@ from runners._settings import StudySettings
 from study import record
 from study.storage import journal_path
 from study.validate import ConfigError
+
+if TYPE_CHECKING:
+    from search_spaces import Space
 
 __all__ = ["open_study", "run_study", "study_exists", "name_objectives"]
 
@@ -44,7 +47,7 @@ def name_objectives(study: optuna.Study, objectives: tuple[str, ...]) -> None:
         study.set_metric_names(list(objectives))
 
 
-def open_study(settings: StudySettings, space: Any, *, create: bool) -> optuna.Study:
+def open_study(settings: StudySettings, space: Space, *, create: bool) -> optuna.Study:
     """Create the study ``settings.name`` (an existing name is a ValueError) or load it."""
     storage = make_storage(settings.storage)
     sampler = make_sampler(settings, space.grid_space(**settings.space_settings()))
@@ -81,7 +84,7 @@ def open_study(settings: StudySettings, space: Any, *, create: bool) -> optuna.S
 def run_study(
     settings: StudySettings,
     *,
-    space: Any = None,
+    space: Space | None = None,
     resume: bool = False,
     progress: Progress | None = None,
     study: optuna.Study | None = None,

@@ -28,12 +28,15 @@ above take their defaults), e.g. ``define(trial, ..., kinds=("none", "eca", "se"
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_spaces._eca_kmap import B_RANGE, GAMMA_RANGE, K_CHOICES
 from search_spaces._registry import Budget, SpaceOption, make_config, register_space
 from study.config import AttentionSpec
 from study.validate import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["define", "check_kinds", "KINDS", "KINDS_OPTION", "R_CHOICES", "COORD_R_CHOICES", "A2_R_CHOICES", "GSOP_DIM_CHOICES", "DILATION_CHOICES", "EXTENT_CHOICES"]
 
@@ -88,7 +91,7 @@ def _fitting(choices: Sequence[int], limit: int) -> tuple[int, ...]:
     return fit or (max(1, limit),)
 
 
-def stage_attention(trial: Any, i: int, kind: str, channels: int | None = None, side: int | None = None) -> AttentionSpec:
+def stage_attention(trial: optuna.Trial, i: int, kind: str, channels: int | None = None, side: int | None = None) -> AttentionSpec:
     """Sample stage ``i``'s parameters for ``kind`` (conditional on the kind); ``channels``
     and ``side`` (the stage's C and feature-map side) limit the choices that must fit them."""
     if kind in ("se", "cbam"):
@@ -135,7 +138,7 @@ def stage_attention(trial: Any, i: int, kind: str, channels: int | None = None, 
     budget=Budget(trials=16, epochs=3),
     options=(KINDS_OPTION,),
 )
-def define(trial: Any, *, backbone: str, width: float | None = None, kinds: Sequence[str] | str | None = None,
+def define(trial: optuna.Trial, *, backbone: str, width: float | None = None, kinds: Sequence[str] | str | None = None,
            options: dict[str, Any] | None = None, **settings: Any):
     """Per-stage attention kind and its parameters (``kinds``, or the study's ``--kinds``
     in ``options``: the kinds a study may choose)."""

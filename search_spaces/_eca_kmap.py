@@ -25,10 +25,13 @@ the width those k were chosen for (search: psi and k=3 at width 0.5; inference: 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_spaces._registry import Budget, make_config, register_space
 from study.config import AttentionSpec
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["define", "references", "K_CHOICES", "WIDTHS", "INFERENCE_WIDTHS", "GAMMA_RANGE", "B_RANGE", "INFERENCE_BUDGET"]
 
@@ -103,7 +106,7 @@ def references(*, backbone: str, width: float | None = None, design: str = "sear
     references=references,
     designs={"inference": INFERENCE_BUDGET},
 )
-def define(trial: Any, *, backbone: str, width: float | None = None, design: str = "search", **settings: Any):
+def define(trial: optuna.Trial, *, backbone: str, width: float | None = None, design: str = "search", **settings: Any):
     """ECA in every stage with a per-stage fixed k or psi(C; gamma, b)."""
     n = _num_stages(backbone)
     if design == "inference":

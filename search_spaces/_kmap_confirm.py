@@ -20,10 +20,13 @@ difference against the paper's psi lies above 0") and stored in the study's sett
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_spaces._registry import Budget, SpaceOption, make_config, register_space
 from study.config import AttentionSpec
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["define", "arms", "ARMS", "DECISION", "SOURCE"]
 
@@ -86,7 +89,7 @@ def _stages(arm: str, backbone: str, fitted: dict[str, Any]) -> list[AttentionSp
     default_design="confirm",
     options=(SOURCE,),
 )
-def define(trial: Any, *, backbone: str, width: float | None = None, options: dict[str, Any] | None = None, **settings: Any):
+def define(trial: optuna.Trial, *, backbone: str, width: float | None = None, options: dict[str, Any] | None = None, **settings: Any):
     """One arm of the confirmation (see the module doc)."""
     fitted = (options or {}).get("fitted")
     if not fitted or "gamma" not in fitted or "b" not in fitted:

@@ -12,11 +12,14 @@ sampler walks all ten once. Group counts are per stage, from the stage's channel
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_spaces._registry import Budget, make_config, register_space
 from study.config import AttentionSpec
 from study.validate import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["define", "grid", "VARIANTS", "DEFAULT_WIDTH"]
 
@@ -55,7 +58,7 @@ def variant_stages(variant: str, channels: list[int]) -> list[AttentionSpec]:
     sampler="grid",
     grid=grid,
 )
-def define(trial: Any, *, backbone: str, width: float | None = None, **settings: Any):
+def define(trial: optuna.Trial, *, backbone: str, width: float | None = None, **settings: Any):
     """One row of the ECA paper's Table 2."""
     from study.models import describe_stages, num_stages
 

@@ -21,12 +21,15 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study import record
 from study.config import ArchSpec, AttentionSpec, ProxySpec, Recipe, TrialConfig
 from study.registry import Registry
 from study.validate import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = [
     "SAMPLERS",
@@ -155,7 +158,7 @@ class Space:
     def name(self) -> str:
         return self.info.name
 
-    def suggest(self, trial: Any, **settings: Any) -> TrialConfig:
+    def suggest(self, trial: optuna.Trial, **settings: Any) -> TrialConfig:
         """Run the space on ``trial`` and record ``config`` and ``stages`` on it."""
         self.info.budget_for(settings.get("design", self.info.default_design))  # a design the space has
         config = self.define(trial, **settings)

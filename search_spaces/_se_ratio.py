@@ -7,11 +7,14 @@ and the r ablation of its Table 10) in every stage, the reduction ratio r in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_spaces._attention_nas import R_CHOICES
 from search_spaces._registry import Budget, make_config, register_space
 from study.config import AttentionSpec
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["define"]
 
@@ -21,7 +24,7 @@ __all__ = ["define"]
     description="SE in every stage with a per-stage reduction ratio r in {2,4,8,16,32}",
     budget=Budget(trials=12, epochs=3),
 )
-def define(trial: Any, *, backbone: str, width: float | None = None, **settings: Any):
+def define(trial: optuna.Trial, *, backbone: str, width: float | None = None, **settings: Any):
     """SE with a per-stage reduction ratio."""
     from study.models import num_stages
 
