@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from study.validate import ConfigError, nested
 
@@ -81,11 +81,14 @@ def _number(value: Any, key: str, *, integer: bool = False) -> float | int:
     return value
 
 
-def _scalar(value: Any, key: str) -> Any:
+def _scalar(value: Any, key: str) -> bool | int | float | str | None:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise ConfigError(key, f"expected a number, string, boolean or null, got {type(value).__name__}")
 
+
+
+_Flat = TypeVar("_Flat", bound="_FlatConfig")
 
 
 class _FlatConfig:
@@ -95,7 +98,7 @@ class _FlatConfig:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str | None = None) -> Any:
+    def from_dict(cls: type[_Flat], data: Mapping[str, Any], where: str | None = None) -> _Flat:
         _check_keys(cls, data, where or cls.__name__.lower())
         if where is None:
             return cls(**data)

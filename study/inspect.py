@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+from argparse import Namespace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,7 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def _arch_from_args(args: Any) -> ArchSpec:
+def _arch_from_args(args: Namespace) -> ArchSpec:
     from study.models import num_stages, released_arch
 
     if args.config:

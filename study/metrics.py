@@ -19,7 +19,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from study.config import TrialConfig
+    from study.costs import Costs
 
 __all__ = ["EpochMetrics", "Reporter", "CallbackReporter", "as_reporter", "TrialResult", "OUTCOMES", "MetricsWriter",
            "write_metrics", "write_result", "METRIC_FIELDS"]
@@ -57,7 +61,7 @@ class Reporter:
     Subclass and override what you need; both methods default to doing nothing.
     """
 
-    def start(self, costs: Any, stages: Sequence[Mapping[str, Any]]) -> None:
+    def start(self, costs: Costs, stages: Sequence[Mapping[str, Any]]) -> None:
         """Called once before training with the model's :class:`study.costs.Costs` and its
         resolved per-stage description (``StageInfo.to_dict()`` of every stage)."""
 
@@ -95,10 +99,10 @@ OUTCOMES = ("complete", "stopped", "diverged")
 class TrialResult:
     """What :func:`study.trainer.train` returns: outcome, history, costs and the config."""
 
-    config: Any  # study.config.TrialConfig
+    config: TrialConfig
     outcome: str
     history: tuple[EpochMetrics, ...]
-    costs: Any  # study.costs.Costs
+    costs: Costs
     stages: tuple[Mapping[str, Any], ...] = ()
     message: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -117,7 +121,7 @@ class TrialResult:
         return len(self.history)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, config: Any = None) -> TrialResult:
+    def from_dict(cls, data: Mapping[str, Any], *, config: TrialConfig | None = None) -> TrialResult:
         """A result from its :meth:`to_dict` form (``result.json``, a finished checkpoint's
         state); ``config``, when given, is the TrialConfig to use instead of ``data["config"]``.
         The derived entries (``final``, ``best``, ``epochs_run``) are recomputed from the history."""

@@ -39,7 +39,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = [
     "CONFIG", "STAGES", "COSTS", "HISTORY", "OUTCOME", "ERROR", "REFERENCE", "ATTEMPT", "RESUMED_FROM",
@@ -107,7 +110,7 @@ class TrialRecord:
     replicate: int | None = None
 
 
-def read_trial(trial: Any) -> TrialRecord:
+def read_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     """Read the recorded attributes of an ``optuna.trial.FrozenTrial`` (missing ones are empty)."""
     attrs = trial.user_attrs
     return TrialRecord(

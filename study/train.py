@@ -55,15 +55,18 @@ import json
 import math
 import shlex
 import sys
-from argparse import ArgumentTypeError
+from argparse import ArgumentTypeError, Namespace
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study.cli import ArgumentParser, UsageError, as_usage_error, flag_names, run_cli
 from study.config import ConfigError, TrialConfig, load_config
 from study.io import write_atomic
 from study.metrics import MetricsWriter, TrialResult, write_result
+
+if TYPE_CHECKING:
+    from study.cluster import Scaling
 
 __all__ = ["main", "build_parser", "derive_name", "DEFAULT_ROOT"]
 
@@ -83,10 +86,10 @@ def derive_name(config: TrialConfig) -> str:
     return f"{config.arch.backbone}-{attention}-{config.proxy.source}{config.proxy.resolution}-s{config.seed}-{digest}"
 
 
-def _number(lo: float, *, integer: bool = False) -> Callable[[str], Any]:
+def _number(lo: float, *, integer: bool = False) -> Callable[[str], float | int]:
     """An argparse type: a finite number (a whole one with ``integer``) of at least ``lo``."""
 
-    def parse(text: str) -> Any:
+    def parse(text: str) -> float | int:
         try:
             v = float(text)
         except ValueError:
@@ -158,7 +161,7 @@ def _on_cache(config: TrialConfig, data: str, *, keep_resolution: bool) -> Trial
     return config.replace(proxy=proxy)
 
 
-def _effective(config: TrialConfig, args: Any, *, absolute: bool, keep_resolution: bool = True) -> TrialConfig:
+def _effective(config: TrialConfig, args: Namespace, *, absolute: bool, keep_resolution: bool = True) -> TrialConfig:
     """The config after --data (``keep_resolution``: the config sets its own; an exported
     one always does), --epochs (and, on Ray, --batch-per-worker; a relative cache folder
     made absolute: the workers run elsewhere)."""
@@ -222,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _main_local(args, config)
 
 
-def _main_local(args: Any, config: TrialConfig) -> int:
+def _main_local(args: Namespace, config: TrialConfig) -> int:
     """Train ``config`` in this process into ``--out`` (a checkpoint every epoch); the exit
     status."""
     from study.costs import resolve_device
@@ -255,7 +258,7 @@ def _main_local(args: Any, config: TrialConfig) -> int:
 # ----------------------------------------------------------------------------- on Ray
 
 
-def _scaling(args: Any) -> Any:
+def _scaling(args: Namespace) -> Scaling:
     """The run's :class:`study.cluster.Scaling`, after connecting (the default GPUs per
     worker depend on the cluster)."""
     from study.cluster import Scaling, cluster_nodes
@@ -275,7 +278,7 @@ def _scaling(args: Any) -> Any:
         raise _usage(exc) from None
 
 
-def _connect(args: Any) -> Any:
+def _connect(args: Namespace) -> Scaling:
     from study.cluster import check_resources, init_ray
 
     try:
@@ -294,7 +297,7 @@ def _resume_command(argv_hint: str) -> str:
     return f"{PROG} {argv_hint} --resume"
 
 
-def _main_ray(args: Any, config: TrialConfig) -> int:
+def _main_ray(args: Namespace, config: TrialConfig) -> int:
     from study.cluster import TrainingFailed, prepare_data, train_distributed
 
     out = (Path(args.out) if args.out else DEFAULT_ROOT / derive_name(config)).resolve()
@@ -359,7 +362,7 @@ def _write_finished(out: Path, result: TrialResult, config: TrialConfig) -> int:
     return 1 if result.outcome == "diverged" else 0
 
 
-def _hint(args: Any, out: Path | None) -> str:
+def _hint(args: Namespace, out: Path | None) -> str:
     """The command line that continues this run (without --resume)."""
     parts = ["--batch", args.batch] if args.batch else ["--config", args.config]
     for flag, value in (("--data", args.data), ("--epochs", args.epochs), ("--workers", args.workers),
@@ -377,7 +380,7 @@ def _hint(args: Any, out: Path | None) -> str:
 # ----------------------------------------------------------------------------- --batch
 
 
-def _main_batch(args: Any) -> int:
+def _main_batch(args: Namespace) -> int:
     from study.cluster import format_table, read_index, train_batch
 
     if args.data is not None and not Path(args.data).is_dir():

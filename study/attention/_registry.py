@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch import nn
 
 from study.registry import Registry
+
+if TYPE_CHECKING:
+    from study.config import AttentionSpec
 
 __all__ = [
     "AttentionModule",
@@ -150,7 +153,7 @@ def attention_params(kind: str) -> dict[str, Any]:
     return dict(get_attention(kind).PARAMS)
 
 
-def _split(kind_or_spec: Any, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def _split(kind_or_spec: str | AttentionSpec | Mapping[str, Any], params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(kind_or_spec, str):
         return kind_or_spec, dict(params)
     # study.config.AttentionSpec (duck-typed: .kind and .kwargs) or its dict form
@@ -164,8 +167,8 @@ def _split(kind_or_spec: Any, params: Mapping[str, Any]) -> tuple[str, dict[str,
     raise ValueError(f"attention: expected a kind name, an AttentionSpec or a dict, got {kind_or_spec!r}")
 
 
-def resolve_attention(kind_or_spec: Any, channels: int, /, *, feature_map: tuple[int, int] | None = None,
-                      **params: Any) -> tuple[str, dict[str, Any]]:
+def resolve_attention(kind_or_spec: str | AttentionSpec | Mapping[str, Any], channels: int, /, *,
+                      feature_map: tuple[int, int] | None = None, **params: Any) -> tuple[str, dict[str, Any]]:
     """Validate an attention choice for ``channels`` (and, when given, the (H, W)
     ``feature_map`` it sees) without building it.
 
@@ -177,7 +180,7 @@ def resolve_attention(kind_or_spec: Any, channels: int, /, *, feature_map: tuple
     return kind, get_attention(kind).resolve(channels, feature_map=feature_map, **merged)
 
 
-def create_attention(kind_or_spec: Any, channels: int, /, *, feature_map: tuple[int, int] | None = None,
+def create_attention(kind_or_spec: str | AttentionSpec | Mapping[str, Any], channels: int, /, *, feature_map: tuple[int, int] | None = None,
                      **params: Any) -> AttentionModule:
     """Build the attention module for ``channels`` channels.
 

@@ -20,11 +20,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study.config import TrialConfig, load_config
 from study.metrics import OUTCOMES, TrialResult
 from study.validate import ConfigError
+
+if TYPE_CHECKING:
+    from study.cluster._launch import Scaling
 
 __all__ = ["BatchEntry", "EntryOutcome", "read_index", "train_batch", "finished_run", "format_table"]
 
@@ -148,7 +151,7 @@ def format_table(outcomes: Sequence[EntryOutcome]) -> str:
 def train_batch(
     entries: Sequence[BatchEntry],
     *,
-    scaling: Any,
+    scaling: Scaling,
     resume: bool = False,
     log: Callable[[str], Any] = print,
     write: Callable[[Path, TrialResult], Any] | None = None,
@@ -224,13 +227,13 @@ def _entries_to_train(outcomes: list[EntryOutcome], *, resume: bool) -> list[Ent
     return todo
 
 
-def _check_data(todo: list[EntryOutcome], scaling: Any, *, log: Callable[[str], Any]) -> dict[str, Any]:
+def _check_data(todo: list[EntryOutcome], scaling: Scaling, *, log: Callable[[str], Any]) -> dict[str, dict[str, str] | None]:
     """Check (or stage) the data of every entry in ``todo`` once per cache; the staged
     copies by entry name. Entries whose data no node reads fail alone and leave ``todo``."""
     from study.cluster._launch import prepare_data
 
     by_path: dict[str, tuple[str, Any]] = {}
-    staged: dict[str, Any] = {}
+    staged: dict[str, dict[str, str] | None] = {}
     for o in list(todo):
         proxy = o.entry.config.proxy
         key = str(Path(proxy.data).resolve()) if proxy.source == "cache" and proxy.data else ""
@@ -248,7 +251,7 @@ def _check_data(todo: list[EntryOutcome], scaling: Any, *, log: Callable[[str], 
     return staged
 
 
-def _slots(entries: int, scaling: Any) -> int:
+def _slots(entries: int, scaling: Scaling) -> int:
     """How many of ``entries`` trainings run at once: the workers that fit on the cluster's
     nodes at once divided by the workers of one training (at least 1; 0 for no entry)."""
     from study.cluster._nodes import cluster_nodes
@@ -258,7 +261,7 @@ def _slots(entries: int, scaling: Any) -> int:
     return max(1, min(entries, room // scaling.workers)) if entries else 0
 
 
-def _train_entry(o: EntryOutcome, *, scaling: Any, staged: Any, write: Callable[[Path, TrialResult], Any] | None,
+def _train_entry(o: EntryOutcome, *, scaling: Scaling, staged: dict[str, str] | None, write: Callable[[Path, TrialResult], Any] | None,
                  log: Callable[[str], Any], lock: threading.Lock) -> None:
     """Train one entry (:func:`study.cluster.train_distributed`, resuming its folder) and
     record what became of it in ``o``: its result, or ``failed`` with the reason and the

@@ -34,13 +34,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study.config import Recipe, TrialConfig, repr_non_default
 from study.metrics import TrialResult
 from study.record import error_text
 from study.runfolder import next_run_name
 from study.validate import ConfigError
+
+if TYPE_CHECKING:
+    from ray.actor import ActorHandle
+    from ray.train.torch import TorchTrainer
+
+    from study.cluster._recorder import Recorder
 
 __all__ = ["Scaling", "TrainingFailed", "scale_recipe", "check_resources", "prepare_data", "train_distributed",
            "absolute_data"]
@@ -296,7 +302,7 @@ def _finished_checkpoint(out: Path, config: TrialConfig, resume: bool, say: Call
     return finished_result(state, config)
 
 
-def _start_recorder(out: Path) -> Any:
+def _start_recorder(out: Path) -> ActorHandle[Recorder]:
     """The run's recorder actor (named after ``out``), pinned to this driver's node;
     ValueError when another training on the cluster already writes into ``out``."""
     import ray
@@ -317,7 +323,7 @@ def _start_recorder(out: Path) -> Any:
     return recorder
 
 
-def _torch_trainer(spec: dict[str, Any], scaling: Scaling, ray_dir: Path) -> Any:
+def _torch_trainer(spec: dict[str, Any], scaling: Scaling, ray_dir: Path) -> TorchTrainer:
     """Ray Train's ``TorchTrainer`` running :func:`_worker` with ``spec`` on
     ``scaling.workers`` workers, its files in a new ``ray_dir/run-<k>``, restarting the
     workers up to ``scaling.max_failures`` times."""
@@ -337,7 +343,7 @@ def _torch_trainer(spec: dict[str, Any], scaling: Scaling, ray_dir: Path) -> Any
     )
 
 
-def _fit_following(trainer: Any, recorder: Any, out: Path,
+def _fit_following(trainer: TorchTrainer, recorder: ActorHandle[Recorder], out: Path,
                    say: Callable[[str], Any]) -> tuple[BaseException | None, dict[str, Any], dict[str, Any] | None]:
     """Run ``trainer.fit()`` in a thread, saying the recorder's lines as they come;
     ``(error, recorder state, result dict)`` at the end (the error ``fit`` raised, if any).

@@ -24,9 +24,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study.validate import ConfigError
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.remote_function import RemoteFunction
 
 __all__ = ["Node", "cluster_nodes", "nodes_for", "check_cache_on_nodes", "stage_cache", "prepare_cache", "STAGE_DIR_ENV",
            "CHUNK_BYTES"]
@@ -73,14 +77,14 @@ def nodes_for(cpus: float, gpus: float) -> list[Node]:
     return [n for n in cluster_nodes() if n.cpus >= cpus and n.gpus >= gpus and (n.cpus > 0 or n.gpus > 0)]
 
 
-def _on(node: Node, fn: Any, **options: Any) -> Any:
+def _on(node: Node, fn: RemoteFunction, **options: Any) -> Any:
     """``fn`` (a remote function) pinned to ``node``, using no CPU."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     return fn.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False), **options)
 
 
-def _gather(refs: dict[Node, Any], timeout: float) -> dict[Node, Any]:
+def _gather(refs: dict[Node, ObjectRef], timeout: float) -> dict[Node, Any]:
     """Each node's answer; an exception (or no answer within ``timeout``) as its text."""
     import ray
 
@@ -125,7 +129,7 @@ def _staged_copy(key: str) -> str | None:
     return str(folder) if _probe_cache(str(folder)) is None else None
 
 
-def _write_staged(key: str, chunks: dict[str, list[Any]], checksums: dict[str, str]) -> str:
+def _write_staged(key: str, chunks: dict[str, list[ObjectRef]], checksums: dict[str, str]) -> str:
     """On a node: write the shipped files into ``<stage root>/<key>.partial``, verify the
     arrays' sha256 against the manifest, rename to ``<stage root>/<key>``; its path."""
     import ray
@@ -197,7 +201,7 @@ def stage_cache(path: str, nodes: list[Node], *, log: Callable[[str], Any] | Non
     size = sum((Path(path) / name).stat().st_size for name in files)
     if log:
         log(f"staging {path} ({size / 2**20:.1f} MiB) to {len(missing)} node(s): {', '.join(map(str, missing))}")
-    chunks: dict[str, list[Any]] = {}
+    chunks: dict[str, list[ObjectRef]] = {}
     for name in files:  # into the object store once; each node pulls the chunks it writes
         refs = []
         with open(Path(path) / name, "rb") as f:

@@ -16,9 +16,12 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study.metrics import EpochMetrics, MetricsWriter, Reporter
+
+if TYPE_CHECKING:
+    from ray.actor import ActorHandle
 
 __all__ = ["Recorder", "RecorderStore", "RecorderReporter", "recorder_name", "NAMESPACE"]
 
@@ -98,7 +101,7 @@ class RecorderStore:
     """A :class:`study.trainer.CheckpointStore` kept by the recorder: every rank loads the
     last checkpoint from it; rank 0 saves."""
 
-    def __init__(self, recorder: Any, where: str):
+    def __init__(self, recorder: ActorHandle[Recorder], where: str):
         self.recorder = recorder
         self.where = where
 
@@ -125,7 +128,7 @@ class RecorderReporter(Reporter):
     """Rank 0's reporter: each epoch's metrics to the recorder (which writes the metrics
     files) before the epoch's checkpoint."""
 
-    def __init__(self, recorder: Any):
+    def __init__(self, recorder: ActorHandle[Recorder]):
         self.recorder = recorder
 
     def report(self, metrics: EpochMetrics) -> bool:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -250,7 +249,7 @@ class DeviceLoader:
     def _generator(self, epoch: int) -> torch.Generator:
         return seeded_generator(self.seed, epoch)
 
-    def _draws(self, epoch: int) -> Iterator[tuple[torch.Tensor, Any, Any, Any]]:
+    def _draws(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]]:
         """Per batch, in order: this rank's indices and its slice of the global batch's
         random crop rows/columns (or None) and random-resized-crop matrices (or None)."""
         g = self._generator(epoch)

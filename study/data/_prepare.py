@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.lib.format import open_memmap
@@ -37,9 +37,12 @@ from numpy.lib.format import open_memmap
 from study.data._cache import CACHE_FORMAT, CACHE_VERSION, MANIFEST, SPLITS, array_files, partial_path, read_manifest, sha256_file
 from study.data._decode import decode_chunk, quiet_decoding
 from study.data._listing import ArrayListing, FileListing
-from study.data._registry import get_source, list_sources
+from study.data._registry import ProxySource, get_source, list_sources
 from study.io import write_json
 from study.validate import ConfigError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["prepare", "PrepareWarning", "STATE"]
 
@@ -64,7 +67,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0) -> tqdm:
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit="img", file=sys.stderr, disable=not enabled, dynamic_ncols=True, leave=True)
@@ -112,7 +115,7 @@ def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state
     already = sum(min(chunk_size, n - starts[c]) for c in done)
     state_path = partial / STATE
 
-    def record(cid: int, arr: np.ndarray, errors: list[tuple[int, str]], bar: Any) -> None:
+    def record(cid: int, arr: np.ndarray, errors: list[tuple[int, str]], bar: tqdm) -> None:
         lo = starts[cid]
         mm[lo:lo + arr.shape[0]] = arr
         mm.flush()
@@ -244,7 +247,7 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
     return manifest
 
 
-def _checked_arguments(source: str, src: Any, options: dict[str, Any], *, resolution: Any, chunk_size: Any,
+def _checked_arguments(source: str, src: ProxySource, options: dict[str, Any], *, resolution: Any, chunk_size: Any,
                        workers: Any) -> tuple[dict[str, Any], int]:
     """:func:`prepare`'s arguments checked (ValueError naming the bad one): the source's
     options that are set, and the number of decoding threads (default: all CPUs)."""

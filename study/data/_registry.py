@@ -10,6 +10,7 @@ from study.registry import Registry
 
 if TYPE_CHECKING:
     from study.config import ProxySpec
+    from study.data._listing import ArrayListing, FileListing
     from study.data._types import ProxyData
 
 __all__ = ["ProxySource", "register_source", "list_sources", "get_source", "CACHE"]
@@ -51,7 +52,7 @@ class ProxySource:
             f"then use source='cache', data=DIR"
         )
 
-    def scan(self, root: Path, **options: Any) -> Any:
+    def scan(self, root: Path, **options: Any) -> FileListing | ArrayListing:
         """What to decode under ``root``: a :class:`study.data._prepare.FileListing` or
         :class:`study.data._prepare.ArrayListing`."""
         raise ValueError(f"source {self.name!r} generates its images and has nothing to prepare")

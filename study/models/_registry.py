@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from study.registry import Registry
 
@@ -50,7 +50,8 @@ class Backbone:
 _BACKBONES: Registry[Backbone] = Registry("backbone", same=lambda a, b: a == b)
 
 
-def register_backbone(name: str, *, plan: Callable[..., Any], build: Callable[..., Any], description: str = "") -> Backbone:
+def register_backbone(name: str, *, plan: Callable[[float, str], tuple[StagePlan, ...]],
+                      build: Callable[[ArchSpec, tuple[StageInfo, ...]], nn.Module], description: str = "") -> Backbone:
     """Register a backbone under ``name`` (an error if the name is taken by another one)."""
     return _BACKBONES.register(name, Backbone(name, plan, build, description))
 
