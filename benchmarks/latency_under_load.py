@@ -11,6 +11,7 @@
    trials at once, one CPU each), run with the turnstile off (every trial measures while the
    other trains: the figure before) and on; the spread (max / min) of its complete trials'
    recorded latency, and of their own probes (before the study shares one figure per network).
+3. What the turnstile costs a training step when no probe waits (a gate pass, microseconds).
 
     python benchmarks/latency_under_load.py                 # ~10 min on 2 cores
     python benchmarks/latency_under_load.py --skip-study    # part 1 only
@@ -140,6 +141,17 @@ def under_load(reps: int) -> list[dict]:
     return rows
 
 
+def gate_cost_us(steps: int = 100_000) -> float:
+    """What a training step pays for the turnstile when no probe waits: microseconds per gate pass."""
+    from study.turnstile import Turnstile
+
+    with Turnstile(tempfile.mkdtemp(prefix="latency-gate-")).computing() as gate:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            gate.step()
+        return (time.perf_counter() - t0) / steps * 1e6
+
+
 def ray_study(label: str, *, turnstile: str, trials: int, epochs: int) -> dict:
     """Part 2: one Ray study (two trials at once, 1 CPU each) with ``STUDY_TURNSTILE=turnstile``."""
     import ray
@@ -185,7 +197,10 @@ def main() -> None:
     rows = under_load(args.reps)
     headline = {f"naive, {r['trainings']} training(s) (x idle)": round(r["naive_ratio"], 2) for r in rows[1:]}
     headline.update({f"probe, {r['trainings']} training(s) (x idle)": round(r["probe_ratio"], 2) for r in rows[1:]})
-    detail: dict = {"under_load": rows}
+    gate_us = gate_cost_us()
+    print(f"a gate pass costs a training step {gate_us:.1f} us", flush=True)
+    headline["gate pass per training step (us)"] = round(gate_us, 1)
+    detail: dict = {"under_load": rows, "gate_step_us": gate_us}
     if not args.skip_study:
         before = ray_study("latency-off", turnstile="off", trials=args.trials, epochs=args.epochs)
         after = ray_study("latency-on", turnstile=tempfile.mkdtemp(prefix="latency-turnstile-"), trials=args.trials, epochs=args.epochs)

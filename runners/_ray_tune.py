@@ -47,14 +47,19 @@ log = logging.getLogger(__name__)
 
 
 def trainable(spec: Mapping[str, Any]) -> None:
-    """One Ray trial: ``study.trainer.train(config, reporter)``, each epoch ``tune.report``-ed."""
-    import torch
-    from ray import tune
+    """One Ray trial: ``study.trainer.train(config, reporter)``, each epoch ``tune.report``-ed.
+    Its start-up (imports, the proxy's data) holds the node's turnstile like its training
+    steps (:mod:`study.turnstile`), so another trial's latency probe waits for it."""
+    from study.turnstile import node_turnstile
 
-    from study.config import TrialConfig
-    from study.metrics import Reporter
-    from study.record import error_text
-    from study.trainer import train
+    with node_turnstile().computing():
+        import torch
+        from ray import tune
+
+        from study.config import TrialConfig
+        from study.metrics import Reporter
+        from study.record import error_text
+        from study.trainer import train
 
     torch.set_num_threads(int(spec["threads"]))
     state: dict[str, Any] = {"costs": {}, "stages": "[]", "epoch": 0}
@@ -71,19 +76,9 @@ def trainable(spec: Mapping[str, Any]) -> None:
             return False  # a pruned trial is stopped by the scheduler
 
     try:
-        config = TrialConfig.from_dict(spec["config"])
-        data = None
-        where = spec.get("data")
-        if where and config.proxy.source == "cache" and config.proxy.data == where["data"]:
-            # the cache as checked from the driver (an absolute path), or this node's staged copy
-            import dataclasses
-
-            import ray
-
-            from study.data import load_proxy
-
-            local = where["staged"].get(ray.get_runtime_context().get_node_id(), where["path"])
-            data = load_proxy(dataclasses.replace(config.proxy, data=local))
+        with node_turnstile().computing():
+            config = TrialConfig.from_dict(spec["config"])
+            data = _trial_data(config, spec.get("data"))
         result = train(config, _RayReporter(), device=spec.get("device"), data=data)
     except Exception as exc:  # recorded FAIL by the driver; not a worker failure to retry
         tune.report({"epoch": state["epoch"], "error": error_text(exc), **state["costs"], "stages": state["stages"]})
@@ -91,6 +86,22 @@ def trainable(spec: Mapping[str, Any]) -> None:
     if result.outcome == "diverged":
         text = f"diverged: {result.message}" if result.message else "diverged: the loss became NaN or inf"
         tune.report({"epoch": state["epoch"], "diverged": text, **state["costs"], "stages": state["stages"]})
+
+
+def _trial_data(config: Any, where: Mapping[str, Any] | None) -> Any:
+    """The proxy of a trial on this node: the study's cache as checked from the driver (an
+    absolute path) or this node's staged copy, loaded; None for any other proxy (``train``
+    loads it)."""
+    if not where or config.proxy.source != "cache" or config.proxy.data != where["data"]:
+        return None
+    import dataclasses
+
+    import ray
+
+    from study.data import load_proxy
+
+    local = where["staged"].get(ray.get_runtime_context().get_node_id(), where["path"])
+    return load_proxy(dataclasses.replace(config.proxy, data=local))
 
 
 # ------------------------------------------------------------------------- the driver side

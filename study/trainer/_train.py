@@ -125,7 +125,9 @@ def train(
         say(f"checkpoint in {store} is finished ({state['outcome']} after epoch {state['epoch']})")
         return result
 
-    run = _start(config, _checked_data(config, data), state, ctx=ctx, device=device, placement=placement,
+    with _turnstile(ctx).computing():  # loading the data computes: another trial's latency probe waits for it
+        data = _checked_data(config, data)
+    run = _start(config, data, state, ctx=ctx, device=device, placement=placement,
                  reporter=reporter, say=say, where=store)
     outcome, message, extra = _train_epochs(run, reporter, say, store)
     if outcome == "stopped":

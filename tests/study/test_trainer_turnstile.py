@@ -79,9 +79,10 @@ def test_the_training_loops_pass_the_gate_and_wait_for_a_probe(tmp_path, monkeyp
     assert result.outcome == "complete"
     train_steps = len(data.train) // 16  # full batches
     val_steps = -(-len(data.val) // 32)
-    assert len(spy.gates) == 2 * 2 and spy.steps == 2 * (train_steps + val_steps)  # per epoch: training and evaluation
+    # the data's check (and loading, when not given), then per epoch training and evaluation
+    assert len(spy.gates) == 1 + 2 * 2 and spy.steps == 2 * (train_steps + val_steps)
     assert all(g.held for g in spy.gates)
-    assert sum(g.waited_s for g in spy.gates[2:]) >= 0.4  # epoch 2 waited for the probe
+    assert sum(g.waited_s for g in spy.gates[3:]) >= 0.4  # epoch 2 waited for the probe
     costs = reporter.costs
     assert costs.latency_ms > 0 and costs.latency_iqr_ms >= 0 and costs.latency_exclusive is True
     assert (costs.latency_device, costs.latency_threads) == ("cpu", torch.get_num_threads()) and len(costs.arch_digest) == 16
