@@ -343,7 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": vars(args), "device_name": name, "rows": rows, "eca_vs_se": side}, indent=2))
     if args.result:
-        _write_result(args, name, rows)
+        isolated = []
+        if not args.isolate:  # ECA's own cost, free of the convolutions' noise: BN + attention + sum over BN + sum
+            iso = argparse.Namespace(**{**vars(args), "isolate": True, "compile": "off", "optimizer": False, "lean": "auto",
+                                        "repeats": max(15, args.repeats)})
+            isolated = run(iso)
+            for r in isolated:
+                if r["kind"] != "none":
+                    print(f"# isolated {r['backbone']} {r['res']} px {r['kind']}: BN + attention + sum {r['extra_ms']:.2f} ms over BN + sum "
+                          f"(IQR {r['extra_ms_q1']:.2f}..{r['extra_ms_q3']:.2f})", flush=True)
+        _write_result(args, name, rows, isolated)
     return 0
 
 
@@ -396,11 +405,32 @@ def eca_goal(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _write_result(args: argparse.Namespace, name: str, rows: list[dict]) -> None:
+def own_cost(rows: list[dict], isolated: list[dict]) -> list[dict]:
+    """Per backbone, resolution and kind: the isolated extra ms of BN + attention + residual sum
+    (``--isolate``) as a fraction of none's median eager training step - the attention's own
+    share of the step, robust to the noise other processes add to whole steps."""
+    out = []
+    for r in isolated:
+        if r["kind"] == "none":
+            continue
+        base = [b["ms"] for b in rows if b["kind"] == "none" and not b["compiled"] and (b["backbone"], b["res"]) == (r["backbone"], r["res"])]
+        if base:
+            out.append({"backbone": r["backbone"], "res": r["res"], "kind": r["kind"], "extra_ms": r["extra_ms"],
+                        "extra_ms_iqr": (r["extra_ms_q1"], r["extra_ms_q3"]), "none_step_ms": base[0],
+                        "share": r["extra_ms"] / base[0], "share_iqr": (r["extra_ms_q1"] / base[0], r["extra_ms_q3"] / base[0])})
+    return out
+
+
+def _write_result(args: argparse.Namespace, name: str, rows: list[dict], isolated: list[dict] = ()) -> None:
     from _results import write_result
 
     goals = eca_goal(rows)
+    own = own_cost(rows, list(isolated))
     headline = {}
+    for o in own:
+        headline[f"{o['backbone']} {o['res']}px eager {o['kind'].upper()} own cost (isolated) / none's step"] = (
+            f"{100 * o['share']:.1f} % (IQR {100 * o['share_iqr'][0]:.1f} to {100 * o['share_iqr'][1]:.1f}; {o['extra_ms']:.1f} ms "
+            f"of {o['none_step_ms']:.0f})")
     for g in goals:
         lab = f"{g['backbone']} {g['res']}px {'compiled' if g['compiled'] else 'eager'} ECA over none"
         headline[lab] = f"{100 * g['overhead']:+.1f} % (IQR {100 * g['iqr'][0]:+.1f} to {100 * g['iqr'][1]:+.1f})"
@@ -413,7 +443,7 @@ def _write_result(args: argparse.Namespace, name: str, rows: list[dict]) -> None
         goal=f"ECA's training step (forward, backward, optimizer) at most {100 * GOAL:.0f} % over none's, eager and under torch.compile",
         headline=headline,
         detail={"device": name, "settings": {k: v for k, v in vars(args).items() if k not in ("json", "result")},
-                "eca_goal": goals, "rows": rows},
+                "eca_goal": goals, "own_cost": own, "rows": rows, "isolated": list(isolated)},
     )
     print(f"# result: {path}")
 

@@ -14,8 +14,9 @@ measure them:
   channels_last (``recipe.amp = recipe.channels_last = true``), ResNet-18 and ResNet-50 at 64
   and 224 px; epochs timed with CUDA events on a GPU. CPU: width 0.25 at 32 and 64 px (bf16
   autocast on the CPU, channels_last).
-- ``attention``: forward+backward step times of none, SE and ECA in every stage
-  (``attention_overhead.py``'s interleaved rounds), bf16 autocast and channels_last.
+- ``attention``: training step times (forward, backward, SGD step) of none, SE and ECA in
+  every stage (``attention_overhead.py``'s interleaved rounds), bf16 autocast and
+  channels_last, eager and - on a GPU - under ``torch.compile`` (goal: ECA <= 5 % over none).
 - ``loader``: ``study.data.DeviceLoader`` with the split on the device and streamed from host
   memory (two staging buffers, pinned on CUDA, copies on a side stream), its batches/s
   against the model's (``loader_throughput.py``); the host-streamed batches are checked
@@ -145,17 +146,22 @@ class Check:
 
     def _attention_steps(self, backbone: str, res: int) -> str:
         batch = self.sizes.attention_batch[res]
+        compiled = self.device.type == "cuda"  # the configuration a GPU user runs: compiled too (the CPU rehearsal stays eager)
         args = argparse.Namespace(device=str(self.device), kinds=["se", "eca"], lean="auto", clock="wall", backbones=[backbone],
                                   res=[res], batch=batch, batch_large=batch, stem=stem_for(res), width=self.sizes.width,
                                   num_classes=1000, channels_last=True, isolate=False, amp=True, warmup=2,
-                                  repeats=self.sizes.repeats)
-        rows = {r["kind"]: r for r in attention_overhead.run(args)}
-        if set(rows) != {"none", "se", "eca"}:
-            raise RuntimeError(f"measured {', '.join(rows) or 'nothing'}, expected none, se and eca")
-        parts = [f"none {rows['none']['ms']:.2f} ms"]
-        parts += [f"{k} {rows[k]['ms']:.2f} ms (x{rows[k]['time_ratio']:.3f})" for k in ("se", "eca")]
-        return (", ".join(parts) + f" per forward+backward step (batch {batch}, bf16 autocast, channels_last, "
-                f"median of {self.sizes.repeats} interleaved rounds)")
+                                  repeats=self.sizes.repeats, optimizer=True, compile="both" if compiled else "off")
+        measured = attention_overhead.run(args)
+        parts = []
+        for form in ((False, True) if compiled else (False,)):
+            rows = {r["kind"]: r for r in measured if r["compiled"] == form}
+            if set(rows) != {"none", "se", "eca"}:
+                raise RuntimeError(f"measured {', '.join(rows) or 'nothing'}, expected none, se and eca")
+            what = "compiled: " if form else ("eager: " if compiled else "")
+            parts.append(what + ", ".join([f"none {rows['none']['ms']:.2f} ms"]
+                                         + [f"{k} {rows[k]['ms']:.2f} ms (x{rows[k]['time_ratio']:.3f})" for k in ("se", "eca")]))
+        return ("; ".join(parts) + f" per training step (forward, backward, SGD step; batch {batch}, bf16 autocast, channels_last, "
+                f"median of {self.sizes.repeats} interleaved rounds; goal: eca <= x1.05)")
 
     def loader(self) -> list[tuple[str, Callable[[], str]]]:
         res = self.sizes.loader_res
