@@ -403,7 +403,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(row["text"], flush=True)
             report[f"{name} {which}"] = {"setting": label(pr), **summarize(rows, multi), "rows": [
                 {k: v for k, v in r.items() if k != "text"} for r in rows]}
-            print(summary_text(f"{label(pr)} ({which}{', also the default' if pr[1] == default else ''})", rows, multi), flush=True)
+            also = ", also the default" if which == "chosen" and pr[1] == default else ""
+            print(summary_text(f"{label(pr)} ({which}{also})", rows, multi), flush=True)
     agreement = rank_agreement(list(data.values()))
     print("\nrank agreement of the epoch-e top-1 with the final top-1 (Spearman over a seed's trials; mean, min-max over "
           f"{len(data)} seeds): " + ", ".join(f"e{a['epoch']} {a['mean']:.2f} ({a['min']:.2f}..{a['max']:.2f})" for a in agreement))
