@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._load import FrameSource, coerce_frames
+from study.validate import ConfigError
 
 __all__ = ["ConfirmResult", "confirm_result"]
 
@@ -42,11 +43,11 @@ def confirm_result(frames: FrameSource, *, reference: str = "paper_psi", confide
     fr = coerce_frames(frames)
     t = fr.trials
     if t.empty or "param_arm" not in t:
-        raise ValueError("confirmation: the study has no arms (it is not a kmap_confirm study)")
+        raise ConfigError("confirmation", "the study has no arms (it is not a kmap_confirm study)")
     t = t[(t["state"] == "complete") & t["top1_last"].notna()]
     arms = sorted(t["param_arm"].dropna().unique())
     if reference not in arms:
-        raise ValueError(f"confirmation: no complete run of the reference arm {reference!r}")
+        raise ConfigError("confirmation", f"no complete run of the reference arm {reference!r}")
     by = t.pivot_table(index="seed", columns="param_arm", values="top1_last", aggfunc="mean")
     rows = []
     q = 1 - (1 - confidence) / 2

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
+from study.validate import ConfigError
 
 if TYPE_CHECKING:
     from analysis._load import FrameSource
@@ -43,7 +44,7 @@ def full_training_config(
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     if isinstance(recipe, str):
         if recipe not in RECIPES:
-            raise ValueError(f"recipe: must be one of {', '.join(RECIPES)}, got {recipe!r}")
+            raise ConfigError("recipe", f"must be one of {', '.join(RECIPES)}, got {recipe!r}")
         recipe = RECIPES[recipe]
     arch: ArchSpec = cfg.arch
     arch = ArchSpec(backbone=arch.backbone, stages=arch.stages, stem=arch.stem if keep_stem else "imagenet",
@@ -63,22 +64,22 @@ def select_trials(frames: FrameSource, *, top: int | None = None, pareto: str | 
 
     fr = coerce_frames(frames)
     if (top is None) == (pareto is None):
-        raise ValueError("select: give exactly one of top or pareto")
+        raise ConfigError("select", "give exactly one of top or pareto")
     t = fr.trials
     if t.empty:
-        raise ValueError(f"export: study {fr.name!r} has no trials")
+        raise ConfigError("export", f"study {fr.name!r} has no trials")
     t = t[(t["state"] == "complete") & t["config"].notna() & t["top1"].notna()]
     if t.empty:
-        raise ValueError(f"export: study {fr.name!r} has no complete trials with a recorded config")
+        raise ConfigError("export", f"study {fr.name!r} has no complete trials with a recorded config")
     if top is not None:
         if top < 1:
-            raise ValueError(f"top: must be >= 1, got {top!r}")
+            raise ConfigError("top", f"must be >= 1, got {top!r}")
         sel = t.sort_values(["top1", "number"], ascending=[False, True]).head(top).copy()
         sel["selected_by"] = f"top{top}"
     else:
         sel = pareto_front(t, cost=pareto).copy()
         if sel.empty:
-            raise ValueError(f"export: no complete trial has a recorded {pareto}")
+            raise ConfigError("export", f"no complete trial has a recorded {pareto}")
         sel["selected_by"] = f"pareto:{pareto}"
     sel["rank"] = range(1, len(sel) + 1)
     return sel
@@ -102,9 +103,9 @@ def export_trials(
 
     fr = coerce_frames(frames)
     if recipe not in RECIPES:
-        raise ValueError(f"recipe: must be one of {', '.join(RECIPES)}, got {recipe!r}")
+        raise ConfigError("recipe", f"must be one of {', '.join(RECIPES)}, got {recipe!r}")
     if num_classes < 2:
-        raise ValueError(f"num_classes: must be >= 2, got {num_classes!r}")
+        raise ConfigError("num_classes", f"must be >= 2, got {num_classes!r}")
     sel = select_trials(fr, top=top, pareto=pareto)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._load import FrameSource, coerce_frames, config_key
+from study.validate import ConfigError
 
 __all__ = ["FidelityResult", "fidelity", "rank_correlation_ci"]
 
@@ -96,16 +97,16 @@ def fidelity(a: FrameSource, b: FrameSource, *, metric: str = "top1", key: str =
     """
     fa, fb = coerce_frames(a), coerce_frames(b)
     if key not in ("arch", "net", "arch+recipe", "all"):
-        raise ValueError(f"key: must be one of arch, net, arch+recipe, all, got {key!r}")
+        raise ConfigError("key", f"must be one of arch, net, arch+recipe, all, got {key!r}")
     for fr in (fa, fb):
         if not fr.trials.empty and metric not in fr.trials:
-            raise ValueError(f"metric: {metric!r} is not a trials column of study {fr.name!r}")
+            raise ConfigError("metric", f"{metric!r} is not a trials column of study {fr.name!r}")
     if fa.trials.empty or fb.trials.empty:
-        raise ValueError("fidelity: a study has no trials")
+        raise ConfigError("fidelity", "a study has no trials")
     pa, pb = _per_key(fa.trials, metric, key, states), _per_key(fb.trials, metric, key, states)
     j = pa.join(pb, lsuffix="_a", rsuffix="_b", how="inner")
     if len(j) < min_pairs:
-        raise ValueError(f"fidelity: needs at least {min_pairs} configurations present in both studies; found {len(j)}")
+        raise ConfigError("fidelity", f"needs at least {min_pairs} configurations present in both studies; found {len(j)}")
     pairs = pd.DataFrame({"key": j.index, "a": j["v_a"].to_numpy(), "b": j["v_b"].to_numpy(),
                           "n_a": j["n_a"].to_numpy(), "n_b": j["n_b"].to_numpy(), "attention": j["attention_a"].to_numpy()})
     from scipy import stats

@@ -10,6 +10,7 @@ import optuna
 import pandas as pd
 
 from analysis._load import FrameSource, StudyFrames, coerce_frames
+from study.validate import ConfigError
 
 if TYPE_CHECKING:
     from optuna.importance import BaseImportanceEvaluator
@@ -79,11 +80,11 @@ def param_importances(frames: FrameSource, *, evaluator: str | BaseImportanceEva
     """
     fr = coerce_frames(frames)
     if fr.study is None:
-        raise ValueError("importance: these frames carry no Optuna study (load them with analysis.load)")
+        raise ConfigError("importance", "these frames carry no Optuna study (load them with analysis.load)")
     if isinstance(min_trials, bool) or not isinstance(min_trials, int) or min_trials < 3:
-        raise ValueError(f"min_trials: must be an integer >= 3, got {min_trials!r}")
+        raise ConfigError("min_trials", f"must be an integer >= 3, got {min_trials!r}")
     if objective not in fr.objectives:
-        raise ValueError(f"objective: must be one of {', '.join(fr.objectives)}, got {objective!r}")
+        raise ConfigError("objective", f"must be one of {', '.join(fr.objectives)}, got {objective!r}")
     ev = _evaluator(evaluator, seed)
     values, what = _response(fr, objective, epoch)
     trials = [t for t in fr.study.get_trials(deepcopy=False) if t.number in values and t.params]
@@ -100,7 +101,7 @@ def param_importances(frames: FrameSource, *, evaluator: str | BaseImportanceEva
         plan.append((label, names, members))
     largest = max((len(m) for _, _, m in plan), default=0)
     if largest < min_trials:
-        raise ValueError(f"importance: needs at least {min_trials} finished trials sharing their sampled parameters (one branch "
+        raise ConfigError("importance", f"needs at least {min_trials} finished trials sharing their sampled parameters (one branch "
                          f"of the conditional space); the largest branch has {largest}")
     direction = fr.directions[fr.objectives.index(objective)]
     rows = []
@@ -126,7 +127,7 @@ def _evaluator(evaluator: str | BaseImportanceEvaluator | None, seed: int) -> Ba
     if not isinstance(evaluator, str):
         return evaluator
     if evaluator not in EVALUATORS:
-        raise ValueError(f"evaluator: must be one of {', '.join(EVALUATORS)}, got {evaluator!r}")
+        raise ConfigError("evaluator", f"must be one of {', '.join(EVALUATORS)}, got {evaluator!r}")
     from optuna import importance as _importance
 
     cls = None if EVALUATORS[evaluator] is None else getattr(_importance, EVALUATORS[evaluator])
@@ -152,7 +153,7 @@ def _branch_importance(members: list[optuna.trial.FrozenTrial], names: tuple[str
             warnings.simplefilter("ignore")
             imp = _importance.get_param_importances(study, evaluator=ev, params=list(names))
     except (ValueError, RuntimeError) as exc:
-        raise ValueError(f"importance: Optuna could not evaluate the study: {' '.join(str(exc).split())}") from None
+        raise ConfigError("importance", f"Optuna could not evaluate the study: {' '.join(str(exc).split())}") from None
     return {p: float(imp.get(p, 0.0)) for p in names}
 
 

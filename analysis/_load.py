@@ -26,6 +26,7 @@ import pandas as pd
 from study import record
 from study.metrics import METRIC_FIELDS
 from study.storage import StorageURL, is_storage_url, open_storage, public_url, redact
+from study.validate import ConfigError
 
 __all__ = ["StudyFrames", "FrameSource", "load", "frames_of", "open_study_readonly", "summarize_kinds", "config_key"]
 
@@ -137,11 +138,11 @@ def open_study_readonly(source: str | Path, study_name: str | None = None) -> tu
     if study_name is None:
         if len(names) != 1:
             listing = ", ".join(names) if names else "none"
-            raise ValueError(f"study: the storage holds {len(names)} studies ({listing}); name one with --study")
+            raise ConfigError("study", f"the storage holds {len(names)} studies ({listing}); name one with --study")
         study_name = names[0]
     elif study_name not in names:
         listing = ", ".join(names) if names else "none"
-        raise ValueError(f"study: no study named {study_name!r} in {redact(url)} (studies: {listing})")
+        raise ConfigError("study", f"no study named {study_name!r} in {redact(url)} (studies: {listing})")
     study = optuna.load_study(study_name=study_name, storage=storage)
     if not settings and isinstance(study.user_attrs.get(record.STUDY_SETTINGS), dict):
         settings = dict(study.user_attrs[record.STUDY_SETTINGS])  # the runners also keep their settings on the study

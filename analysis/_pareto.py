@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._load import FrameSource, coerce_frames
+from study.validate import ConfigError
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -32,11 +33,11 @@ def non_dominated(points: ArrayLike, *, maximize: Sequence[bool] | None = None, 
     """
     P = np.asarray(points, float)
     if P.ndim != 2:
-        raise ValueError(f"points: expected an (n, d) array, got shape {P.shape}")
+        raise ConfigError("points", f"expected an (n, d) array, got shape {P.shape}")
     n, d = P.shape
     if maximize is not None:
         if len(maximize) != d:
-            raise ValueError(f"maximize: expected {d} flags, got {len(maximize)}")
+            raise ConfigError("maximize", f"expected {d} flags, got {len(maximize)}")
         P = np.where(np.asarray(maximize, bool)[None, :], -P, P)
     valid = np.all(np.isfinite(P), axis=1)
     Q = P[valid]
@@ -76,7 +77,7 @@ def _cost_column(cost: str) -> str:
         return COSTS[cost]
     if cost in COSTS.values():
         return cost
-    raise ValueError(f"cost: must be one of {', '.join(COSTS)}, got {cost!r}")
+    raise ConfigError("cost", f"must be one of {', '.join(COSTS)}, got {cost!r}")
 
 
 def pareto_front(frames: FrameSource | pd.DataFrame, *, cost: str = "params", states: Sequence[str] = ("complete",)) -> pd.DataFrame:
@@ -133,7 +134,7 @@ def front_hypervolumes(studies: Mapping[str, FrameSource], *, cost: str = "param
         costs = [pd.to_numeric(f.complete[col], errors="coerce").max() for f in frs.values() if col in f.trials and len(f.complete)]
         costs = [c for c in costs if np.isfinite(c)]
         if not costs:
-            raise ValueError(f"hypervolume: no complete trial with a {cost} in any study")
+            raise ConfigError("hypervolume", f"no complete trial with a {cost} in any study")
         reference = (1.1 * max(costs), 0.0)
     rows = []
     for name, fr in fronts.items():

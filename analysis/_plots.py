@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from analysis._load import FrameSource, coerce_frames
 from analysis._pareto import _cost_column, front_hypervolumes, pareto_front
+from study.validate import ConfigError
 
 if TYPE_CHECKING:
     from analysis._fidelity import FidelityResult
@@ -127,7 +128,7 @@ def plot_attention_gain(table: pd.DataFrame, *, cost: str = "params") -> Figure:
     """Gain of mean top-1 over ``none`` against added cost, one point per (attention, backbone, width)."""
     col = {"params": "added_params", "macs": "added_macs", "latency": "added_latency_ms"}.get(cost)
     if col is None:
-        raise ValueError(f"cost: must be one of params, macs, latency, got {cost!r}")
+        raise ConfigError("cost", f"must be one of params, macs, latency, got {cost!r}")
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
     t = table[(table["attention"] != "none") & table["gain_mean"].notna()] if len(table) else table

@@ -71,10 +71,7 @@ def replay(label: str, recorded: dict[int, dict[str, Any]], *, trials: int, epoc
     Returns (wall seconds, frozen trials that ran)."""
     from types import SimpleNamespace
 
-    from runners._bridge import StudyBridge
-    from runners._local import run_local
-    from runners._optuna import make_pruner, make_sampler
-    from runners._study import name_objectives, open_study
+    from runners import StudyBridge, make_pruner, make_sampler, name_objectives, open_study, run_local
     from search_spaces import get_space
     from study import record
     from study.metrics import EpochMetrics

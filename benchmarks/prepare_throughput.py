@@ -11,9 +11,8 @@ cache at ``--res`` px with ``--workers`` decoding workers, once per variant per 
 - ``threads``: prepare as it is, decoding on a thread pool in this process (Pillow
   releases the GIL while it decodes and resizes).
 
-The process-pool variants replace prepare's one private decoding seam
-(``study.data._prepare._decode_parallel``) for their runs; everything else is the same
-code. Variants are interleaved in each of ``--rounds`` rounds, so background load hits
+The process-pool variants are handed to ``prepare`` as its ``decode`` (the default is
+``study.data.decode_parallel``, threads); everything else is the same code. Variants are interleaved in each of ``--rounds`` rounds, so background load hits
 all of them; the figure is each variant's median images/s as a ratio of the fork pool's.
 
     python benchmarks/prepare_throughput.py                   # ~3 min on 2 cores
@@ -37,8 +36,7 @@ from pathlib import Path
 from _images import write_folder  # benchmarks/ is sys.path[0] when a script here runs
 from _results import write_result
 
-from study.data import _prepare, prepare
-from study.data._decode import decode_chunk
+from study.data import decode_chunk, decode_parallel, prepare
 
 
 def _ignore_sigint() -> None:
@@ -78,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1 or args.classes < 1 or args.train_per_class < 1:
         p.error("--rounds, --classes and --train-per-class must be >= 1")
 
-    threads = _prepare._decode_parallel
+    threads = decode_parallel
     variants = {"fork pool": _process_pool("fork"), "spawn pool": _process_pool("spawn"),
                 "forkserver pool": _process_pool("forkserver"), "threads": threads}
     variants = {k: v for k, v in variants.items() if k == "threads" or k.split()[0] in mp.get_all_start_methods()}
@@ -88,20 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         n = write_folder(root, classes=args.classes, train=args.train_per_class, val=max(1, args.train_per_class // 10), size=(w, h))
         out = Path(tmp) / "cache"
         sums = set()
-        try:
-            for r in range(args.rounds + 1):  # round 0 warms the page cache and the imports; not counted
-                for name, decode in variants.items():
-                    _prepare._decode_parallel = decode
-                    t = time.perf_counter()
-                    m = prepare("imagefolder", root, out, resolution=args.res, workers=args.workers,
-                                chunk_size=args.chunk_size, progress=False)
-                    elapsed = time.perf_counter() - t
-                    shutil.rmtree(out)
-                    sums.add(m["sha256"])
-                    if r:
-                        times[name].append(elapsed)
-        finally:
-            _prepare._decode_parallel = threads
+        for r in range(args.rounds + 1):  # round 0 warms the page cache and the imports; not counted
+            for name, decode in variants.items():
+                t = time.perf_counter()
+                m = prepare("imagefolder", root, out, resolution=args.res, workers=args.workers,
+                            chunk_size=args.chunk_size, progress=False, decode=decode)
+                elapsed = time.perf_counter() - t
+                shutil.rmtree(out)
+                sums.add(m["sha256"])
+                if r:
+                    times[name].append(elapsed)
     if len(sums) != 1:
         print("the variants wrote different caches", file=sys.stderr)
         return 1

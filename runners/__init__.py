@@ -30,7 +30,7 @@ from runners._settings import (
     StudySettings,
 )
 from runners._simulate import Planted, simulate_study
-from runners._study import open_study, run_study, study_exists
+from runners._study import name_objectives, open_study, run_study, study_exists
 from runners._tracking import MlflowTracker
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "StudyObserver",
     "MlflowTracker",
     "open_study",
+    "name_objectives",
     "run_study",
     "study_exists",
     "run_local",

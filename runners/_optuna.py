@@ -10,6 +10,7 @@ import optuna
 from runners._algorithms import PRUNER_REGISTRY, SAMPLER_REGISTRY, GridSampler
 from runners._settings import StudySettings
 from study.storage import check_storage_url, normalize_storage_url, open_storage, redact
+from study.validate import ConfigError
 
 __all__ = ["make_sampler", "make_pruner", "make_storage", "check_storage_url", "normalize_storage_url", "redact", "GridSampler"]
 
@@ -19,7 +20,7 @@ def make_sampler(settings: StudySettings, grid: dict[str, list[Any]] | None) -> 
     entry from ``settings.sampler_options``; ``grid`` is the space's grid (None: it has none)."""
     entry = SAMPLER_REGISTRY.get(settings.sampler)
     if entry.needs_grid and grid is None:
-        raise ValueError(f"sampler: space {settings.space!r} defines no grid; {entry.name!r} needs a space with one (e.g. paper_table2)")
+        raise ConfigError("sampler", f"space {settings.space!r} defines no grid; {entry.name!r} needs a space with one (e.g. paper_table2)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return entry.factory(entry.complete(settings.sampler_options), seed=settings.seed, grid=grid)

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study import record
 from study.record import is_finite
+from study.validate import ConfigError
 
 __all__ = ["ParetoPruner", "curve"]
 
@@ -76,13 +77,13 @@ class ParetoPruner(optuna.pruners.BasePruner):
 
     def __init__(self, *, percentile: float = 50.0, warmup: int = 1, startup: int = 1, costs: Sequence[str] = ()) -> None:
         if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0.0 < percentile < 100.0:
-            raise ValueError(f"percentile: must be a number in (0, 100), got {percentile!r}")
+            raise ConfigError("percentile", f"must be a number in (0, 100), got {percentile!r}")
         for name, v in (("warmup", warmup), ("startup", startup)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name}: must be an integer >= 0, got {v!r}")
+                raise ConfigError(name, f"must be an integer >= 0, got {v!r}")
         costs = tuple(costs)
         if not all(isinstance(c, str) and c for c in costs):
-            raise ValueError(f"costs: expected cost names, got {costs!r}")
+            raise ConfigError("costs", f"expected cost names, got {costs!r}")
         self.percentile = float(percentile)
         self.warmup = warmup
         self.startup = startup

@@ -42,6 +42,7 @@ import numpy as np
 from runners._bridge import StudyBridge
 from runners._settings import StudySettings
 from study.record import is_finite
+from study.validate import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -81,13 +82,13 @@ class Planted:
                      "base", "width_gain"):
             v = getattr(self, name)
             if not is_finite(v):
-                raise ValueError(f"{name}: expected a finite number, got {v!r}")
+                raise ConfigError(name, f"expected a finite number, got {v!r}")
         if self.effect < 0 or self.sigma < 0 or self.shared < 0 or self.gamma <= 0:
             raise ValueError("effect, sigma and shared must be >= 0 and gamma > 0")
         if self.tails and self.tails <= 2:
-            raise ValueError(f"tails: the degrees of freedom of the t noise must be > 2 (finite variance), got {self.tails!r}")
+            raise ConfigError("tails", f"the degrees of freedom of the t noise must be > 2 (finite variance), got {self.tails!r}")
         if not 0 <= self.collapse <= 1:
-            raise ValueError(f"collapse: must be a probability in [0, 1], got {self.collapse!r}")
+            raise ConfigError("collapse", f"must be a probability in [0, 1], got {self.collapse!r}")
 
     def k_star(self, C: int, stage: int | None = None) -> int:
         """The best k of a stage: ``stage_k[stage]`` when set, else psi(C; gamma, b)."""
@@ -177,7 +178,7 @@ def simulate_study(settings: StudySettings, planted: Planted, *, space: Space | 
     from search_spaces import get_space
 
     if settings.runner != "local":
-        raise ValueError(f"runner: a simulated study runs locally, got {settings.runner!r}")
+        raise ConfigError("runner", f"a simulated study runs locally, got {settings.runner!r}")
     space = space or get_space(settings.space)
     bridge = StudyBridge(open_study(settings, space, create=True), space, settings)
     bridge.enqueue_references()

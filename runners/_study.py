@@ -69,9 +69,9 @@ def open_study(settings: StudySettings, space: Space, *, create: bool) -> optuna
     try:
         study = optuna.load_study(study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
-        raise ValueError(f"name: no study named {settings.name!r} in {redact(settings.storage)}") from None
+        raise ConfigError("name", f"no study named {settings.name!r} in {redact(settings.storage)}") from None
     if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE for d in settings.directions]:
-        raise ValueError(f"objectives: study {settings.name!r} was created with other objectives")
+        raise ConfigError("objectives", f"study {settings.name!r} was created with other objectives")
     name_objectives(study, settings.objectives)  # a study created before they were named
     # a sampler seeded as in the first run would draw the same random numbers again and so
     # re-sample the configurations that run already tried: seed it past the trials so far

@@ -114,7 +114,7 @@ def input_shape(input_size: int | Sequence[int], batch_size: int = 1) -> tuple[i
     """``224`` -> (batch, 3, 224, 224); ``(H, W)`` -> (batch, 3, H, W); ``(C, H, W)`` ->
     (batch, C, H, W); a 4-tuple is used as given."""
     if isinstance(input_size, bool):
-        raise ValueError(f"input_size: expected a resolution or a shape, got {input_size!r}")
+        raise ConfigError("input_size", f"expected a resolution or a shape, got {input_size!r}")
     if isinstance(input_size, int):
         shape: tuple[int, ...] = (batch_size, 3, input_size, input_size)
     else:
@@ -126,9 +126,9 @@ def input_shape(input_size: int | Sequence[int], batch_size: int = 1) -> tuple[i
         elif len(dims) == 4:
             shape = dims
         else:
-            raise ValueError(f"input_size: expected a resolution, (H, W), (C, H, W) or (N, C, H, W), got {input_size!r}")
+            raise ConfigError("input_size", f"expected a resolution, (H, W), (C, H, W) or (N, C, H, W), got {input_size!r}")
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
-        raise ValueError(f"input_size: every dimension must be an integer >= 1, got {input_size!r}")
+        raise ConfigError("input_size", f"every dimension must be an integer >= 1, got {input_size!r}")
     return shape
 
 
@@ -145,7 +145,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", f"{device!r} requested but CUDA is not available")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device: {device!r} requested but MPS is not available")
+        raise ConfigError("device", f"{device!r} requested but MPS is not available")
     return dev
 
 
@@ -188,7 +188,7 @@ def _sync(device: torch.device) -> None:
 
 def _check_count(name: str, value: Any, least: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name}: must be an integer >= {least}, got {value!r}")
+        raise ConfigError(name, f"must be an integer >= {least}, got {value!r}")
 
 
 def _on_device(model: nn.Module, device: str | torch.device) -> tuple[nn.Module, torch.device]:
@@ -285,7 +285,7 @@ def probe_latency(
     _check_count("min_rounds", min_rounds, 1)
     _check_count("max_rounds", max_rounds, min_rounds)
     if isinstance(target_spread, bool) or not isinstance(target_spread, (int, float)) or not target_spread >= 0:
-        raise ValueError(f"target_spread: must be a number >= 0, got {target_spread!r}")
+        raise ConfigError("target_spread", f"must be a number >= 0, got {target_spread!r}")
     if turnstile is None:
         from study.turnstile import node_turnstile
 
@@ -360,7 +360,7 @@ def measure_costs(
     for 224 px, with those parameters (the attention kinds' ``MAP_PARAMS``) fitted to the
     224-px maps."""
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
-        raise ValueError(f"resolution: must be an integer >= 1, got {resolution!r}")
+        raise ConfigError("resolution", f"must be an integer >= 1, got {resolution!r}")
     if isinstance(model_or_arch, nn.Module):
         model = model_or_arch
     else:

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from study.validate import ConfigError
+
 __all__ = ["atomic_file", "write_atomic", "write_json"]
 
 
@@ -30,7 +32,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", *, fsync: bool = False
     removed and ``path`` is left as it was.
     """
     if mode not in ("w", "wb"):
-        raise ValueError(f"mode: must be 'w' or 'wb', got {mode!r}")
+        raise ConfigError("mode", f"must be 'w' or 'wb', got {mode!r}")
     target = Path(path)
     tmp = _temporary(target)
     try:

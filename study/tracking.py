@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from study.validate import ConfigError
+
 __all__ = [
     "TAG_STUDY", "TAG_STORAGE", "TAG_KIND", "TAG_TRIAL", "TAG_STATE", "KIND_STUDY", "KIND_TRIAL", "INSTALL_HINT",
     "check_tracking_uri", "storage_key", "make_client", "client_scope", "StudyRuns", "study_runs", "find_study_run", "attach_folder",
@@ -82,51 +84,51 @@ def check_tracking_uri(uri: Any, *, timeout: float = HEALTH_TIMEOUT_S, name: str
 
 def _check_tracking_uri(uri: Any, timeout: float) -> str:
     if not isinstance(uri, str) or not uri.strip():
-        raise ValueError(f"mlflow: expected a tracking URI ({_EXAMPLES}), got {uri!r}")
+        raise ConfigError("mlflow", f"expected a tracking URI ({_EXAMPLES}), got {uri!r}")
     try:
         import mlflow  # noqa: F401
     except ImportError:
-        raise ValueError(f"mlflow: MLflow is not installed (the `mlflow` extra): {INSTALL_HINT}") from None
+        raise ConfigError("mlflow", f"MLflow is not installed (the `mlflow` extra): {INSTALL_HINT}") from None
     parts = urllib.parse.urlsplit(uri)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
         try:
             host, _ = parts.hostname, parts.port
         except ValueError as exc:
-            raise ValueError(f"mlflow: malformed tracking URI {uri!r} ({exc})") from None
+            raise ConfigError("mlflow", f"malformed tracking URI {uri!r} ({exc})") from None
         if not host:
-            raise ValueError(f"mlflow: malformed tracking URI {uri!r}: no host ({scheme}://HOST:PORT)")
+            raise ConfigError("mlflow", f"malformed tracking URI {uri!r}: no host ({scheme}://HOST:PORT)")
         _check_server(uri, timeout)
     elif scheme == "sqlite":
         path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
         if not path or "?" in path:
-            raise ValueError(f"mlflow: malformed tracking URI {uri!r}: an MLflow database is sqlite:///PATH (sqlite:////abs/mlflow.db)")
+            raise ConfigError("mlflow", f"malformed tracking URI {uri!r}: an MLflow database is sqlite:///PATH (sqlite:////abs/mlflow.db)")
         _check_file(Path(path), uri)
     elif scheme in ("", "file") or len(scheme) == 1:  # a path (C: is a drive) or file:PATH: MLflow's file store
         from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
 
         if not MLFLOW_ALLOW_FILE_STORE.get():
-            raise ValueError(f"mlflow: {uri!r} is MLflow's file store, which MLflow 3 keeps in maintenance mode and refuses; "
+            raise ConfigError("mlflow", f"{uri!r} is MLflow's file store, which MLflow 3 keeps in maintenance mode and refuses; "
                              f"use {_EXAMPLES} (or set MLFLOW_ALLOW_FILE_STORE=true)")
         path = urllib.parse.unquote(parts.path) if scheme == "file" else uri
         if not path:
-            raise ValueError(f"mlflow: malformed tracking URI {uri!r}: a file store is file:///PATH")
+            raise ConfigError("mlflow", f"malformed tracking URI {uri!r}: a file store is file:///PATH")
         if Path(path).exists() and not Path(path).is_dir():
-            raise ValueError(f"mlflow: the file store {path} is not a folder")
+            raise ConfigError("mlflow", f"the file store {path} is not a folder")
         _check_file(Path(path), uri)
     else:
-        raise ValueError(f"mlflow: unsupported tracking URI {uri!r}: use {_EXAMPLES}")
+        raise ConfigError("mlflow", f"unsupported tracking URI {uri!r}: use {_EXAMPLES}")
     return uri
 
 
 def _check_file(path: Path, uri: str) -> None:
     folder = path.absolute().parent
     if not folder.is_dir():
-        raise ValueError(f"mlflow: the folder {folder} of {uri!r} does not exist")
+        raise ConfigError("mlflow", f"the folder {folder} of {uri!r} does not exist")
     if path.is_dir() and uri.startswith("sqlite:"):
-        raise ValueError(f"mlflow: {path} is a folder, not an MLflow database file")
+        raise ConfigError("mlflow", f"{path} is a folder, not an MLflow database file")
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"mlflow: cannot write to {folder} (for {uri!r})")
+        raise ConfigError("mlflow", f"cannot write to {folder} (for {uri!r})")
 
 
 def _check_server(uri: str, timeout: float) -> None:
@@ -143,7 +145,7 @@ def _check_server(uri: str, timeout: float) -> None:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         problem = str(reason) or type(reason).__name__
-    raise ValueError(f"mlflow: no MLflow tracking server answers at {uri} ({url}: {problem}; waited {timeout:g} s)")
+    raise ConfigError("mlflow", f"no MLflow tracking server answers at {uri} ({url}: {problem}; waited {timeout:g} s)")
 
 
 def storage_key(url: str) -> str:
@@ -234,14 +236,14 @@ def find_study_run(uri: str, name: str, storage: str, *, flag: str = "mlflow") -
     a ValueError (``flag: ...``) when there is none. Creates nothing (a SQLite database that
     is not there is not made by asking)."""
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise ValueError(f"{flag}: no MLflow database at {uri[len('sqlite:///'):]}")
+        raise ConfigError(flag, f"no MLflow database at {uri[len('sqlite:///'):]}")
     with client_scope(uri):
         try:
             found = study_runs(make_client(uri), name, storage)
         except Exception as exc:  # MLflow's own errors: a store it cannot open, a server that fails
-            raise ValueError(f"{flag}: cannot read the runs of {uri} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+            raise ConfigError(flag, f"cannot read the runs of {uri} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
     if found.study is None:
-        raise ValueError(f"{flag}: no MLflow run of study {name!r} (storage {storage_key(storage)}) at {uri}; "
+        raise ConfigError(flag, f"no MLflow run of study {name!r} (storage {storage_key(storage)}) at {uri}; "
                          f"a study run with `--mlflow {uri}` has one")
     return found.study.info.run_id
 

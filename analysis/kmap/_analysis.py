@@ -20,6 +20,7 @@ from analysis.kmap._mappings import (
     parse_mapping,
     score_mappings,
 )
+from study.validate import ConfigError
 
 __all__ = ["KmapAnalysis", "analyze_kmap", "gamma_b_plane"]
 
@@ -119,7 +120,7 @@ def gamma_b_plane(frames: FrameSource, *, bins: int = 8, states: Sequence[str] =
     from analysis._load import coerce_frames
 
     if bins < 1:
-        raise ValueError(f"bins: must be >= 1, got {bins!r}")
+        raise ConfigError("bins", f"must be >= 1, got {bins!r}")
     t = coerce_frames(frames).trials
     cols = ["gamma", "b", "n", "mean_top1", "mean_lo", "mean_hi", "best_top1", "std_top1", "gamma_lo", "gamma_hi", "b_lo", "b_hi"]
     if t.empty or "gamma" not in t:

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from study.validate import ConfigError
+
 __all__ = [
     "PAPER_B",
     "PAPER_GAMMA",
@@ -64,14 +66,14 @@ def _check_points(C: Iterable[float], k: Iterable[float], weight: Iterable[float
     if C.ndim != 1 or C.shape != k.shape:
         raise ValueError(f"C and k: expected two sequences of the same length, got {C.shape} and {k.shape}")
     if len(C) == 0:
-        raise ValueError("points: need at least one (C, k) point")
+        raise ConfigError("points", "need at least one (C, k) point")
     if not np.all(np.isfinite(C)) or np.any(C < 1) or np.any(C != np.round(C)):
         raise ValueError(f"C: must be integers >= 1, got {C.tolist()}")
     if not np.all(np.isfinite(k)) or np.any(k <= 0):
-        raise ValueError(f"k: must be finite numbers > 0, got {k.tolist()}")
+        raise ConfigError("k", f"must be finite numbers > 0, got {k.tolist()}")
     w = np.ones_like(C) if weight is None else np.asarray(list(weight), float)
     if w.shape != C.shape or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError("weight: must be one finite number >= 0 per point, not all zero")
+        raise ConfigError("weight", "must be one finite number >= 0 per point, not all zero")
     return C.astype(int).astype(float), k, w
 
 
@@ -155,7 +157,7 @@ def fit_psi(
     [0.5, 8] step 0.05, b in [-4, 8] step 0.1.
     """
     if metric not in METRICS:
-        raise ValueError(f"metric: must be one of {', '.join(METRICS)}, got {metric!r}")
+        raise ConfigError("metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
     Cv, kv, w = _check_points(C, k, weight)
     gam = np.asarray(DEFAULT_GAMMAS if gammas is None else gammas, float)
     bb = np.asarray(DEFAULT_BS if bs is None else bs, float)
@@ -192,7 +194,7 @@ def fit_psi(
 
 def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     if np.unique(x[w > 0]).size < 2:
-        raise ValueError("fit: needs at least two distinct C values with weight > 0")
+        raise ConfigError("fit", "needs at least two distinct C values with weight > 0")
     sw = np.sqrt(w)
     A = np.stack([x, np.ones_like(x)], axis=1) * sw[:, None]
     coef, *_ = np.linalg.lstsq(A, y * sw, rcond=None)
@@ -267,11 +269,11 @@ def fit_continuous(
     :func:`preferred_k`), used instead of resampling the points themselves.
     """
     if metric not in METRICS:
-        raise ValueError(f"metric: must be one of {', '.join(METRICS)}, got {metric!r}")
+        raise ConfigError("metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence: must be in (0, 1), got {confidence!r}")
+        raise ConfigError("confidence", f"must be in (0, 1), got {confidence!r}")
     if n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap: must be >= 0, got {n_bootstrap!r}")
+        raise ConfigError("n_bootstrap", f"must be >= 0, got {n_bootstrap!r}")
     Cv, kv, w = _check_points(C, k, weight)
     x = np.log2(Cv)
     alpha, beta = _wls(x, kv, w)
@@ -332,7 +334,7 @@ class LinearFit:
 
 def fit_linear(C: Iterable[float], k: Iterable[float], weight: Iterable[float] | None = None, *, metric: str = "mse") -> LinearFit:
     if metric not in METRICS:
-        raise ValueError(f"metric: must be one of {', '.join(METRICS)}, got {metric!r}")
+        raise ConfigError("metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
     Cv, kv, w = _check_points(C, k, weight)
     a, c = _wls(Cv, kv, w)
     pred = a * Cv + c

@@ -306,22 +306,22 @@ def parse_mapping(spec: str) -> Mapping:
         try:
             ks = [int(x) for x in text[2:].split(",")]
         except ValueError:
-            raise ConfigError("mapping", f"{spec!r}: k= takes one integer per stage, e.g. k=3,5,7,7") from None
+            raise ConfigError("mapping", about=repr(spec), reason="k= takes one integer per stage, e.g. k=3,5,7,7") from None
         if not ks or any(k < 1 or k % 2 == 0 for k in ks):
-            raise ConfigError("mapping", f"{spec!r}: every k must be an odd integer >= 1")
+            raise ConfigError("mapping", about=repr(spec), reason="every k must be an odd integer >= 1")
         return Mapping(f"k({','.join(map(str, ks))})", f"k = {','.join(map(str, ks))} per stage (named by the user)",
                        lambda i, C, bb, ks=tuple(ks): ks[i] if i < len(ks) else None)
     parts = dict(p.split("=", 1) for p in text.split(",") if "=" in p)
     if not parts or set(parts) - {"gamma", "b", "rule"} or "gamma" not in parts or "b" not in parts \
             or len(parts) != len(text.split(",")):
-        raise ConfigError("mapping", f"{spec!r}: expected gamma=G,b=B[,rule=paper|timm] or k=K0,K1,... (one odd k per stage)")
+        raise ConfigError("mapping", about=repr(spec), reason="expected gamma=G,b=B[,rule=paper|timm] or k=K0,K1,... (one odd k per stage)")
     try:
         gamma, b = float(parts["gamma"]), float(parts["b"])
     except ValueError:
-        raise ConfigError("mapping", f"{spec!r}: gamma and b must be numbers") from None
+        raise ConfigError("mapping", about=repr(spec), reason="gamma and b must be numbers") from None
     rule = parts.get("rule", "paper")
     if not gamma > 0 or not math.isfinite(b) or rule not in ("paper", "timm"):
-        raise ConfigError("mapping", f"{spec!r}: gamma must be > 0, b finite, rule paper or timm")
+        raise ConfigError("mapping", about=repr(spec), reason="gamma must be > 0, b finite, rule paper or timm")
     name = f"psi({gamma:g},{b:g}{',timm' if rule == 'timm' else ''})"
     return Mapping(name, f"psi(C) with gamma={gamma:g}, b={b:g}{' and a floor of 3' if rule == 'timm' else ''} (named by the user)",
                    lambda i, C, bb: psi(int(C), gamma, b, rule))

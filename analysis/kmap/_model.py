@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from analysis.kmap._data import KData
+from study.validate import ConfigError
 
 __all__ = [
     "DRAWS",
@@ -300,7 +301,7 @@ def fit_k_model(data: KData, *, variance: str = "strata") -> KModel:
     :func:`_stratum_weights`); "pooled" one variance for all, weights = runs.
     """
     if variance not in VARIANCES:
-        raise ValueError(f"variance: must be one of {', '.join(VARIANCES)}, got {variance!r}")
+        raise ConfigError("variance", f"must be one of {', '.join(VARIANCES)}, got {variance!r}")
     d = design(data)
     cf = data.configs
     if d.Xk.shape[1] == 0:

@@ -19,6 +19,7 @@ import numpy as np
 
 from analysis.kmap._data import KData
 from analysis.kmap._model import design
+from study.validate import ConfigError
 
 __all__ = ["PowerPoint", "design_power", "detectable_effect", "f_power", "model_parameters", "noncentrality"]
 
@@ -46,7 +47,7 @@ def noncentrality(data: KData, effect_of: Callable[[float, float], float], *, si
     runs per configuration) when a stage with C channels and kernel size k adds
     ``effect_of(C, k)`` points to top-1 and a run's noise has standard deviation ``sigma``."""
     if not sigma > 0:
-        raise ValueError(f"sigma: must be > 0, got {sigma!r}")
+        raise ConfigError("sigma", f"must be > 0, got {sigma!r}")
     d = design(data)
     cf = data.configs
     mu = np.zeros(len(cf))

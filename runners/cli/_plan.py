@@ -78,7 +78,7 @@ class _Pool:
         self.grow(n)
         configs = pd.DataFrame(self.rows[:n])
         if configs[[f"k{i}" for i in range(self.num_stages)]].isna().all().all():
-            raise ValueError(f"space: {self.space.name!r} samples no stage with an attention kind that has a kernel size k "
+            raise ConfigError("space", f"{self.space.name!r} samples no stage with an attention kind that has a kernel size k "
                              f"({', '.join(self.kinds)}); a k-vs-C plan needs one")
         return KData(configs=configs, trials=pd.DataFrame(columns=["number", "key", "y", "state"]), num_stages=self.num_stages,
                      kind="eca", by="C", epoch=self.settings.recipe.epochs, budget_epochs=self.settings.recipe.epochs)
@@ -205,9 +205,9 @@ def plan_study(settings: StudySettings, space: Space, *, effect: float = 0.5, si
     from runners._simulate import Planted
 
     if not effect > 0:
-        raise ValueError(f"effect: must be > 0 points, got {effect!r}")
+        raise ConfigError("effect", f"must be > 0 points, got {effect!r}")
     if sigma is not None and not sigma > 0:
-        raise ValueError(f"sigma: must be > 0 points, got {sigma!r}")
+        raise ConfigError("sigma", f"must be > 0 points, got {sigma!r}")
     planted = Planted(effect=effect)
     effect_of = lambda C, k: planted.stage_effect(int(C), int(k))
     pilot_trials = 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from study.validate import ConfigError
+
 __all__ = ["check_reachable", "init_ray"]
 
 
@@ -20,7 +22,7 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise ValueError(f"address: cannot connect to the Ray cluster at {address!r} ({exc.strerror or exc})") from None
+        raise ConfigError("address", f"cannot connect to the Ray cluster at {address!r} ({exc.strerror or exc})") from None
 
 
 def init_ray(address: str | None = None) -> bool:
@@ -40,5 +42,5 @@ def init_ray(address: str | None = None) -> bool:
         else:  # "local": a new Ray, not one that /tmp/ray/ray_current_cluster names (someone else's)
             ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
     except ConnectionError as exc:
-        raise ValueError(f"address: cannot connect to the Ray cluster at {address!r} ({exc})") from None
+        raise ConfigError("address", f"cannot connect to the Ray cluster at {address!r} ({exc})") from None
     return True

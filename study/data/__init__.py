@@ -18,8 +18,9 @@ ImageNet-100 labels: label ``i`` is the ``i``-th wnid of the class list in *sort
 from study.data import _downsampled, _files  # noqa: F401  (register the file sources)
 from study.data._cache import load_cache, read_manifest, verify_cache
 from study.data._classes import imagenet100_classes, read_class_file, read_label_map
+from study.data._decode import decode_chunk
 from study.data._loader import AUGMENTS, IMAGENET_MEAN, IMAGENET_STD, PLACEMENTS, DeviceLoader, choose_placement, list_augments
-from study.data._prepare import PrepareWarning, prepare
+from study.data._prepare import Decoder, PrepareWarning, decode_parallel, prepare
 from study.data._presets import list_proxies, proxy_preset
 from study.data._proxy import cache_proxy, load_proxy
 from study.data._registry import CACHE, ProxySource, get_source, list_sources, register_source
@@ -27,6 +28,9 @@ from study.data._synthetic import DEFAULT_TRAIN_PER_CLASS, DEFAULT_VAL_PER_CLASS
 from study.data._types import ProxyData, Split, balanced_subset
 
 __all__ = [
+    "decode_chunk",
+    "decode_parallel",
+    "Decoder",
     "load_proxy",
     "SyntheticSource",
     "cache_proxy",

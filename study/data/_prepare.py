@@ -73,7 +73,11 @@ def _progress(total: int, desc: str, enabled: bool, initial: int = 0) -> tqdm:
     return tqdm(total=total, initial=initial, desc=desc, unit="img", file=sys.stderr, disable=not enabled, dynamic_ncols=True, leave=True)
 
 
-def _decode_parallel(tasks: list[tuple[int, list[str], int]], workers: int) -> Iterator[tuple[int, np.ndarray, list[tuple[int, str]]]]:
+#: ``decode(tasks, workers)``: :func:`study.data.decode_chunk` of every task, yielded as each finishes
+Decoder = Callable[[list[tuple[int, list[str], int]], int], Iterator[tuple[int, np.ndarray, list[tuple[int, str]]]]]
+
+
+def decode_parallel(tasks: list[tuple[int, list[str], int]], workers: int) -> Iterator[tuple[int, np.ndarray, list[tuple[int, str]]]]:
     """``decode_chunk`` of every task on ``workers`` threads, yielded as each finishes.
 
     At most ``2 * workers`` chunks are in flight, so decoded chunks never pile up in memory
@@ -98,7 +102,7 @@ def _decode_parallel(tasks: list[tuple[int, list[str], int]], workers: int) -> I
 
 def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state: dict[str, Any], *, resolution: int,
                   workers: int, chunk_size: int, progress: bool,
-                  on_chunk: Callable[[str, int, int], None] | None) -> None:
+                  on_chunk: Callable[[str, int, int], None] | None, decode: Decoder) -> None:
     n = len(items)
     tmp = partial / f"{split}_images.decoding.npy"
     st = state["splits"].setdefault(split, {"done": False, "chunks": [], "skipped": []})
@@ -132,7 +136,7 @@ def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state
             for task in tasks:
                 record(*decode_chunk(task), bar)
         else:
-            with contextlib.closing(_decode_parallel(tasks, min(workers, len(tasks)))) as results:
+            with contextlib.closing(decode(tasks, min(workers, len(tasks)))) as results:
                 for result in results:
                     record(*result, bar)
     mm = None  # release the memory map: record() is done with it
@@ -189,7 +193,8 @@ def _array_split(split: str, listing: ArrayListing, partial: Path, state: dict[s
 
 def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, workers: int | None = None,
             chunk_size: int = 256, progress: bool = True, force: bool = False,
-            on_chunk: Callable[[str, int, int], None] | None = None, **options: Any) -> dict[str, Any]:
+            on_chunk: Callable[[str, int, int], None] | None = None, decode: Decoder | None = None,
+            **options: Any) -> dict[str, Any]:
     """Decode ``source`` under ``root`` once into a cache folder ``out``; returns the manifest.
 
     Args:
@@ -204,6 +209,10 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
         force: rebuild even if ``out`` already holds a complete cache.
         on_chunk: called as ``on_chunk(split, chunk_id, num_chunks)`` after each chunk is
             safely on disk (progress reporting; raising from it interrupts the prepare).
+        decode: how the chunks of a file source are decoded with ``workers``: ``decode(tasks,
+            workers)`` yields :func:`study.data.decode_chunk`'s results as they finish
+            (default :func:`decode_parallel`, threads; ``benchmarks/prepare_throughput.py``
+            passes process pools).
         **options: source options (``classes``, ``label_map``, ``val_split``, ``seed``).
 
     A corrupt or unreadable image is skipped, counted and named in the manifest
@@ -230,7 +239,7 @@ def prepare(source: str, root: str | Path, out: str | Path, *, resolution: int, 
             continue
         if isinstance(listing, FileListing):
             _decode_split(split, listing.splits[split], partial, state, resolution=resolution, workers=workers,
-                          chunk_size=chunk_size, progress=progress, on_chunk=on_chunk)
+                          chunk_size=chunk_size, progress=progress, on_chunk=on_chunk, decode=decode or decode_parallel)
         else:
             _array_split(split, listing, partial, state, resolution=resolution, progress=progress, on_chunk=on_chunk)
 

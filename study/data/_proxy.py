@@ -9,6 +9,7 @@ from pathlib import Path
 from study.config import ProxySpec
 from study.data._registry import CACHE, get_source
 from study.data._types import ProxyData
+from study.validate import ConfigError
 
 __all__ = ["load_proxy", "cache_proxy"]
 
@@ -30,7 +31,7 @@ def load_proxy(proxy: ProxySpec) -> ProxyData:
         from study.data._cache import load_cache
 
         if not proxy.data:
-            raise ValueError("proxy.data: source 'cache' needs data=DIR, a folder written by `python -m study.data prepare`")
+            raise ConfigError("proxy.data", "source 'cache' needs data=DIR, a folder written by `python -m study.data prepare`")
         return load_cache(proxy.data, resolution=proxy.resolution, num_classes=proxy.num_classes,
                           images_per_class=proxy.images_per_class, val_per_class=proxy.val_per_class,
                           subset_seed=proxy.subset_seed)
@@ -52,7 +53,7 @@ def cache_proxy(data: str | Path, base: ProxySpec | None = None, *, keep: Iterab
     keep = set(keep)
     unknown = keep - set(CACHE_FIELDS)
     if unknown:
-        raise ValueError(f"keep: only {', '.join(CACHE_FIELDS)} come from a cache, got {', '.join(sorted(unknown))}")
+        raise ConfigError("keep", f"only {', '.join(CACHE_FIELDS)} come from a cache, got {', '.join(sorted(unknown))}")
     manifest = read_manifest(data)
     fields = {**(base or ProxySpec()).to_dict(), "source": CACHE, "data": str(data)}
     fields.update({name: int(manifest[name]) for name in CACHE_FIELDS if name not in keep})

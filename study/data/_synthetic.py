@@ -30,6 +30,7 @@ import torch
 
 from study.data._registry import ProxySource, register_source
 from study.data._types import ProxyData, Split, seeded_generator
+from study.validate import ConfigError
 
 __all__ = ["SyntheticSource", "make_synthetic", "DEFAULT_TRAIN_PER_CLASS", "DEFAULT_VAL_PER_CLASS"]
 
@@ -111,7 +112,7 @@ def make_synthetic(*, num_classes: int = 100, resolution: int = 32, train_per_cl
     for name, value, lo in (("num_classes", num_classes, 2), ("resolution", resolution, 8),
                             ("train_per_class", train_per_class, 1), ("val_per_class", val_per_class, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ValueError(f"{name}: expected an integer >= {lo}, got {value!r}")
+            raise ConfigError(name, f"expected an integer >= {lo}, got {value!r}")
     protos = _prototypes(num_classes, seed)
     splits = []
     for stream, per_class in ((1, train_per_class), (2, val_per_class)):

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from study.validate import ConfigError
+
 __all__ = ["Split", "ProxyData", "balanced_subset", "seeded_generator"]
 
 
@@ -32,11 +34,11 @@ class Split:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[-1] != 3:
-            raise ValueError(f"images: expected a uint8 NHWC tensor with 3 channels, got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ConfigError("images", f"expected a uint8 NHWC tensor with 3 channels, got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.dtype != torch.int64 or self.labels.dim() != 1:
-            raise ValueError(f"labels: expected a 1-D int64 tensor, got {self.labels.dtype} {tuple(self.labels.shape)}")
+            raise ConfigError("labels", f"expected a 1-D int64 tensor, got {self.labels.dtype} {tuple(self.labels.shape)}")
         if self.labels.shape[0] != self.images.shape[0]:
-            raise ValueError(f"labels: {self.labels.shape[0]} labels for {self.images.shape[0]} images")
+            raise ConfigError("labels", f"{self.labels.shape[0]} labels for {self.images.shape[0]} images")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

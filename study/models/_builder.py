@@ -12,6 +12,7 @@ from torch import nn
 from study.config import ArchSpec
 from study.models._registry import get_backbone
 from study.models._stages import as_arch, describe_stages
+from study.validate import ConfigError
 
 __all__ = ["build_model", "released_arch", "stage_sizes"]
 
@@ -69,7 +70,7 @@ def stage_sizes(arch: ArchSpec | Mapping[str, Any], resolution: int) -> tuple[tu
     it, and check explicit ones (also Gather-Excite's extent) against it."""
     arch = as_arch(arch)
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
-        raise ValueError(f"resolution: must be an integer >= 1, got {resolution!r}")
+        raise ConfigError("resolution", f"must be an integer >= 1, got {resolution!r}")
     return _stage_sizes(arch.backbone, arch.stem, arch.width, resolution)
 
 

@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from study.validate import ConfigError
+
 __all__ = ["Distributed", "SingleProcess", "ParallelContext", "as_context", "per_worker_batch", "state_digest"]
 
 
@@ -43,9 +45,9 @@ def per_worker_batch(global_batch: int, workers: int) -> int:
     ``global_batch // workers`` (the remainder, fewer than ``workers`` images, is dropped).
     ValueError when the global batch is smaller than the number of workers."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers: must be an integer >= 1, got {workers!r}")
+        raise ConfigError("workers", f"must be an integer >= 1, got {workers!r}")
     if global_batch < workers:
-        raise ValueError(f"workers: {workers} workers cannot share a global batch of {global_batch} images "
+        raise ConfigError("workers", f"{workers} workers cannot share a global batch of {global_batch} images "
                          f"(recipe.batch_size must be at least the number of workers)")
     return global_batch // workers
 
@@ -76,9 +78,9 @@ class Distributed:
 
     def __post_init__(self) -> None:
         if isinstance(self.world_size, bool) or not isinstance(self.world_size, int) or self.world_size < 1:
-            raise ValueError(f"world_size: must be an integer >= 1, got {self.world_size!r}")
+            raise ConfigError("world_size", f"must be an integer >= 1, got {self.world_size!r}")
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank: must be an integer in [0, {self.world_size - 1}], got {self.rank!r}")
+            raise ConfigError("rank", f"must be an integer in [0, {self.world_size - 1}], got {self.rank!r}")
 
     @classmethod
     def from_process_group(cls, *, sync_bn: bool = False) -> Distributed:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from study.config import Recipe
+from study.validate import ConfigError
 
 __all__ = ["param_groups", "build_optimizer"]
 
@@ -26,7 +27,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     group with no parameters is dropped.
     """
     if weight_decay < 0:
-        raise ValueError(f"weight_decay: must be >= 0, got {weight_decay!r}")
+        raise ConfigError("weight_decay", f"must be >= 0, got {weight_decay!r}")
     decay, no_decay = [], []
     seen: set[int] = set()
     for module in model.modules():  # the order of model.parameters()

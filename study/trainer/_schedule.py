@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from study.config import SCHEDULES, Recipe
+from study.validate import ConfigError
 
 __all__ = ["LRSchedule"]
 
@@ -42,17 +43,17 @@ class LRSchedule:
 
     def __post_init__(self) -> None:
         if self.steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch: must be >= 1, got {self.steps_per_epoch!r}")
+            raise ConfigError("steps_per_epoch", f"must be >= 1, got {self.steps_per_epoch!r}")
         if self.total_steps < 1:
-            raise ValueError(f"total_steps: must be >= 1, got {self.total_steps!r}")
+            raise ConfigError("total_steps", f"must be >= 1, got {self.total_steps!r}")
         if not 0 <= self.warmup_steps <= self.total_steps:
-            raise ValueError(f"warmup_steps: must be in [0, total_steps={self.total_steps}], got {self.warmup_steps!r}")
+            raise ConfigError("warmup_steps", f"must be in [0, total_steps={self.total_steps}], got {self.warmup_steps!r}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule: must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+            raise ConfigError("schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.step_every < 1:
-            raise ValueError(f"step_every: must be >= 1, got {self.step_every!r}")
+            raise ConfigError("step_every", f"must be >= 1, got {self.step_every!r}")
         if not 0.0 <= self.step_factor <= 1.0:
-            raise ValueError(f"step_factor: must be in [0, 1], got {self.step_factor!r}")
+            raise ConfigError("step_factor", f"must be in [0, 1], got {self.step_factor!r}")
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, steps_per_epoch: int) -> LRSchedule:

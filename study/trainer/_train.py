@@ -34,6 +34,7 @@ from study.trainer._checkpoint import CheckpointStore, as_store
 from study.trainer._distributed import Distributed, ParallelContext, SingleProcess, as_context, per_worker_batch
 from study.trainer._optim import build_optimizer
 from study.trainer._schedule import LRSchedule
+from study.validate import ConfigError
 
 __all__ = ["train", "trial_model", "finished_result", "check_same_config", "format_metrics", "numerics", "DIVERGENCE_CHECK_EVERY"]
 
@@ -188,10 +189,10 @@ def _checked_data(config: TrialConfig, data: Any) -> Any:
     if data is None:
         data = load_proxy(config.proxy)
     if len(data.classes) != config.arch.num_classes:
-        raise ValueError(f"arch.num_classes: is {config.arch.num_classes} but the proxy data has "
+        raise ConfigError("arch.num_classes", f"is {config.arch.num_classes} but the proxy data has "
                          f"{len(data.classes)} classes; set num_classes to {len(data.classes)}")
     if data.resolution != config.proxy.resolution:
-        raise ValueError(f"data: resolution {data.resolution} does not match proxy.resolution {config.proxy.resolution}")
+        raise ConfigError("data", f"resolution {data.resolution} does not match proxy.resolution {config.proxy.resolution}")
     return data
 
 
@@ -510,7 +511,7 @@ def check_same_config(saved: Mapping[str, Any], config: TrialConfig, where: Any)
             diffs += [f"{section}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         elif a != b:
             diffs.append(section)
-    raise ValueError(f"resume: the checkpoint in {where} was made by a different config (differs in {', '.join(diffs)})")
+    raise ConfigError("resume", f"the checkpoint in {where} was made by a different config (differs in {', '.join(diffs)})")
 
 
 def _get_rng_state(device: torch.device) -> dict[str, Any]:
