@@ -360,10 +360,10 @@ def gate_forms(backbone: str, res: int, batch: int, repeats: int, clock=time.pro
     """ECA's channel conv forward and backward on every stage's pooled (batch, C) vector with
     that stage's k: its two forms (the module picks one by size) and ``F.conv1d``,
     median us per call over ``repeats`` rounds of 20 calls."""
-    from study.attention._eca import _ChannelConv
+    from study.attention import channel_conv
 
-    forms = {"shifted sums": lambda y, w: _ChannelConv.apply(y, w, "shifted"),
-             "unfolded windows": lambda y, w: _ChannelConv.apply(y, w, "windows"),
+    forms = {"shifted sums": lambda y, w: channel_conv(y, w, "shifted"),
+             "unfolded windows": lambda y, w: channel_conv(y, w, "windows"),
              "F.conv1d": lambda y, w: F.conv1d(y[:, None], w, padding=(w.shape[-1] - 1) // 2)[:, 0]}
     model = build_model(uniform_arch(backbone, "eca", res))
     rows = []

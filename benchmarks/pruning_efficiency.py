@@ -66,8 +66,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _study_bench import curves, replay, run  # noqa: E402
 
 from analysis import hypervolume  # noqa: E402
-from runners._algorithms import PRUNER_REGISTRY  # noqa: E402
-from runners._settings import DESIGNS, PRUNERS  # noqa: E402
+from runners import DESIGNS, PRUNER_REGISTRY, PRUNERS  # noqa: E402
 from study import record  # noqa: E402
 
 

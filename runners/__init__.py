@@ -12,6 +12,7 @@ on Ray Tune through :class:`OptunaSearcher` and :class:`OptunaPrunerScheduler`. 
 :class:`StudyObserver` of the bridge.
 """
 
+from runners._algorithms import PRUNER_REGISTRY, SAMPLER_REGISTRY
 from runners._bridge import LiveTrial, StudyBridge
 from runners._local import BridgeReporter, run_local
 from runners._observer import StudyObserver
@@ -61,6 +62,8 @@ __all__ = [
     "check_storage_url",
     "RUNNERS",
     "SAMPLERS",
+    "SAMPLER_REGISTRY",
+    "PRUNER_REGISTRY",
     "PRUNERS",
     "SAMPLER_OPTIONS",
     "PRUNER_OPTIONS",

@@ -27,7 +27,7 @@ from study.attention._a2 import DoubleAttention
 from study.attention._bam import BAM
 from study.attention._cbam import CBAM
 from study.attention._coord import CoordAttention
-from study.attention._eca import ECA, ECANS
+from study.attention._eca import ECA, ECANS, WINDOWS_MAX_NUMEL, channel_conv
 from study.attention._gc import GlobalContext
 from study.attention._ge import GETheta, GEThetaMinus, GEThetaPlus
 from study.attention._gsop import GSoP
@@ -76,6 +76,8 @@ __all__ = [
     "SEVar3",
     "SEGC",
     "ECA",
+    "channel_conv",
+    "WINDOWS_MAX_NUMEL",
     "ECANS",
     "CBAM",
     "CoordAttention",

@@ -71,6 +71,15 @@ class _ChannelConv(torch.autograd.Function):
         return dy, dw, None
 
 
+def channel_conv(y: torch.Tensor, weight: torch.Tensor, form: str | None = None) -> torch.Tensor:
+    """ECA's channel convolution of the pooled ``y`` (N, C) with the (1, 1, k) ``weight``, as
+    the module computes it (:class:`_ChannelConv`); ``form`` "windows" or "shifted" fixes its
+    form (None: by size, :data:`WINDOWS_MAX_NUMEL`), so a benchmark can time each."""
+    if form not in (None, "windows", "shifted"):
+        raise ValueError(f"form: must be None, 'windows' or 'shifted', got {form!r}")
+    return _ChannelConv.apply(y, weight, form)
+
+
 def _windows(y: torch.Tensor, k: int) -> torch.Tensor:
     """The (N*C, k) zero-padded windows of length k around every channel of y (N, C)."""
     pad = (k - 1) // 2
