@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study import record
 from study.record import is_finite
-from study.validate import ConfigError
+from study.validate import ConfigError, check_int
 
 __all__ = ["ParetoPruner", "curve"]
 
@@ -78,9 +78,8 @@ class ParetoPruner(optuna.pruners.BasePruner):
     def __init__(self, *, percentile: float = 50.0, warmup: int = 1, startup: int = 1, costs: Sequence[str] = ()) -> None:
         if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0.0 < percentile < 100.0:
             raise ConfigError("percentile", f"must be a number in (0, 100), got {percentile!r}")
-        for name, v in (("warmup", warmup), ("startup", startup)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(name, f"must be an integer >= 0, got {v!r}")
+        check_int(warmup, "warmup", 0)
+        check_int(startup, "startup", 0)
         costs = tuple(costs)
         if not all(isinstance(c, str) and c for c in costs):
             raise ConfigError("costs", f"expected cost names, got {costs!r}")

@@ -10,11 +10,12 @@ is the figure papers call "FLOPs": ResNet-50 at 224 px is 4.09e9 MACs ("4.1 GFLO
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
-from study.validate import ConfigError
+from study.validate import ConfigError, check_int
 
 __all__ = ["Costs", "Latency", "count_params", "count_attention_params", "count_macs", "measure_latency", "probe_latency", "measure_costs",
            "input_shape", "resolve_device", "arch_digest", "LATENCY_SPREAD_FLAG"]
@@ -186,11 +187,6 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _check_count(name: str, value: Any, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ConfigError(name, f"must be an integer >= {least}, got {value!r}")
-
-
 def _on_device(model: nn.Module, device: str | torch.device) -> tuple[nn.Module, torch.device]:
     """``model`` on ``device`` (a copy moved there when it lives elsewhere) and the device."""
     dev = resolve_device(device)
@@ -212,6 +208,29 @@ def _timed_passes(model: nn.Module, x: torch.Tensor, dev: torch.device, n: int) 
     return times
 
 
+@contextlib.contextmanager
+def _inference(model: nn.Module, input_size: int | Sequence[int], device: str | torch.device,
+               batch_size: int) -> Iterator[tuple[nn.Module, torch.Tensor, torch.device]]:
+    """``(model on the device, a random input batch, the device)`` in eval mode without
+    gradients; the model's training mode is restored after."""
+    model, dev = _on_device(model, device)
+    x = torch.randn(input_shape(input_size, batch_size), device=dev)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model, x, dev
+    finally:
+        model.train(was_training)
+
+
+def _warm(model: nn.Module, x: torch.Tensor, dev: torch.device, passes: int) -> None:
+    """``passes`` untimed forward passes, the device synchronized after them."""
+    for _ in range(passes):
+        model(x)
+    _sync(dev)
+
+
 def measure_latency(
     model: nn.Module,
     input_size: int | Sequence[int],
@@ -225,21 +244,12 @@ def measure_latency(
     ``warmup`` untimed passes, synchronizing the device around every timed pass. A model
     on another device is measured on a copy moved to ``device``. It measures whatever else
     the node computes meanwhile; :func:`probe_latency` measures with the node to itself."""
-    _check_count("batch_size", batch_size, 1)
-    _check_count("warmup", warmup, 0)
-    _check_count("repeats", repeats, 1)
-    model, dev = _on_device(model, device)
-    x = torch.randn(input_shape(input_size, batch_size), device=dev)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for _ in range(warmup):
-                model(x)
-            _sync(dev)
-            times = _timed_passes(model, x, dev, repeats)
-    finally:
-        model.train(was_training)
+    check_int(batch_size, "batch_size", 1)
+    check_int(warmup, "warmup", 0)
+    check_int(repeats, "repeats", 1)
+    with _inference(model, input_size, device, batch_size) as (model, x, dev):
+        _warm(model, x, dev, warmup)
+        times = _timed_passes(model, x, dev, repeats)
     return statistics.median(times)
 
 
@@ -279,37 +289,29 @@ def probe_latency(
     the device, the torch threads, whether the node was had alone (False when ``wait_s``
     passed first; it measures anyway) and the wait. Call it outside a training loop of this
     process (which would hold the shared lock the probe waits for)."""
-    _check_count("batch_size", batch_size, 1)
-    _check_count("warmup", warmup, 0)
-    _check_count("repeats", repeats, 2)
-    _check_count("min_rounds", min_rounds, 1)
-    _check_count("max_rounds", max_rounds, min_rounds)
+    check_int(batch_size, "batch_size", 1)
+    check_int(warmup, "warmup", 0)
+    check_int(repeats, "repeats", 2)
+    check_int(min_rounds, "min_rounds", 1)
+    check_int(max_rounds, "max_rounds", min_rounds)
     if isinstance(target_spread, bool) or not isinstance(target_spread, (int, float)) or not target_spread >= 0:
         raise ConfigError("target_spread", f"must be a number >= 0, got {target_spread!r}")
     if turnstile is None:
         from study.turnstile import node_turnstile
 
         turnstile = node_turnstile()
-    model, dev = _on_device(model, device)
-    x = torch.randn(input_shape(input_size, batch_size), device=dev)
-    was_training = model.training
-    model.eval()
     times: list[float] = []
     rounds = 0
-    t0 = time.perf_counter()
-    try:
-        with turnstile.alone(wait_s=wait_s) as alone, torch.no_grad():
+    with _inference(model, input_size, device, batch_size) as (model, x, dev):
+        t0 = time.perf_counter()
+        with turnstile.alone(wait_s=wait_s) as alone:
             waited = time.perf_counter() - t0
-            for _ in range(warmup):
-                model(x)
-            _sync(dev)
+            _warm(model, x, dev, warmup)
             while rounds < max_rounds:
                 times += _timed_passes(model, x, dev, repeats)
                 rounds += 1
                 if rounds >= min_rounds and _iqr(times) <= target_spread * statistics.median(times):
                     break
-    finally:
-        model.train(was_training)
     return Latency(median_ms=statistics.median(times), iqr_ms=_iqr(times), passes=len(times), rounds=rounds,
                    device=_device_name(dev), threads=torch.get_num_threads(), exclusive=alone, waited_s=waited)
 

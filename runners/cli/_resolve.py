@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runners._settings import DESIGNS, MULTI_OBJECTIVE_PRUNERS, RESUMABLE, StudySettings
+from runners._settings import DEFAULT_CONCURRENCY, DESIGNS, MULTI_OBJECTIVE_PRUNERS, RESUMABLE, StudySettings
 from runners.cli._prepare import Preparation, preparation_for
 from search_spaces import SpaceOption, declared_options
 from study.cli import UsageError, as_usage_error
@@ -377,7 +377,7 @@ def resolve_settings(args: argparse.Namespace, *, note: Callable[[str], None] = 
             objectives=objectives,
             cpus_per_trial=1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
             gpus_per_trial=0.0 if args.gpus_per_trial is None else args.gpus_per_trial,
-            max_concurrent=args.max_concurrent if args.max_concurrent is not None else (1 if runner == "local" else 2),
+            max_concurrent=args.max_concurrent if args.max_concurrent is not None else (1 if runner == "local" else DEFAULT_CONCURRENCY),
             max_failures=1 if args.max_failures is None else args.max_failures,
             device=args.device,
             design=design.name,

@@ -40,7 +40,7 @@ from study.config import Recipe, TrialConfig, repr_non_default
 from study.metrics import TrialResult
 from study.record import error_text
 from study.runfolder import next_run_name
-from study.validate import ConfigError
+from study.validate import ConfigError, check_int, check_number
 
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
@@ -79,11 +79,8 @@ class Scaling:
     stage_data: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError("workers", f"must be an integer >= 1, got {self.workers!r}")
-        c = self.cpus_per_worker
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0:
-            raise ConfigError("cpus_per_worker", f"must be a number >= 0, got {c!r}")
+        check_int(self.workers, "workers", 1)
+        c = check_number(self.cpus_per_worker, "cpus_per_worker", 0, math.inf, what="a number >= 0")
         g = self.gpus_per_worker
         if isinstance(g, float) and g.is_integer():
             object.__setattr__(self, "gpus_per_worker", g := int(g))
@@ -92,8 +89,7 @@ class Scaling:
                              f"trains one device per process), got {g!r}")
         if c == 0 and g == 0:
             raise ConfigError("cpus_per_worker", "a worker needs some CPU or GPU (both are 0)")
-        if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) or self.max_failures < 0:
-            raise ConfigError("max_failures", f"must be an integer >= 0, got {self.max_failures!r}")
+        check_int(self.max_failures, "max_failures", 0)
         if self.sync_bn and g == 0:
             raise ConfigError("sync_bn", "torch's SyncBatchNorm runs on GPUs only; it needs {gpus_per_worker} >= 1", refs=["gpus_per_worker"])
 
