@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from analysis.kmap._cli import mapping_lines
-from analysis.kmap._mappings import REGRET_CAVEAT
+from analysis.kmap import answer_blocks, render_markdown
 
 if TYPE_CHECKING:
     from study.cli import ArgumentParser
@@ -409,19 +408,6 @@ def section_importance(ctx: ReportContext) -> None:
     ctx.step("importance", _imp)
 
 
-def _kmap_effect_lines(md: list[str], an: Any) -> None:
-    """Append the k-vs-C verdict and its tests to the report's lines ``md``."""
-    e = an.effect
-    md += [f"**{e.verdict()}**", ""]
-    if e.noise.sigma is not None:
-        md.append(f"- seed-to-seed noise: sigma_seed = {e.noise.sigma:.2f} points (95 % CI {e.noise.ci[0]:.2f}-{e.noise.ci[1]:.2f}, "
-                  f"{e.noise.df} df)")
-    if e.divergence.get("p_value") is not None:
-        md.append(f"- divergence: {e.divergence['text']}")
-    md += [f"- C or stage: {e.stage_test['text']}", f"- additivity: {e.additivity['text']}"]
-    md += [f"- {n}" for n in (*e.notes, *an.notes)] + [""]
-
-
 def section_kmap(ctx: ReportContext) -> None:
     """The ECA kernel size k against channels C: the fit, k* per C, the mappings."""
     from analysis import _plots as P
@@ -434,26 +420,13 @@ def section_kmap(ctx: ReportContext) -> None:
             raise ValueError("no completed or pruned trials")
         an = analyze_kmap(ctx.frames, alpha=ctx.alpha, seed=ctx.seed)
         e = an.effect
-        _kmap_effect_lines(ctx.md, an)
+        render_markdown(answer_blocks(an), ctx.md, ctx.table)
         ctx.csv(e.table, "kmap_points")
         ctx.csv(e.effects, "kmap_effects")
         ctx.csv(an.mappings, "kmap_mappings")
         ctx.json(an.to_dict(), "kmap.json")
         ctx.fig(P.plot_kmap(an), "kmap", "k* per C with confidence sets")
         ctx.fig(P.plot_kmap_curves(an), "kmap_curves", "k effects per C with intervals")
-        support = "supported by the data" if e.evidence else "NOT supported by the data (no evidence that k matters)"
-        ctx.md.extend([f"k* per C, {support}. Model: WLS of top-1 on width strata, stage kinds and theta(C, k); `k_set` is a "
-                       f"per-C {100 * (1 - e.alpha):.0f} % confidence set for the best k at that C (`k_lo`..`k_hi` its range); `spread`: largest "
-                       "minus smallest estimated effect at that C (points); `k_set_joint` holds at every C at once:", ""])
-        ctx.table(e.table)
-        conf = f"{100 * (1 - e.alpha):.0f} %"
-        ctx.md.extend(["Mappings by the top-1 a network of this study is predicted to lose against the best k per C (`regret`, "
-                       f"{conf} interval `regret_lo`..`regret_hi`, simultaneous over every pair of k at every C), and their top-1 minus "
-                       f"the paper's psi (`vs_paper`, exact {conf} interval for a fixed mapping; for the fitted psi simultaneous over "
-                       f"every psi curve it was chosen among). {REGRET_CAVEAT}:", ""])
-        ctx.table(an.mappings.drop(columns=["description"]))
-        ctx.md.extend([f"- {line}" for line in mapping_lines(an)])
-        ctx.md.append("")
     ctx.step("k-vs-C fit", _kmap)
 
 

@@ -13,21 +13,29 @@ as ``python -m study.run`` does - with a planted truth instead of training
 - the coverage of every interval the answer reports: each mapping's regret against the best
   k per C and its difference to the paper's psi (the fitted psi's too), the per-C and the
   joint k* confidence sets, the sigma_seed interval;
-- the rate of false "beats the paper's psi" and "loses to the paper's psi" claims (an
-  interval of the difference that excludes 0 on the wrong side), and of false "the paper's
-  psi loses top-1" claims (a regret interval above the true regret);
+- the claims the answer prints about mappings (its ``claims``: "X beats / loses to the
+  paper's psi", "the paper's psi loses at least ..."), per study: how often a study makes
+  any claim under a null (pooled over the null scenarios, the goal being at most alpha),
+  how often any of its claims is false against the truth, the largest claim, and whether
+  one output both says a mapping beats the paper's psi and that there is no evidence the
+  paper's psi loses (never) or prints "nan" where an interval could be had (never);
+- the k* sets scored so they can fail: a set covers only when it holds *every* truly best
+  k at its C (under a null every k is best), beside the weaker "holds some best k";
 - how often the stage and additivity checks speak, which is their power in the scenarios
   built for them and their false-alarm rate elsewhere.
 
 Scenarios: ``null`` (k does not matter), ``planted`` (the paper's psi is the best k, 0.5
-points), ``hetero`` (a null whose noise grows as 1/width), ``heavy`` (a null with t(3) noise
-and 1 % collapsed runs), ``paired`` (a null whose replicates share half the noise variance),
-``diverge`` (top-1 does not depend on k, but every run with k = 9 at C <= 32 diverges),
-``stage`` (the best k depends on the stage, 3/5/7/9, not on C), ``one_stage`` (an effect in
-the last stage only) and ``interaction`` (a pure interaction between two stages' k). The
-last three lie outside the model: there the answer should say so (the stage test, the
-additivity check) rather than answer wrongly, and the coverage figures are against the
-networks' true regrets, which the model's C-only effects cannot represent.
+points), ``k3`` (k = 3 is best at every C, 1 point: the paper's psi loses where it asks for
+5), ``hetero`` (a null whose noise grows as 1/width), ``heavy`` (a null with t(3) noise and
+1 % collapsed runs), ``paired`` (a null whose replicates share half the noise variance),
+``collapse`` (a null where 3 % of runs collapse to about chance), ``diverge`` (top-1 does
+not depend on k, but every run with k = 9 at C <= 32 diverges), ``stage`` (the best k
+depends on the stage, 3/5/7/9, not on C), ``one_stage`` (an effect in the last stage only)
+and ``interaction`` (a pure interaction of 1 point between two stages' k). The last three
+lie outside the model: there the answer should say so (the stage check, the additivity
+check) rather than answer wrongly, and the coverage figures are against the networks' true
+regrets, which the model's C-only effects cannot represent. The nulls (``null``, ``hetero``,
+``heavy``, ``paired``, ``collapse``) are pooled for the per-study claim rate.
 
     python benchmarks/kmap_calibration.py                                 # 100 studies per scenario
     python benchmarks/kmap_calibration.py --studies 20 --scenarios null,planted --json out.json
@@ -55,14 +63,18 @@ from _results import write_result  # noqa: E402  (benchmarks/ is sys.path[0] whe
 SCENARIOS: dict[str, tuple[dict[str, Any], bool, bool]] = {
     "null": ({}, True, False),
     "planted": ({"effect": 0.5}, True, True),
+    "k3": ({"effect": 1.0, "stage_k": (3, 3, 3, 3)}, True, True),
     "hetero": ({"width_power": 1.0}, True, False),
     "heavy": ({"tails": 3.0, "collapse": 0.01}, True, False),
     "paired": ({"sigma": 0.5 / math.sqrt(2), "shared": 0.5 / math.sqrt(2)}, True, False),
+    "collapse": ({"collapse": 0.03, "collapse_top1": 10.0}, True, False),
     "diverge": ({"diverge_k": 9, "diverge_C": 32}, True, True),
     "stage": ({"effect": 0.5, "stage_k": (3, 5, 7, 9)}, False, True),
     "one_stage": ({"effect": 1.0, "effect_stages": (3,)}, False, True),
-    "interaction": ({"interaction": 0.5, "interaction_stages": (1, 2)}, False, True),
+    "interaction": ({"interaction": 1.0, "interaction_stages": (1, 2)}, False, True),
 }
+#: the scenarios where k does not matter, pooled for the per-study claim rate
+NULLS = tuple(name for name, (_, _, matters) in SCENARIOS.items() if not matters)
 
 
 def _truths(an: Any, planted: Any) -> dict[str, tuple[float, float]]:
@@ -128,15 +140,17 @@ def _one(job: tuple[str, int, dict]) -> dict:
         t2 = time.perf_counter()
         e = an.effect
         lv = e.model.estimable_levels()
-        sets = {"per_C": [], "joint": []}
+        sets = {"per_C": [], "joint": [], "per_C_some": [], "joint_some": []}
         for r in e.table.itertuples():
             C = float(r.C)
             # the stage a C arises in first decides its best k when the truth depends on the stage
             stage = int(str(r.stages).split(",")[0])
             eff = {k: planted.stage_effect(int(C), int(k), stage) for k in lv[C]}
             best = {k for k, v in eff.items() if v >= max(eff.values()) - 1e-12}
-            sets["per_C"].append(bool(best & {float(k) for k in str(r.k_set).split(",")}))
-            sets["joint"].append(bool(best & {float(k) for k in str(r.k_set_joint).split(",")}))
+            for name, col in (("per_C", r.k_set), ("joint", r.k_set_joint)):
+                members = {float(k) for k in str(col).split(",")}
+                sets[name].append(best <= members)  # covers only when it holds every best k
+                sets[f"{name}_some"].append(bool(best & members))
         truths = _truths(an, planted)
         maps = {}
         for r in an.mappings.itertuples():
@@ -149,13 +163,22 @@ def _one(job: tuple[str, int, dict]) -> dict:
                 d.update(vs_covered=r.vs_paper_lo - 1e-9 <= tvs <= r.vs_paper_hi + 1e-9, true_vs=tvs,
                          false_beats=r.vs_paper_lo > 0 and tvs <= 1e-9, false_loses=r.vs_paper_hi < 0 and tvs >= -1e-9)
             maps[r.mapping] = d
+        claims = []
+        for c in an.claims:
+            treg, tvs = truths.get(c.mapping, (math.nan, math.nan))
+            false = {"beats": tvs <= 1e-9, "loses": tvs >= -1e-9, "paper_loses": c.lo > treg + 1e-9}[c.claim]
+            claims.append({"mapping": c.mapping, "claim": c.claim, "estimate": c.estimate, "lo": c.lo, "hi": c.hi,
+                           "false": bool(false) if math.isfinite(treg) else None})
+        text = analysis.kmap.format_analysis(an)
         per_run = planted.sigma if not planted.width_power else None
-        return {"scenario": scenario, "evidence": e.evidence, "p": e.p_value, "sets": sets, "maps": maps,
+        return {"scenario": scenario, "evidence": e.evidence, "p": e.p_value, "sets": sets, "maps": maps, "claims": claims,
+                "contradiction": "beats the paper's psi" in text and "no evidence that the paper's psi loses" in text,
+                "nan": "critical value nan" in text or " nan " in text,
                 "sigma_covered": None if e.noise.ci is None or per_run is None else e.noise.ci[0] <= per_run <= e.noise.ci[1],
                 "additive_rejected": e.additivity.get("additive") is False,
                 "qualified": e.additivity.get("additive") is False or (e.additivity["spread"].get("p_value") or 1.0) < a["alpha"],
                 "stage_rejected": bool(e.stage_test.get("stage_matters")),
-                "diverges": e.diverges, "n_trials": e.n_trials, "sim_s": t1 - t0, "analysis_s": t2 - t1}
+                "fails": e.fails, "n_trials": e.n_trials, "sim_s": t1 - t0, "analysis_s": t2 - t1}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -176,6 +199,14 @@ def _fmt(r: tuple[float, float, float, int]) -> str:
     return "n/a" if r[3] == 0 else f"{r[0]:.3f} ({r[1]:.3f}-{r[2]:.3f}, n={r[3]})"
 
 
+def _claim_stats(rs: list[dict]) -> dict[str, Any]:
+    sizes = [abs(c["estimate"]) for r in rs for c in r["claims"]]
+    return {"any_claim": _rate([bool(r["claims"]) for r in rs]),
+            "any_false_claim": _rate([any(c["false"] for c in r["claims"] if c["false"] is not None) for r in rs]),
+            "largest_claim": max(sizes) if sizes else 0.0,
+            "contradictions": sum(r["contradiction"] for r in rs), "nan_outputs": sum(r["nan"] for r in rs)}
+
+
 def summarize(scenario: str, rs: list[dict], alpha: float) -> dict[str, Any]:
     _, inside, matters = SCENARIOS[scenario]
     maps = [m for r in rs for m in r["maps"].values()]
@@ -185,6 +216,8 @@ def summarize(scenario: str, rs: list[dict], alpha: float) -> dict[str, Any]:
         ("power" if matters else "false_positive_rate"): _rate([r["evidence"] for r in rs]),
         "k_set_per_C": _rate([c for r in rs for c in r["sets"]["per_C"]]),
         "k_set_joint": _rate([all(r["sets"]["joint"]) for r in rs]),
+        "k_set_per_C_some": _rate([c for r in rs for c in r["sets"]["per_C_some"]]),
+        "k_set_joint_some": _rate([all(r["sets"]["joint_some"]) for r in rs]),
         "k_set_per_C_all_at_once": _rate([all(r["sets"]["per_C"]) for r in rs]),
         "regret_coverage": _rate([m["regret_covered"] for m in maps]),
         "vs_paper_coverage": _rate([m["vs_covered"] for m in maps if "vs_covered" in m]),
@@ -198,7 +231,8 @@ def summarize(scenario: str, rs: list[dict], alpha: float) -> dict[str, Any]:
         "additivity_rejects": _rate([r["additive_rejected"] for r in rs]),
         "answer_qualified": _rate([r["qualified"] for r in rs]),
         "stage_test_rejects": _rate([r["stage_rejected"] for r in rs]),
-        "divergence_found": _rate([r["diverges"] for r in rs]),
+        "failures_found": _rate([r["fails"] for r in rs]),
+        **_claim_stats(rs),
     }
     return out
 
@@ -209,17 +243,28 @@ def _lines(s: dict[str, Any], alpha: float) -> list[str]:
     where = "inside the model" if s["inside_model"] else "OUTSIDE the model (coverage against the networks' true regrets)"
     lines = [f"[{s['scenario']}] {s['studies']} studies, {where}",
              f"  {head}: {_fmt(s[key])}",
+             f"  claims per study: any {_fmt(s['any_claim'])}, any false {_fmt(s['any_false_claim'])}; largest "
+             f"{s['largest_claim']:.2f} points; outputs with 'beats' and 'no evidence the paper's psi loses': {s['contradictions']}; "
+             f"with nan: {s['nan_outputs']}",
              f"  coverage (nominal {1 - alpha:.2f}): regret {_fmt(s['regret_coverage'])}; vs_paper {_fmt(s['vs_paper_coverage'])} "
-             f"(fitted psi {_fmt(s['fitted_vs_paper_coverage'])}); k* set per C {_fmt(s['k_set_per_C'])}; joint k* set, every C "
-             f"at once {_fmt(s['k_set_joint'])} (per-C sets all at once {_fmt(s['k_set_per_C_all_at_once'])}); sigma_seed "
-             f"{_fmt(s['sigma_seed_coverage'])}",
-             f"  false claims (goal <= {alpha / 2:g} each side): beats the paper's psi {_fmt(s['false_beats_paper'])} (fitted psi "
+             f"(fitted psi {_fmt(s['fitted_vs_paper_coverage'])}); k* set per C, every best k {_fmt(s['k_set_per_C'])} (some best "
+             f"k {_fmt(s['k_set_per_C_some'])}); joint k* set, every best k at every C at once {_fmt(s['k_set_joint'])} (some "
+             f"{_fmt(s['k_set_joint_some'])}); sigma_seed {_fmt(s['sigma_seed_coverage'])}",
+             f"  intervals excluding the truth: beats the paper's psi {_fmt(s['false_beats_paper'])} (fitted psi "
              f"{_fmt(s['fitted_false_beats_paper'])}); loses to it {_fmt(s['false_loses_to_paper'])}; regret above the truth "
              f"{_fmt(s['false_regret_claims'])}; mean regret estimate minus truth {s['mean_regret_bias']:+.2f} points",
-             f"  checks: additivity rejected {_fmt(s['additivity_rejects'])} (verdict says not additive, or names a spread beyond seed "
-             f"noise: {_fmt(s['answer_qualified'])}); stage test rejects {_fmt(s['stage_test_rejects'])}; "
-             f"k-dependent divergence found {_fmt(s['divergence_found'])}"]
+             f"  checks: interaction named {_fmt(s['additivity_rejects'])} (verdict qualified: {_fmt(s['answer_qualified'])}); stage "
+             f"check rejects {_fmt(s['stage_test_rejects'])}; k-dependent failures to train found {_fmt(s['failures_found'])}"]
     return lines
+
+
+def pooled_nulls(results: list[dict]) -> dict[str, Any] | None:
+    """The per-study claim figures pooled over the null scenarios run."""
+    rs = [r for r in results if r["scenario"] in NULLS]
+    if not rs:
+        return None
+    return {"scenarios": sorted({r["scenario"] for r in rs}), "studies": len(rs), "k_test_rejects": _rate([r["evidence"] for r in rs]),
+            "joint_set_false_exclusion": _rate([not all(r["sets"]["joint"]) for r in rs]), **_claim_stats(rs)}
 
 
 def main() -> None:
@@ -263,32 +308,53 @@ def main() -> None:
         rs = [r for r in results if r["scenario"] == s]
         summary.append(summarize(s, rs, a.alpha))
         print("\n".join(_lines(summary[-1], a.alpha)))
+    pooled = pooled_nulls(results)
+    if pooled:
+        print(f"[nulls pooled: {', '.join(pooled['scenarios'])}] {pooled['studies']} studies: any mapping claim "
+              f"{_fmt(pooled['any_claim'])} (goal <= {a.alpha:g}, upper bound <= 0.08); joint k* set excluded a best k "
+              f"{_fmt(pooled['joint_set_false_exclusion'])} (goal <= {a.alpha:g}); k test rejected {_fmt(pooled['k_test_rejects'])}; "
+              f"largest claim {pooled['largest_claim']:.2f} points; contradictions {pooled['contradictions']}; nan {pooled['nan_outputs']}")
     sim = sum(r["sim_s"] for r in results) / len(results)
     ana = sum(r["analysis_s"] for r in results) / len(results)
     print(f"time: {wall:.0f} s on {a.workers} workers; per study {sim:.1f} s recording, {ana:.1f} s analysis")
     if a.json:
-        Path(a.json).write_text(json.dumps({"command": " ".join(sys.argv), "settings": args, "wall_s": wall, "scenarios": summary},
-                                           indent=2))
+        Path(a.json).write_text(json.dumps({"command": " ".join(sys.argv), "settings": args, "wall_s": wall, "scenarios": summary,
+                                            "nulls_pooled": pooled}, indent=2))
 
     def share(r: tuple[float, float, float, int]) -> str:
         return "n/a" if r[3] == 0 else f"{r[0]:.3f}"
 
     table = [{"scenario": s["scenario"] + ("" if s["inside_model"] else " (outside the model)"),
               "k test": ("power " if s["k_matters"] else "false positives ") + _fmt(s["power" if s["k_matters"] else "false_positive_rate"]),
+              "studies with a mapping claim / a false one": f"{share(s['any_claim'])} / {share(s['any_false_claim'])}",
+              "largest claim (points)": f"{s['largest_claim']:.2f}",
               "regret coverage": share(s["regret_coverage"]),
               "vs_paper coverage (fixed / fitted psi)": f"{share(s['vs_paper_coverage'])} / {share(s['fitted_vs_paper_coverage'])}",
-              "k* sets: per C / joint": f"{share(s['k_set_per_C'])} / {share(s['k_set_joint'])}",
+              "k* sets holding every best k: per C / joint": f"{share(s['k_set_per_C'])} / {share(s['k_set_joint'])}",
               "sigma_seed coverage": share(s["sigma_seed_coverage"]),
-              "false beats / loses to the paper's psi": f"{share(s['false_beats_paper'])} / {share(s['false_loses_to_paper'])}",
-              "additivity / stage test reject": f"{share(s['additivity_rejects'])} / {share(s['stage_test_rejects'])}",
-              "answer qualified": share(s["answer_qualified"])} for s in summary]
-    write_result("kmap_calibration", goal=f"k test at alpha {a.alpha:g} (false positives within Monte Carlo error of it), every interval "
-                                          f"covering at >= {1 - a.alpha:.2f}, false claims <= {a.alpha / 2:g} each side",
-                 headline={"studies per scenario": a.studies, "scenarios": ", ".join(scenarios),
-                           **{f"{s['scenario']} k test {'power' if s['k_matters'] else 'false positives'}":
-                              _fmt(s["power" if s["k_matters"] else "false_positive_rate"]) for s in summary if s["scenario"] in ("null", "planted")},
-                           "every scenario": "the table below", "wall (s)": round(wall)},
-                 detail={"settings": args, "wall_s": wall, "scenarios": summary, "table": table})
+              "interaction named / stage check rejects": f"{share(s['additivity_rejects'])} / {share(s['stage_test_rejects'])}"}
+             for s in summary]
+    headline: dict[str, Any] = {"studies per scenario": a.studies, "scenarios": ", ".join(scenarios)}
+    if pooled:
+        headline.update({
+            f"nulls pooled ({pooled['studies']} studies): any mapping claim": _fmt(pooled["any_claim"]),
+            "nulls pooled: joint k* set excluded a best k": _fmt(pooled["joint_set_false_exclusion"]),
+            "nulls pooled: k test rejected": _fmt(pooled["k_test_rejects"]),
+        })
+    for s in summary:
+        if s["scenario"] in ("stage", "one_stage", "interaction"):
+            headline[f"{s['scenario']}: interaction named"] = _fmt(s["additivity_rejects"])
+        if s["scenario"] == "collapse":
+            headline["collapse: largest claim (points)"] = round(s["largest_claim"], 2)
+    headline["outputs with a contradiction / with nan"] = (f"{sum(s['contradictions'] for s in summary)} / "
+                                                            f"{sum(s['nan_outputs'] for s in summary)}")
+    headline["wall (s)"] = round(wall)
+    write_result("kmap_calibration", goal=f"per study under a null: any mapping claim <= {a.alpha:g} (upper Monte Carlo bound <= 0.08), "
+                                          f"joint k* set false exclusions <= {a.alpha:g}; interaction named in <= 10 % of stage and "
+                                          "one-stage studies and >= 80 % of 1-point interactions; no claim beyond 10 points under "
+                                          "collapsed runs; no nan, no contradiction",
+                 headline=headline, detail={"settings": args, "wall_s": wall, "scenarios": summary, "nulls_pooled": pooled,
+                                            "table": table})
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ Command line::
 """
 
 from analysis.kmap._analysis import KmapAnalysis, analyze_kmap, gamma_b_plane
-from analysis.kmap._cli import build_parser, format_analysis, format_fit, main, mapping_lines, read_points
-from analysis.kmap._data import KData, SeedNoise, kmap_data, seed_noise
+from analysis.kmap._claims import CLAIMS, Claim, claim_gate, mapping_claims, mapping_lines
+from analysis.kmap._cli import build_parser, format_analysis, format_fit, main, read_points
+from analysis.kmap._data import KData, SeedNoise, collapsed_runs, kmap_data, seed_noise
 from analysis.kmap._effect import KEffect, KModel, fit_k_model, k_effect
 from analysis.kmap._fits import (
     PAPER_B,
@@ -55,15 +56,29 @@ from analysis.kmap._fits import (
 from analysis.kmap._mappings import (
     Mapping,
     MappingScore,
+    MappingScores,
     PsiChoice,
     candidate_mappings,
+    common_widths,
     fit_psi_by_top1,
     parse_mapping,
     score_mappings,
 )
 from analysis.kmap._power import design_power, detectable_effect, f_power, model_parameters, noncentrality
+from analysis.kmap._render import Block, answer_blocks, render_markdown, render_text
 
 __all__ = [
+    "Block",
+    "answer_blocks",
+    "render_markdown",
+    "render_text",
+    "CLAIMS",
+    "Claim",
+    "MappingScores",
+    "claim_gate",
+    "collapsed_runs",
+    "common_widths",
+    "mapping_claims",
     "build_parser",
     "mapping_lines",
     "f_power",

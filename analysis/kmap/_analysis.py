@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,12 +11,16 @@ import numpy as np
 import pandas as pd
 
 from analysis._load import FrameSource
+from analysis.kmap._claims import Claim, claim_gate, mapping_claims
 from analysis.kmap._data import KData
 from analysis.kmap._effect import KEffect, k_effect
 from analysis.kmap._fits import jsonable
 from analysis.kmap._mappings import (
     Mapping,
+    MappingScores,
     PsiChoice,
+    candidate_mappings,
+    common_widths,
     fit_psi_by_top1,
     parse_mapping,
     score_mappings,
@@ -29,14 +34,26 @@ __all__ = ["KmapAnalysis", "analyze_kmap", "gamma_b_plane"]
 class KmapAnalysis:
     """A study's k-vs-C answer: ``effect`` (does k matter; k* per C with confidence sets;
     the model), ``fitted`` (psi's (gamma, b) chosen by predicted top-1 on the study's data;
-    None when no psi fits the k the study ran) and ``mappings`` (every candidate mapping's
-    predicted regret and difference to the paper's psi, with intervals that hold whatever
-    the truth, the fitted psi's adjusted for its choice)."""
+    None when no psi fits the k the study ran), ``scores`` (every candidate mapping's
+    predicted regret and difference to the paper's psi on the same widths, all intervals
+    from one max-t family, :class:`analysis.kmap.MappingScores`) and ``claims`` (the claim
+    sentences about mappings the answer makes, controlled per study: :mod:`analysis.kmap._claims`)."""
 
     effect: KEffect
     fitted: PsiChoice | None
-    mappings: pd.DataFrame
+    scores: MappingScores
+    claims: tuple[Claim, ...] = ()
     notes: tuple[str, ...] = ()
+
+    @property
+    def mappings(self) -> pd.DataFrame:
+        """One row per candidate mapping, best (lowest regret) first (:attr:`MappingScores.table`)."""
+        return self.scores.table
+
+    @property
+    def critical(self) -> float:
+        """The max-t critical value of every interval of the mapping table."""
+        return self.scores.critical
 
     @property
     def preferred(self) -> pd.DataFrame:
@@ -49,12 +66,17 @@ class KmapAnalysis:
 
     def to_dict(self) -> dict[str, Any]:
         """The machine-readable answer (``python -m analysis.kmap RUN --json``)."""
+        gate = claim_gate(self.effect)
         out = {
             "k_effect": self.effect.to_dict(),
             "verdict": self.effect.verdict(),
             "preferred_k": self.effect.table.to_dict(orient="records"),
             "effects": self.effect.effects.to_dict(orient="records"),
             "mappings": self.mappings.to_dict(orient="records"),
+            "mapping_family": {"critical": self.critical if math.isfinite(self.critical) else None, "contrasts": self.scores.family,
+                               "widths": list(self.scores.widths), "level": 1 - self.effect.alpha},
+            "claims": [c.to_dict() for c in self.claims],
+            "claims_withheld": gate,
             "fitted_psi": self.fitted.to_dict() if self.fitted is not None else None,
             "notes": [*self.effect.notes, *self.notes],
         }
@@ -76,21 +98,24 @@ def analyze_kmap(
 ) -> KmapAnalysis:
     """Test whether k matters, estimate k* per C, fit psi by predicted top-1 and score the
     candidate mappings (:func:`analysis.k_effect`, :func:`analysis.fit_psi_by_top1`,
-    :func:`analysis.score_mappings`); ``mappings``: more mappings to score, as
-    :class:`Mapping` or specs for :func:`parse_mapping` (``"gamma=1.5,b=0"``, ``"k=3,5,7,7"``).
-    Raises ``ValueError`` naming why a study cannot be analysed (no trials with an ECA kind,
-    too few configurations for the model, a malformed mapping, ...)."""
+    :func:`analysis.score_mappings`), and state the claims the scores support; ``mappings``:
+    more mappings to score, as :class:`Mapping` or specs for :func:`parse_mapping`
+    (``"gamma=1.5,b=0"``, ``"k=3,5,7,7"``). Raises ``ValueError`` naming why a study cannot
+    be analysed (no trials with an ECA kind, too few configurations for the model, a
+    malformed mapping, ...)."""
     named = [m if isinstance(m, Mapping) else parse_mapping(m) for m in mappings]
     effect = k_effect(frames, alpha=alpha, method=method, permutations=permutations, epoch=epoch, kind=kind, by=by,
                       variance=variance, seed=seed)
     notes: list[str] = []
+    widths, _ = common_widths(effect.model, candidate_mappings(None, named))
     try:
-        fitted = fit_psi_by_top1(effect.model, alpha=alpha, seed=seed)
+        fitted = fit_psi_by_top1(effect.model, alpha=alpha, seed=seed, widths=widths)
     except ValueError as exc:
         fitted = None
         notes.append(f"no fitted psi: {exc}")
-    scores = score_mappings(effect.model, fitted=fitted, named=named, alpha=alpha, seed=seed)
-    return KmapAnalysis(effect=effect, fitted=fitted, mappings=scores, notes=tuple(notes))
+    scores = score_mappings(effect.model, fitted=fitted, named=named, alpha=alpha, seed=seed, maxt=effect.maxt)
+    notes += scores.notes
+    return KmapAnalysis(effect=effect, fitted=fitted, scores=scores, claims=mapping_claims(effect, scores.table), notes=tuple(notes))
 
 
 # --------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from collections.abc import Sequence
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.kmap._fits import METRICS, KmapFit, fit_kmap
-from analysis.kmap._mappings import REGRET_CAVEAT
+from analysis.kmap._render import answer_blocks, render_text
 
 if TYPE_CHECKING:
     from analysis.kmap._analysis import KmapAnalysis
@@ -70,72 +69,9 @@ def format_fit(fit: KmapFit) -> str:
     return "\n".join(lines)
 
 
-def _table(df: pd.DataFrame) -> str:
-    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 60):
-        return df.to_string(index=False, float_format=lambda v: f"{v:.3g}")
-
-
-def mapping_lines(an: KmapAnalysis) -> list[str]:
-    """The mapping comparison in words: which claims the intervals support, the fitted psi
-    named as chosen on the data. Shared by the CLI and the report."""
-    e = an.effect
-    conf = f"{100 * (1 - e.alpha):.0f} %"
-    m = an.mappings.set_index("mapping")
-    lines = []
-    for name, r in m.iterrows():
-        if name == "paper_psi" or r["vs_paper"] is None or not np.isfinite(r["vs_paper"]):
-            continue
-        if r["vs_paper_lo"] > 0:
-            lines.append(f"{name} beats the paper's psi by {r['vs_paper']:.2f} points ({conf} CI {r['vs_paper_lo']:.2f} to {r['vs_paper_hi']:.2f})")
-        elif r["vs_paper_hi"] < 0:
-            lines.append(f"{name} loses {-r['vs_paper']:.2f} points to the paper's psi ({conf} CI {r['vs_paper_lo']:.2f} to {r['vs_paper_hi']:.2f})")
-    if "paper_psi" in m.index and m.loc["paper_psi", "regret_lo"] is not None and np.isfinite(m.loc["paper_psi", "regret_lo"]):
-        r = m.loc["paper_psi"]
-        if r["regret_lo"] > 0:
-            lines.append(f"the paper's psi loses at least {r['regret_lo']:.2f} points (estimate {r['regret']:.2f}) against the best k per C")
-        else:
-            lines.append(f"no evidence that the paper's psi loses top-1 against the best k per C (regret {conf} CI "
-                         f"{r['regret_lo']:.2f} to {r['regret_hi']:.2f})")
-    if not any("beats" in x or "loses " in x for x in lines[:-1]):
-        lines.insert(0, "no mapping is shown better or worse than the paper's psi at this budget")
-    f = an.fitted
-    if f is not None:
-        lines.append(f"fitted psi: gamma={f.gamma:g}, b={f.b:g}, chosen on this study's data ({len(f.equal)} grid pairs predict the same "
-                     f"top-1; the paper's (2, 1) {'is' if f.contains_paper else 'is not'} among them); it is scored on the data that "
-                     f"chose it, so its intervals are simultaneous over the {f.candidates} psi curves it was chosen among (critical "
-                     f"value {f.critical:.2f}) and its estimates are optimistic; confirm it on fresh data with "
-                     "python -m study.run --space kmap_confirm --from RUN")
-    return lines
-
-
 def format_analysis(an: KmapAnalysis) -> str:
-    """The k-vs-C answer as text: the verdict first, then the numbers it qualifies."""
-    e = an.effect
-    conf = f"{100 * (1 - e.alpha):.0f} %"
-    lines = [e.verdict(), ""]
-    noise = e.noise
-    if noise.sigma is not None:
-        lines.append(f"seed-to-seed noise: sigma_seed = {noise.sigma:.2f} points ({conf} CI {noise.ci[0]:.2f}-{noise.ci[1]:.2f}, "
-                     f"{noise.df} df from {noise.n_configs} replicated configurations)")
-        per = [f"{s} {n.sigma:.2f}" for s, n in e.noise_by_stratum.items() if n.sigma is not None]
-        if len(per) > 1:
-            lines.append(f"  per stratum: {', '.join(per)}; the model gives each stratum its own variance" if e.model.variance == "strata"
-                         else f"  per stratum: {', '.join(per)}; the model pools them (variance=pooled)")
-    div = e.divergence
-    if div.get("p_value") is not None:
-        lines.append(f"divergence: {div['text']}")
-    lines += [f"C vs stage: {e.stage_test['text']}", f"additivity: {e.additivity['text']}", ""]
-    lines.append(f"k* per C ({'supported' if e.evidence else 'NOT supported by the data'}; k_set: the k that no other k beats "
-                 f"significantly, a per-C {conf} confidence set for the best k at that C; k_set_joint: one that holds at every C "
-                 f"at once with {conf}):")
-    lines += [_table(e.table), ""]
-    lines.append(f"mappings, by predicted top-1 lost per network against the best k per C ({conf} intervals simultaneous over "
-                 f"every pair of k at every C; vs_paper: top-1 minus the paper's psi, exact t interval for a fixed mapping). "
-                 f"{REGRET_CAVEAT}:")
-    lines += [_table(an.mappings.drop(columns=["description"])), ""]
-    lines += mapping_lines(an)
-    lines += [*e.notes, *an.notes]
-    return "\n".join(lines)
+    """The k-vs-C answer as text: the verdict first, then the numbers it qualifies (:mod:`analysis.kmap._render`)."""
+    return render_text(answer_blocks(an))
 
 
 def build_parser() -> ArgumentParser:
@@ -155,7 +91,6 @@ def build_parser() -> ArgumentParser:
     ap.add_argument("--permutations", type=int, default=999, help="shuffles of the permutation test (default 999)")
     ap.add_argument("--epoch", type=int, help="read top-1 at this epoch (default: the last epoch every finished trial ran)")
     ap.add_argument("--kind", help="the attention kind whose k is analysed (default: eca, or eca_ns if it has more stages)")
-    ap.add_argument("--no-loco", action="store_true", help=argparse.SUPPRESS)  # leave-one-C-out was removed; accepted, no effect
     ap.add_argument("--mapping", action="append", default=[], metavar="SPEC",
                     help="score one more mapping: gamma=G,b=B[,rule=timm] or k=K0,K1,... (one k per stage); repeatable")
     ap.add_argument("--variance", choices=("strata", "pooled"), default="strata",

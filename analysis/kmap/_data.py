@@ -6,7 +6,12 @@ epoch, exactly like a complete one: being pruned depends on the outcome, so an a
 "the best top-1 a trial reached" (or of complete trials only) would select its data by the
 result. Trials that failed or diverged are left out of the model of top-1 and counted; the
 diverged ones are kept apart (``KData.diverged``, with their stages), since a kernel size
-that makes training diverge is an effect of k: :mod:`analysis.kmap._effect` tests it.
+that makes training diverge is an effect of k: :mod:`analysis.kmap._failures` tests it.
+So are runs that **collapsed** (:func:`collapsed_runs`: a run that learned less than half of
+what its stratum's median run learned above chance, and lies far below that median): such a
+run is a failure to train, not a noisy top-1, and left in the model a single one moves a
+configuration mean by tens of points and every interval that leans on it. Kept apart
+(``KData.collapsed``) and tested with divergence as an outcome of k.
 
 Replicates (runs of one configuration with other seeds, and any configuration sampled twice)
 are pooled: a configuration is the architecture without ``num_classes``
@@ -27,7 +32,15 @@ import pandas as pd
 from analysis._load import FrameSource, coerce_frames, psi_kinds
 from study.validate import ConfigError
 
-__all__ = ["KData", "kmap_data", "seed_noise"]
+__all__ = ["COLLAPSE_SHARE", "COLLAPSE_Z", "KData", "collapsed_runs", "kmap_data", "seed_noise"]
+
+#: a run collapsed when it learned less than this share of what its stratum's median run
+#: learned above chance (100 / classes) ...
+COLLAPSE_SHARE = 0.5
+#: ... and lies more than this many robust standard deviations (1.4826 x the median absolute
+#: deviation of its stratum) below that median: a stratum that has barely learned anything
+#: (an early epoch) names no run collapsed for being near chance
+COLLAPSE_Z = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class KData:
     budget_epochs: int | None
     excluded: Mapping[str, int] = field(default_factory=dict)
     diverged: pd.DataFrame = field(default_factory=pd.DataFrame)
+    collapsed: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def n_trials(self) -> int:
@@ -144,13 +158,36 @@ def kmap_data(frames: FrameSource, *, epoch: int | None = None, kind: str | None
     for row in rows:
         row["y"] = float(at[row["number"]])
     trials = pd.DataFrame(rows)
+    trials["stratum"] = _stratum(trials)
+    classes = pd.to_numeric(t.set_index("number").get("num_classes", pd.Series(dtype=float)), errors="coerce")
+    chance = 100.0 / trials["number"].map(classes).to_numpy(float)
+    down = collapsed_runs(trials["y"].to_numpy(float), chance, trials["stratum"].to_numpy(str))
+    collapsed = trials[down].rename(columns={"y": "top1"}).assign(chance=chance[down]).reset_index(drop=True)
+    if down.any():
+        excluded["collapsed (top-1 near chance)"] = int(down.sum())
+        trials = trials[~down]
     first = trials.groupby("key", sort=False).first()
     agg = trials.groupby("key", sort=False)["y"].agg(["mean", "size"]).rename(columns={"mean": "y", "size": "n"})
     configs = first.drop(columns=["y", "number", "state"]).join(agg).reset_index()
-    configs["stratum"] = _stratum(configs)
-    trials["stratum"] = _stratum(trials)
     return KData(configs=configs, trials=trials[["number", "key", "y", "state", "stratum"]], num_stages=n_stages, kind=kind, by=by,
-                 epoch=epoch, budget_epochs=budget_epochs, excluded=excluded, diverged=diverged)
+                 epoch=epoch, budget_epochs=budget_epochs, excluded=excluded, diverged=diverged, collapsed=collapsed)
+
+
+def collapsed_runs(y: np.ndarray, chance: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """Which runs collapsed: per stratum (one backbone at one width), a run whose top-1
+    ``y`` lies closer to ``chance`` than :data:`COLLAPSE_SHARE` of the way to the stratum's
+    median, and more than :data:`COLLAPSE_Z` robust standard deviations below that median.
+    The rule looks at the run alone, never at its k, so under "k does not matter" what it
+    removes is independent of k, and the test of k on the runs left stays exact. A run
+    whose classes are unknown (no chance level) is never called collapsed."""
+    out = np.zeros(len(y), bool)
+    for s in np.unique(strata):
+        m = strata == s
+        med = float(np.median(y[m]))
+        sd = 1.4826 * float(np.median(np.abs(y[m] - med)))
+        with np.errstate(invalid="ignore"):
+            out[m] = (y[m] - chance[m] < COLLAPSE_SHARE * (med - chance[m])) & (med - y[m] > COLLAPSE_Z * max(sd, 1e-9))
+    return out
 
 
 def _stratum(df: pd.DataFrame) -> pd.Series:

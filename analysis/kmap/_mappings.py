@@ -1,5 +1,5 @@
 """Mappings k = m(C) scored by the top-1 they are predicted to lose, with intervals that hold
-whatever the truth is.
+together, whatever the truth is.
 
 What matters about a mapping is not how far its k lie from a noisy k* (the squared error in
 k that the ECA paper's plots invite) but how much top-1 a network loses by using it. For a
@@ -7,36 +7,41 @@ network of the study (a backbone at one of its widths, the analysed attention in
 stage) the fitted model (:mod:`analysis.kmap._effect`) predicts
 
 - **regret**: sum over its stages of max_k theta(C, k) - theta(C, the mapping's k), averaged
-  over the study's widths. The best k is unknown, so its interval is built from
-  simultaneous (max-t) intervals of every difference between two k at every C of the study
-  (all C at once): at each C the regret lies between max(0, max_k lower bound) and
-  max(0, max_k upper bound) of the contrasts theta(C, k) - theta(C, m(C)), whatever k is
-  best, and the network's interval sums these. The point estimate is the best of noisy
-  estimates, biased upward when k matters little; the interval is not.
+  over the study's widths. The best k is unknown, so the interval is built from intervals of
+  every difference between two k at every C: at each C the regret lies between
+  max(0, max_k lower bound) and max(0, max_k upper bound) of the contrasts
+  theta(C, k) - theta(C, m(C)), whatever k is best, and the network's interval sums these.
+  The point estimate is the best of noisy estimates, biased upward when k matters little;
+  the interval is not.
 - **vs paper**: the mapping's top-1 minus the paper's psi (gamma=2, b=1) top-1, a linear
-  contrast. For a mapping fixed before the data (the paper's psi, timm's rule, k=3 everywhere,
-  the authors' released per-stage k, a mapping the user names) it has an exact t interval.
+  contrast.
 
-**The fitted psi** is chosen on this study's data: the (gamma, b) whose psi curve maximises
-the predicted top-1 (over a grid; every equal optimum reported). It is scored on the same
-data with intervals that account for the choice: its ``vs_paper`` interval is simultaneous
-over every distinct psi curve on the grid (max-t over all of them), so it holds whichever
-curve the data picked, and its regret interval is the simultaneous one above. Its point
-estimates remain optimistic; a confirmation study on fresh data (``python -m study.run
---space kmap_confirm --from RUN``) scores it without selection. (Splitting the study by
-replicate to cross-fit would not be independent when a configuration's replicates share
-noise, and halves of the configurations cannot each fit the model at the inference
-design's budget.)
+**One family for the whole table.** Every interval of the table comes from one max-t family
+(Hothorn, Bretz and Westfall 2008; :class:`analysis.kmap._model.MaxT`): every pair of k at
+every C, every fixed mapping against the paper's psi (the paper's psi, timm's rule, k=3 everywhere, the
+authors' released per-stage k, any mapping the user names) and every distinct psi curve on
+the (gamma, b) grid against the paper's psi. So every claim the table supports holds at
+once with 1 - alpha, both sides and all mappings together, and so does a claim about a
+mapping chosen after looking at the data: **the fitted psi**, the (gamma, b) whose psi
+curve maximises the predicted top-1 (over the grid; every equal optimum reported), is one of
+the grid's curves. Its point estimates remain optimistic; a confirmation study on fresh
+data scores it without selection. For the same reason the paper's regret lower bound is at
+least every mapping's lower bound on its advantage over the paper's psi (the best k per C
+is at least as good as any mapping), so the table cannot say that a mapping beats the
+paper's psi and that the paper's psi loses nothing.
 
-A mapping whose k was never tried at some C, or whose effect there is not estimable
-(aliased in the design), cannot be scored there, and says so (``missing``).
+**Same networks for every mapping.** Every mapping is scored on the widths where all of them
+can be scored (a mapping whose k was never tried at some C, or whose effect there is not
+estimable, cannot be scored for that network and says so, ``missing``); the fitted psi is
+chosen on those widths too, so no regret or difference is an average over other networks
+than its neighbour's.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -47,7 +52,7 @@ from analysis.kmap._effect import KModel, pair_contrasts
 from analysis.kmap._fits import DEFAULT_BS as BS
 from analysis.kmap._fits import DEFAULT_GAMMAS as GAMMAS
 from analysis.kmap._fits import PAPER_B, PAPER_GAMMA, psi
-from analysis.kmap._model import simultaneous_critical
+from analysis.kmap._model import MaxT
 from study.validate import ConfigError
 
 __all__ = [
@@ -56,16 +61,19 @@ __all__ = [
     "REGRET_CAVEAT",
     "Mapping",
     "MappingScore",
+    "MappingScores",
     "PsiChoice",
+    "candidate_mappings",
+    "common_widths",
     "fit_psi_by_top1",
     "parse_mapping",
     "score_mappings",
 ]
 
 #: what a regret is, in words, for the report and the CLI
-REGRET_CAVEAT = ("Regret is measured against the best k per C, which the data estimate: its interval is simultaneous over every "
-                 "pair of k at every C (it holds whatever k is best), and its estimate, the best of noisy estimates, is biased "
-                 "upward; a regret whose interval reaches 0 is no evidence of loss")
+REGRET_CAVEAT = ("Regret is measured against the best k per C, which the data estimate: its interval holds whatever k is best, "
+                 "and its estimate, the best of noisy estimates, is biased upward; a regret whose interval reaches 0 is no "
+                 "evidence of loss")
 
 #: a mapping: (stage index, C, backbone) -> k, or None where it gives none
 KFn = Callable[[int, float, str], "int | None"]
@@ -85,11 +93,10 @@ class Mapping:
 @dataclass(frozen=True)
 class MappingScore:
     """One mapping's predicted cost. ``regret``/``regret_ci``: top-1 points a network of the
-    study loses against the best k per C (mean over the scored widths; simultaneous interval,
-    see the module doc); ``vs_paper`` and ``vs_paper_ci``: its top-1 minus the paper's psi
-    (exact t interval for a fixed mapping, simultaneous over every psi curve for the fitted
-    one); ``widths``: where it could be scored; ``missing``: (C, k) it asks for that the
-    study never ran or whose effect it cannot estimate (aliased)."""
+    study loses against the best k per C (mean over the scored widths); ``vs_paper`` and
+    ``vs_paper_ci``: its top-1 minus the paper's psi (both intervals from the table's one
+    family, see the module doc); ``widths``: where it was scored; ``missing``: (C, k) it asks
+    for that the study never ran or whose effect it cannot estimate (aliased)."""
 
     name: str
     description: str
@@ -115,8 +122,10 @@ class PsiChoice:
     """psi's (gamma, b) chosen by predicted top-1 on the study's data: ``equal`` holds every
     grid pair with the best value, ``gamma``/``b`` the one nearest their centroid; ``ks`` the
     k it gives per C; ``candidates``: the distinct psi curves on the grid it was chosen among
-    (its ``vs_paper`` interval is simultaneous over them); ``critical``: that interval's
-    max-t critical value."""
+    and ``contrasts`` their differences to the paper's psi (rows of L, NaN-free; empty where
+    the paper's psi cannot be scored); ``critical``: the max-t critical value of those
+    curves alone (:func:`score_mappings` scores the fitted psi in the table's one family,
+    which holds them); ``widths``: the networks it was chosen on."""
 
     gamma: float
     b: float
@@ -125,46 +134,91 @@ class PsiChoice:
     ks: dict[int, int]
     candidates: int = 0
     critical: float = math.nan
+    widths: tuple[str, ...] = ()
+    contrasts: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False, compare=False)
 
     def to_dict(self, max_set: int = 50) -> dict[str, Any]:
         return {"gamma": self.gamma, "b": self.b, "n_equal": len(self.equal),
                 "gamma_range": [min(g for g, _ in self.equal), max(g for g, _ in self.equal)],
                 "b_range": [min(b for _, b in self.equal), max(b for _, b in self.equal)],
                 "contains_paper": self.contains_paper, "equal_set": [list(p) for p in self.equal[:max_set]],
-                "k_per_C": {str(c): k for c, k in self.ks.items()},
+                "k_per_C": {str(c): k for c, k in self.ks.items()}, "widths": list(self.widths),
                 "chosen_on": "this study's data (in-sample); intervals simultaneous over every psi curve on the grid",
                 "candidates": self.candidates, "critical": self.critical if math.isfinite(self.critical) else None}
 
 
-def _networks(model: KModel) -> dict[str, tuple[str, list[float]]]:
-    """stratum -> (backbone, C per stage that has k effects) for every width of the study."""
+@dataclass(frozen=True)
+class MappingScores:
+    """Every candidate mapping's score (``table``, one row each, best first), the one max-t
+    ``critical`` value all its intervals use and the size of that family (``family``: its
+    contrasts), the ``widths`` every mapping was scored on and ``notes`` on what could not
+    be scored where."""
+
+    table: pd.DataFrame
+    critical: float
+    family: int
+    widths: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+def _networks(model: KModel, widths: Sequence[str] | None = None) -> dict[str, tuple[str, list[float]]]:
+    """stratum -> (backbone, C per stage) for every width of the study (or those named)."""
     cf = model.data.configs
     out = {}
     for stratum, g in cf.groupby("stratum", sort=True):
+        if widths is not None and str(stratum) not in widths:
+            continue
         r = g.iloc[0]
-        Cs = [float(r[f"C{i}"]) for i in range(model.data.num_stages)]
-        out[str(stratum)] = (str(r["backbone"]), Cs)
+        out[str(stratum)] = (str(r["backbone"]), [float(r[f"C{i}"]) for i in range(model.data.num_stages)])
     return out
 
 
-def _t_interval(model: KModel, L: np.ndarray, alpha: float, crit: float | None = None) -> tuple[float, tuple[float, float]]:
-    """The estimate of the linear contrast L @ theta and its 1 - alpha interval: exact t, or
-    est +- ``crit`` se with a simultaneous critical value."""
-    from scipy import stats
+def _choices(model: KModel, mapping: Mapping, backbone: str, Cs: Sequence[float]) -> tuple[list[tuple[float, float]] | None, list]:
+    """The (C, k) a mapping gives a network's stages that carry k effects, or None with the
+    (C, k) it asks for that cannot be scored (never run, or aliased)."""
+    lv = model.estimable_levels()
+    choice = [mapping.k(i, C, backbone) for i, C in enumerate(Cs)]
+    scored = [(C, k) for C, k in zip(Cs, choice) if C in lv]
+    bad = [(int(C), int(k) if k is not None else -1) for C, k in scored if k is None or float(k) not in lv[C]]
+    if bad or not scored:
+        return None, [b for b in bad if b[1] >= 0]
+    return [(C, float(k)) for C, k in scored], []
 
+
+def common_widths(model: KModel, mappings: Sequence[Mapping]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The widths on which every mapping that can be scored somewhere can be scored, and
+    notes naming the widths left out and why. When no width serves them all, the widths of
+    the paper's psi (or, failing that, every width): each mapping is then scored where it
+    can be, and a note says so."""
+    nets = _networks(model)
+    ok = {m.name: {w for w, (bb, Cs) in nets.items() if _choices(model, m, bb, Cs)[0] is not None} for m in mappings}
+    some = [w for w in ok.values() if w]
+    common = set(nets).intersection(*some) if some else set()
+    notes = []
+    if common:
+        dropped = sorted(set(nets) - common)
+        if dropped:
+            why = [f"{name} cannot be scored at {', '.join(sorted(set(nets) - ws))}" for name, ws in ok.items() if ws and set(nets) - ws]
+            notes.append(f"every mapping is scored on the same widths ({', '.join(sorted(common))}), leaving out "
+                         f"{', '.join(dropped)}: " + "; ".join(why))
+        return tuple(sorted(common)), tuple(notes)
+    fallback = ok.get("paper_psi") or set(nets)
+    notes.append("no width lets every mapping be scored: each mapping is scored on the widths where it can be (column widths), "
+                 "so their averages are over different networks")
+    return tuple(sorted(fallback)), tuple(notes)
+
+
+def _t_interval(model: KModel, L: np.ndarray, crit: float) -> tuple[float, tuple[float, float]]:
     est = float(L @ model.beta)
     se = math.sqrt(max(L @ model.cov @ L, 0.0))
-    t = stats.t.ppf(1 - alpha / 2, max(model.df_resid, 1.0)) if crit is None else crit
-    return est, (est - t * se, est + t * se)
+    return est, (est - crit * se, est + crit * se)
 
 
 class _Regret:
-    """Regret bounds per C from simultaneous intervals of every pair of k at every C."""
+    """Regret bounds per C from the table's family's intervals of every pair of k at every C."""
 
-    def __init__(self, model: KModel, alpha: float, seed: int):
-        self.model = model
-        L, _ = pair_contrasts(model)
-        self.crit = simultaneous_critical(model, L, alpha, seed) if len(L) else math.nan
+    def __init__(self, model: KModel, crit: float):
+        self.model, self.crit = model, crit
 
     def at(self, C: float, k: float) -> tuple[float, float, float]:
         """(estimate, lower, upper) of max_j theta(C, j) - theta(C, k)."""
@@ -178,30 +232,34 @@ class _Regret:
         return est, lo, hi
 
 
-def _score(model: KModel, mapping: Mapping, paper: KFn, regret: _Regret, alpha: float,
-           fitted_crit: float | None) -> MappingScore:
-    lv = model.estimable_levels()
-    fn = mapping.k
-    per_net, deltas_L, widths, missing = [], [], [], set()
+def _vs_paper(model: KModel, mapping: Mapping, nets: dict[str, tuple[str, list[float]]]) -> np.ndarray | None:
+    """L with L @ beta = the mapping's top-1 minus the paper's psi, averaged over ``nets``
+    (None where either cannot be scored on one of them)."""
+    paper = candidate_mappings()[0]
+    rows = []
+    for backbone, Cs in nets.values():
+        mine, _ = _choices(model, mapping, backbone, Cs)
+        ref, _ = _choices(model, paper, backbone, Cs)
+        if mine is None or ref is None:
+            return None
+        rows.append(sum(model.theta_vector(C, k) - model.theta_vector(C, p) for (C, k), (_, p) in zip(mine, ref)))
+    return np.mean(np.stack(rows), axis=0) if rows else None
+
+
+def _score(model: KModel, mapping: Mapping, nets: dict[str, tuple[str, list[float]]], regret: _Regret,
+           L: np.ndarray | None) -> MappingScore:
+    per_net, widths, missing = [], [], set()
     for stratum, (backbone, Cs) in _networks(model).items():
-        choice = [fn(i, C, backbone) for i, C in enumerate(Cs)]
-        scored = [(C, k) for C, k in zip(Cs, choice) if C in lv]
-        bad = [(int(C), int(k) if k is not None else -1) for C, k in scored if k is None or float(k) not in lv[C]]
-        if bad or not scored:
-            missing.update(b for b in bad if b[1] >= 0)
+        mine, bad = _choices(model, mapping, backbone, Cs)
+        missing.update(bad)
+        if mine is None or stratum not in nets:
             continue
         widths.append(stratum)
-        per_net.append(np.sum([regret.at(C, float(k)) for C, k in scored], axis=0))
-        pk = [paper(i, C, backbone) for i, C in enumerate(Cs)]
-        if all(C not in lv or (p is not None and float(p) in lv[C]) for C, p in zip(Cs, pk)):
-            deltas_L.append(sum(model.theta_vector(C, float(k)) - model.theta_vector(C, float(p))
-                                for (C, k), p in zip(zip(Cs, choice), pk) if C in lv))
+        per_net.append(np.sum([regret.at(C, k) for C, k in mine], axis=0))
     if not widths:
         return MappingScore(mapping.name, mapping.description, None, None, None, None, (), tuple(sorted(missing)))
     est, lo, hi = np.mean(per_net, axis=0)
-    vs = vs_ci = None
-    if deltas_L:
-        vs, vs_ci = _t_interval(model, np.mean(np.stack(deltas_L), axis=0), alpha, fitted_crit if mapping.chosen else None)
+    vs, vs_ci = _t_interval(model, L, regret.crit) if L is not None else (None, None)
     return MappingScore(mapping.name, mapping.description, float(est), (float(lo), float(hi)), vs, vs_ci, tuple(widths),
                         tuple(sorted(missing)))
 
@@ -257,7 +315,8 @@ def _pattern_values(patterns: np.ndarray, Cs: Sequence[float], weights: Sequence
 def _pattern_contrasts(model: KModel, patterns: np.ndarray, Cs: Sequence[float], weights: Sequence[float],
                        n_nets: int) -> tuple[np.ndarray, np.ndarray]:
     """L (one row per pattern) with L @ beta = the pattern's predicted top-1 minus the paper's
-    psi, averaged over the networks; ``valid``: patterns whose every k is estimable."""
+    psi, averaged over the networks; ``valid``: patterns whose every k, and the paper's, is
+    estimable at every C."""
     nb = len(model.beta)
     lv = model.estimable_levels()
     total = np.zeros((len(patterns), nb))
@@ -274,19 +333,22 @@ def _pattern_contrasts(model: KModel, patterns: np.ndarray, Cs: Sequence[float],
         if kp < len(lut) and np.isfinite(lut[kp]).all():
             paper += w * lut[kp]
         else:
-            valid[:] = False  # the paper's psi cannot be scored: no vs_paper for any curve
+            valid[:] = False  # the paper's psi cannot be scored on these networks: no curve has a vs_paper
     return (total - paper) / max(n_nets, 1), valid
 
 
-def fit_psi_by_top1(model: KModel, *, alpha: float = 0.05, seed: int = 0) -> PsiChoice:
-    """psi's (gamma, b) that maximises the predicted top-1 of the study's networks, and the
-    simultaneous critical value of its comparison with the paper's psi (see the module doc)."""
+def fit_psi_by_top1(model: KModel, *, alpha: float = 0.05, seed: int = 0, widths: Sequence[str] | None = None) -> PsiChoice:
+    """psi's (gamma, b) that maximises the predicted top-1 of the study's networks (those of
+    ``widths``, default all), and the differences of every psi curve on the grid to the
+    paper's psi, with their own max-t critical value (see the module doc)."""
     lv = model.estimable_levels()
-    nets = _networks(model)
-    Cs = list(lv)
+    nets = _networks(model, widths)
+    Cs = sorted({C for _, cs in nets.values() for C in cs if C in lv})
+    if not Cs:
+        raise ValueError("k-vs-C: no network of the study has a stage whose k effects are estimable")
     weights = [sum(C in set(cs) for _, cs in nets.values()) for C in Cs]
     patterns, inverse = _psi_grid(tuple(Cs))
-    th_hat = {C: {k: np.array([model.theta_vector(C, k) @ model.beta]) for k in ks} for C, ks in lv.items()}
+    th_hat = {C: {k: np.array([model.theta_vector(C, k) @ model.beta]) for k in lv[C]} for C in Cs}
     value = _pattern_values(patterns, Cs, weights, th_hat)[0]
     if not np.isfinite(value).any():
         raise ValueError("k-vs-C: no psi(C; gamma, b) on the grid gives only k values the study ran at every C")
@@ -294,8 +356,8 @@ def fit_psi_by_top1(model: KModel, *, alpha: float = 0.05, seed: int = 0) -> Psi
     ks = {int(C): psi(int(C), g, b) for C in Cs}
     contains = any(abs(x - PAPER_GAMMA) < 1e-9 and abs(y - PAPER_B) < 1e-9 for x, y in members)
     L, valid = _pattern_contrasts(model, patterns, Cs, weights, len(nets))
-    crit = simultaneous_critical(model, L[valid], alpha, seed + 1) if valid.any() else math.nan
-    return PsiChoice(g, b, members, contains, ks, int(np.isfinite(value).sum()), crit)
+    crit = MaxT(model, seed + 1).critical(L[valid], alpha) if valid.any() else math.nan
+    return PsiChoice(g, b, members, contains, ks, int(np.isfinite(value).sum()), crit, tuple(nets), L[valid])
 
 
 def parse_mapping(spec: str) -> Mapping:
@@ -358,10 +420,38 @@ def candidate_mappings(fitted: PsiChoice | None = None, named: Sequence[Mapping]
 
 
 def score_mappings(model: KModel, *, fitted: PsiChoice | None = None, named: Sequence[Mapping] = (), alpha: float = 0.05,
-                   seed: int = 0) -> pd.DataFrame:
-    """One row per candidate mapping (see the module doc), best (lowest regret) first."""
-    regret = _Regret(model, alpha, seed)
-    crit = fitted.critical if fitted is not None else None
-    rows = [_score(model, m, _paper, regret, alpha, crit).row() for m in candidate_mappings(fitted, named)]
-    out = pd.DataFrame(rows)
-    return out.sort_values("regret", na_position="last", kind="stable").reset_index(drop=True)
+                   seed: int = 0, maxt: MaxT | None = None) -> MappingScores:
+    """Score every candidate mapping on the same widths with intervals from one max-t family
+    (see the module doc); the table is sorted best (lowest regret) first."""
+    mappings = candidate_mappings(fitted, named)
+    widths, notes = common_widths(model, mappings)
+    nets = _networks(model, widths)
+    Ls = {m.name: _vs_paper(model, m, nets) for m in mappings if m.name != "paper_psi"}
+    pairs, _ = pair_contrasts(model)
+    family = [pairs, *[L[None, :] for L in Ls.values() if L is not None]]
+    if fitted is not None and fitted.contrasts.size and set(fitted.widths) == set(widths):
+        family.append(fitted.contrasts)
+    family_L = np.vstack(family) if family else np.zeros((0, len(model.beta)))
+    crit = (maxt or MaxT(model, seed)).critical(family_L, alpha)
+    regret = _Regret(model, crit)
+    paper_L = np.zeros(len(model.beta))
+    rows = [_score(model, m, nets, regret, paper_L if m.name == "paper_psi" else Ls.get(m.name)).row() for m in mappings]
+    table = pd.DataFrame(rows)
+    _paper_bound(table)
+    table = table.sort_values("regret", na_position="last", kind="stable").reset_index(drop=True)
+    return MappingScores(table=table, critical=crit, family=len(family_L), widths=widths, notes=notes)
+
+
+def _paper_bound(table: pd.DataFrame) -> None:
+    """The paper's psi loses at least what any mapping is shown to gain over it: its regret
+    interval's lower end is raised to the largest lower bound of a mapping's advantage (both
+    from the one family, so together they still hold with 1 - alpha)."""
+    is_paper = table["mapping"] == "paper_psi"
+    if not is_paper.any() or table.loc[is_paper, "regret_lo"].isna().all():
+        return
+    gains = pd.to_numeric(table.loc[~is_paper, "vs_paper_lo"], errors="coerce").dropna()
+    best = float(gains.max()) if len(gains) else 0.0
+    i = table.index[is_paper][0]
+    if best > table.at[i, "regret_lo"]:
+        table.at[i, "regret_lo"] = best
+        table.at[i, "regret_hi"] = max(table.at[i, "regret_hi"], best)

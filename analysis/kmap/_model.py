@@ -17,6 +17,7 @@ __all__ = [
     "DRAWS",
     "VARIANCES",
     "KModel",
+    "MaxT",
     "design",
     "draw_t",
     "f_test",
@@ -177,6 +178,7 @@ class KModel:
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     variance: str = "pooled"
     stratum_sd: Mapping[str, float] = field(default_factory=dict)
+    fitted: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)  # per configuration, in data.configs order
 
     def _index(self) -> dict[tuple[float, float], int]:
         return {cell: j for j, cell in enumerate(self.design.cells)}
@@ -324,7 +326,8 @@ def fit_k_model(data: KData, *, variance: str = "strata") -> KModel:
     if variance == "pooled":
         sd = {str(s): math.sqrt(float(res.scale)) for s in cf["stratum"].unique()}
     return KModel(data=data, design=d, beta=np.asarray(res.params)[k0:], cov=cov, df_resid=float(res.df_resid),
-                  scale=float(res.scale), f_stat=F, f_p=pval, df_num=df_num, weights=w, variance=variance, stratum_sd=sd)
+                  scale=float(res.scale), f_stat=F, f_p=pval, df_num=df_num, weights=w, variance=variance, stratum_sd=sd,
+                  fitted=np.asarray(res.fittedvalues, float))
 
 
 def _ssr(y: np.ndarray, X: np.ndarray) -> float:
@@ -369,23 +372,39 @@ def draw_t(cov: np.ndarray, df: float, draws: int, seed: int) -> np.ndarray:
     return z / w[:, None]
 
 
-def simultaneous_critical(model: KModel, L: np.ndarray, alpha: float, seed: int, *, two_sided: bool = True,
-                          chunk: int = 256) -> float:
-    """The (1 - alpha) quantile of max over the rows of ``L`` of |t| (or t, one-sided): with
-    it, est +- c se covers every contrast L @ theta at once with probability 1 - alpha, so
-    an interval stays valid for a contrast chosen after looking at the data among them.
-    Rows are taken ``chunk`` at a time, so thousands of contrasts (every psi curve on the
-    grid) need no more memory than a few hundred."""
-    L = np.atleast_2d(np.asarray(L, float))
-    if L.size == 0:
-        return math.nan
-    se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", L, model.cov, L), 0, None))
-    L, se = L[se > 1e-12], se[se > 1e-12]
-    if len(L) == 0:
-        return math.nan
-    draws = draw_t(model.cov, model.df_resid, DRAWS, seed)
-    best = np.full(len(draws), -np.inf)
-    for i in range(0, len(L), chunk):
-        t = draws @ (L[i:i + chunk] / se[i:i + chunk, None]).T
-        best = np.maximum(best, (np.abs(t) if two_sided else t).max(axis=1))
-    return float(np.quantile(best, 1 - alpha))
+class MaxT:
+    """Critical values of max-t families of one fitted model, from one set of draws.
+
+    ``critical(L)`` is the (1 - alpha) quantile of the maximum over the rows of ``L`` of
+    |t| (or t, one-sided) under the model: with it, est +- c se covers every contrast
+    L @ theta at once with probability 1 - alpha, so an interval stays valid for a contrast
+    chosen after looking at the data among them (Hothorn, Bretz and Westfall, "Simultaneous
+    inference in general parametric models", Biom. J. 2008: the single-step max-t method).
+    The draws are made once (``DRAWS`` multivariate t rows) and shared by every family of
+    the model, so the per-C and joint families and the mapping family of one analysis are
+    computed from the same draws. Rows are taken ``chunk`` at a time, so thousands of
+    contrasts (every psi curve on the grid) need no more memory than a few hundred."""
+
+    def __init__(self, model: KModel, seed: int, draws: int = DRAWS):
+        self.cov = model.cov
+        self.draws = draw_t(model.cov, model.df_resid, draws, seed)
+
+    def critical(self, L: np.ndarray, alpha: float, *, two_sided: bool = True, chunk: int = 256) -> float:
+        """The critical value of the family ``L`` (NaN for an empty family or one of zero-variance contrasts)."""
+        L = np.atleast_2d(np.asarray(L, float))
+        if L.size == 0:
+            return math.nan
+        se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", L, self.cov, L), 0, None))
+        L, se = L[se > 1e-12], se[se > 1e-12]
+        if len(L) == 0:
+            return math.nan
+        best = np.full(len(self.draws), -np.inf)
+        for i in range(0, len(L), chunk):
+            t = self.draws @ (L[i:i + chunk] / se[i:i + chunk, None]).T
+            best = np.maximum(best, (np.abs(t) if two_sided else t).max(axis=1))
+        return float(np.quantile(best, 1 - alpha))
+
+
+def simultaneous_critical(model: KModel, L: np.ndarray, alpha: float, seed: int, *, two_sided: bool = True) -> float:
+    """The critical value of the max-t family ``L`` (:class:`MaxT`, its own draws)."""
+    return MaxT(model, seed).critical(L, alpha, two_sided=two_sided)

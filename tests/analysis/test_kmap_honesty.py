@@ -59,15 +59,18 @@ def test_a_null_study_scores_no_mapping_better_or_worse_than_the_paper(mem_path)
 def test_a_kernel_size_that_makes_training_diverge_is_an_effect_of_k(mem_path):
     run = _study(mem_path, "div", Planted(effect=0.0, sigma=0.5, diverge_k=9, diverge_C=32, seed=12), seed=12)
     e = analysis.k_effect(analysis.load(run))
-    div = e.divergence
-    assert div["p_value"] < 0.01 and div["n_diverged"] > 10
-    cells = {(c["C"], c["k"]): c for c in div["counts"]}
+    fail = e.failures
+    assert fail["p_value"] < 0.01 and fail["n_diverged"] > 10 and fail["n_collapsed"] == 0
+    cells = {(c["C"], c["k"]): c for c in fail["counts"]}
     assert cells[(16, 9)]["diverged"] == cells[(16, 9)]["runs"] > 0  # every run with k=9 at C=16 diverged
     # a trial diverges as a whole: a cell counts the diverged trials with that (C, k) in any stage
-    rate = {cell: c["diverged"] / c["runs"] for cell, c in cells.items() if c["runs"]}
+    rate = {cell: c["failed"] / c["runs"] for cell, c in cells.items() if c["runs"]}
     assert max(v for (C, k), v in rate.items() if C > 32) < 0.6
-    assert e.evidence and e.verdict().startswith("Evidence that k matters: k makes training diverge")
-    assert e.to_dict()["divergence"]["p_value"] == div["p_value"]
+    assert e.evidence and e.fails and e.verdict().startswith("Evidence that k matters: k makes training diverge")
+    assert e.to_dict()["failures"]["p_value"] == fail["p_value"]
+    # top-1 shows nothing here: the k* table says so, and divergence stands beside it
+    text = analysis.kmap.format_analysis(analysis.analyze_kmap(analysis.load(run)))
+    assert not e.top1_evidence and "NOT supported by the data in top-1; k matters through failures to train" in text
 
 
 def test_divergence_that_does_not_depend_on_k_is_no_evidence(mem_path):
@@ -80,17 +83,33 @@ def test_divergence_that_does_not_depend_on_k_is_no_evidence(mem_path):
     kept = data.trials[~data.trials["number"].isin(pick["number"])]
     data2 = dataclasses.replace(data, trials=kept, diverged=div.reset_index(drop=True))
     e = analysis.k_effect(data2)
-    assert e.divergence["p_value"] > 0.05 and not e.diverges
-    assert "no evidence that divergence depends on k" in e.divergence["text"]
+    assert e.failures["p_value"] > 0.05 and not e.fails
+    assert "no evidence that failing to train depends on k" in e.failures["text"]
 
 
 def test_an_interaction_between_stages_is_named_in_the_headline(mem_path):
     run = _study(mem_path, "inter", Planted(effect=0.0, sigma=0.3, interaction=1.0, interaction_stages=(1, 2), seed=14), seed=14)
-    e = analysis.k_effect(analysis.load(run))
-    assert e.additivity["additive"] is False and e.additivity["p_value"] < 1e-3
+    an = analysis.analyze_kmap(analysis.load(run))
+    e = an.effect
+    assert e.additivity["additive"] is False and e.additivity["p_value"] < 1e-3 and e.additivity["pair"] == [1, 2]
     v = e.verdict()
-    assert v.startswith("The effect of k is not additive") and "does not answer whether k matters" in v
-    assert "No evidence that k matters" not in v
+    assert "The kernel sizes of stages 1 and 2 interact" in v and "not additive" in v
+    assert "No evidence that k matters at this budget" not in v  # an interaction is not "k does not matter"
+    assert not e.stage_matters  # a pure interaction is not a stage-dependent main effect
+    assert an.claims == () and analysis.kmap.claim_gate(e) is not None
+
+
+def test_a_best_k_that_depends_on_the_stage_is_evidence_that_k_matters_not_an_interaction(mem_path):
+    """The best k depends on the stage (3/5/7/9), not on C: the test of k stands (a valid
+    permutation p is never set aside), the stage check names the misfit, and it is not
+    called an interaction, because that check is made on top of per-stage effects."""
+    run = _study(mem_path, "stage", Planted(effect=1.0, sigma=0.5, stage_k=(3, 5, 7, 9), seed=20), seed=20)
+    an = analysis.analyze_kmap(analysis.load(run))
+    e = an.effect
+    assert e.evidence and e.p_value < 0.01 and e.stage_matters and e.additive
+    v = e.verdict()
+    assert v.startswith("Evidence that k matters (p = ") and "differs between stages at equal C" in v and "interact" not in v
+    assert an.claims == ()  # the mapping scores assume C alone: no claim rests on them
 
 
 def _hetero_null(rng: np.random.Generator, n_configs: int = 100, power: float = 1.0) -> KData:
@@ -151,15 +170,39 @@ def test_simulated_noise_is_drawn_per_configuration_in_paired_seed_mode(mem_path
     assert t["top1"].round(9).nunique() == len(t)
 
 
-def test_outlying_replicates_are_named(mem_path):
-    run = _study(mem_path, "collapse", Planted(effect=0.0, sigma=0.5, collapse=0.02, collapse_top1=10.0, seed=17), seed=17)
+def test_collapsed_runs_are_failures_named_alone_and_make_no_claim(mem_path):
+    """Runs that collapse to chance are failures to train, named by trial (not their healthy
+    twins), left out of the model of top-1 and tested as an outcome of k; the mapping
+    table's intervals stay the size of the seed noise, not of a collapse."""
+    run = _study(mem_path, "collapse", Planted(effect=0.0, sigma=0.5, collapse=0.03, collapse_top1=10.0, seed=17), seed=17)
     fr = analysis.load(run)
-    e = analysis.k_effect(fr)
-    low = fr.trials[fr.trials["top1"] < 20]["number"].tolist()
-    assert low, "the planted collapse should hit a few of 200 runs"
-    named = {o["trial"] for o in e.outliers}
-    assert set(low) <= named
-    assert any(n.startswith("outliers among replicates: trial ") for n in e.notes)
+    an = analysis.analyze_kmap(fr)
+    e = an.effect
+    low = set(fr.trials[fr.trials["top1"] < 20]["number"])
+    assert len(low) >= 3, "the planted collapse should hit a few of 200 runs"
+    assert {c["trial"] for c in e.failures["collapsed"]} == low
+    assert e.model.data.excluded["collapsed (top-1 near chance)"] == len(low)
+    assert not set(e.model.data.trials["number"]) & low
+    assert not {o["trial"] for o in e.outliers} & low
+    twins = set(fr.trials[fr.trials["key"].isin(fr.trials.loc[fr.trials["number"].isin(low), "key"])]["number"]) - low
+    note = next(n for n in e.notes if n.startswith("collapsed runs, left out of the model of top-1"))
+    assert all(f"trial {t} " in note for t in low) and not any(f"trial {t} " in note for t in twins)
+    assert e.failures["p_value"] > 0.05 and not e.fails  # collapsing at random is no effect of k
+    m = an.mappings.set_index("mapping")
+    assert (m["regret_hi"] < 10).all() and (m["vs_paper_hi"] - m["vs_paper_lo"] < 5).all()
+    assert an.claims == ()
+
+
+def test_an_outlying_replicate_is_named_not_its_twin(mem_path):
+    run = _study(mem_path, "outlier", Planted(effect=0.0, sigma=0.5, seed=21), seed=21)
+    data = analysis.kmap_data(analysis.load(run))
+    t = data.trials.copy()
+    pair = t[t["key"] == t["key"].iloc[0]]["number"].tolist()
+    t.loc[t["number"] == pair[0], "y"] -= 6.0  # 12 x the seed noise, far from collapsing
+    cf = data.configs.copy()
+    cf.loc[cf["key"] == t["key"].iloc[0], "y"] = t[t["key"] == t["key"].iloc[0]]["y"].mean()
+    e = analysis.k_effect(dataclasses.replace(data, trials=t, configs=cf))
+    assert [o["trial"] for o in e.outliers] == [pair[0]] and e.outliers[0]["replicates"] == [pair[1]]
 
 
 def test_user_named_mappings_are_scored_and_bad_ones_are_one_line(mem_path, capsys):
