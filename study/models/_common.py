@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
+import numpy as np
+import torch
 from torch import nn
 
 from study.attention import AttentionModule, create_attention
 from study.models._stages import StageInfo, module_params
 
 
+def attention_seed(seed: int, stage: int, block: int) -> int:
+    """The seed of the attention module of block ``block`` of stage ``stage`` in a network
+    built from ``seed`` (:func:`attention_factory`)."""
+    return int(np.random.SeedSequence([int(seed), 0xA77E, int(stage), int(block)]).generate_state(1)[0])
+
+
 def attention_factory(info: StageInfo) -> Callable[[], nn.Module]:
-    """A function building one fresh attention module for a block of ``info``'s stage."""
+    """A function building one fresh attention module for each block of ``info``'s stage, in
+    turn, from a random stream of its own: seeded by (the network's seed, stage, block) and
+    drawn inside :func:`torch.random.fork_rng`, so building an attention module takes nothing
+    from the stream the backbone's layers draw from. Two networks built from one seed
+    (``torch.manual_seed``, :func:`study.trainer.trial_model`) then start from the same
+    backbone weights whatever their attention (common random numbers: a paired comparison
+    of two attentions carries no initialisation noise of the backbone), and one attention
+    kind at one (seed, stage, block) starts from the same weights in any network."""
     params = module_params(info)
-    return lambda: create_attention(info.kind, info.channels, **params)
+    base = torch.initial_seed()
+    blocks = itertools.count()
+
+    def make() -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(attention_seed(base, info.stage, next(blocks)))
+            return create_attention(info.kind, info.channels, **params)
+
+    return make
 
 
 def init_backbone(model: nn.Module) -> None:

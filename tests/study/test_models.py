@@ -231,3 +231,31 @@ def test_every_backbone_and_stem_runs_forward_and_backward(backbone, stem, res):
     assert out.shape == (batch, 5) and torch.isfinite(out).all()
     out.sum().backward()
     assert model.stem[0].weight.grad is not None and model.stem[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50", "mobilenetv2"])
+def test_one_seed_gives_one_backbone_whatever_the_attention(backbone):
+    """Common random numbers: attention modules draw from a stream of their own (seed,
+    stage, block), so networks built from one seed share every backbone tensor and differ
+    only in their attention; one kind at one place starts from the same weights in any
+    network; another seed gives another backbone."""
+
+    def build(stages, seed=7):
+        torch.manual_seed(seed)
+        return build_model(ArchSpec(backbone=backbone, stem="lowres", width=0.25, stages=tuple(stages)), 32).state_dict()
+
+    n = num_stages(backbone)
+    nets = {
+        "none": build([AttentionSpec("none")] * n),
+        "eca5": build([AttentionSpec.of("eca", k=5)] * n),
+        "eca3": build([AttentionSpec.of("eca", k=3)] * n),
+        "mixed": build([AttentionSpec.of("se", r=8), *[AttentionSpec.of("cbam")] * (n - 2), AttentionSpec.of("eca", k=5)]),
+    }
+    backbone_keys = [k for k in nets["none"] if ".attention." not in k]
+    assert len(backbone_keys) > 20
+    for name, sd in nets.items():
+        assert all(torch.equal(sd[k], nets["none"][k]) for k in backbone_keys), name
+    last = [k for k in nets["eca5"] if k.startswith(f"stages.{n - 1}.") and ".attention." in k]
+    assert last and all(torch.equal(nets["eca5"][k], nets["mixed"][k]) for k in last)
+    other = build([AttentionSpec("none")] * n, seed=8)
+    assert not all(torch.equal(other[k], nets["none"][k]) for k in backbone_keys)
