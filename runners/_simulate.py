@@ -17,11 +17,16 @@ matter). ``interaction`` adds a pure interaction between two stages' k (``+inter
 where they are equal, ``-interaction / 4`` where not: no main effect of either k under
 uniform sampling of five k).
 
-The noise of a run has two parts: ``shared``, a component that the replicates of one
+The noise of a run has three parts: ``shared``, a component that the replicates of one
 configuration share (what paired seeds or a shared data order can produce), drawn from the
-configuration, and a per-run component of ``sigma * width ** -width_power`` points (noise
-that grows at small width), drawn from the configuration and the trial's own seed, so
-replicates (other seeds) differ and a fixed seed repeats itself, as real training does.
+configuration; ``seed_shared``, a component that every network trained from one seed shares
+whatever its attention (what common random numbers leave to the arms of one paired seed:
+the backbone's initialisation, the data order and the augmentation), drawn from the seed; and
+a per-run component of ``sigma * width ** -width_power`` points (noise that grows at small
+width), drawn from the configuration and the trial's own seed, so replicates (other seeds)
+differ and a fixed seed repeats itself, as real training does. A paired difference of two
+arms trained from one seed then has the variance of two per-run parts, a single run that of
+a per-run part and ``seed_shared``.
 ``tails`` > 2 makes the per-run part Student-t with that many degrees of freedom (same
 standard deviation); ``collapse`` is the probability that a run collapses to
 ``collapse_top1`` (a run that learned nothing). Every run with kernel size ``diverge_k`` in a
@@ -63,6 +68,7 @@ class Planted:
     b: float = 1.0
     sigma: float = 0.5
     shared: float = 0.0
+    seed_shared: float = 0.0
     width_power: float = 0.0
     tails: float = 0.0
     collapse: float = 0.0
@@ -78,13 +84,16 @@ class Planted:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("effect", "gamma", "b", "sigma", "shared", "width_power", "tails", "collapse", "collapse_top1", "interaction",
+        for name in ("effect", "gamma", "b", "sigma", "shared", "seed_shared", "width_power", "tails", "collapse", "collapse_top1", "interaction",
                      "base", "width_gain"):
             v = getattr(self, name)
             if not is_finite(v):
                 raise ConfigError(name, f"expected a finite number, got {v!r}")
-        if self.effect < 0 or self.sigma < 0 or self.shared < 0 or self.gamma <= 0:
-            raise ValueError("effect, sigma and shared must be >= 0 and gamma > 0")
+        for name in ("effect", "sigma", "shared", "seed_shared"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)!r}")
+        if self.gamma <= 0:
+            raise ConfigError("gamma", f"must be > 0, got {self.gamma!r}")
         if self.tails and self.tails <= 2:
             raise ConfigError("tails", f"the degrees of freedom of the t noise must be > 2 (finite variance), got {self.tails!r}")
         if not 0 <= self.collapse <= 1:
@@ -152,6 +161,8 @@ class Planted:
                                message="the loss became NaN (planted)")
         digest = int.from_bytes(hashlib.sha256(json.dumps(config.arch.to_dict(), sort_keys=True).encode()).digest()[:8], "little")
         shared = np.random.default_rng([int(self.seed), digest]).normal(0.0, self.shared) if self.shared else 0.0
+        if self.seed_shared:
+            shared += np.random.default_rng([int(self.seed), 0x5EED, int(config.seed)]).normal(0.0, self.seed_shared)
         rng = np.random.default_rng([int(self.seed), digest, int(config.seed)])
         sd = self.sigma * config.arch.width ** -self.width_power
         final = self.mean_top1(config.arch.width, stages) + shared + self._noise(rng, sd)
