@@ -6,18 +6,19 @@ each of the design's widths, all from the round's one seed (common random number
 networks of a round share their backbone weights, data order and augmentation). An arm's
 paired difference in a round is its top-1 minus the paper's psi's, averaged over the widths:
 one draw of the top-1 it gains per network. After every round each undecided arm's
-confidence sequence (:mod:`analysis.confirm._sequence`, level alpha / arms: Bonferroni over
-the arms tested) gives one of
+confidence sequences (:mod:`analysis.confirm._sequence`; Bonferroni over the arms tested)
+give one of
 
-- ``beats``: the sequence lies above 0; ``loses``: below 0;
-- ``equivalent``: it lies inside (-delta, +delta), the margin stated before the run;
+- ``beats``: its test sequence lies above 0; ``loses``: below 0 (each side at alpha / (2 arms));
+- ``equivalent``: its equivalence sequences lie inside (-delta, +delta), the margin stated
+  before the run (each side at alpha / arms: two one-sided tests, Schuirmann 1987);
 - ``undecided``: none of these yet (the arm keeps running, or the budget ran out).
 
 A decided arm stops: its claim is the one of the round that decided it. The rule - delta,
 alpha, the arms, the widths, the budget and the sequence's prior scale - is stored in the
 study's settings before any trial runs (:class:`Rule`), and the decision says what held.
 Guarantees, each arm, whatever the stopping: P(false beats) and P(false loses) <= alpha /
-arms (two-sided sequence), P(equivalent while |true difference| >= delta) <= alpha / arms.
+(2 arms) each, P(equivalent while |true difference| >= delta) <= alpha / arms.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from analysis.confirm._sequence import cs_radius_t, running_bounds
-from study.validate import ConfigError, check_int, check_number
+from analysis.confirm._sequence import METHODS, Bound, ClaimBounds, claim_paths, fixed_size, tune_g
+from study.validate import ConfigError, check_choice, check_int, check_number
 
 __all__ = ["CLAIMS", "REFERENCE", "ArmResult", "Decision", "Rule", "decide"]
 
@@ -45,19 +47,21 @@ class Rule:
     """The decision rule of a confirmation, fixed before its first run.
 
     ``delta``: the equivalence margin (top-1 points per network); ``alpha``: the error rate
-    shared by the ``arms`` (Bonferroni: each arm's sequence at alpha / arms); ``widths``: the
-    widths every round trains; ``budget``: the most runs (trainings) the confirmation may
-    spend; ``g``: the prior scale of the t-mixture (where the sequence is tightest);
-    ``identical``: arms whose networks equal the paper's psi's at every width (equivalent by
-    construction, never trained); ``same_as``: arm -> the arm whose networks it shares (trained
-    once, decided together)."""
+    shared by the ``arms`` (Bonferroni); ``widths``: the widths every round trains;
+    ``budget``: the most runs (trainings) the confirmation may spend; ``sigma``: the planned
+    standard deviation of a paired difference (from the pilot), which centres the sequences'
+    priors (it sets where they are tightest, never their validity); ``method``: how the
+    sequences are built (:data:`analysis.confirm.METHODS`); ``identical``: arms whose
+    networks equal the paper's psi's at every width (equivalent by construction, never
+    trained); ``same_as``: arm -> the arm whose networks it shares (trained once)."""
 
     delta: float
     arms: tuple[str, ...]
     widths: tuple[float, ...]
     budget: int
-    g: float
+    sigma: float
     alpha: float = 0.05
+    method: str = "one_sided"
     reference: str = REFERENCE
     identical: tuple[str, ...] = ()
     same_as: Mapping[str, str] = field(default_factory=dict)
@@ -65,8 +69,9 @@ class Rule:
     def __post_init__(self) -> None:
         check_number(self.delta, "delta", 1e-9, 100.0, what="a margin of top-1 points in (0, 100]")
         check_number(self.alpha, "alpha", 1e-9, 0.5, what="a level in (0, 0.5]")
-        check_number(self.g, "g", 1e-9, what="a prior scale > 0")
+        check_number(self.sigma, "sigma", 1e-9, what="a standard deviation of a paired difference > 0")
         check_int(self.budget, "budget", 1)
+        check_choice(self.method, "method", METHODS)
         if not self.arms:
             raise ConfigError("arms", "a confirmation needs at least one arm to compare with the paper's psi")
         if self.reference in self.arms:
@@ -85,8 +90,26 @@ class Rule:
 
     @property
     def level(self) -> float:
-        """Each tested arm's sequence level: alpha / arms tested (Bonferroni)."""
+        """The two-sided level of each arm's beats/loses sequence: alpha / arms tested (Bonferroni)."""
         return self.alpha / max(len(self.tested), 1)
+
+    @property
+    def max_rounds(self) -> int:
+        """The most rounds the budget allows (one arm and the reference a round)."""
+        return max(2, self.budget // (2 * len(self.widths)))
+
+    @property
+    def bounds(self) -> ClaimBounds:
+        """The sequences behind the claims (:class:`analysis.confirm.ClaimBounds`): beats and
+        loses at alpha / (2 arms) a side with priors centred at 2 x delta, the equivalence at
+        alpha / arms a side centred at delta (in planned standard deviations)."""
+        lam_t, lam_e = 2 * self.delta / self.sigma, self.delta / self.sigma
+        if self.method == "t_mixture":
+            n = fixed_size([0.0] * max(len(self.tested), 1), self.sigma, self.delta, self.alpha)
+            g = tune_g(n, self.level)
+            return ClaimBounds("t_mixture", Bound(self.level / 2, 0.0, g), Bound(self.level / 2, 0.0, g))
+        spread = lambda lam: float(min(max((lam / 4) ** 2, 1e-4), 1.0))
+        return ClaimBounds("one_sided", Bound(self.level / 2, lam_t, spread(lam_t)), Bound(self.level, lam_e, spread(lam_e)))
 
     def round_runs(self, active: int) -> int:
         """The runs one round costs with ``active`` arms undecided (plus the paper's psi)."""
@@ -94,20 +117,22 @@ class Rule:
 
     def text(self) -> str:
         """The rule in words, as the study stores it before its first run."""
+        how = ("one-sided t-mixture confidence sequences" if self.method == "one_sided" else "a two-sided t-mixture confidence sequence")
         return (f"each arm against the paper's psi, top-1 per network averaged over widths {', '.join(f'{w:g}' for w in self.widths)}, "
-                f"paired by seed (common random numbers); after every round, a {100 * (1 - self.level):.4g} % t-mixture confidence "
-                f"sequence per arm (alpha {self.alpha:g} over {len(self.tested)} arms, Bonferroni): beats when it lies above 0, loses "
-                f"below 0, equivalent inside +-{self.delta:g} points; a decided arm stops; the confirmation ends when every arm is "
-                f"decided or {self.budget} runs are spent")
+                f"paired by seed (common random numbers); after every round, per arm, {how} (alpha {self.alpha:g} over "
+                f"{len(self.tested)} arms, Bonferroni): beats when the lower bound passes 0, loses when the upper bound falls below "
+                f"0 (each at {self.level / 2:.3g}), equivalent when both equivalence bounds lie inside +-{self.delta:g} points (each "
+                f"at {self.level:.3g}); a decided arm stops; the confirmation ends when every arm is decided or {self.budget} runs "
+                f"are spent")
 
     def to_dict(self) -> dict[str, Any]:
         return {"delta": self.delta, "alpha": self.alpha, "arms": list(self.arms), "widths": list(self.widths), "budget": self.budget,
-                "g": self.g, "reference": self.reference, "identical": list(self.identical), "same_as": dict(self.same_as),
-                "multiplicity": "bonferroni", "text": self.text()}
+                "sigma": self.sigma, "method": self.method, "reference": self.reference, "identical": list(self.identical),
+                "same_as": dict(self.same_as), "multiplicity": "bonferroni", "text": self.text()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Rule:
-        keep = {"delta", "alpha", "arms", "widths", "budget", "g", "reference", "identical", "same_as"}
+        keep = {"delta", "alpha", "arms", "widths", "budget", "sigma", "method", "reference", "identical", "same_as"}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in keep})
 
 
@@ -137,49 +162,56 @@ class ArmResult:
                 "path": [[n, f(m), f(lo), f(hi)] for n, m, lo, hi in self.path]}
 
 
-def _claim(lo: float, hi: float, delta: float) -> str | None:
-    if lo > 0:
+def _claim(p: Mapping[str, np.ndarray], i: int, delta: float) -> str | None:
+    if p["test_lo"][i] > 0:
         return "beats"
-    if hi < 0:
+    if p["test_hi"][i] < 0:
         return "loses"
-    if lo > -delta and hi < delta:
+    if p["eq_lo"][i] > -delta and p["eq_hi"][i] < delta:
         return "equivalent"
     return None
 
 
 def _arm(arm: str, d: pd.Series, rule: Rule, failed: int) -> ArmResult:
-    """Walk one arm's rounds in order; the first round whose sequence decides is its claim."""
+    """Walk one arm's rounds in order; the first round whose sequences decide is its claim.
+    The interval reported is the one the claim rests on (the equivalence sequences for
+    ``equivalent``, the test sequences otherwise)."""
     x = d.sort_index().to_numpy(float)
     if len(x) == 0:
         return ArmResult(arm, "undecided", math.nan, -math.inf, math.inf, 0, failed=failed)
-    b = running_bounds(x, rule.g, rule.level)
+    p = claim_paths(x, rule.bounds, rule.max_rounds)
     path = []
     for i in range(len(x)):
-        path.append((int(b.n[i]), float(b.mean[i]), float(b.lo[i]), float(b.hi[i])))
-        claim = _claim(b.lo[i], b.hi[i], rule.delta)
+        claim = _claim(p, i, rule.delta)
+        lo, hi = (p["eq_lo"][i], p["eq_hi"][i]) if claim == "equivalent" else (p["test_lo"][i], p["test_hi"][i])
+        path.append((i + 1, float(p["mean"][i]), float(lo), float(hi)))
         if claim:
-            return ArmResult(arm, claim, float(b.mean[i]), float(b.lo[i]), float(b.hi[i]), i + 1, i + 1, tuple(path), failed,
-                             sd=float(b.sd[i]))
-    return ArmResult(arm, "undecided", float(b.mean[-1]), float(b.lo[-1]), float(b.hi[-1]), len(x), None, tuple(path), failed,
-                     sd=float(b.sd[-1]))
+            return ArmResult(arm, claim, float(p["mean"][i]), float(lo), float(hi), i + 1, i + 1, tuple(path), failed,
+                             sd=float(p["sd"][i]))
+    last = len(x) - 1
+    return ArmResult(arm, "undecided", float(p["mean"][last]), float(p["test_lo"][last]), float(p["test_hi"][last]), len(x), None,
+                     tuple(path), failed, sd=float(p["sd"][last]))
 
 
-def rounds_to_decide(result: ArmResult, rule: Rule, *, limit: int = 100000) -> int | None:
-    """The pairs at which the arm's sequence would decide if its mean and spread stayed where
-    they are (None when they never would, e.g. a mean at the margin): what it would take."""
-    if result.claim != "undecided" or len(result.path) < 2:
+def rounds_to_decide(result: ArmResult, rule: Rule, *, limit: int = 2048) -> int | None:
+    """The pairs at which the arm's sequences would decide if its mean and spread stayed
+    where they are (None when they never would within ``limit``, e.g. a mean at the margin):
+    what it would take."""
+    if result.claim != "undecided" or result.pairs < 2 or not math.isfinite(result.sd) or result.sd <= 0:
         return None
-    n0, mean, _, _ = result.path[-1]
-    x_sd = result.sd
-    if not math.isfinite(x_sd) or x_sd <= 0:
-        return n0 + 1
-    n = n0 + 1
-    while n <= limit:
-        r = cs_radius_t(n, rule.g, rule.level) * x_sd / math.sqrt(n)
-        if abs(mean) > r or abs(mean) + r < rule.delta:
-            return n
-        n = n + 1 if n < 200 else int(n * 1.05)
-    return None
+    b = rule.bounds
+    n = np.arange(result.pairs + 1, limit + 1)
+    x = np.full(limit + 1, result.diff)
+    se = result.sd / np.sqrt(np.maximum(np.arange(limit + 1), 1))
+    if b.method == "t_mixture":
+        from analysis.confirm._sequence import cs_radius_t
+
+        t_test = t_eq = np.array([cs_radius_t(int(k), b.test.g, 2 * b.test.level) for k in range(limit + 1)])
+    else:
+        t_test, t_eq = b.test.t(limit), b.equivalence.t(limit)
+    decided = (x - t_test * se > 0) | (x + t_test * se < 0) | ((x - t_eq * se > -rule.delta) & (x + t_eq * se < rule.delta))
+    hit = np.flatnonzero(decided[n])
+    return int(n[hit[0]]) if len(hit) else None
 
 
 @dataclass(frozen=True)
@@ -201,10 +233,11 @@ class Decision:
     def sentence(self) -> str:
         """The decision in one sentence."""
         by = {c: [a for a in self.arms if a.claim == c] for c in CLAIMS}
-        conf = f"{100 * (1 - self.rule.level):.4g} %"
+        conf = f"alpha {self.rule.alpha:g}"
         if self.arms and len(by["equivalent"]) == len(self.arms):
             return (f"The paper's psi is within {self.rule.delta:g} points of every mapping tested "
-                    f"({', '.join(a.arm for a in self.arms)}; top-1 per network, {conf} confidence sequences)")
+                    f"({', '.join(a.arm for a in self.arms)}; top-1 per network; confidence sequences at {conf}, Bonferroni over "
+                    f"{len(self.rule.tested)} arms)")
         parts = []
         for a in by["beats"]:
             parts.append(f"{a.arm} beats the paper's psi by {a.diff:.2f} points [{a.lo:.2f}, {a.hi:.2f}]")
@@ -217,7 +250,7 @@ class Decision:
             more = f" (about {self.extra_runs} more runs would decide them if their means held)" if self.extra_runs else ""
             parts.append(f"{', '.join(a.arm for a in by['undecided'])} {'stays' if len(by['undecided']) == 1 else 'stay'} "
                          f"undecided after {self.runs} runs{more}")
-        return "; ".join(parts) + f" (top-1 per network, {conf} confidence sequences, Bonferroni over {len(self.rule.tested)} arms)"
+        return "; ".join(parts) + f" (top-1 per network; confidence sequences at {conf}, Bonferroni over {len(self.rule.tested)} arms)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"decision": self.sentence(), "delta": self.rule.delta, "alpha": self.rule.alpha, "level": 1 - self.rule.level,

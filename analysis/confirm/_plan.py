@@ -18,44 +18,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.confirm._sequence import cs_radius_t, fixed_size, tune_g
+from analysis.confirm._decision import Rule
+from analysis.confirm._sequence import claim_paths, fixed_size
 from study.validate import ConfigError
 
 __all__ = ["ConfirmPlan", "Fidelity", "choose_fidelity", "plan_confirmation", "simulate_rounds"]
 
 
-def simulate_rounds(diffs: Sequence[float], sigma_d: float, *, delta: float, alpha: float, g: float, max_runs: int, widths: int,
-                    reps: int = 400, seed: int = 0, identical: int = 0) -> dict[str, np.ndarray]:
-    """``reps`` confirmations of arms with true differences ``diffs`` (top-1 per network) and
-    paired differences of standard deviation ``sigma_d``, decided as :func:`analysis.confirm.decide`
-    decides (each arm's sequence at alpha / arms, the first round that decides it stops it)
-    until every arm is decided or the next round would pass ``max_runs`` runs (a round costs
-    (active arms + 1) x ``widths``). Each round's arm differences share the reference's
-    noise (half of the variance, as two runs of equal noise give). Returns per repetition
-    ``runs``, and per repetition and arm ``claim`` (0 beats, 1 loses, 2 equivalent, 3
-    undecided) and ``pairs``."""
+def simulate_rounds(diffs: Sequence[float], sigma_d: float, *, rule: Rule, max_runs: int | None = None, reps: int = 400,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+    """``reps`` confirmations of arms with true differences ``diffs`` (top-1 per network, one
+    per tested arm of ``rule``) and paired differences of standard deviation ``sigma_d``,
+    decided exactly as :func:`analysis.confirm.decide` decides (``rule``'s sequences; the
+    first round that decides an arm stops it) until every arm is decided or the next round
+    would pass ``max_runs`` (default the rule's budget; a round costs (active arms + 1) x
+    widths). Each round's arm differences share the reference's noise (half of the
+    variance, as two runs of equal noise give). Returns per repetition ``runs``, and per
+    repetition and arm ``claim`` (0 beats, 1 loses, 2 equivalent, 3 undecided) and ``pairs``."""
     m = len(diffs)
     if m == 0:
         raise ConfigError("arms", "a plan needs at least one arm")
-    level = alpha / m
-    max_rounds = max(2, max_runs // (2 * max(widths, 1)))  # a round costs at least one arm and the reference
+    widths = len(rule.widths)
+    max_runs = rule.budget if max_runs is None else max_runs
+    max_rounds = max(2, max_runs // (2 * widths))  # a round costs at least one arm and the reference
     rng = np.random.default_rng(seed)
     sig = sigma_d / math.sqrt(2)
     ref = rng.normal(0, sig, (reps, 1, max_rounds))
     x = np.asarray(diffs, float)[None, :, None] + rng.normal(0, sig, (reps, m, max_rounds)) - ref
-    n = np.arange(1, max_rounds + 1)
-    mean = np.cumsum(x, axis=2) / n
-    var = (np.cumsum(x * x, axis=2) - n * mean**2) / np.maximum(n - 1, 1)
-    t = np.array([cs_radius_t(int(k), g, level) for k in n])
-    with np.errstate(invalid="ignore"):
-        radius = np.where(n > 1, t * np.sqrt(np.clip(var, 0, None) / n), np.inf)
-    lo = np.maximum.accumulate(mean - radius, axis=2)
-    hi = np.minimum.accumulate(mean + radius, axis=2)
-    code = np.full(lo.shape, 3)
-    eq = (lo > -delta) & (hi < delta)
-    code = np.where(eq, 2, code)
-    code = np.where(hi < 0, 1, code)
-    code = np.where(lo > 0, 0, code)
+    p = claim_paths(x, rule.bounds, max_rounds)
+    code = np.full(x.shape, 3)
+    code = np.where((p["eq_lo"] > -rule.delta) & (p["eq_hi"] < rule.delta), 2, code)
+    code = np.where(p["test_hi"] < 0, 1, code)
+    code = np.where(p["test_lo"] > 0, 0, code)
     decided = code < 3
     first = np.where(decided.any(axis=2), decided.argmax(axis=2) + 1, max_rounds + 1)  # the pairs each arm needs, unlimited
     k = np.arange(1, max_rounds + 1)
@@ -74,7 +68,7 @@ def simulate_rounds(diffs: Sequence[float], sigma_d: float, *, delta: float, alp
 class ConfirmPlan:
     """What a confirmation needs: for ``arms`` tested arms (plus ``identical`` ones that need
     no runs) at ``widths`` widths, paired differences of ``sigma_d`` points and margin
-    ``delta``: the sequence's prior scale ``g``; per truth (``equal``: every arm equal to the
+    ``delta``: how its sequences are built (``method``); per truth (``equal``: every arm equal to the
     paper's psi; ``beats``: one arm beats it by 2 x delta) the mean and 95th-percentile runs to
     a decision with no budget limit, and the power at ``budget`` (the share of arms with a
     correct claim within it); ``fixed_runs``: the runs a fixed-size design with the same
@@ -86,7 +80,7 @@ class ConfirmPlan:
     sigma_d: float
     delta: float
     alpha: float
-    g: float
+    method: str
     budget: int
     runs_mean: dict[str, float]
     runs_p95: dict[str, float]
@@ -95,8 +89,7 @@ class ConfirmPlan:
 
     def lines(self) -> list[str]:
         out = [f"confirmation plan: {self.arms} arms against the paper's psi at {self.widths} widths, paired differences of "
-               f"{self.sigma_d:.2f} points, margin {self.delta:g}, alpha {self.alpha:g} (Bonferroni), t-mixture prior scale "
-               f"g = {self.g:.3g}"]
+               f"{self.sigma_d:.2f} points, margin {self.delta:g}, alpha {self.alpha:g} (Bonferroni), {self.method} sequences"]
         for truth, words in (("equal", "every arm equal to the paper's psi"), ("beats", f"one arm beats it by {2 * self.delta:g}")):
             out.append(f"  {words}: {self.runs_mean[truth]:.0f} runs to a decision on average, {self.runs_p95[truth]:.0f} at the "
                        f"95th percentile (a fixed-size design: {self.fixed_runs[truth]}); power within {self.budget} runs "
@@ -105,7 +98,7 @@ class ConfirmPlan:
 
     def to_dict(self) -> dict[str, object]:
         return {"arms": self.arms, "widths": self.widths, "sigma_d": self.sigma_d, "delta": self.delta, "alpha": self.alpha,
-                "g": self.g, "budget": self.budget, "runs_mean": self.runs_mean, "runs_p95": self.runs_p95, "power": self.power,
+                "method": self.method, "budget": self.budget, "runs_mean": self.runs_mean, "runs_p95": self.runs_p95, "power": self.power,
                 "fixed_runs": self.fixed_runs}
 
 
@@ -119,28 +112,28 @@ def _correct(claim: np.ndarray, diffs: Sequence[float], delta: float) -> np.ndar
 
 
 def plan_confirmation(*, arms: int, widths: int, sigma_d: float, delta: float, alpha: float = 0.05, budget: int | None = None,
-                      reps: int = 400, seed: int = 0) -> ConfirmPlan:
-    """Plan a confirmation (see the module doc and :class:`ConfirmPlan`). The prior scale g
-    is tuned for the round at which a fixed-size design would show the equivalence of
-    equal arms (where the hardest decision falls)."""
+                      method: str = "one_sided", reps: int = 400, seed: int = 0) -> ConfirmPlan:
+    """Plan a confirmation (see the module doc and :class:`ConfirmPlan`): its rule's
+    sequences simulated for both truths with no budget limit (runs to a decision), then at
+    the budget (power)."""
     if not sigma_d > 0:
         raise ConfigError("sigma", f"the noise of a paired difference must be > 0, got {sigma_d!r}")
     truths = {"equal": [0.0] * arms, "beats": [2 * delta] + [0.0] * (arms - 1)}
     fixed = {name: fixed_size(d, sigma_d, delta, alpha) for name, d in truths.items()}
-    g = tune_g(fixed["equal"], alpha / arms)
-    free = 2 * widths * 6 * fixed["equal"]  # room for six times the fixed design's pairs: every arm decides within it
-    sims = {name: simulate_rounds(d, sigma_d, delta=delta, alpha=alpha, g=g, max_runs=free, widths=widths, reps=reps, seed=seed)
-            for name, d in truths.items()}
+    names = tuple(f"arm{i}" for i in range(arms))
+    free = 2 * widths * 8 * fixed["equal"]  # room for eight times the fixed design's pairs: every arm decides within it
+    rule = Rule(delta=delta, arms=names, widths=tuple(range(1, widths + 1)), budget=free, sigma=sigma_d, alpha=alpha, method=method)
+    sims = {name: simulate_rounds(d, sigma_d, rule=rule, reps=reps, seed=seed) for name, d in truths.items()}
     mean = {k: float(v["runs"].mean()) for k, v in sims.items()}
     p95 = {k: float(np.percentile(v["runs"], 95)) for k, v in sims.items()}
     if budget is None:
         budget = int(math.ceil(p95["equal"]))
     power = {}
     for name, d in truths.items():
-        at = simulate_rounds(d, sigma_d, delta=delta, alpha=alpha, g=g, max_runs=budget, widths=widths, reps=reps, seed=seed)
+        at = simulate_rounds(d, sigma_d, rule=rule, max_runs=budget, reps=reps, seed=seed + 1)
         power[name] = float(_correct(at["claim"], d, delta).mean())
     fixed_runs = {k: (arms + 1) * widths * n for k, n in fixed.items()}
-    return ConfirmPlan(arms, widths, sigma_d, delta, alpha, g, int(budget), mean, p95, power, fixed_runs)
+    return ConfirmPlan(arms, widths, sigma_d, delta, alpha, method, int(budget), mean, p95, power, fixed_runs)
 
 
 @dataclass(frozen=True)

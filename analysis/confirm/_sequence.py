@@ -35,10 +35,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["SequenceBounds", "cs_radius_t", "e_value", "fixed_power", "fixed_size", "running_bounds", "tune_g", "width_ratio"]
+__all__ = ["Bound", "SequenceBounds", "cs_radius_t", "e_value", "fixed_power", "fixed_size", "one_sided_t", "running_bounds", "tune_g",
+           "width_ratio", "METHODS", "ClaimBounds", "claim_paths"]
 
 
 def e_value(d: Sequence[float], mu0: float, g: float) -> float:
@@ -68,6 +70,109 @@ def cs_radius_t(n: int, g: float, alpha: float) -> float:
         return math.inf
     r = math.exp(log_r)
     return math.sqrt(nu * (r - 1.0) / (1.0 - r / a))
+
+
+def _log_e(t: np.ndarray, n: np.ndarray, g: float, lam: float) -> np.ndarray:
+    """log E_n at t statistic ``t`` for the prior N(``lam``, ``g``) on the standardised effect:
+    under it, t / sqrt(1 + n g) is noncentral t with nu = n - 1 degrees of freedom and
+    noncentrality sqrt(n) lam / sqrt(1 + n g), so E_n is the ratio of that density of t to
+    Student's t density (exact; with lam = 0 it is the closed form of the module doc)."""
+    from scipy import stats
+
+    a = 1.0 + n * g
+    return stats.nct.logpdf(t / np.sqrt(a), n - 1, np.sqrt(n) * lam / np.sqrt(a)) - 0.5 * np.log(a) - stats.t.logpdf(t, n - 1)
+
+
+@lru_cache(maxsize=64)
+def one_sided_t(n_max: int, g: float, lam: float, alpha: float) -> np.ndarray:
+    """t*_n for n = 0..``n_max``: the one-sided sequence that rejects mu0 once the t
+    statistic of mu0 reaches t*_n, for the prior N(``lam`` >= 0, ``g``) on alternatives
+    above mu0 (mirror it for alternatives below). E_n increases in t >= 0 (the noncentral t
+    family has monotone likelihood ratio), so t*_n is where it crosses 1 / ``alpha``;
+    inf while it cannot. Vectorised bisection over n."""
+    n = np.arange(2, max(n_max, 2) + 1, dtype=float)
+    target = math.log(1.0 / alpha)
+    lo = np.zeros_like(n)
+    hi = np.full_like(n, 4.0)
+    with np.errstate(all="ignore"):
+        for _ in range(14):  # grow the bracket to 4 x 2^13
+            short = _log_e(hi, n, g, lam) < target
+            if not short.any():
+                break
+            hi = np.where(short, hi * 2, hi)
+        never = _log_e(hi, n, g, lam) < target
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            up = _log_e(mid, n, g, lam) >= target
+            hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
+    out = np.full(int(max(n_max, 2)) + 1, math.inf)
+    out[2:] = np.where(never, math.inf, hi)
+    return out
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One one-sided sequence of a rule: its ``level`` (the chance it ever excludes the
+    truth), the centre ``lam`` and spread ``g`` of its prior (in standard deviations of a
+    paired difference, alternatives away from mu0)."""
+
+    level: float
+    lam: float
+    g: float
+
+    def t(self, n_max: int) -> np.ndarray:
+        """t*_n for n = 0..``n_max`` (tables are made in blocks of 256 rounds and kept)."""
+        size = 256 * math.ceil(max(int(n_max), 2) / 256)
+        return one_sided_t(size, self.g, self.lam, self.level)[: int(n_max) + 1]
+
+
+#: how an arm's sequences are built: "one_sided" (default: four one-sided t-mixtures, each
+#: with its prior centred where the claim it serves is decided) or "t_mixture" (one two-sided
+#: sequence, the prior centred at 0, for every claim)
+METHODS = ("one_sided", "t_mixture")
+
+
+@dataclass(frozen=True)
+class ClaimBounds:
+    """The sequences behind an arm's claims. ``method`` "one_sided": a lower and an upper
+    one-sided sequence for beats and loses (each at ``test.level``, the prior centred
+    ``test.lam`` standard deviations away: the effect of 2 x delta the design must find), and
+    a lower and an upper one for the equivalence (each at ``equivalence.level``, centred at
+    delta: the margin seen from an arm equal to the paper's psi). "t_mixture": one two-sided
+    sequence at twice ``test.level`` (prior N(0, ``test.g``)) serves all claims."""
+
+    method: str
+    test: Bound
+    equivalence: Bound
+
+
+def claim_paths(x: np.ndarray, bounds: ClaimBounds, n_max: int) -> dict[str, np.ndarray]:
+    """The running bounds of every sequence after each round, for paired differences ``x``
+    (last axis: rounds, at most ``n_max``): ``test_lo``/``test_hi`` (beats when test_lo > 0,
+    loses when test_hi < 0), ``eq_lo``/``eq_hi`` (equivalent when both lie inside the
+    margin), ``mean`` and ``sd``. Works on any leading shape (arms, repetitions)."""
+    x = np.asarray(x, float)
+    rounds = x.shape[-1]
+    n = np.arange(1, rounds + 1, dtype=float)
+    mean = np.cumsum(x, axis=-1) / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.where(n > 1, (np.cumsum(x * x, axis=-1) - n * mean**2) / np.maximum(n - 1, 1), np.nan)
+        sd = np.sqrt(np.clip(var, 0, None))
+        se = sd / np.sqrt(n)
+        if bounds.method == "t_mixture":
+            t = np.array([cs_radius_t(int(k), bounds.test.g, 2 * bounds.test.level) for k in n])
+            t_test = t_eq = t
+        else:
+            t_test = bounds.test.t(max(n_max, rounds))[1:rounds + 1]
+            t_eq = bounds.equivalence.t(max(n_max, rounds))[1:rounds + 1]
+        out = {}
+        for name, t in (("test", t_test), ("eq", t_eq)):
+            r = np.where(np.isfinite(se) & np.isfinite(t), t * se, np.inf)
+            r = np.where(np.isnan(r), np.inf, r)
+            out[f"{name}_lo"] = np.maximum.accumulate(mean - r, axis=-1)
+            out[f"{name}_hi"] = np.minimum.accumulate(mean + r, axis=-1)
+    out["mean"], out["sd"] = mean, sd
+    return out
 
 
 @dataclass(frozen=True)

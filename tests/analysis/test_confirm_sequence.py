@@ -64,8 +64,8 @@ def _pairs(diffs: dict[str, float], rounds: int, sd: float, seed: int = 0) -> pd
 
 
 def test_an_arm_that_beats_is_claimed_and_stops_and_equal_arms_are_equivalent():
-    rule = Rule(delta=0.3, arms=("k3", "k5", "timm_rule", "fitted_psi"), widths=(0.25, 0.5, 1.0), budget=5000,
-                g=tune_g(60, 0.05 / 2), identical=("timm_rule",), same_as={"fitted_psi": "k3"})
+    rule = Rule(delta=0.3, arms=("k3", "k5", "timm_rule", "fitted_psi"), widths=(0.25, 0.5, 1.0), budget=5000, sigma=0.6,
+                identical=("timm_rule",), same_as={"fitted_psi": "k3"})
     dec = decide(_pairs({"k3": 0.8, "k5": 0.0}, 300, 0.6), rule, runs=900)
     by = {a.arm: a for a in dec.arms}
     assert by["k3"].claim == "beats" and by["k3"].decided_at < 60 and by["k3"].lo > 0
@@ -73,6 +73,7 @@ def test_an_arm_that_beats_is_claimed_and_stops_and_equal_arms_are_equivalent():
     assert by["timm_rule"].claim == "equivalent" and by["timm_rule"].pairs == 0 and "same networks" in by["timm_rule"].note
     assert by["fitted_psi"].claim == "beats" and "same networks as k3" in by["fitted_psi"].note
     assert rule.level == pytest.approx(0.025)  # Bonferroni over the two arms actually tested
+    assert rule.bounds.test.level == pytest.approx(0.0125) and rule.bounds.equivalence.level == pytest.approx(0.025)
     text = dec.sentence()
     assert text.startswith("k3 beats the paper's psi by ") and "within 0.3 points" in text
     d = dec.to_dict()
@@ -82,7 +83,7 @@ def test_an_arm_that_beats_is_claimed_and_stops_and_equal_arms_are_equivalent():
 
 
 def test_undecided_arms_say_what_budget_would_decide_them():
-    rule = Rule(delta=0.3, arms=("k3",), widths=(1.0,), budget=40, g=tune_g(60, 0.05))
+    rule = Rule(delta=0.3, arms=("k3",), widths=(1.0,), budget=40, sigma=0.6)
     dec = decide(_pairs({"k3": 0.0}, 8, 0.6, seed=1), rule, runs=16, stopped="budget spent")
     assert dec.arms[0].claim == "undecided" and dec.undecided == ("k3",)
     assert dec.extra_runs and dec.extra_runs > 0 and f"about {dec.extra_runs} more runs" in dec.sentence()
@@ -90,8 +91,8 @@ def test_undecided_arms_say_what_budget_would_decide_them():
 
 def test_a_rule_refuses_what_it_cannot_decide():
     for kw, field in (({"delta": 0}, "delta"), ({"arms": ()}, "arms"), ({"arms": ("paper_psi",)}, "arms"), ({"alpha": 0.9}, "alpha"),
-                      ({"budget": 0}, "budget"), ({"widths": ()}, "widths")):
-        args = {"delta": 0.3, "arms": ("k3",), "widths": (1.0,), "budget": 10, "g": 0.1, **kw}
+                      ({"budget": 0}, "budget"), ({"widths": ()}, "widths"), ({"sigma": 0}, "sigma"), ({"method": "sprt"}, "method")):
+        args = {"delta": 0.3, "arms": ("k3",), "widths": (1.0,), "budget": 10, "sigma": 0.5, **kw}
         with pytest.raises(ConfigError) as info:
             Rule(**args)
         assert info.value.field == field
@@ -114,9 +115,20 @@ def test_the_plan_and_the_simulated_rule_agree():
     plan = plan_confirmation(arms=3, widths=2, sigma_d=0.6, delta=0.3, reps=200)
     assert plan.power["equal"] >= 0.8 and plan.power["beats"] >= 0.8
     assert plan.runs_mean["beats"] <= plan.runs_mean["equal"] <= plan.runs_p95["equal"] <= plan.budget + 1
-    sim = simulate_rounds([0.6, 0.0, 0.0], 0.6, delta=0.3, alpha=0.05, g=plan.g, max_runs=plan.budget, widths=2, reps=200)
+    rule = Rule(delta=0.3, arms=("a", "b", "c"), widths=(0.5, 1.0), budget=plan.budget, sigma=0.6)
+    sim = simulate_rounds([0.6, 0.0, 0.0], 0.6, rule=rule, reps=200)
     assert (sim["runs"] <= plan.budget).all()
     assert (sim["claim"][:, 0] == 0).mean() > 0.9  # the arm 2 x delta better is claimed to beat
     assert (sim["claim"][:, 1:] == 2).mean() > 0.8  # the equal ones equivalent
     assert (sim["claim"] == 1).mean() < 0.02  # nothing that is not worse is called worse
     assert any("fixed-size design" in line for line in plan.lines())
+
+
+def test_one_sided_sequences_keep_their_levels_at_the_margin():
+    """At the margin (true difference = delta) a false "equivalent" stays under alpha / arms,
+    and where arms are equal false "beats" and "loses" stay under alpha / (2 arms) each."""
+    rule = Rule(delta=0.3, arms=("a", "b", "c", "d"), widths=(1.0,), budget=3000, sigma=0.7)
+    at_margin = simulate_rounds([0.3] * 4, 0.7, rule=rule, reps=1500, seed=7)["claim"]
+    assert (at_margin == 2).mean() <= rule.level + 0.006
+    equal = simulate_rounds([0.0] * 4, 0.7, rule=rule, reps=1500, seed=8)["claim"]
+    assert (equal == 0).mean() <= rule.level / 2 + 0.004 and (equal == 1).mean() <= rule.level / 2 + 0.004
