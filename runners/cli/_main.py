@@ -264,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.plan and args.sigma is not None:
         raise UsageError("--sigma: only with --plan")
     settings, space, create = resolve_settings(args, note=lambda text: print(text, file=sys.stderr))
+    if settings.runner == "local" and settings.proxy.source == "cache":  # a damaged cache trains nothing (a resumed
+        from study.data import check_cache  # study's too; the Ray runner checks it on every node that runs trials)
+
+        check_cache(settings.proxy.data)
     if args.plan:
         return _plan(args, settings, space)
 
