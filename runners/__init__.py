@@ -17,6 +17,7 @@ from runners._bridge import LiveTrial, StudyBridge
 from runners._local import BridgeReporter, run_local
 from runners._observer import StudyObserver
 from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage
+from runners._outcome import RunOutcome, run_outcome
 from runners._progress import Progress
 from runners._settings import (
     DESIGNS,
@@ -49,6 +50,8 @@ __all__ = [
     "name_objectives",
     "run_study",
     "study_exists",
+    "RunOutcome",
+    "run_outcome",
     "run_local",
     "Planted",
     "simulate_study",

@@ -26,7 +26,11 @@ minutes on two CPU cores; ``--proxy NAME`` picks a preset (``synthetic-small``: 
 training recipe (e.g. ``--set proxy.images_per_class=8 --set recipe.batch_size=32``).
 
 Bad input is one line on stderr and exit status 2; everything is checked before anything
-is created. The study's module :mod:`study.run` hands its command line to :func:`main`.
+is created (a damaged ``--data`` cache included). A run's exit status says how it ended
+(:func:`runners.run_outcome`): 0 when it ended as asked and the study has a finished trial,
+3 when failed trials stopped it, 4 when no trial of the study has finished, 130 when
+interrupted; a non-zero status ends with a line naming the first failure's error. The
+study's module :mod:`study.run` hands its command line to :func:`main`.
 """
 
 from __future__ import annotations
@@ -44,9 +48,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runners._algorithms import MULTI_OBJECTIVE_PRUNERS, MULTI_OBJECTIVE_SAMPLERS, PRUNERS, SAMPLERS, option_help
+from runners._outcome import EXIT_STATUS_HELP
 from runners._settings import DESIGNS, RESUMABLE, RUNNERS, SEED_MODES
 from runners.cli._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, refuse_on_resume, resolve_settings, space_flags, usage_error
-from study.cli import ArgumentParser, UsageError, run_cli
+from study.cli import EXIT_INTERRUPTED, ArgumentParser, UsageError, run_cli
 from study.io import write_json
 
 if TYPE_CHECKING:  # annotations only
@@ -92,6 +97,7 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog=PROG,
         description="Run a search space as an Optuna study (sampling and pruning by Optuna, trials on Ray Tune or locally).",
+        epilog=EXIT_STATUS_HELP,
     )
     count, natural = _number_at_least(1, integer=True), _number_at_least(0, integer=True)
     p.add_argument("--space", help="a registered space (see --list-spaces) or path/to/file.py:function")
@@ -325,12 +331,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         bridge = run_study(settings, space=space, resume=not create, progress=progress, study=study, mlflow=args.mlflow)
     except KeyboardInterrupt:
         print(f"interrupted; trials in flight were recorded failed and enqueued again. Continue with: {resume_cmd}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     _summary(bridge, settings, started)
     if bridge.interrupted:
         print(f"interrupted; continue with: {resume_cmd}")
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    return _exit_status(bridge)
+
+
+def _exit_status(bridge: StudyBridge) -> int:
+    """The run's exit status (:func:`runners.run_outcome`: 0, or 3 when failed trials stopped
+    it, 4 when no trial of the study finished), a non-zero one said on the last line."""
+    from runners import run_outcome
+
+    outcome = run_outcome(bridge)
+    if outcome.line:
+        sys.stdout.flush()
+        print(f"{PROG}: {outcome.line} (exit status {outcome.status})", file=sys.stderr, flush=True)
+    return outcome.status
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ The core package imports Ray only here (and lazily: importing :mod:`study.cluste
 start or import Ray).
 """
 
-from study.cluster._batch import BatchEntry, EntryOutcome, finished_run, format_table, read_index, train_batch
+from study.cluster._batch import BatchEntry, EntryOutcome, batch_status, finished_run, format_table, read_index, train_batch
 from study.cluster._connect import check_reachable, init_ray
 from study.cluster._launch import (
     Scaling,
@@ -55,4 +55,5 @@ __all__ = [
     "format_table",
     "read_index",
     "train_batch",
+    "batch_status",
 ]

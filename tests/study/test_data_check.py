@@ -172,3 +172,19 @@ def test_prepare_again_remakes_a_damaged_cache_of_the_same_inputs(cache, tmp_pat
     with pytest.raises(ValueError, match="holds a cache that cannot be read .* pass `force` to replace it"):
         prepare("imagefolder", manifest["root"], cache, resolution=8, workers=1, progress=False)
     assert (cache / "train_images.npy").read_bytes() == cut  # left as it was
+
+
+def test_study_train_refuses_a_damaged_data_cache_and_writes_nothing(cache, tmp_path, capsys):
+    from study import train as train_cli
+    from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
+
+    config = TrialConfig(arch=ArchSpec.uniform("resnet18", "eca", stem="lowres", width=0.25, num_classes=3),
+                         recipe=Recipe(epochs=1, batch_size=8), proxy=ProxySpec(num_classes=3, resolution=16), seed=0)
+    (tmp_path / "config.json").write_text(config.to_json())
+    _cut_images(cache)
+    code, out, err = _run(train_cli.main, ["--config", tmp_path / "config.json", "--data", cache, "--out", tmp_path / "out"],
+                          train_cli.PROG, capsys)
+    assert code == 2 and out == ""
+    line = _one_line(err, train_cli.PROG)
+    assert f"--data: {cache / 'train_images.npy'} is cut short: " in line and "remake the cache: python -m study.data prepare" in line
+    assert not (tmp_path / "out").exists()
