@@ -74,7 +74,7 @@ __all__ = ["main", "build_parser", "derive_name", "DEFAULT_ROOT"]
 PROG = "python -m study.train"
 DEFAULT_ROOT = Path("runs") / "train"
 #: flags that only mean something for a run on Ray (``--workers`` or ``--batch``)
-RAY_FLAGS = ("address", "gpus_per_worker", "cpus_per_worker", "max_failures", "sync_bn", "batch_per_worker", "stage_data")
+RAY_FLAGS = ("address", "gpus_per_worker", "cpus_per_worker", "max_failures", "sync_bn", "batch_per_worker", "stage_data", "verbose")
 
 
 def derive_name(config: TrialConfig) -> str:
@@ -129,6 +129,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--batch-per-worker", type=_number(1, integer=True), metavar="B",
                    help="B images per worker and step: global batch N x B, peak lr scaled by N B / recipe.batch_size")
     g.add_argument("--stage-data", action="store_true", help="ship the proxy cache to every node's local disk through Ray's object store")
+    g.add_argument("--verbose", action="store_true", help="also Ray's own lines: its start-up, its warnings, the workers' output")
     return p
 
 
@@ -283,7 +284,7 @@ def _connect(args: Namespace) -> Scaling:
     from study.cluster import check_resources, init_ray
 
     try:
-        init_ray(args.address)
+        init_ray(args.address, verbose=args.verbose)
     except ValueError as exc:
         raise _usage(exc) from None
     scaling = _scaling(args)

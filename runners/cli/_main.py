@@ -161,6 +161,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--stage-data", action="store_true", default=None,
                    help="ship the proxy cache to every Ray node's local disk (default: every node reads it at its path, checked first)")
     g.add_argument("--quiet", action="store_true", help="one line per trial (when it ends), no line per epoch, and the summary")
+    g.add_argument("--verbose", action="store_true", help="also Ray's own lines: its start-up, its warnings, the trials' output")
     return p
 
 
@@ -300,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from runners._ray_tune import prepare_study_data
 
         try:
-            connect(settings)  # (Ray shuts itself down when this process exits)
+            connect(settings, verbose=args.verbose)  # (Ray shuts itself down when this process exits)
             prepare_study_data(settings, log=print)
         except ValueError as exc:
             raise usage_error(exc) from None
