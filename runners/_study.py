@@ -89,6 +89,7 @@ def run_study(
     progress: Progress | None = None,
     study: optuna.Study | None = None,
     mlflow: str | None = None,
+    mlflow_system_metrics: bool = False,
     observers: Sequence[StudyObserver] = (),
     artifacts: bool = True,
 ) -> StudyBridge:
@@ -100,6 +101,8 @@ def run_study(
     ``mlflow``: a tracking URI (:func:`study.tracking.check_tracking_uri`; the caller checks
     it before creating anything) that this run logs the study to, as a view of the storage
     (:class:`~runners._tracking.MlflowTracker`); an option of this run, not of the study.
+    ``mlflow_system_metrics``: also log the driver node's system metrics to the study's run
+    (:func:`study.tracking.check_system_metrics` first).
     ``observers`` receive the study's events besides the progress (:class:`~runners._observer.StudyObserver`).
     ``artifacts``: attach the study's and its trials' files to the Optuna artifact store of
     the run folder, which optuna-dashboard shows (:class:`~runners._artifacts.ArtifactRecorder`)."""
@@ -115,7 +118,7 @@ def run_study(
     if mlflow is not None:
         from runners._tracking import MlflowTracker
 
-        observers.append(MlflowTracker(mlflow))
+        observers.append(MlflowTracker(mlflow, system_metrics=mlflow_system_metrics))
     bridge = StudyBridge(study, space, settings, progress=progress, observers=observers)
     if resume:
         recovered = bridge.recover_interrupted()

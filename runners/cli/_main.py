@@ -114,6 +114,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--mlflow", metavar="URI", help="also log the study to MLflow (pip install -e '.[mlflow]'): sqlite:///PATH/mlflow.db "
                    "or http://HOST:PORT (a tracking server); one run per trial, nested under the study's run; the Optuna storage "
                    "stays the record. An option of this run: give it again on --resume")
+    g.add_argument("--mlflow-system-metrics", action="store_true", help="with --mlflow: also log the driver node's CPU, memory, "
+                   "disk, network and GPU (where present) use to the study's run, every 10 s (MLflow's system metrics)")
     g = p.add_argument_group("design and budget")
     g.add_argument("--design", choices=tuple(DESIGNS), help="search (default): find good configurations; inference: measure an effect "
                    "(random sampling, no pruning, 2 replicates, a larger validation set) - for spaces that have it (eca_kmap)")
@@ -264,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.plan and args.mlflow is not None:
         raise UsageError("--mlflow: logs a study's trials; not with --plan")
+    if args.mlflow_system_metrics and args.mlflow is None:
+        raise UsageError("--mlflow-system-metrics: logs to the study's MLflow run; give --mlflow URI too")
     if args.plan and args.resume:
         raise UsageError("--plan: plans a new study; drop --resume")
     if args.resume:
@@ -289,12 +293,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(settings.run_dir)
     made_dir = not run_dir.exists()
     if args.mlflow is not None:  # before anything is created: MLflow installed, the URI well-formed, a server answering
-        from study.tracking import check_tracking_uri
+        from study.tracking import check_system_metrics, check_tracking_uri
 
         try:
             check_tracking_uri(args.mlflow, name="--mlflow")
+            if args.mlflow_system_metrics:
+                check_system_metrics(name="mlflow_system_metrics")
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise usage_error(exc) from None
     progress = Progress(brief=args.quiet)
     if settings.runner == "ray":  # connect first: a cluster that cannot hold a trial, or a node
         # that cannot read the data, creates nothing
@@ -329,7 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     resume_cmd = f"python -m study.run --out {_relative(str(run_dir.parent))} --name {settings.name} --resume"
     try:
-        bridge = run_study(settings, space=space, resume=not create, progress=progress, study=study, mlflow=args.mlflow)
+        bridge = run_study(settings, space=space, resume=not create, progress=progress, study=study, mlflow=args.mlflow,
+                           mlflow_system_metrics=args.mlflow_system_metrics)
     except KeyboardInterrupt:
         print(f"interrupted; trials in flight were recorded failed and enqueued again. Continue with: {resume_cmd}", file=sys.stderr)
         return EXIT_INTERRUPTED
