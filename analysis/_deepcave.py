@@ -41,13 +41,16 @@ recorded failed on ``--resume``), in the order they started. The budget is the e
 trial ran, the seed its training seed; the objectives are the study's, with their bounds
 (top-1 in [0; 100], costs in [0; +inf]) and directions. Replicates of one configuration share
 a ``config_id``. The other columns: ``number`` (the Optuna trial), ``outcome``, ``error``
-(its error line), ``reference``, ``group``, ``replicate``, ``inactive`` and the costs
-(``cost_params``, ``cost_macs``, ``cost_latency_ms``).
+(its error line), ``reference``, ``group``, ``replicate``, ``inactive``, the costs
+(``cost_params``, ``cost_macs``, ``cost_latency_ms``) and what each stage of the network had
+(``stage<i>_kind``, ``stage<i>_C``, ``stage<i>_k``: a psi trial's resolved k, which its
+``k_s<i>`` parameters, inactive, do not say).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,6 +231,7 @@ def _run_frames(frames: FrameSource) -> tuple[list[Hyperparameter], pd.DataFrame
     configspace = pd.DataFrame([h.row(width) for h in space])
     metric_columns = {o: f"metric:{o} [{OBJECTIVE_BOUNDS[o][0]}; {OBJECTIVE_BOUNDS[o][1]}] ({d})"
                       for o, d in zip(fr.objectives, fr.directions)}
+    stage_columns = [c for c in t.columns if re.fullmatch(r"stage\d+_(kind|C|k)", c)]
     ids: dict[tuple, int] = {}
     rows = []
     for (_, r), ft in zip(t.iterrows(), trials):
@@ -244,6 +248,7 @@ def _run_frames(frames: FrameSource) -> tuple[list[Hyperparameter], pd.DataFrame
                     "reference": r.get("reference"), "group": r.get("group"), "replicate": r.get("replicate"),
                     "inactive": " ".join(h.name for h in space if h.name not in ft.params) or None})
         row.update({f"cost_{c}": finite_or_nan(r.get(c)) for c in _COSTS})
+        row.update({c: r[c] for c in stage_columns})  # what the network had: a psi trial's k per stage
         rows.append(row)
     return space, configspace, pd.DataFrame(rows)
 

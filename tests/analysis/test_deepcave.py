@@ -142,6 +142,7 @@ def test_every_finished_trial_of_a_conditional_study_reads_as_deepcave_reads_it(
         else:
             assert math.isnan(r["costs"][0]) and "diverged" in str(r["additional"]["error"])
         mode = t.params["k_mode"]
+        assert [int(r["additional"][f"stage{i}_k"]) for i in range(4)] == [st["k"] for st in t.user_attrs["stages"]]
         inactive = str(r["additional"]["inactive"]).split()
         if mode == "psi":
             assert inactive == ["k_s0", "k_s1", "k_s2", "k_s3"] and r["config"]["gamma"] == pytest.approx(t.params["gamma"])
