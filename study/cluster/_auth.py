@@ -18,7 +18,9 @@ What the harness does:
   ``~/.ray/auth_token``, readable by whoever reads the home folder), no other user or process of
   the machine can reach the cluster's processes, and Ray has nothing to warn about. A
   loopback-only cluster with authentication off was the other choice, and is weaker: loopback
-  keeps other machines out, not the other users of a shared machine.
+  keeps other machines out, not the other users of a shared machine. The two variables stay
+  in this process's environment: a later local Ray of the process takes the same token, and
+  a cluster of the harness's own is reached by its address with it (the test suite's is).
 - **A cluster at ``--address HOST:PORT``** is asked once for its id, as ``ray.init`` would ask
   (:func:`check_cluster_token`, milliseconds), before ``ray.init``, which would retry a refused
   token for about 20 s with a warning a second: a refusal is one line that says which token
@@ -38,7 +40,7 @@ from pathlib import Path
 from study.validate import ConfigError
 
 __all__ = ["AUTH_MODE_ENV", "TOKEN_ENV", "TOKEN_PATH_ENV", "default_token_path", "token_source", "local_cluster_auth",
-           "forget_local_token", "check_cluster_token", "captured_stderr"]
+           "check_cluster_token", "captured_stderr"]
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 TOKEN_ENV = "RAY_AUTH_TOKEN"
@@ -54,11 +56,11 @@ def default_token_path() -> Path:
     return Path.home() / ".ray" / "auth_token"
 
 
-def token_source() -> tuple[str | None, str]:
+def token_source(*, field: str | None = "address") -> tuple[str | None, str]:
     """The token Ray would send and where it comes from, in Ray's order: ``RAY_AUTH_TOKEN``,
     the file ``RAY_AUTH_TOKEN_PATH`` names, ``~/.ray/auth_token``; ``(None, "no token")``
-    when none. A ``RAY_AUTH_TOKEN_PATH`` that cannot be read is a :class:`ConfigError` (Ray
-    aborts on it)."""
+    when none. A ``RAY_AUTH_TOKEN_PATH`` that cannot be read is a :class:`ConfigError` of
+    ``field`` (Ray's C++ side aborts the process on it)."""
     token = os.environ.get(TOKEN_ENV, "").strip()
     if token:
         return token, TOKEN_ENV if token != _MADE else "the token made for this process's local Ray"
@@ -67,9 +69,9 @@ def token_source() -> tuple[str | None, str]:
         try:
             token = Path(named).expanduser().read_text().strip()
         except OSError as exc:
-            raise ConfigError("address", f"{TOKEN_PATH_ENV}={named}: cannot read the token file ({exc.strerror or exc})") from None
+            raise ConfigError(field, f"{TOKEN_PATH_ENV}={named}: cannot read the token file ({exc.strerror or exc})") from None
         if not token:
-            raise ConfigError("address", f"{TOKEN_PATH_ENV}={named}: the token file is empty")
+            raise ConfigError(field, f"{TOKEN_PATH_ENV}={named}: the token file is empty")
         return token, f"the file {named} ({TOKEN_PATH_ENV})"
     path = default_token_path()
     try:
@@ -96,6 +98,8 @@ def local_cluster_auth() -> str:
     unless the user chose (``RAY_AUTH_MODE`` set; a token of theirs is used as given). Returns
     what was done, in words."""
     global _MADE
+    if os.environ.get(AUTH_MODE_ENV, "token") == "token":
+        token_source(field=None)  # a RAY_AUTH_TOKEN_PATH that cannot be read is one line, not Ray's abort
     if AUTH_MODE_ENV in os.environ:
         return f"{AUTH_MODE_ENV}={os.environ[AUTH_MODE_ENV]} as set"
     os.environ[AUTH_MODE_ENV] = "token"
@@ -107,18 +111,6 @@ def local_cluster_auth() -> str:
         said = "a token made for it"
     _refresh_ray_config()
     return f"token authentication with {said}"
-
-
-def forget_local_token() -> None:
-    """Before connecting to a cluster at an address: the mode and token this process set for a
-    local Ray of its own are not the user's, and not that cluster's."""
-    global _MADE
-    if _MADE is not None and os.environ.get(TOKEN_ENV) == _MADE:
-        del os.environ[TOKEN_ENV]
-        if os.environ.get(AUTH_MODE_ENV) == "token":
-            del os.environ[AUTH_MODE_ENV]
-        _MADE = None
-        _refresh_ray_config()
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from study.cluster._auth import check_cluster_token, forget_local_token, local_cluster_auth
+from study.cluster._auth import check_cluster_token, local_cluster_auth
 from study.validate import ConfigError
 
 __all__ = ["check_reachable", "init_ray"]
@@ -44,7 +44,6 @@ def init_ray(address: str | None = None, *, verbose: bool = False) -> bool:
               "configure_logging": True}
     try:
         if address:
-            forget_local_token()
             check_reachable(address)
             check_cluster_token(address, verbose=verbose)
             ray.init(address=address, **kwargs)

@@ -136,3 +136,14 @@ def test_the_local_ray_of_a_run_is_quiet_and_writes_no_token(tmp_path):
     assert proc.stdout.split() == ["token", "64", "42"]  # token authentication, a 256-bit token, and a task ran
     assert proc.stderr == "", proc.stderr  # Ray 2.59+ warned "Token authentication is enabled for this Ray cluster..."
     assert not (tmp_path / ".ray").exists()  # Ray's default would have written ~/.ray/auth_token
+
+
+def test_an_unreadable_token_file_is_one_line_before_a_local_ray_starts(tmp_path, monkeypatch):
+    from study.cluster import local_cluster_auth
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "absent"))
+    with pytest.raises(ValueError, match=r"^RAY_AUTH_TOKEN_PATH=.*/absent: cannot read the token file \(No such file or directory\)$"):
+        local_cluster_auth()  # (Ray's C++ side would abort the process)
+    assert "RAY_AUTH_MODE" not in os.environ  # nothing set
