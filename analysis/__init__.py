@@ -5,10 +5,13 @@ tests whether the ECA kernel size matters and which k each C prefers, with inter
 scores mappings k = psi(C) by the top-1 they lose; Pareto fronts, hypervolume and attention cost-vs-gain,
 parameter importance, learning curves and proxy fidelity; plots; ``python -m
 analysis.report`` writes them all; ``python -m analysis.export`` turns chosen trials into
-full-training TrialConfig JSON. Analysis never writes to a study's storage.
+full-training TrialConfig JSON, or a whole study into a DeepCAVE run (:func:`export_deepcave`).
+Analysis never writes to a study's storage, except the report's figures as the study's
+artifacts in its run folder's artifact store (:mod:`analysis._artifacts`).
 """
 
 from analysis._confirm import ConfirmResult, confirm_result
+from analysis._deepcave import deepcave_trials, export_deepcave
 from analysis._export import RECIPES, export_trials, full_training_config, select_trials
 from analysis._fidelity import FidelityResult, fidelity
 from analysis._importance import learning_curves, param_importances
@@ -47,4 +50,5 @@ __all__ = [
     "plot_kmap", "plot_kmap_curves", "plot_gamma_b", "save_figure",
     "ConfirmResult", "confirm_result", "load_trained",
     "RECIPES", "full_training_config", "select_trials", "export_trials", "make_report",
+    "export_deepcave", "deepcave_trials",
 ]

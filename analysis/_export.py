@@ -149,7 +149,10 @@ def build_parser() -> ArgumentParser:
     ap.add_argument("run", nargs="?", help="run folder runs/NAME")
     ap.add_argument("--storage", help="storage URL (instead of a run folder)")
     ap.add_argument("--study", help="study name in the storage")
-    g = ap.add_mutually_exclusive_group(required=True)
+    ap.add_argument("--format", choices=("configs", "deepcave"), default="configs",
+                    help="configs (default): the chosen trials (--top or --pareto) as full-training TrialConfig JSON; deepcave: "
+                    "every finished trial as a DeepCAVE run (configspace.csv, trials.csv: its Pandas DataFrame format)")
+    g = ap.add_mutually_exclusive_group()
     g.add_argument("--top", type=int, help="the N complete trials with the best top-1")
     g.add_argument("--pareto", nargs="?", const="params", choices=["params", "macs", "latency"],
                    help="the Pareto front of top-1 against this cost (default params)")
@@ -158,7 +161,7 @@ def build_parser() -> ArgumentParser:
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--data", default=DEFAULT_DATA, help=f"prepared cache folder at that resolution (default {DEFAULT_DATA})")
     ap.add_argument("--keep-stem", action="store_true", help="keep the trial's stem instead of the ImageNet stem")
-    ap.add_argument("--out", help="output folder (default RUN/export)")
+    ap.add_argument("--out", help="output folder (default RUN/export; with --format deepcave RUN/deepcave)")
     return ap
 
 
@@ -170,16 +173,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if bool(args.run) == bool(args.storage):
         ap.error("give a run folder or --storage URL (not both)")
+    selected = args.top is not None or args.pareto is not None
+    if args.format == "deepcave" and selected:
+        ap.error(f"{'--top' if args.top is not None else '--pareto'}: chooses trials for --format configs; "
+                 "--format deepcave exports every finished trial")
+    if args.format == "configs" and not selected:
+        ap.error("one of the arguments --top --pareto is required")
     if args.top is not None and args.top < 1:
         ap.error(f"--top: must be >= 1, got {args.top}")
     try:  # a study that cannot be read is the user's input, not a bug
         fr = load(args.storage or args.run, args.study)
     except ValueError as exc:
         raise as_usage_error(exc) from None
+    if args.format == "deepcave":
+        return _main_deepcave(fr, args.out)
     out = Path(args.out) if args.out else (fr.run_dir or Path("runs") / fr.name) / "export"
     index = export_trials(fr, out, top=args.top, pareto=args.pareto, recipe=args.recipe, num_classes=args.num_classes,
                           resolution=args.resolution, data=args.data, keep_stem=args.keep_stem)
     for e in index:
         print(f"{e['file']}: trial {e['trial']} ({e['selected_by']}), proxy top-1 {e['proxy_top1']:.2f}, {e['attention']}")
     print(f"wrote {len(index)} configs and index.json, index.csv to {out}")
+    return 0
+
+
+def _main_deepcave(fr: Any, out_arg: str | None) -> int:
+    """``--format deepcave``: every finished trial as a DeepCAVE run (:mod:`analysis._deepcave`)."""
+    from analysis._deepcave import export_deepcave
+    from study.cli import as_usage_error
+
+    out = Path(out_arg) if out_arg else (fr.run_dir or Path("runs") / fr.name) / "deepcave"
+    try:
+        done = export_deepcave(fr, out)
+    except ValueError as exc:
+        raise as_usage_error(exc, build_parser()) from None
+    statuses = ", ".join(f"{n} {s}" for s, n in done["status"].items())
+    print(f"wrote {done['trials']} trials ({statuses}; {done['configurations']} configurations) and "
+          f"{len(done['parameters'])} parameters ({len(done['conditions'])} conditional) to {out}: configspace.csv, trials.csv")
+    for name, condition in done["conditions"].items():
+        print(f"  {name}: {condition}")
+    print(f"open it in DeepCAVE as a run of the 'DataFrame' kind: deepcave --open, then add {out.resolve()}")
     return 0

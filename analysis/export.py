@@ -4,6 +4,7 @@
 
     python -m analysis.export runs/NAME --top 5 [--recipe eca-imagenet] [--num-classes 100]
     python -m analysis.export runs/NAME --pareto [params|macs|latency]
+    python -m analysis.export runs/NAME --format deepcave [--out DIR]
 
 Each selected trial keeps its architecture (backbone, width, every stage's attention kind
 and parameters, so ECA's k resolves as in the trial) and gets a full-training setting:
@@ -23,6 +24,11 @@ Recipes (:data:`RECIPES`):
 - ``in100-cosine``: a cosine ImageNet-100 schedule after "Bag of Tricks" (He et al., CVPR
   2019): 120 epochs, batch 256, lr 0.1, Nesterov, weight decay 1e-4, 5 warm-up epochs,
   cosine decay, label smoothing 0.1.
+
+``--format deepcave`` writes every finished trial of the study as a DeepCAVE run (its Pandas
+DataFrame format: ``configspace.csv`` and ``trials.csv``, into ``runs/NAME/deepcave/`` unless
+``--out``); what that format cannot say about a conditional space, and what is written
+instead, is in :mod:`analysis._deepcave`.
 """
 
 from analysis._export import *  # noqa: F401,F403  (the public API of this module)

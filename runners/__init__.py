@@ -8,15 +8,18 @@ Optuna decides (sampler, pruner, storage - all in the driver, through
 :class:`StudyBridge`); the runner executes: :func:`run_local` in-process, :func:`run_ray`
 on Ray Tune through :class:`OptunaSearcher` and :class:`OptunaPrunerScheduler`. A trial is
 ``study.trainer.train(config, reporter)``; nothing else trains. Who watches a study (the
-:class:`Progress` lines, the :class:`MlflowTracker` of ``run_study(..., mlflow=URI)``) is a
+:class:`Progress` lines, the :class:`MlflowTracker` of ``run_study(..., mlflow=URI)``, the
+:class:`ArtifactRecorder` that attaches a trial's files for optuna-dashboard) is a
 :class:`StudyObserver` of the bridge.
 """
 
 from runners._algorithms import PRUNER_REGISTRY, SAMPLER_REGISTRY
+from runners._artifacts import ArtifactRecorder
 from runners._bridge import LiveTrial, StudyBridge
 from runners._local import BridgeReporter, run_local
 from runners._observer import StudyObserver
 from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage
+from runners._outcome import RunOutcome, run_outcome
 from runners._progress import Progress
 from runners._settings import (
     DESIGNS,
@@ -45,10 +48,13 @@ __all__ = [
     "Progress",
     "StudyObserver",
     "MlflowTracker",
+    "ArtifactRecorder",
     "open_study",
     "name_objectives",
     "run_study",
     "study_exists",
+    "RunOutcome",
+    "run_outcome",
     "run_local",
     "Planted",
     "simulate_study",

@@ -106,6 +106,8 @@ class StudyBridge:
         self.live: dict[int, LiveTrial] = {}
         self.failed_here = 0
         self.finished_here = 0
+        #: the first trial that failed in this run and its error text (the run's outcome names it)
+        self.first_failure: tuple[int, str] | None = None
         self._t0 = time.monotonic()
         self._stop_reason: str | None = None
         self._finished_before: int | None = None
@@ -147,12 +149,21 @@ class StudyBridge:
             return f"reached {s.runs} finished trials" + (f" ({s.trials} configurations x {s.replicates} replicates)" if s.replicates > 1 else "")
         if s.timeout is not None and time.monotonic() - self._t0 >= s.timeout:
             return f"timeout of {s.timeout:g} s reached"
-        if self.failed_here >= max(3, s.runs):
+        if self.failure_limit_reached():
             return f"stopped after {self.failed_here} failed trials in this run (see their 'error' attribute)"
         sampler = self.study.sampler
         if isinstance(sampler, GridSampler) and sampler.is_exhausted(self.study) and not self._waiting():
             return "the grid is exhausted"
         return None
+
+    def failure_limit_reached(self) -> bool:
+        """The max-failures rule: a run stops once max(3, its budget of runs) trials failed in it."""
+        return self.failed_here >= max(3, self.settings.runs)
+
+    def _failed(self, number: int, error: str) -> None:
+        self.failed_here += 1
+        if self.first_failure is None:
+            self.first_failure = (number, error)
 
     def needs_more(self) -> bool:
         """True when the finished trials plus those in flight fall short of the budget."""
@@ -270,7 +281,7 @@ class StudyBridge:
             trial.set_user_attr(record.OUTCOME, record.OUTCOME_FAILED)
             trial.set_user_attr(record.ERROR, text)
             self.study.tell(trial, state=TrialState.FAIL)
-            self.failed_here += 1
+            self._failed(trial.number, text)
             self._notify("trial_failed", trial, text)
             return None
         if trial.user_attrs.get(record.GROUP) is None:  # sampled, not enqueued: the first run of a new group
@@ -361,7 +372,7 @@ class StudyBridge:
             trial.set_user_attr(record.ERROR, live.error if live.error is not None else live.diverged)
             state = TrialState.FAIL
             self.study.tell(trial, state=state)
-            self.failed_here += 1
+            self._failed(live.number, live.error if live.error is not None else live.diverged)
         elif live.pruned:
             trial.set_user_attr(record.OUTCOME, record.OUTCOME_PRUNED)
             state = TrialState.PRUNED

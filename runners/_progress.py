@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from runners._observer import StudyObserver
+from study.record import error_line
 
 __all__ = ["Progress", "format_params", "format_epoch"]
 
@@ -93,8 +94,8 @@ class Progress(StudyObserver):
         elif live.state == TrialState.PRUNED:
             what = f"pruned after {took}: {top1}"
         else:
-            text = (live.error or live.diverged or "").strip().splitlines()
-            what = f"failed after {took}: {text[-1][:160] if text else 'no error text'}"
+            text = error_line(live.error or live.diverged)
+            what = f"failed after {took}: {text[:160] if text else 'no error text'}"
         self._print(f"trial {live.number} {what} | {self._status(bridge)}", bridge)
 
     def trial_failed(self, trial: Any, error: str, bridge: Any) -> None:

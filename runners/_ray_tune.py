@@ -213,16 +213,17 @@ def _trial_name(trial: Any) -> str:
     return f"trial_{trial.config.get('number', trial.trial_id)}"
 
 
-def connect(settings: Any) -> bool:
+def connect(settings: Any, *, verbose: bool = False) -> bool:
     """Connect to ``settings.address`` or start a local Ray for the run (nothing when this
-    process is connected already; :func:`study.cluster.init_ray`), and check that the cluster
-    can hold one trial. Returns True when this call started or connected Ray (the caller
-    shuts it down)."""
+    process is connected already; :func:`study.cluster.init_ray`: Ray's token authentication
+    handled, its start-up lines shown only when ``verbose``), and check that the cluster can
+    hold one trial. Returns True when this call started or connected Ray (the caller shuts
+    it down)."""
     import ray
 
     from study.cluster import init_ray
 
-    started = init_ray(settings.address)
+    started = init_ray(settings.address, verbose=verbose)
     resources = ray.cluster_resources()
     for key, need in (("CPU", settings.cpus_per_trial), ("GPU", settings.gpus_per_trial)):
         have = resources.get(key, 0.0)

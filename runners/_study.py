@@ -89,7 +89,9 @@ def run_study(
     progress: Progress | None = None,
     study: optuna.Study | None = None,
     mlflow: str | None = None,
+    mlflow_system_metrics: bool = False,
     observers: Sequence[StudyObserver] = (),
+    artifacts: bool = True,
 ) -> StudyBridge:
     """Create (or, with ``resume``, continue) the study and run it until it has
     ``settings.trials`` finished trials (or the timeout). Returns the bridge (its study,
@@ -99,16 +101,24 @@ def run_study(
     ``mlflow``: a tracking URI (:func:`study.tracking.check_tracking_uri`; the caller checks
     it before creating anything) that this run logs the study to, as a view of the storage
     (:class:`~runners._tracking.MlflowTracker`); an option of this run, not of the study.
-    ``observers`` receive the study's events besides the progress (:class:`~runners._observer.StudyObserver`)."""
+    ``mlflow_system_metrics``: also log the driver node's system metrics to the study's run
+    (:func:`study.tracking.check_system_metrics` first).
+    ``observers`` receive the study's events besides the progress (:class:`~runners._observer.StudyObserver`).
+    ``artifacts``: attach the study's and its trials' files to the Optuna artifact store of
+    the run folder, which optuna-dashboard shows (:class:`~runners._artifacts.ArtifactRecorder`)."""
     from search_spaces import get_space
 
     space = space or get_space(settings.space)
     study = study or open_study(settings, space, create=not resume)
     observers = list(observers)
+    if artifacts:
+        from runners._artifacts import ArtifactRecorder
+
+        observers.append(ArtifactRecorder(settings.run_dir))
     if mlflow is not None:
         from runners._tracking import MlflowTracker
 
-        observers.append(MlflowTracker(mlflow))
+        observers.append(MlflowTracker(mlflow, system_metrics=mlflow_system_metrics))
     bridge = StudyBridge(study, space, settings, progress=progress, observers=observers)
     if resume:
         recovered = bridge.recover_interrupted()

@@ -11,6 +11,13 @@ artifact ``config.json``, every epoch's metrics (``top1``, ``top5``, ``val_loss`
 (:mod:`study.tracking`), so ``--resume`` continues them, and fills in from the storage what
 an earlier run did not log: the Optuna storage is the record, MLflow a view of it.
 
+With ``system_metrics`` (``--mlflow-system-metrics``) the study's run also gets MLflow's system
+metrics of the driver's node while the study runs (``system/cpu_utilization_percentage``,
+``system/system_memory_usage_megabytes``, disk and network, ``system/gpu_0_...`` where a GPU
+is present), sampled by MLflow's ``SystemMetricsMonitor`` every 10 s (MLflow's
+``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` sets another interval); a resumed study's run
+continues their steps.
+
 Only the driver logs (it alone sees the events), so a study on a Ray cluster logs the same
 way. A tracking server that stops answering does not stop the study: the first failed call
 is a warning, nothing more is sent to it in this run, and the run's end says what was not
@@ -70,9 +77,12 @@ class MlflowTracker(StudyObserver):
     """Logs a study to the MLflow tracking URI ``uri`` (checked beforehand with
     :func:`study.tracking.check_tracking_uri`); ``warn`` prints its warnings (stderr)."""
 
-    def __init__(self, uri: str, *, warn: Callable[[str], None] | None = None):
+    def __init__(self, uri: str, *, warn: Callable[[str], None] | None = None, system_metrics: bool = False):
         self.uri = uri
         self.warn = warn or _warn
+        self.system_metrics = system_metrics
+        #: MLflow's sampler of the driver's system metrics (``system_metrics``), while the study runs
+        self.monitor: Any = None
         self.client: Any = None
         self.experiment_id: str | None = None
         #: the study's run
@@ -172,13 +182,32 @@ class MlflowTracker(StudyObserver):
         self._log_batch(None, "the study's settings", self.study_run, params={k: v for k, v in settings.items() if k not in logged})
         self._call(None, "the study's settings.json", self.client.log_text, self.study_run,
                    json.dumps(s.to_dict(), indent=2, sort_keys=True) + "\n", "settings.json")
+        if self.system_metrics:
+            self._start_monitor(resumed=found.study is not None)
         bridge.progress.line(f"MLflow: {self.uri}, experiment {s.name!r}, study run {self.study_run}"
-                             + (f" ({len(found.trials)} trial runs)" if found.trials else ""), bridge)
+                             + (f" ({len(found.trials)} trial runs)" if found.trials else "")
+                             + (", with the driver's system metrics" if self.monitor is not None else ""), bridge)
         self.runs = {n: r.info.run_id for n, r in found.trials.items()}
         self.closed = {n for n, r in found.trials.items() if tracking.TAG_STATE in r.data.tags}
         for t in bridge.study.get_trials(deepcopy=False):  # the record's trials the view lacks (an earlier run's)
             if t.state in _STATES and t.number not in self.closed:
                 self._log_record(t, bridge)
+
+    def _start_monitor(self, *, resumed: bool) -> None:
+        """MLflow's system metrics of this (the driver's) node, logged to the study's run."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        try:
+            self.monitor = SystemMetricsMonitor(self.study_run, resume_logging=resumed, tracking_uri=self.uri)
+            self.monitor.start()
+        except Exception as exc:  # the study goes on without them
+            self.monitor = None
+            self.warn(f"MLflow: the system metrics are not logged ({_short(exc)})")
+
+    def _stop_monitor(self) -> None:
+        if self.monitor is not None:
+            monitor, self.monitor = self.monitor, None
+            monitor.finish()  # its last samples flushed before the run is closed
 
     def _artifact_location(self, name: str) -> str | None:
         """A SQLite store's artifacts beside its database (MLflow's default is ./mlruns of the current folder)."""
@@ -188,6 +217,7 @@ class MlflowTracker(StudyObserver):
 
     def study_finished(self, bridge: Any) -> None:
         try:
+            self._stop_monitor()
             if self.study_run is not None:
                 trials = {t.number: t for t in bridge.study.get_trials(deepcopy=False)}
                 for number in sorted(set(self.runs) - self.closed) if self.lost is None else ():

@@ -16,12 +16,20 @@ from typing import NoReturn
 
 from study.validate import ConfigError
 
-__all__ = ["UsageError", "ArgumentParser", "run_cli", "flag_names", "flag_error", "as_usage_error", "EXIT_USAGE", "EXIT_BUG"]
+__all__ = ["UsageError", "ArgumentParser", "run_cli", "flag_names", "flag_error", "as_usage_error", "EXIT_USAGE", "EXIT_BUG",
+           "EXIT_FAILED", "EXIT_NOTHING_FINISHED", "EXIT_INTERRUPTED"]
 
-#: exit status of bad input
-EXIT_USAGE = 2
-#: exit status of an internal error (a bug)
+#: exit status of an internal error (a bug): its traceback is shown
 EXIT_BUG = 1
+#: exit status of bad input: one line, nothing created or changed
+EXIT_USAGE = 2
+#: exit status of a command that ran but whose work failed: a study stopped by its failed
+#: trials (the max-failures rule), a training that failed or diverged, a ``--batch`` with such a run
+EXIT_FAILED = 3
+#: exit status of a study run that ended with no finished trial (complete or pruned) in the study
+EXIT_NOTHING_FINISHED = 4
+#: exit status of a command stopped by Ctrl-C (SIGINT), as the shell's 128 + 2
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -108,7 +116,7 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         code = main(argv)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         if not _input_error(exc):
             traceback.print_exc()

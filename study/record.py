@@ -49,7 +49,7 @@ __all__ = [
     "GROUP", "REPLICATE", "trial_seed", "is_finite",
     "STUDY_SETTINGS", "STUDY_SPACE", "STAGE_KEYS",
     "OUTCOME_COMPLETE", "OUTCOME_PRUNED", "OUTCOME_DIVERGED", "OUTCOME_FAILED",
-    "OBJECTIVES", "TrialRecord", "read_trial", "error_text", "LATENCY_KEYS", "latency_attr",
+    "OBJECTIVES", "TrialRecord", "read_trial", "error_text", "error_line", "LATENCY_KEYS", "latency_attr",
 ]
 
 CONFIG = "config"
@@ -133,6 +133,13 @@ def error_text(exc: BaseException, *, frames: int = 8) -> str:
 
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-frames)
     return "".join(tb).strip()
+
+
+def error_line(text: str | None) -> str:
+    """The error line of a recorded error text (:func:`error_text`: its last line; the text
+    itself when it is one line), "" for none."""
+    lines = (text or "").strip().splitlines()
+    return lines[-1].strip() if lines else ""
 
 
 def trial_seed(study_seed: int, number: int) -> int:

@@ -34,7 +34,8 @@ from study.validate import ConfigError
 
 __all__ = [
     "TAG_STUDY", "TAG_STORAGE", "TAG_KIND", "TAG_TRIAL", "TAG_STATE", "KIND_STUDY", "KIND_TRIAL", "INSTALL_HINT",
-    "check_tracking_uri", "storage_key", "make_client", "client_scope", "StudyRuns", "study_runs", "find_study_run", "attach_folder",
+    "check_tracking_uri", "check_system_metrics", "storage_key", "make_client", "client_scope", "StudyRuns", "study_runs",
+    "find_study_run", "attach_folder",
 ]
 
 #: the study's name (also the experiment's name)
@@ -53,7 +54,7 @@ INSTALL_HINT = "pip install -e '.[mlflow]'"
 HEALTH_TIMEOUT_S = 5.0
 _EXAMPLES = "sqlite:///PATH/mlflow.db or http://HOST:PORT"
 #: loggers whose INFO lines (a database's creation and migration) are not shown while a client logs
-_CHATTY_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration")
+_CHATTY_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration", "mlflow.system_metrics")
 #: MLflow's settings while a client logs, unless the environment sets them: a few seconds of
 #: HTTP retries, not MLflow's default minutes, before a server that went away is given up
 #: on; no "View run at" lines on stdout and no progress bars for artifacts
@@ -80,6 +81,18 @@ def check_tracking_uri(uri: Any, *, timeout: float = HEALTH_TIMEOUT_S, name: str
     except ValueError as exc:
         text = str(exc)
         raise ValueError(name + text[len("mlflow"):] if text.startswith("mlflow:") else text) from None
+
+
+def check_system_metrics(*, name: str = "mlflow_system_metrics") -> None:
+    """Check that MLflow can sample this node's system metrics (CPU, memory, disk, network;
+    GPUs where NVIDIA's management library finds one): its monitors need ``psutil`` (and
+    ``nvidia-ml-py`` for GPUs, both in the ``mlflow`` extra). A :class:`ConfigError` named
+    ``name`` when it cannot; creates nothing."""
+    try:
+        import psutil  # noqa: F401
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(name, f"MLflow's system metrics need {exc.name or 'psutil'}, which is not installed: {INSTALL_HINT}") from None
 
 
 def _check_tracking_uri(uri: Any, timeout: float) -> str:
@@ -178,7 +191,8 @@ def client_scope(uri: str) -> Iterator[None]:
     """While it lasts, MLflow's HTTP client gives up on a server after a few seconds (not
     its default minutes of retries) and prints no run URLs or progress bars (variables the
     environment sets itself are kept), and MLflow's database set-up lines ("Creating initial
-    MLflow database tables...") are not shown. ``uri`` is the tracking URI it is for."""
+    MLflow database tables...", the system metrics monitor's start and stop) are not shown. ``uri``
+    is the tracking URI it is for."""
     import logging
 
     added = [k for k in _ENV_DEFAULTS if k not in os.environ]

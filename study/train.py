@@ -43,8 +43,9 @@ holds, each into ``ROOT/<config name>/`` (default ROOT: ``runs/NAME/train``), pr
 run's progress and a closing table; ``--resume`` leaves finished runs alone and continues
 the others. An entry whose config is invalid fails with its reason; the others train.
 
-Exit status: 0 when every run completed, 1 when one diverged or failed, 2 for bad input
-(nothing started), 130 when interrupted.
+Exit status: 0 when every run completed, 3 when one diverged or failed (the last line names
+the first of them and why), 2 for bad input (nothing started, a damaged ``--data`` cache
+included), 130 when interrupted, 1 for an internal error (a bug).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.cli import ArgumentParser, UsageError, as_usage_error, flag_names, run_cli
+from study.cli import EXIT_FAILED, EXIT_INTERRUPTED, ArgumentParser, UsageError, as_usage_error, flag_names, run_cli
 from study.config import ConfigError, TrialConfig, load_config
 from study.io import write_atomic
 from study.metrics import MetricsWriter, TrialResult, write_result
@@ -73,7 +74,7 @@ __all__ = ["main", "build_parser", "derive_name", "DEFAULT_ROOT"]
 PROG = "python -m study.train"
 DEFAULT_ROOT = Path("runs") / "train"
 #: flags that only mean something for a run on Ray (``--workers`` or ``--batch``)
-RAY_FLAGS = ("address", "gpus_per_worker", "cpus_per_worker", "max_failures", "sync_bn", "batch_per_worker", "stage_data")
+RAY_FLAGS = ("address", "gpus_per_worker", "cpus_per_worker", "max_failures", "sync_bn", "batch_per_worker", "stage_data", "verbose")
 
 
 def derive_name(config: TrialConfig) -> str:
@@ -128,6 +129,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--batch-per-worker", type=_number(1, integer=True), metavar="B",
                    help="B images per worker and step: global batch N x B, peak lr scaled by N B / recipe.batch_size")
     g.add_argument("--stage-data", action="store_true", help="ship the proxy cache to every node's local disk through Ray's object store")
+    g.add_argument("--verbose", action="store_true", help="also Ray's own lines: its start-up, its warnings, the workers' output")
     return p
 
 
@@ -282,7 +284,7 @@ def _connect(args: Namespace) -> Scaling:
     from study.cluster import check_resources, init_ray
 
     try:
-        init_ray(args.address)
+        init_ray(args.address, verbose=args.verbose)
     except ValueError as exc:
         raise _usage(exc) from None
     scaling = _scaling(args)
@@ -335,11 +337,11 @@ def _main_ray(args: Namespace, config: TrialConfig) -> int:
     except TrainingFailed as exc:
         print(f"{PROG}: failed: {' '.join(str(exc).split())}", file=sys.stderr)
         print(f"the last checkpoint is in {out}; continue with: {_resume_command(_hint(args, out))}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the last checkpoint is in {out}; continue with: {_resume_command(_hint(args, out))}",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return _write_finished(out, result, config)
 
 
@@ -355,11 +357,16 @@ def _check_checkpoint_config(state: dict[str, Any], config: TrialConfig, out: Pa
 
 def _write_finished(out: Path, result: TrialResult, config: TrialConfig) -> int:
     """Write a finished run's ``result.json`` (and metrics) into ``out``, print its summary;
-    the exit status: 1 when it diverged, else 0."""
+    the exit status: :data:`~study.cli.EXIT_FAILED` when it diverged (said on the last line), else 0."""
     write_result(out, result)
     print(_summary(result, config.recipe.epochs))
     print(f"written to {out}")
-    return 1 if result.outcome == "diverged" else 0
+    if result.outcome == "diverged":
+        sys.stdout.flush()
+        print(f"{PROG}: the run diverged: {result.message or 'the loss became NaN or inf'} (exit status {EXIT_FAILED})",
+              file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    return 0
 
 
 def _hint(args: Namespace, out: Path | None) -> str:
@@ -381,7 +388,7 @@ def _hint(args: Namespace, out: Path | None) -> str:
 
 
 def _main_batch(args: Namespace) -> int:
-    from study.cluster import format_table, read_index, train_batch
+    from study.cluster import batch_status, format_table, read_index, train_batch
 
     if args.data is not None and not Path(args.data).is_dir():
         raise UsageError(f"--data: {args.data} is not a folder")
@@ -414,7 +421,7 @@ def _main_batch(args: Namespace) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; finished runs are kept, the others keep their last checkpoint; continue with: "
               f"{_resume_command(_hint(args, None))}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     say = flag_names(build_parser())
     for o in outcomes:  # a config error's field (data, not text) as this command's flag
         if o.error is not None:
@@ -423,8 +430,11 @@ def _main_batch(args: Namespace) -> int:
     print(format_table(outcomes))
     statuses = [o.status for o in outcomes]
     print(", ".join(f"{statuses.count(s)} {s}" for s in ("complete", "skipped", "diverged", "stopped", "failed") if s in statuses))
-    return 0 if all(o.status in ("complete", "skipped") and (o.result is None or o.result.outcome == "complete")
-                    for o in outcomes) else 1
+    status, why = batch_status(outcomes)
+    if why:
+        sys.stdout.flush()
+        print(f"{PROG}: {why} (exit status {status})", file=sys.stderr, flush=True)
+    return status
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 ``ray_cluster``: a two-node Ray cluster on this machine (a head and a worker node on
 loopback, one CPU each, via Ray's own ``ray.cluster_utils.Cluster``), this pytest process
 connected to it as a driver; started on first use, shut down at the end of the session.
+It runs with token authentication and a token made for it, as every local Ray the harness
+starts (:func:`study.cluster.local_cluster_auth`): the processes a test starts inherit it.
 Only the runner and ``study.run`` tests use it: nobody else's tests need Ray.
 
 ``postgres_url``: ``postgresql://postgres@127.0.0.1:5432/test`` (override with
@@ -47,6 +49,9 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
+    from study.cluster import local_cluster_auth
+
+    local_cluster_auth()
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "include_dashboard": False},

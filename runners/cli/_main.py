@@ -26,7 +26,11 @@ minutes on two CPU cores; ``--proxy NAME`` picks a preset (``synthetic-small``: 
 training recipe (e.g. ``--set proxy.images_per_class=8 --set recipe.batch_size=32``).
 
 Bad input is one line on stderr and exit status 2; everything is checked before anything
-is created. The study's module :mod:`study.run` hands its command line to :func:`main`.
+is created (a damaged ``--data`` cache included). A run's exit status says how it ended
+(:func:`runners.run_outcome`): 0 when it ended as asked and the study has a finished trial,
+3 when failed trials stopped it, 4 when no trial of the study has finished, 130 when
+interrupted; a non-zero status ends with a line naming the first failure's error. The
+study's module :mod:`study.run` hands its command line to :func:`main`.
 """
 
 from __future__ import annotations
@@ -44,9 +48,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runners._algorithms import MULTI_OBJECTIVE_PRUNERS, MULTI_OBJECTIVE_SAMPLERS, PRUNERS, SAMPLERS, option_help
+from runners._outcome import EXIT_STATUS_HELP
 from runners._settings import DESIGNS, RESUMABLE, RUNNERS, SEED_MODES
 from runners.cli._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, refuse_on_resume, resolve_settings, space_flags, usage_error
-from study.cli import ArgumentParser, UsageError, run_cli
+from study.cli import EXIT_INTERRUPTED, ArgumentParser, UsageError, run_cli
 from study.io import write_json
 
 if TYPE_CHECKING:  # annotations only
@@ -92,6 +97,7 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog=PROG,
         description="Run a search space as an Optuna study (sampling and pruning by Optuna, trials on Ray Tune or locally).",
+        epilog=EXIT_STATUS_HELP,
     )
     count, natural = _number_at_least(1, integer=True), _number_at_least(0, integer=True)
     p.add_argument("--space", help="a registered space (see --list-spaces) or path/to/file.py:function")
@@ -108,6 +114,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--mlflow", metavar="URI", help="also log the study to MLflow (pip install -e '.[mlflow]'): sqlite:///PATH/mlflow.db "
                    "or http://HOST:PORT (a tracking server); one run per trial, nested under the study's run; the Optuna storage "
                    "stays the record. An option of this run: give it again on --resume")
+    g.add_argument("--mlflow-system-metrics", action="store_true", help="with --mlflow: also log the driver node's CPU, memory, "
+                   "disk, network and GPU (where present) use to the study's run, every 10 s (MLflow's system metrics)")
     g = p.add_argument_group("design and budget")
     g.add_argument("--design", choices=tuple(DESIGNS), help="search (default): find good configurations; inference: measure an effect "
                    "(random sampling, no pruning, 2 replicates, a larger validation set) - for spaces that have it (eca_kmap)")
@@ -155,6 +163,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--stage-data", action="store_true", default=None,
                    help="ship the proxy cache to every Ray node's local disk (default: every node reads it at its path, checked first)")
     g.add_argument("--quiet", action="store_true", help="one line per trial (when it ends), no line per epoch, and the summary")
+    g.add_argument("--verbose", action="store_true", help="also Ray's own lines: its start-up, its warnings, the trials' output")
     return p
 
 
@@ -257,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.plan and args.mlflow is not None:
         raise UsageError("--mlflow: logs a study's trials; not with --plan")
+    if args.mlflow_system_metrics and args.mlflow is None:
+        raise UsageError("--mlflow-system-metrics: logs to the study's MLflow run; give --mlflow URI too")
     if args.plan and args.resume:
         raise UsageError("--plan: plans a new study; drop --resume")
     if args.resume:
@@ -264,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.plan and args.sigma is not None:
         raise UsageError("--sigma: only with --plan")
     settings, space, create = resolve_settings(args, note=lambda text: print(text, file=sys.stderr))
+    if settings.runner == "local" and settings.proxy.source == "cache":  # a damaged cache trains nothing (a resumed
+        from study.data import check_cache  # study's too; the Ray runner checks it on every node that runs trials)
+
+        check_cache(settings.proxy.data)
     if args.plan:
         return _plan(args, settings, space)
 
@@ -278,19 +293,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(settings.run_dir)
     made_dir = not run_dir.exists()
     if args.mlflow is not None:  # before anything is created: MLflow installed, the URI well-formed, a server answering
-        from study.tracking import check_tracking_uri
+        from study.tracking import check_system_metrics, check_tracking_uri
 
         try:
             check_tracking_uri(args.mlflow, name="--mlflow")
+            if args.mlflow_system_metrics:
+                check_system_metrics(name="mlflow_system_metrics")
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise usage_error(exc) from None
     progress = Progress(brief=args.quiet)
     if settings.runner == "ray":  # connect first: a cluster that cannot hold a trial, or a node
         # that cannot read the data, creates nothing
         from runners._ray_tune import prepare_study_data
 
         try:
-            connect(settings)  # (Ray shuts itself down when this process exits)
+            connect(settings, verbose=args.verbose)  # (Ray shuts itself down when this process exits)
             prepare_study_data(settings, log=print)
         except ValueError as exc:
             raise usage_error(exc) from None
@@ -318,15 +335,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     resume_cmd = f"python -m study.run --out {_relative(str(run_dir.parent))} --name {settings.name} --resume"
     try:
-        bridge = run_study(settings, space=space, resume=not create, progress=progress, study=study, mlflow=args.mlflow)
+        bridge = run_study(settings, space=space, resume=not create, progress=progress, study=study, mlflow=args.mlflow,
+                           mlflow_system_metrics=args.mlflow_system_metrics)
     except KeyboardInterrupt:
         print(f"interrupted; trials in flight were recorded failed and enqueued again. Continue with: {resume_cmd}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     _summary(bridge, settings, started)
     if bridge.interrupted:
         print(f"interrupted; continue with: {resume_cmd}")
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    return _exit_status(bridge)
+
+
+def _exit_status(bridge: StudyBridge) -> int:
+    """The run's exit status (:func:`runners.run_outcome`: 0, or 3 when failed trials stopped
+    it, 4 when no trial of the study finished), a non-zero one said on the last line."""
+    from runners import run_outcome
+
+    outcome = run_outcome(bridge)
+    if outcome.line:
+        sys.stdout.flush()
+        print(f"{PROG}: {outcome.line} (exit status {outcome.status})", file=sys.stderr, flush=True)
+    return outcome.status
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def _resolve_proxy(args: argparse.Namespace, overrides: dict[str, Any], design: Design = DESIGNS["search"], default: ProxySpec | None = None) -> ProxySpec:
     from study.config import ProxySpec
-    from study.data import cache_proxy, list_proxies, proxy_preset, read_manifest
+    from study.data import cache_proxy, check_cache, list_proxies, proxy_preset
 
     if args.proxy is not None and args.proxy not in list_proxies():
         raise UsageError(f"--proxy: unknown preset {args.proxy!r} (valid: {', '.join(list_proxies())})")
@@ -104,8 +104,8 @@ def _resolve_proxy(args: argparse.Namespace, overrides: dict[str, Any], design: 
             raise UsageError(f"--data: {exc}") from None
     elif args.proxy is not None:
         spec = proxy_preset(args.proxy)
-        if spec.source == "cache":
-            read_manifest(spec.data)
+        if spec.source == "cache":  # its arrays whole before anything trains
+            check_cache(spec.data)
     elif default is not None:  # e.g. the proxy of the study a confirmation checks
         spec = default
         if design.val_per_class and spec.source != "cache":

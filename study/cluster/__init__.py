@@ -2,7 +2,9 @@
 full training on Ray Train, and many exported configs trained as one job.
 
 - :func:`init_ray` / :func:`check_reachable`: connect to ``--address`` (failing fast when
-  nothing answers) or start a local Ray.
+  nothing answers, or when the cluster refuses this process's token:
+  :func:`check_cluster_token`) or start a local Ray with a token made for it
+  (:func:`local_cluster_auth`; Ray's token authentication, see :mod:`study.cluster._auth`).
 - :func:`check_cache_on_nodes` / :func:`stage_cache` / :func:`prepare_cache`: every node
   that runs a trial or a worker reads the proxy cache at the same path (checked, naming the
   nodes that cannot), or gets its own copy shipped through Ray's object store.
@@ -16,7 +18,8 @@ The core package imports Ray only here (and lazily: importing :mod:`study.cluste
 start or import Ray).
 """
 
-from study.cluster._batch import BatchEntry, EntryOutcome, finished_run, format_table, read_index, train_batch
+from study.cluster._auth import check_cluster_token, local_cluster_auth, token_source
+from study.cluster._batch import BatchEntry, EntryOutcome, batch_status, finished_run, format_table, read_index, train_batch
 from study.cluster._connect import check_reachable, init_ray
 from study.cluster._launch import (
     Scaling,
@@ -33,6 +36,9 @@ from study.cluster._recorder import NAMESPACE, Recorder, recorder_name
 __all__ = [
     "init_ray",
     "check_reachable",
+    "check_cluster_token",
+    "local_cluster_auth",
+    "token_source",
     "Node",
     "cluster_nodes",
     "nodes_for",
@@ -55,4 +61,5 @@ __all__ = [
     "format_table",
     "read_index",
     "train_batch",
+    "batch_status",
 ]

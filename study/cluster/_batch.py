@@ -122,6 +122,22 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def batch_status(outcomes: Sequence[EntryOutcome]) -> tuple[int, str | None]:
+    """How a batch ended, as an exit status and, when it is not 0, the line that says why:
+    0 when every run completed (or had before), :data:`~study.cli.EXIT_FAILED` when one
+    failed, diverged or stopped, the line naming the first of them and its reason."""
+    from study.cli import EXIT_FAILED
+
+    bad = [o for o in outcomes if o.status not in ("complete", "skipped")
+           or (o.result is not None and o.result.outcome != "complete")]
+    if not bad:
+        return 0, None
+    first = bad[0]
+    reason = " ".join((first.reason or first.status).split())
+    return EXIT_FAILED, (f"{len(bad)} of {len(outcomes)} runs did not complete; first: {first.entry.name} "
+                         f"{first.status}: {reason[:300]}")
+
+
 def format_table(outcomes: Sequence[EntryOutcome]) -> str:
     """The closing table: config, outcome, final and best top-1, epochs (of a failed run:
     those in its checkpoint), time, the proxy top-1 that selected it, and the reason of a

@@ -106,14 +106,12 @@ def _gather(refs: dict[Node, ObjectRef], timeout: float) -> dict[Node, Any]:
 
 
 def _probe_cache(path: str) -> str | None:
-    """On a node: None when the cache at ``path`` is readable and complete, else why not."""
-    from study.data._cache import read_manifest
+    """On a node: None when the cache at ``path`` is readable and whole (every array matches
+    the manifest: :func:`study.data.check_cache`), else why not."""
+    from study.data._check import check_cache
 
     try:
-        manifest = read_manifest(path)
-        for name in manifest.get("checksums", {}):
-            if not (Path(path) / name).is_file():
-                return f"{name} is missing"
+        check_cache(path)
     except Exception as exc:  # noqa: BLE001 - the reason is the answer
         return " ".join(str(exc).split())
     return None

@@ -8,7 +8,9 @@
 - Sources are a registry (:func:`register_source`, :func:`list_sources`): ``synthetic``
   (generated, no files), and the file sources ``imagefolder``, ``imagenet100`` and
   ``imagenet-downsampled`` that ``python -m study.data prepare`` decodes once into a cache
-  (:func:`prepare`), read back with ``ProxySpec(source="cache", data=DIR)``.
+  (:func:`prepare`), read back with ``ProxySpec(source="cache", data=DIR)``; every reader
+  first checks the cache's arrays against its manifest (:func:`check_cache`, milliseconds),
+  :func:`verify_cache` their checksums too.
 - Presets (:func:`proxy_preset`, :func:`list_proxies`): ``synthetic``, ``in100-32``, ...
 
 ImageNet-100 labels: label ``i`` is the ``i``-th wnid of the class list in *sorted* order
@@ -16,7 +18,8 @@ ImageNet-100 labels: label ``i`` is the ``i``-th wnid of the class list in *sort
 """
 
 from study.data import _downsampled, _files  # noqa: F401  (register the file sources)
-from study.data._cache import load_cache, read_manifest, verify_cache
+from study.data._cache import load_cache, read_manifest
+from study.data._check import CacheError, check_cache, remake_command, verify_cache
 from study.data._classes import imagenet100_classes, read_class_file, read_label_map
 from study.data._decode import decode_chunk
 from study.data._loader import AUGMENTS, IMAGENET_MEAN, IMAGENET_STD, PLACEMENTS, DeviceLoader, choose_placement, list_augments
@@ -55,7 +58,10 @@ __all__ = [
     "DEFAULT_VAL_PER_CLASS",
     "load_cache",
     "read_manifest",
+    "check_cache",
     "verify_cache",
+    "CacheError",
+    "remake_command",
     "balanced_subset",
     "prepare",
     "PrepareWarning",

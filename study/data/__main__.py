@@ -4,7 +4,14 @@
     python -m study.data prepare --source imagefolder --root /data/imagenette2 --res 64 --out caches/nette-64
     python -m study.data prepare --source imagenet-downsampled --root /data/Imagenet32 --label-map map_clsloc.txt --res 32 --out caches/in100-32
     python -m study.data info caches/in100-64 [--verify] [--json]
+    python -m study.data verify caches/in100-64
     python -m study.data list
+
+``info`` and every reader of a cache check its arrays against the manifest first (header,
+dtype, shape, byte size: milliseconds) and refuse a damaged or incomplete cache in one line
+naming the file and the ``prepare`` command that remakes it; ``verify`` (or ``info --verify``)
+also recomputes every array's sha256 (reads every byte). Exit status 0, or 2 for a missing,
+damaged or altered cache.
 """
 
 from __future__ import annotations
@@ -51,10 +58,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--chunk-size", default=256, type=int, help="images per decoding task and resumable step (default 256)")
     p.add_argument("--force", action="store_true", help="replace an existing cache at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    i = sub.add_parser("info", help="print a cache's manifest as a table")
+    i = sub.add_parser("info", help="check a cache's arrays against its manifest (milliseconds) and print the manifest as a table")
     i.add_argument("dir", help="cache folder")
-    i.add_argument("--verify", action="store_true", help="recompute the arrays' sha256 and compare with the manifest")
+    i.add_argument("--verify", action="store_true", help="also recompute the arrays' sha256 and compare with the manifest")
     i.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    v = sub.add_parser("verify", help="check a cache's arrays against its manifest and recompute their sha256 (reads every byte)")
+    v.add_argument("dir", help="cache folder")
     sub.add_parser("list", help="list sources and proxy presets")
     return parser
 
@@ -92,6 +101,27 @@ def info_table(manifest: dict[str, Any]) -> str:
     return _table(rows)
 
 
+def _inspect(folder: str, *, show: bool, as_json: bool, verify: bool) -> int:
+    """``info`` (``show``: the manifest) and ``verify``: the arrays checked against the manifest,
+    with ``verify`` their sha256 too; a cache that fails is one line, exit status 2."""
+    from study.data._check import check_cache, remake_command, verify_cache
+
+    try:  # a folder that is not a (whole) cache is the user's
+        manifest = check_cache(folder)
+    except ValueError as exc:
+        raise as_usage_error(exc, build_parser(), FLAG_EXCEPTIONS) from None
+    if show:
+        print(json.dumps(manifest, indent=2) if as_json else info_table(manifest))
+    if verify:
+        bad = verify_cache(folder)
+        if bad:
+            raise UsageError(f"{folder}: {', '.join(bad)} differ{'s' if len(bad) == 1 else ''} from the manifest's sha256; "
+                             f"remake the cache: {remake_command(folder, manifest)}")
+        counts = ", ".join(f"{s} {c['images']}" for s, c in manifest["counts"].items())
+        print(f"checksums: ok ({folder}: {len(manifest['checksums'])} arrays, {counts} images at {manifest['resolution']} px)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
@@ -103,20 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("presets:")
         print(_table([(f"  {n}", PRESETS[n][1]) for n in list_proxies()]))
         return 0
-    if args.command == "info":
-        from study.data._cache import read_manifest, verify_cache
-
-        try:  # a folder that is not a (complete) cache is the user's
-            manifest = read_manifest(args.dir)
-        except ValueError as exc:
-            raise as_usage_error(exc, build_parser(), FLAG_EXCEPTIONS) from None
-        print(json.dumps(manifest, indent=2) if args.json else info_table(manifest))
-        if args.verify:
-            bad = verify_cache(args.dir)
-            if bad:
-                raise UsageError(f"{args.dir}: checksum mismatch in {', '.join(bad)}")
-            print("checksums: ok")
-        return 0
+    if args.command in ("info", "verify"):
+        return _inspect(args.dir, show=args.command == "info", as_json=getattr(args, "json", False),
+                        verify=args.command == "verify" or args.verify)
 
     from study.data._prepare import PrepareWarning, prepare
 

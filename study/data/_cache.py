@@ -26,12 +26,15 @@ import torch.nn.functional as F
 from study.data._types import ProxyData, Split, balanced_subset
 from study.validate import ConfigError
 
-__all__ = ["load_cache", "read_manifest", "verify_cache", "MANIFEST", "CACHE_FORMAT", "CACHE_VERSION", "SPLITS",
+__all__ = ["load_cache", "read_manifest", "MANIFEST", "CACHE_FORMAT", "CACHE_VERSION", "READABLE_VERSIONS", "SPLITS",
            "partial_path", "array_files", "sha256_file"]
 
 MANIFEST = "manifest.json"
 CACHE_FORMAT = "study.data cache"
+#: the format ``prepare`` writes
 CACHE_VERSION = 1
+#: the formats this version reads; any other is refused whole, never half-read
+READABLE_VERSIONS = (1,)
 SPLITS = ("train", "val")
 
 
@@ -72,16 +75,18 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{m}: not valid JSON ({exc})") from None
     if manifest.get("format") != CACHE_FORMAT:
         raise ValueError(f"{m}: not a study.data cache manifest")
-    if manifest.get("version") != CACHE_VERSION:
-        raise ValueError(f"{m}: cache version {manifest.get('version')!r}, this study.data reads version {CACHE_VERSION}; prepare it again")
+    version = manifest.get("version")
+    if version not in READABLE_VERSIONS:
+        from study.data._check import CacheError, remake_command
+
+        by = f"study {manifest['study_version']}" if manifest.get("study_version") else "another version"
+        reads = ", ".join(map(str, READABLE_VERSIONS))
+        if isinstance(version, int) and not isinstance(version, bool) and version > max(READABLE_VERSIONS):
+            raise CacheError(f"{m}: cache format {version} (written by {by}) is newer than this version reads ({reads})",
+                             remake_command(d, manifest), advice="upgrade channel-attention-study, or remake the cache")
+        raise CacheError(f"{m}: cache format {version!r} (written by {by}) is one this version no longer reads ({reads})",
+                         remake_command(d, manifest))
     return manifest
-
-
-def verify_cache(path: str | Path) -> list[str]:
-    """Names of the array files whose sha256 differs from the manifest's (empty: all good)."""
-    d = Path(path)
-    manifest = read_manifest(d)
-    return [name for name, digest in manifest["checksums"].items() if sha256_file(d / name) != digest]
 
 
 def _resize(images: torch.Tensor, resolution: int, *, chunk: int = 4096) -> torch.Tensor:
@@ -106,8 +111,10 @@ def load_cache(path: str | Path, *, resolution: int | None = None, num_classes: 
     - ``images_per_class`` (train) and ``val_per_class`` (val): a class-balanced subset
       seeded by ``subset_seed`` (see :func:`study.data.balanced_subset`).
     """
+    from study.data._check import check_cache
+
     d = Path(path)
-    manifest = read_manifest(d)
+    manifest = check_cache(d)  # every array whole before any is read
     classes = list(manifest["classes"])
     res = int(manifest["resolution"])
     if resolution is not None and resolution > res:

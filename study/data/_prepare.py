@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from study.data._cache import CACHE_FORMAT, CACHE_VERSION, MANIFEST, SPLITS, array_files, partial_path, read_manifest, sha256_file
+from study.data._cache import CACHE_FORMAT, CACHE_VERSION, MANIFEST, SPLITS, array_files, partial_path, sha256_file
+from study.data._check import check_cache
 from study.data._decode import decode_chunk, quiet_decoding
 from study.data._listing import ArrayListing, FileListing
 from study.data._registry import ProxySource, get_source, list_sources
@@ -278,20 +279,32 @@ def _checked_arguments(source: str, src: ProxySource, options: dict[str, Any], *
 
 
 def _existing_cache(out: Path, signature: str, *, force: bool) -> dict[str, Any] | None:
-    """The manifest of the complete cache of the same inputs already in ``out`` (None when
-    ``out`` is absent, or to be replaced with ``force``); ValueError when ``out`` is not a
-    cache, or a cache of other inputs without ``force``."""
+    """The manifest of the whole cache of the same inputs already in ``out`` (None when
+    ``out`` is absent, to be replaced with ``force``, or a damaged cache of the same inputs,
+    which is prepared again with a :class:`PrepareWarning`); ValueError when ``out`` is not
+    a cache, or without ``force`` a cache of other inputs or one this version cannot check."""
     if not out.exists():
         return None
     if not (out / MANIFEST).exists():
         raise ConfigError("out", about=str(out), reason="exists and is not a cache; choose another folder or remove it")
-    existing = read_manifest(out)
-    if existing.get("signature") == signature and not force:
+    if force:
+        return None
+    try:
+        existing = check_cache(out)
+    except ValueError as exc:  # damaged, incomplete, or of another version
+        try:
+            same = json.loads((out / MANIFEST).read_text()).get("signature") == signature
+        except (OSError, ValueError, AttributeError):
+            same = False
+        if not same:
+            raise ConfigError("out", about=str(out), reason=f"holds a cache that cannot be read ({' '.join(str(exc).split())}); "
+                             f"pass {{force}} to replace it", refs=["force"]) from None
+        warnings.warn(f"{getattr(exc, 'what', exc)}; preparing it again", PrepareWarning, stacklevel=3)
+        return None
+    if existing.get("signature") == signature:
         return existing
-    if not force:
-        raise ConfigError("out", about=str(out), reason=f"already holds a cache of other inputs ({existing.get('source')}, "
-                         f"{existing.get('resolution')} px); pass {{force}} to replace it", refs=["force"])
-    return None
+    raise ConfigError("out", about=str(out), reason=f"already holds a cache of other inputs ({existing.get('source')}, "
+                     f"{existing.get('resolution')} px); pass {{force}} to replace it", refs=["force"])
 
 
 def _partial_state(partial: Path, signature: str) -> dict[str, Any]:

@@ -47,14 +47,15 @@ def cache_proxy(data: str | Path, base: ProxySpec | None = None, *, keep: Iterab
     ``study.train``): ``base``'s fields (a preset's, a config's; default ``ProxySpec()``)
     with ``source="cache"``, ``data`` as given, and the cache's own resolution and class
     count, except the fields named in ``keep`` (``"resolution"``, ``"num_classes"``), which
-    stay ``base``'s. A folder that is not a complete cache raises (``read_manifest``)."""
-    from study.data._cache import read_manifest
+    stay ``base``'s. A folder that is not a complete cache, or whose arrays do not match its
+    manifest, raises (:func:`~study.data.check_cache`: :class:`~study.data.CacheError`)."""
+    from study.data._check import check_cache
 
     keep = set(keep)
     unknown = keep - set(CACHE_FIELDS)
     if unknown:
         raise ConfigError("keep", f"only {', '.join(CACHE_FIELDS)} come from a cache, got {', '.join(sorted(unknown))}")
-    manifest = read_manifest(data)
+    manifest = check_cache(data)
     fields = {**(base or ProxySpec()).to_dict(), "source": CACHE, "data": str(data)}
     fields.update({name: int(manifest[name]) for name in CACHE_FIELDS if name not in keep})
     return ProxySpec.from_dict(fields)

@@ -231,8 +231,10 @@ def test_multi_objective_ignores_a_pruner_and_says_so_and_timeout_stops(tmp_path
     (t,) = _finished(_load(tmp_path / "se_ratio"))
     assert len(t.values) == 2 and t.values[1] == t.user_attrs[record.COSTS]["params"] and "Pareto front" in out
     code, out, err = _cli([*base, "--name", "quick", "--timeout", "0.001", "--trials", 5], capsys)
-    assert code == 0 and "timeout of 0.001 s reached" in out
-    assert not _finished(_load(tmp_path / "quick"))
+    assert "timeout of 0.001 s reached" in out
+    assert not _finished(_load(tmp_path / "quick"))  # nothing finished: exit status 4, said on the last line
+    assert code == 4 and err.strip().splitlines()[-1] == ("python -m study.run: no trial of the study has finished "
+                                                          "(timeout of 0.001 s reached) (exit status 4)"), err
 
 
 # ----------------------------------------------------------------------------- storages

@@ -355,3 +355,52 @@ def test_the_report_of_a_study_without_an_mlflow_run(tmp_path, tiny_settings, ca
     code, _, err = _cli([*argv, "--mlflow", f"sqlite:///{db}"], capsys, entry=report_main, prog="python -m analysis.report")
     assert code == 2 and "no MLflow run of study 'plain'" in err, err
     assert not report.exists()
+
+
+# ----------------------------------------------------------------------------- system metrics
+
+
+def _system(client, run_id: str) -> dict[str, list[int]]:
+    """The study run's system metrics: name -> the steps logged."""
+    run = client.get_run(run_id)
+    return {k: sorted(m.step for m in client.get_metric_history(run_id, k)) for k in run.data.metrics if k.startswith("system/")}
+
+
+def test_the_drivers_system_metrics_on_request_in_a_sqlite_store(tmp_path, capsys, tiny_flags, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")  # MLflow's own setting (default 10 s)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["--space", "eca_kmap", "--runner", "local", "--epochs", 1, "--out", tmp_path / "runs", "--name", "sys",
+            "--mlflow", uri, "--mlflow-system-metrics", *tiny_flags]
+    code, out, err = _cli([*argv, "--trials", 1], capsys)
+    assert code == 0, out + err
+    assert "with the driver's system metrics" in out and err == "", err
+    found = _runs(uri, "sys", f"sqlite:///{tmp_path / 'runs' / 'sys' / 'study.db'}")
+    client = _client(uri)
+    first = _system(client, found.study.info.run_id)
+    for name in ("system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
+                 "system/system_memory_usage_percentage", "system/disk_usage_megabytes", "system/network_receive_megabytes"):
+        assert first.get(name), (name, sorted(first))
+    assert first["system/cpu_utilization_percentage"] == list(range(len(first["system/cpu_utilization_percentage"])))
+    assert any(k.startswith("system/gpu_") for k in first) == torch.cuda.is_available()  # GPUs where present
+    # the trial runs carry none: the driver's node is the study's
+    assert not any(k.startswith("system/") for r in found.trials.values() for k in client.get_run(r.info.run_id).data.metrics)
+    # a resumed study's run goes on from the last step
+    code, out, err = _cli([*argv[:-len(tiny_flags)], "--resume", "--trials", 2], capsys)
+    assert code == 0, out + err
+    again = _system(client, found.study.info.run_id)["system/cpu_utilization_percentage"]
+    steps = first["system/cpu_utilization_percentage"]
+    assert again[:len(steps)] == steps and len(again) > len(steps) and again == list(range(len(again)))
+
+
+def test_system_metrics_without_mlflow_or_psutil_are_one_line(tmp_path, capsys, tiny_flags, monkeypatch):
+    base = ["--space", "eca_kmap", "--runner", "local", "--trials", 1, "--epochs", 1, "--out", tmp_path / "runs", *tiny_flags]
+    code, _, err = _cli([*base, "--mlflow-system-metrics"], capsys)
+    assert code == 2 and err.strip() == ("python -m study.run: error: --mlflow-system-metrics: logs to the study's MLflow run; "
+                                         "give --mlflow URI too")
+    monkeypatch.setitem(sys.modules, "psutil", None)  # `import psutil` fails, as without the extra
+    code, _, err = _cli([*base, "--mlflow", f"sqlite:///{tmp_path / 'mlflow.db'}", "--mlflow-system-metrics"], capsys)
+    assert code == 2 and err.strip() == ("python -m study.run: error: --mlflow-system-metrics: MLflow's system metrics need psutil, "
+                                         "which is not installed: pip install -e '.[mlflow]'")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()

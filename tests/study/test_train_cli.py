@@ -165,10 +165,12 @@ def test_default_out_folder_is_derived_from_the_config(tmp_path, monkeypatch, ca
     assert cli.derive_name(one_epoch) != cli.derive_name(CONFIG)
 
 
-def test_diverged_run_exits_1_with_its_result(tmp_path, capsys):
+def test_diverged_run_exits_3_with_its_result(tmp_path, capsys):
     config = write_config(tmp_path / "config.json", CONFIG.replace(recipe=Recipe(epochs=1, batch_size=16, lr=1e6, label_smoothing=0.0)))
-    assert cli.main(["--config", str(config), "--out", str(tmp_path / "out")]) == 1
-    assert "diverged: 0 of 1 epochs" in capsys.readouterr().out
+    assert cli.main(["--config", str(config), "--out", str(tmp_path / "out")]) == 3  # study.cli.EXIT_FAILED; 1 is a bug
+    out, err = capsys.readouterr()
+    assert "diverged: 0 of 1 epochs" in out
+    assert err.strip().splitlines()[-1].startswith(f"{cli.PROG}: the run diverged: ") and err.strip().endswith("(exit status 3)")
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["outcome"] == "diverged" and result["history"] == [] and "loss became" in result["message"]
 

@@ -219,7 +219,7 @@ def test_batch_trains_every_export_and_resume_finishes_what_is_missing(one_proce
     argv = ["--batch", export / "index.json", "--address", ray_cluster.address, "--cpus-per-worker", 0.5]
 
     box = train_killing([*argv, "--max-failures", 0], root / "rank01-trial0000-eca", rank=0)
-    assert box["code"] == 1, box  # one entry failed, one was interrupted; the other two trained
+    assert box["code"] == 3, box  # one entry failed, one was interrupted; the other two trained (study.cli.EXIT_FAILED)
     stdout = box["out"]
     assert "3 to train (3 at once, 1 worker(s) each)" in stdout
     table = stdout[stdout.index("config "):]
@@ -239,7 +239,10 @@ def test_batch_trains_every_export_and_resume_finishes_what_is_missing(one_proce
 
     mtimes = {p: p.stat().st_mtime_ns for p in root.glob("*/result.json")}
     code, stdout, stderr = main_quietly([*argv, "--resume"])
-    assert code == 1, stdout + stderr  # the invalid entry still fails
+    assert code == 3, stdout + stderr  # the invalid entry still fails, and the last line says so
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{cli.PROG}: 1 of 4 runs did not complete; first: rank04-trial0009-eca failed: "), last
+    assert "width: must be in [0.25, 2.0]" in last and last.endswith("(exit status 3)"), last
     assert "2 skipped" in stdout and "1 complete" in stdout and "1 failed" in stdout
     assert "[rank02-trial0001-eca] started" not in stdout and "[rank03-trial0002-eca] started" not in stdout
     assert "[rank01-trial0000-eca] resuming from epoch 1 of 2" in stdout
