@@ -97,7 +97,7 @@ def _gather(refs: dict[Node, ObjectRef], timeout: float) -> dict[Node, Any]:
             continue
         try:
             out[node] = ray.get(ref)
-        except Exception as exc:  # noqa: BLE001 - the task's error is the node's answer
+        except Exception as exc:
             out[node] = RuntimeError(" ".join(str(getattr(exc, "cause", None) or exc).split())[-300:])
     return out
 
@@ -114,7 +114,7 @@ def _probe_cache(path: str) -> str | None:
         for name in manifest.get("checksums", {}):
             if not (Path(path) / name).is_file():
                 return f"{name} is missing"
-    except Exception as exc:  # noqa: BLE001 - the reason is the answer
+    except Exception as exc:
         return " ".join(str(exc).split())
     return None
 
@@ -179,7 +179,8 @@ def check_cache_on_nodes(path: str, nodes: list[Node]) -> None:
         node, reason = bad[0]
         more = f" (and {len(bad) - 1} more of the {len(nodes)} nodes)" if len(bad) > 1 else f" ({len(bad)} of {len(nodes)} nodes)"
         raise ConfigError("data", f"node {node} cannot read the cache {path}: {reason}{more}; every node that runs a worker needs "
-                         f"it at the same path (a shared filesystem), or pass {{stage_data}} to ship it to each node's local disk", refs=["stage_data"])
+                         f"it at the same path (a shared filesystem), or pass {{stage_data}} to ship it to each node's local disk",
+                             refs=["stage_data"])
 
 
 def stage_cache(path: str, nodes: list[Node], *, log: Callable[[str], Any] | None = None) -> dict[str, str]:
