@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from study.cli import ArgumentParser, as_usage_error
 from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
 from study.validate import ConfigError
 
@@ -111,7 +112,8 @@ def export_trials(
     out.mkdir(parents=True, exist_ok=True)
     index = []
     for _, r in sel.iterrows():
-        cfg = full_training_config(r["config"], recipe=recipe, num_classes=num_classes, resolution=resolution, data=data, keep_stem=keep_stem)
+        cfg = full_training_config(r["config"], recipe=recipe, num_classes=num_classes, resolution=resolution, data=data,
+                                   keep_stem=keep_stem)
         name = f"rank{int(r['rank']):02d}-trial{int(r['number']):04d}-{r['attention']}.json".replace("+", "-")
         (out / name).write_text(cfg.to_json() + "\n")
         entry = {
@@ -143,8 +145,6 @@ def _num(v: Any) -> int | float | None:
 
 def build_parser() -> ArgumentParser:
     """The flags of ``python -m analysis.export``."""
-    from study.cli import ArgumentParser
-
     ap = ArgumentParser(prog="python -m analysis.export", description="Export chosen trials as full-training TrialConfig JSON.")
     ap.add_argument("run", nargs="?", help="run folder runs/NAME")
     ap.add_argument("--storage", help="storage URL (instead of a run folder)")
@@ -164,7 +164,6 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from analysis._load import load
-    from study.cli import as_usage_error
 
     ap = build_parser()
     args = ap.parse_args(argv)

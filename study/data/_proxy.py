@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from study.config import ProxySpec
+from study.data._cache import load_cache, read_manifest
 from study.data._registry import CACHE, get_source
 from study.data._types import ProxyData
 from study.validate import ConfigError
@@ -28,8 +29,6 @@ def load_proxy(proxy: ProxySpec) -> ProxyData:
     if not isinstance(proxy, ProxySpec):
         raise TypeError(f"proxy: expected a ProxySpec, got {type(proxy).__name__}")
     if proxy.source == CACHE:
-        from study.data._cache import load_cache
-
         if not proxy.data:
             raise ConfigError("proxy.data", "source 'cache' needs data=DIR, a folder written by `python -m study.data prepare`")
         return load_cache(proxy.data, resolution=proxy.resolution, num_classes=proxy.num_classes,
@@ -48,8 +47,6 @@ def cache_proxy(data: str | Path, base: ProxySpec | None = None, *, keep: Iterab
     with ``source="cache"``, ``data`` as given, and the cache's own resolution and class
     count, except the fields named in ``keep`` (``"resolution"``, ``"num_classes"``), which
     stay ``base``'s. A folder that is not a complete cache raises (``read_manifest``)."""
-    from study.data._cache import read_manifest
-
     keep = set(keep)
     unknown = keep - set(CACHE_FIELDS)
     if unknown:
