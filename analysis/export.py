@@ -25,7 +25,7 @@ Recipes (:data:`RECIPES`):
   cosine decay, label smoothing 0.1.
 """
 
-from analysis._export import *  # noqa: F401,F403  (the public API of this module)
+from analysis._export import *  # noqa: F403  (the public API of this module)
 from analysis._export import __all__  # noqa: F401
 
 if __name__ == "__main__":

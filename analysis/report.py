@@ -18,7 +18,7 @@ URI`` (the tracking URI the study was run with) every file written is attached t
 study's MLflow run as its artifacts ``report/...``; a study without such a run is bad input.
 """
 
-from analysis._report import *  # noqa: F401,F403  (the public API of this module)
+from analysis._report import *  # noqa: F403  (the public API of this module)
 from analysis._report import __all__  # noqa: F401
 
 if __name__ == "__main__":
