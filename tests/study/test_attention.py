@@ -4,6 +4,7 @@ declarations and the fused path beside the plain ``forward``."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -446,7 +447,7 @@ def test_se_gc_default_groups_is_the_largest_divisor_not_above_16():
         ("se", 0, {}, r"channels: must be an integer >= 1"),
         ("se", 64, {"channels": 8}, r"unknown parameter 'channels' \(valid parameters: r, bias\)"),
         ("eca", 64, {"channels": 8}, r"unknown parameter 'channels'"),
-        ("attn", 64, {}, r"unknown attention kind 'attn' \(valid kinds: a2, bam, cbam, coord, eca, eca_ns, gc, ge_theta,"),
+        ("attn", 64, {}, rf"unknown attention kind 'attn' \(valid kinds: {re.escape(', '.join(list_attention()))}\)"),
         ("bam", 8, {"r": 16}, r"attention 'bam': r must be an integer in \[1, 8\] \(at most channels=8\), got 16"),
         ("bam", 64, {"dilation": 0}, r"attention 'bam': dilation must be an integer >= 1, got 0"),
         ("bam", 64, {"reduction": 8}, r"attention 'bam': unknown parameter 'reduction' \(valid parameters: r, dilation\)"),
