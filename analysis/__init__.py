@@ -35,8 +35,9 @@ from analysis.kmap._analysis import KmapAnalysis, analyze_kmap, gamma_b_plane
 from analysis.kmap._data import SeedNoise, kmap_data, seed_noise
 from analysis.kmap._effect import KEffect, fit_k_model, k_effect
 from analysis.kmap._fits import ContinuousFit, KmapFit, LinearFit, PsiFit, fit_continuous, fit_kmap, fit_linear, fit_psi
-from analysis.kmap._mappings import PsiChoice, fit_psi_by_top1, score_mappings
+from analysis.kmap._mappings import score_mappings
 from analysis.kmap._power import design_power, detectable_effect, noncentrality
+from analysis.kmap._psi_choice import PsiChoice, fit_psi_by_top1
 
 __all__ = [
     "StudyFrames", "load", "frames_of", "config_key", "summarize_kinds",
@@ -44,7 +45,8 @@ __all__ = [
     "param_importances", "learning_curves",
     "FidelityResult", "fidelity",
     "KEffect", "KmapAnalysis", "PsiChoice", "PsiFit", "ContinuousFit", "LinearFit", "KmapFit",
-    "kmap_data", "seed_noise", "SeedNoise", "design_power", "detectable_effect", "noncentrality", "k_effect", "fit_k_model", "analyze_kmap", "fit_psi_by_top1", "score_mappings",
+    "kmap_data", "seed_noise", "SeedNoise", "design_power", "detectable_effect", "noncentrality", "k_effect", "fit_k_model",
+        "analyze_kmap", "fit_psi_by_top1", "score_mappings",
     "fit_psi", "fit_continuous", "fit_linear", "fit_kmap", "gamma_b_plane",
     "plot_pareto", "plot_fronts", "plot_attention_gain", "plot_learning_curves", "plot_importance", "plot_fidelity",
     "plot_kmap", "plot_kmap_curves", "plot_gamma_b", "save_figure",

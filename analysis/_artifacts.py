@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from study.storage import open_storage
+
 __all__ = ["attach_report", "REPORT_FILES"]
 
 #: the report's files that are attached (the SVGs duplicate the PNGs; the CSVs are tables)
@@ -30,8 +32,6 @@ def attach_report(run_dir: str | Path, report_dir: str | Path, *, study_name: st
 
     from analysis._load import open_study_readonly
     from study.artifacts import ARTIFACTS, artifact_store, attach_file
-    from study.storage import open_storage
-
     run_dir, report_dir = Path(run_dir), Path(report_dir)
     if not (run_dir / ARTIFACTS).is_dir():
         return []

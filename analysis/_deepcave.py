@@ -244,7 +244,8 @@ def _run_frames(frames: FrameSource) -> tuple[list[Hyperparameter], pd.DataFrame
         row.update({"budget": int(r["epochs"]), "seed": int(r["seed"]) if pd.notna(r.get("seed")) else -1,
                     "start_time": ft.datetime_start.timestamp() if ft.datetime_start else math.nan,
                     "end_time": end.timestamp() if end else math.nan, "status": _status(r),
-                    "number": int(r["number"]), "outcome": r.get("outcome"), "error": error_line(r["error"]) if isinstance(r.get("error"), str) else None,
+                    "number": int(r["number"]), "outcome": r.get("outcome"),
+                    "error": error_line(r["error"]) if isinstance(r.get("error"), str) else None,
                     "reference": r.get("reference"), "group": r.get("group"), "replicate": r.get("replicate"),
                     "inactive": " ".join(h.name for h in space if h.name not in ft.params) or None})
         row.update({f"cost_{c}": finite_or_nan(r.get(c)) for c in _COSTS})

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from analysis._deepcave import export_deepcave
+from study.cli import ArgumentParser, as_usage_error
 from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
 from study.validate import ConfigError
 
@@ -111,7 +113,8 @@ def export_trials(
     out.mkdir(parents=True, exist_ok=True)
     index = []
     for _, r in sel.iterrows():
-        cfg = full_training_config(r["config"], recipe=recipe, num_classes=num_classes, resolution=resolution, data=data, keep_stem=keep_stem)
+        cfg = full_training_config(r["config"], recipe=recipe, num_classes=num_classes, resolution=resolution, data=data,
+                                   keep_stem=keep_stem)
         name = f"rank{int(r['rank']):02d}-trial{int(r['number']):04d}-{r['attention']}.json".replace("+", "-")
         (out / name).write_text(cfg.to_json() + "\n")
         entry = {
@@ -143,8 +146,6 @@ def _num(v: Any) -> int | float | None:
 
 def build_parser() -> ArgumentParser:
     """The flags of ``python -m analysis.export``."""
-    from study.cli import ArgumentParser
-
     ap = ArgumentParser(prog="python -m analysis.export", description="Export chosen trials as full-training TrialConfig JSON.")
     ap.add_argument("run", nargs="?", help="run folder runs/NAME")
     ap.add_argument("--storage", help="storage URL (instead of a run folder)")
@@ -167,7 +168,6 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from analysis._load import load
-    from study.cli import as_usage_error
 
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -198,9 +198,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main_deepcave(fr: Any, out_arg: str | None) -> int:
     """``--format deepcave``: every finished trial as a DeepCAVE run (:mod:`analysis._deepcave`)."""
-    from analysis._deepcave import export_deepcave
-    from study.cli import as_usage_error
-
     out = Path(out_arg) if out_arg else (fr.run_dir or Path("runs") / fr.name) / "deepcave"
     try:
         done = export_deepcave(fr, out)

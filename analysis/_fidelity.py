@@ -56,7 +56,8 @@ class FidelityResult:
             return (f"No evidence that the two rank the configurations alike (Kendall tau {self.kendall_tau:.3f}, {ci}, "
                     f"p = {self.kendall_p:.2g}, {self.n} configurations)")
         sign = "alike" if self.kendall_tau > 0 else "in opposite orders"
-        return f"The two rank the configurations {sign} (Kendall tau {self.kendall_tau:.3f}, {ci}, p = {self.kendall_p:.2g}, {self.n} configurations)"
+        return (f"The two rank the configurations {sign} (Kendall tau {self.kendall_tau:.3f}, {ci}, p = {self.kendall_p:.2g}, "
+                f"{self.n} configurations)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"a": self.names[0], "b": self.names[1], "metric": self.metric, "n": self.n,

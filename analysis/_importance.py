@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 import pandas as pd
+from optuna import importance as _importance
 
 from analysis._load import FrameSource, StudyFrames, coerce_frames
 from study.validate import ConfigError
@@ -128,7 +130,6 @@ def _evaluator(evaluator: str | BaseImportanceEvaluator | None, seed: int) -> Ba
         return evaluator
     if evaluator not in EVALUATORS:
         raise ConfigError("evaluator", f"must be one of {', '.join(EVALUATORS)}, got {evaluator!r}")
-    from optuna import importance as _importance
 
     cls = None if EVALUATORS[evaluator] is None else getattr(_importance, EVALUATORS[evaluator])
     return None if cls is None else (cls() if evaluator == "ped_anova" else cls(seed=seed))
@@ -138,10 +139,6 @@ def _branch_importance(members: list[optuna.trial.FrozenTrial], names: tuple[str
                        ev: BaseImportanceEvaluator | None) -> dict[str, float]:
     """Optuna's importance of ``names`` on an in-memory study of ``members`` whose value is
     the response (a maximized response is negated for evaluators that take lower as better)."""
-    import warnings
-
-    from optuna import importance as _importance
-
     study = optuna.create_study(direction="minimize")
     sign = -1.0 if direction == "maximize" else 1.0
     for t in members:

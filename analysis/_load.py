@@ -24,6 +24,7 @@ import optuna
 import pandas as pd
 
 from study import record
+from study.catalogue import psi_kinds as catalogue_psi_kinds
 from study.metrics import METRIC_FIELDS
 from study.storage import StorageURL, is_storage_url, open_storage, public_url, redact
 from study.validate import ConfigError
@@ -60,8 +61,9 @@ class StudyFrames:
     (``stage{i}_k`` - the resolved ECA k -, ``stage{i}_r``, ``stage{i}_gamma``, ...),
     ``attention`` (per-stage kinds summarized, see :func:`summarize_kinds`), ``pattern``
     (the kinds joined by ","), ``gamma``/``b`` where every ECA stage asked for the same psi
-    mapping, Optuna's sampled parameters as ``param_<name>``, ``reference``, ``group`` and ``replicate`` (replicate runs of one configuration), ``seed``, ``error``,
-    ``config`` (the TrialConfig dict) and ``key`` (see :func:`config_key`).
+    mapping, Optuna's sampled parameters as ``param_<name>``, ``reference``, ``group`` and
+    ``replicate`` (replicate runs of one configuration), ``seed``, ``error``, ``config`` (the
+    TrialConfig dict) and ``key`` (see :func:`config_key`).
 
     ``epochs``: one row per (trial, epoch) with the recorded EpochMetrics fields (``top1``,
     ``top5``, ``val_loss``, ...) and the trial's ``state``; when a trial has no recorded
@@ -199,10 +201,8 @@ def finite_or_nan(x: Any) -> float:
 
 
 def psi_kinds() -> tuple[str, ...]:
-    """The attention kinds with a kernel size k that psi(C) may set (:func:`study.attention.psi_kinds`)."""
-    from study.attention import psi_kinds as kinds
-
-    return kinds()
+    """The attention kinds with a kernel size k that psi(C) may set (:func:`study.catalogue.psi_kinds`, read without torch)."""
+    return catalogue_psi_kinds()
 
 
 def _trial_row(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> dict[str, Any]:
@@ -353,7 +353,8 @@ def load(source: str | Path, study_name: str | None = None) -> StudyFrames:
     return frames_of(study, settings=settings, storage=public_url(url), run_dir=run_dir)
 
 
-def frames_of(study: optuna.Study, *, settings: Mapping[str, Any] | None = None, storage: str = "", run_dir: Path | None = None) -> StudyFrames:
+def frames_of(study: optuna.Study, *, settings: Mapping[str, Any] | None = None, storage: str = "",
+              run_dir: Path | None = None) -> StudyFrames:
     """The frames of an already opened ``optuna.Study`` (e.g. one a runner just wrote)."""
     settings = dict(settings or {})
     objectives = _objective_names(study, settings)

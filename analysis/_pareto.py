@@ -91,7 +91,8 @@ def pareto_front(frames: FrameSource | pd.DataFrame, *, cost: str = "params", st
     if t.empty or col not in t:
         return t.iloc[0:0].copy()
     t = t[t["state"].isin(states)]
-    pts = np.stack([pd.to_numeric(t[col], errors="coerce").to_numpy(float), pd.to_numeric(t["top1"], errors="coerce").to_numpy(float)], axis=1)
+    pts = np.stack([pd.to_numeric(t[col], errors="coerce").to_numpy(float), pd.to_numeric(t["top1"], errors="coerce").to_numpy(float)],
+                   axis=1)
     mask = non_dominated(pts, maximize=[False, True])
     return t[mask].sort_values([col, "top1"], ascending=[True, False]).copy()
 

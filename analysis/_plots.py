@@ -12,12 +12,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from analysis._load import FrameSource, coerce_frames
 from analysis._pareto import _cost_column, front_hypervolumes, pareto_front
+from analysis.kmap._fits import PAPER_B, PAPER_GAMMA, KmapFit, psi
+from study.catalogue import released_k
 from study.validate import ConfigError
 
 if TYPE_CHECKING:
@@ -77,7 +82,8 @@ def plot_pareto(frames: FrameSource, *, cost: str = "params", ax=None, title: st
         pr = g[g["state"] == "pruned"]
         ax.scatter(done[col], done["top1"], s=18, color=colors[lab], label=f"{lab} ({len(done)})", alpha=0.85, edgecolors="none")
         if col == "latency_ms" and "latency_iqr_ms" in done and done["latency_iqr_ms"].notna().any():  # the latency's IQR as a bar
-            ax.errorbar(done[col], done["top1"], xerr=done["latency_iqr_ms"].fillna(0) / 2, fmt="none", ecolor=colors[lab], alpha=0.5, lw=0.8)
+            ax.errorbar(done[col], done["top1"], xerr=done["latency_iqr_ms"].fillna(0) / 2, fmt="none", ecolor=colors[lab], alpha=0.5,
+                        lw=0.8)
         if len(pr):
             ax.scatter(pr[col], pr["top1"], s=14, color=colors[lab], alpha=0.2, marker="v", edgecolors="none")
     front = pareto_front(fr.trials, cost=cost)
@@ -183,7 +189,6 @@ def plot_learning_curves(frames: FrameSource, *, max_trials: int = 400) -> Figur
             seen.add(a)
     if (ep["state"] == "pruned").any():
         ax.plot([], [], color="grey", ls="--", marker="x", label="pruned")
-    from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
@@ -233,8 +238,6 @@ def _log2_axis(ax, xs: np.ndarray) -> None:
 
 def _plot_points_fit(fit: KmapFit, title: str | None) -> Figure:
     """Given (C, k) points and their fits (:class:`analysis.KmapFit`)."""
-    from analysis.kmap._fits import PAPER_B, PAPER_GAMMA, psi
-
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
     pts = fit.points
@@ -275,8 +278,6 @@ def plot_kmap(an: KmapAnalysis | KmapFit, *, title: str | None = None) -> Figure
     paper's psi, psi fitted by predicted top-1 and the authors' released k, on a log2(C)
     axis; the title states whether the data show that k matters. ``an`` is a
     :class:`analysis.KmapAnalysis` (a study) or a :class:`analysis.KmapFit` (given points)."""
-    from analysis.kmap._fits import PAPER_B, PAPER_GAMMA, KmapFit, psi
-
     if isinstance(an, KmapFit):
         return _plot_points_fit(an, title)
     e = an.effect
@@ -286,7 +287,8 @@ def plot_kmap(an: KmapAnalysis | KmapFit, *, title: str | None = None) -> Figure
     x = np.log2(tab["C"].to_numpy(float))
     grid = np.unique(np.round(np.geomspace(max(1.0, 2 ** (x.min() - 0.5)), 2 ** (x.max() + 0.5), 200)).astype(int))
     gx = np.log2(grid)
-    ax.step(gx, [psi(int(c), PAPER_GAMMA, PAPER_B) for c in grid], where="mid", color="black", lw=1.5, ls="--", label="paper psi (gamma=2, b=1)")
+    ax.step(gx, [psi(int(c), PAPER_GAMMA, PAPER_B) for c in grid], where="mid", color="black", lw=1.5, ls="--",
+            label="paper psi (gamma=2, b=1)")
     if an.fitted is not None:
         f = an.fitted
         ax.step(gx, [psi(int(c), f.gamma, f.b) for c in grid], where="mid", color="#d62728", lw=1.3,
@@ -313,8 +315,6 @@ def plot_kmap(an: KmapAnalysis | KmapFit, *, title: str | None = None) -> Figure
 
 def _released_points(an: KmapAnalysis) -> list[tuple[float, int]]:
     """(C, k) of the authors' released per-stage k at the study's width-1.0 stages."""
-    from study.attention import released_k
-
     cf = an.data.configs
     at1 = cf[np.isclose(cf["width"].astype(float), 1.0)]
     if at1.empty:
@@ -353,9 +353,6 @@ def plot_kmap_curves(an: KmapAnalysis) -> Figure:
 def plot_gamma_b(plane: pd.DataFrame, *, value: str = "mean_top1", points: pd.DataFrame | None = None) -> Figure:
     """Top-1 over the (gamma, b) plane (cells of :func:`analysis.gamma_b_plane`), the
     paper's (2, 1) starred; ``points`` (trials with ``gamma``, ``b``) are drawn as dots."""
-    import matplotlib as mpl
-    from matplotlib.patches import Rectangle
-
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.add_subplot()
     if plane.empty:

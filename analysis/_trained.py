@@ -21,7 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 from analysis._load import StudyFrames, config_key, summarize_kinds
+from study.cluster import read_index
 from study.storage import is_storage_url
+from study.train import DEFAULT_ROOT, derive_name
 
 __all__ = ["load_trained", "is_study_folder", "TRAINED"]
 
@@ -40,9 +42,6 @@ def is_study_folder(path: str | Path) -> bool:
 
 def _run_folders(path: Path) -> list[Path]:
     if path.is_file() and path.suffix == ".json":
-        from study.cluster import read_index
-        from study.train import DEFAULT_ROOT, derive_name
-
         try:
             entries = read_index(path)  # each entry's ``out``: the folder study.train --batch writes
         except ValueError as exc:
@@ -85,5 +84,6 @@ def load_trained(path: str | Path) -> StudyFrames:
     if not rows:
         raise ValueError(f"{path}: no finished study.train run (no result.json) found")
     trials = pd.DataFrame(rows)
-    return StudyFrames(trials=trials, epochs=pd.DataFrame(columns=["trial", "epoch", "state", "top1"]), name=path.stem if path.is_file() else path.name,
+    return StudyFrames(trials=trials, epochs=pd.DataFrame(columns=["trial", "epoch", "state", "top1"]),
+                       name=path.stem if path.is_file() else path.name,
                        storage=str(path), objectives=("top1",), directions=("maximize",), run_dir=None, settings={"kind": TRAINED})

@@ -31,7 +31,7 @@ DataFrame format: ``configspace.csv`` and ``trials.csv``, into ``runs/NAME/deepc
 instead, is in :mod:`analysis._deepcave`.
 """
 
-from analysis._export import *  # noqa: F401,F403  (the public API of this module)
+from analysis._export import *  # noqa: F403  (the public API of this module)
 from analysis._export import __all__  # noqa: F401
 
 if __name__ == "__main__":

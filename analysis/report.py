@@ -22,22 +22,22 @@ so ``optuna-dashboard STORAGE --artifact-dir RUN/artifacts`` shows them
 (:func:`analysis._artifacts.attach_report`).
 """
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from analysis._report import *  # noqa: F401,F403  (the public API of this module)
-from analysis._report import __all__  # noqa: F401
+from analysis._artifacts import attach_report
+from analysis._report import *  # noqa: F403  (the public API of this module)
+from analysis._report import (
+    __all__,  # noqa: F401
+    build_parser,
+)
+from analysis._report import main as report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m analysis.report``: the report, then its figures attached to the study in the
     run folder's artifact store (when it keeps one)."""
-    import time
-
-    from analysis._artifacts import attach_report
-    from analysis._report import build_parser
-    from analysis._report import main as report
-
     started = time.time() - 1.0  # file times of a coarse file system
     status = report(argv)
     args = build_parser().parse_args(argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -10,10 +11,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from runners import Progress, StudySettings, run_study
-from runners.cli import DEFAULT_PROXY, DEFAULT_RECIPE
+from runners import DEFAULT_PROXY, DEFAULT_RECIPE, Progress, StudySettings, run_study
 from study.config import Recipe
-from study.data import proxy_preset
+from study.proxies import proxy_preset
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -21,8 +21,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def proxy(name: str, **changes: Any):
     """``default`` (the study.run default proxy) or a preset name, with ``changes`` (e.g. resolution=16)."""
     if name == "default":
-        preset, fields = DEFAULT_PROXY
-        return proxy_preset(preset, **{**fields, **changes})
+        return dataclasses.replace(DEFAULT_PROXY, **changes)
     return proxy_preset(name, **changes)
 
 
@@ -99,7 +98,7 @@ def replay(label: str, recorded: dict[int, dict[str, Any]], *, trials: int, epoc
     space = get_space(settings.space)
     t0 = time.perf_counter()
     if in_memory:  # open_study's study on Optuna's in-memory storage: the same sampler, pruner and attributes
-        study = optuna.create_study(sampler=make_sampler(settings, space.grid_space(**settings.space_settings())),
+        study = optuna.create_study(sampler=make_sampler(settings, space.grid_space(settings.space_context())),
                                     pruner=make_pruner(settings), directions=settings.directions, study_name=settings.name)
         name_objectives(study, settings.objectives)
         study.set_user_attr(record.STUDY_SETTINGS, settings.to_dict())

@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"], choices=list_backbones())
-    parser.add_argument("--kinds", nargs="+", choices=list_attention(), help="attention kinds (default: all registered; none is always included)")
+    parser.add_argument("--kinds", nargs="+", choices=list_attention(),
+                        help="attention kinds (default: all registered; none is always included)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda adds the peak allocated memory of a step)")
     parser.add_argument("--res", type=int, default=64, help="input resolution (default 64)")
     parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = run(args)
     cuda = args.device.startswith("cuda")
-    head = f"{'backbone':<10} {'attention':<15} {'saved MiB':>10} {'x none':>7} {'+MiB':>8} | {'lean MiB':>9} {'x none':>7} {'+MiB':>8} {'cut':>6}"
+    head = (f"{'backbone':<10} {'attention':<15} {'saved MiB':>10} {'x none':>7} {'+MiB':>8} | "
+            f"{'lean MiB':>9} {'x none':>7} {'+MiB':>8} {'cut':>6}")
     print(head + (f" | {'peak MiB':>9} {'x none':>7} {'lean peak':>9} {'x none':>7}" if cuda else ""))
     for r in (r for r in rows if not r["lean"]):
         lean = next((q for q in rows if q["lean"] == "auto" and q["backbone"] == r["backbone"] and q["kind"] == r["kind"]), None)
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
     print(
         "# saved: distinct storages saved for backward in one forward (parameters excluded); x none: ratio to none in the same run; "
-        f"+MiB: overhead over none; lean: the lean path at its default setting (auto); cut: overhead without / with it; {time.time() - t0:.0f} s in all"
+        f"+MiB: overhead over none; lean: the lean path at its default setting (auto); cut: overhead without / with it; "
+        f"{time.time() - t0:.0f} s in all"
     )
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=2))
@@ -157,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"+{lean['eca']['saved_overhead'] / MIB:.1f} MiB (x{lean['eca']['saved_ratio']:.3f})")
         ranked = sorted((r["saved_ratio"], k) for k, r in lean.items() if k != "none")
         if ranked:
-            headline[f"{b} x none, default paths: least / most"] = f"{ranked[0][1]} {ranked[0][0]:.2f} / {ranked[-1][1]} {ranked[-1][0]:.2f}"
+            least, most = ranked[0], ranked[-1]
+            headline[f"{b} x none, default paths: least / most"] = f"{least[1]} {least[0]:.2f} / {most[1]} {most[0]:.2f}"
     write_result("attention_memory", goal="ECA's activation memory close to none's (bytes saved for backward, exact)",
                  headline=headline, detail={"settings": vars(args), "rows": rows})
     return 0

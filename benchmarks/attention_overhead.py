@@ -247,7 +247,8 @@ def eca_vs_se(rows: list[dict]) -> list[dict]:
             eca, se = e["time_ratio"] - 1, s_["time_ratio"] - 1
             out.append(
                 {"backbone": key[0], "res": key[1], "batch": key[2], "lean": key[3], "compiled": key[4], "eca": eca, "se": se,
-                 "eca_ms": e["extra_ms"], "se_ms": s_["extra_ms"], "eca_ms_iqr": (e["extra_ms_q1"], e["extra_ms_q3"]), "se_ms_iqr": (s_["extra_ms_q1"], s_["extra_ms_q3"]),
+                 "eca_ms": e["extra_ms"], "se_ms": s_["extra_ms"], "eca_ms_iqr": (e["extra_ms_q1"], e["extra_ms_q3"]),
+                 "se_ms_iqr": (s_["extra_ms_q1"], s_["extra_ms_q3"]),
                  "ratio": e["extra_ms"] / s_["extra_ms"] if s_["extra_ms"] > 0 else float("nan")}
             )
     return out
@@ -256,13 +257,15 @@ def eca_vs_se(rows: list[dict]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"], choices=list_backbones())
-    parser.add_argument("--kinds", nargs="+", choices=list_attention(), help="attention kinds (default: all registered; none is always included)")
+    parser.add_argument("--kinds", nargs="+", choices=list_attention(),
+                        help="attention kinds (default: all registered; none is always included)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--res", type=int, nargs="+", default=[64], help="input resolutions (default 64; e.g. 32 64 224)")
     parser.add_argument("--batch", type=int, default=8, help="batch size below 128 px (default 8)")
     parser.add_argument("--batch-large", type=int, default=2, help="batch size at 128 px and above (default 2)")
     parser.add_argument("--lean", choices=list(LEAN_MODES), default="auto",
-                        help="fused and memory-lean channel-attention paths: auto (the default setting), on, off, or both (off and auto, interleaved)")
+                        help="fused and memory-lean channel-attention paths: auto (the default setting), on, off, or "
+                             "both (off and auto, interleaved)")
     parser.add_argument("--stem", default="imagenet", choices=["imagenet", "lowres"])
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--num-classes", type=int, default=1000)
@@ -272,15 +275,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--isolate", action="store_true", help="time only every block's last BN + attention, against the BNs alone")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="wall (default) or cpu: this process's CPU time, for a shared machine with --threads 1")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                        help="wall (default) or cpu: this process's CPU time, for a shared machine with --threads 1")
     parser.add_argument("--compile", choices=list(COMPILE_MODES), default="off",
-                        help="time the models eager (off, the default), under torch.compile (on: the recipe's `compile`), or both, interleaved")
+                        help="time the models eager (off, the default), under torch.compile (on: the recipe's "
+                             "`compile`), or both, interleaved")
     parser.add_argument("--optimizer", action="store_true",
                         help="include the optimizer's step (the trainer's SGD, Nesterov momentum, weight decay): a whole training step")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     parser.add_argument("--result", action="store_true",
-                        help="write benchmarks/results/attention_overhead.json (ECA's step time over none, eager and compiled, against the 5 %% goal)")
-    parser.add_argument("--gate", action="store_true", help="time only ECA's channel conv forms (forward and backward) per stage, then stop")
+                        help="write benchmarks/results/attention_overhead.json (ECA's step time over none, eager and "
+                             "compiled, against the 5 %% goal)")
+    parser.add_argument("--gate", action="store_true",
+                        help="time only ECA's channel conv forms (forward and backward) per stage, then stop")
     args = parser.parse_args(argv)
     if args.gate:
         if args.threads:
@@ -300,10 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    cpu = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu
     print(
-        f"# attention overhead: forward+backward{'+optimizer step' if args.optimizer else ''}, {args.device} ({name}), torch {torch.__version__}, "
-        f"{'/'.join(map(str, args.res))} px, batch {args.batch} (below 128 px) / {args.batch_large}, stem {args.stem}, width {args.width:g}, "
+        f"# attention overhead: forward+backward{'+optimizer step' if args.optimizer else ''}, {args.device} ({name}), "
+        f"torch {torch.__version__}, {'/'.join(map(str, args.res))} px, batch {args.batch} (below 128 px) / {args.batch_large}, "
+        f"stem {args.stem}, width {args.width:g}, "
         f"{'bf16 autocast' if args.amp else 'fp32'}{', channels_last' if args.channels_last else ''}, lean paths {args.lean}, "
         f"{args.repeats} interleaved rounds (+{args.warmup} warm-up), {args.clock} clock{', BN + attention only' if args.isolate else ''}, "
         f"compile {args.compile}"
@@ -318,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     def show(rows: list[dict]) -> None:
         for r in rows:
             print(
-                f"{r['backbone']:<10} {r['res']:>4} {'compiled' if r['compiled'] else 'eager':<8} {r['kind']:<15} {LEAN_NAMES[r['lean']]:<5} {r['params']:>11,} {r['params_ratio']:>9.4f} "
-                f"{r['macs']:>14,} {r['macs_ratio']:>7.4f} {r['ms']:>9.1f} {r['time_ratio']:>7.3f} ({r['time_ratio_q1']:.3f}-{r['time_ratio_q3']:.3f}) "
+                f"{r['backbone']:<10} {r['res']:>4} {'compiled' if r['compiled'] else 'eager':<8} {r['kind']:<15} "
+                f"{LEAN_NAMES[r['lean']]:<5} {r['params']:>11,} {r['params_ratio']:>9.4f} "
+                f"{r['macs']:>14,} {r['macs_ratio']:>7.4f} {r['ms']:>9.1f} {r['time_ratio']:>7.3f} "
+                f"({r['time_ratio_q1']:.3f}-{r['time_ratio_q3']:.3f}) "
                 f"{r['ms_min']:>8.1f} {r['min_ratio']:>6.3f}",
                 flush=True,
             )
@@ -333,11 +344,14 @@ def main(argv: list[str] | None = None) -> int:
     if side:
         what = "BN + attention over BN alone" if args.isolate else "step time over none"
         print(f"# ECA vs SE: overhead = {what}, median of the per-round differences in ms (IQR) and as x time - 1; goal: eca/se <= 0.5")
-        print(f"{'backbone':<10} {'res':>4} {'batch':>5} {'form':<8} {'lean':<5} {'eca ms':>24} {'se ms':>24} {'eca':>7} {'se':>7} {'eca/se':>7}")
+        print(f"{'backbone':<10} {'res':>4} {'batch':>5} {'form':<8} {'lean':<5} {'eca ms':>24} {'se ms':>24} {'eca':>7} {'se':>7} "
+              f"{'eca/se':>7}")
         for r in side:
             print(
-                f"{r['backbone']:<10} {r['res']:>4} {r['batch']:>5} {'compiled' if r['compiled'] else 'eager':<8} {LEAN_NAMES[r['lean']]:<5} "
-                f"{r['eca_ms']:>8.2f} ({r['eca_ms_iqr'][0]:6.2f}..{r['eca_ms_iqr'][1]:6.2f}) {r['se_ms']:>8.2f} ({r['se_ms_iqr'][0]:6.2f}..{r['se_ms_iqr'][1]:6.2f}) "
+                f"{r['backbone']:<10} {r['res']:>4} {r['batch']:>5} {'compiled' if r['compiled'] else 'eager':<8} "
+                f"{LEAN_NAMES[r['lean']]:<5} "
+                f"{r['eca_ms']:>8.2f} ({r['eca_ms_iqr'][0]:6.2f}..{r['eca_ms_iqr'][1]:6.2f}) "
+                f"{r['se_ms']:>8.2f} ({r['se_ms_iqr'][0]:6.2f}..{r['se_ms_iqr'][1]:6.2f}) "
                 f"{r['eca']:>+7.3f} {r['se']:>+7.3f} {r['ratio']:>7.2f}"
             )
     if args.json:
@@ -350,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             isolated = run(iso)
             for r in isolated:
                 if r["kind"] != "none":
-                    print(f"# isolated {r['backbone']} {r['res']} px {r['kind']}: BN + attention + sum {r['extra_ms']:.2f} ms over BN + sum "
+                    print(f"# isolated {r['backbone']} {r['res']} px {r['kind']}: BN + attention + sum {r['extra_ms']:.2f} ms over BN + "
+                          f"sum "
                           f"(IQR {r['extra_ms_q1']:.2f}..{r['extra_ms_q3']:.2f})", flush=True)
         _write_result(args, name, rows, isolated)
     return 0
@@ -413,7 +428,8 @@ def own_cost(rows: list[dict], isolated: list[dict]) -> list[dict]:
     for r in isolated:
         if r["kind"] == "none":
             continue
-        base = [b["ms"] for b in rows if b["kind"] == "none" and not b["compiled"] and (b["backbone"], b["res"]) == (r["backbone"], r["res"])]
+        base = [b["ms"] for b in rows
+                if b["kind"] == "none" and not b["compiled"] and (b["backbone"], b["res"]) == (r["backbone"], r["res"])]
         if base:
             out.append({"backbone": r["backbone"], "res": r["res"], "kind": r["kind"], "extra_ms": r["extra_ms"],
                         "extra_ms_iqr": (r["extra_ms_q1"], r["extra_ms_q3"]), "none_step_ms": base[0],
@@ -437,7 +453,8 @@ def _write_result(args: argparse.Namespace, name: str, rows: list[dict], isolate
     for r in rows:
         if r["kind"] == "se":
             lab = f"{r['backbone']} {r['res']}px {'compiled' if r['compiled'] else 'eager'} SE over none"
-            headline[lab] = f"{100 * (r['time_ratio'] - 1):+.1f} % (IQR {100 * (r['time_ratio_q1'] - 1):+.1f} to {100 * (r['time_ratio_q3'] - 1):+.1f})"
+            q1, q3 = 100 * (r["time_ratio_q1"] - 1), 100 * (r["time_ratio_q3"] - 1)
+            headline[lab] = f"{100 * (r['time_ratio'] - 1):+.1f} % (IQR {q1:+.1f} to {q3:+.1f})"
     path = write_result(
         "attention_overhead",
         goal=f"ECA's training step (forward, backward, optimizer) at most {100 * GOAL:.0f} % over none's, eager and under torch.compile",

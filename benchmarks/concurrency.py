@@ -14,8 +14,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import write_result  # noqa: E402
-from _study_bench import run, trial_seconds  # noqa: E402
+from _results import write_result
+from _study_bench import run, trial_seconds
 
 
 def main() -> None:

@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _results import write_result  # noqa: E402  (benchmarks/ is sys.path[0] when a script here runs)
+from _results import write_result
 
-from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig  # noqa: E402
+from study.config import ArchSpec, ProxySpec, Recipe, TrialConfig
 
 
 def median_rate(history) -> float:
@@ -89,7 +89,8 @@ def main() -> None:
     print(f"throughput 2 workers / 1 worker: {rates['2'] / rates['1']:.2f}x (ideal 2.0)")
     print(f"throughput 1 worker on Ray / one process: {rates['1'] / rates['process']:.3f} (ideal 1.0)")
     write_result("ddp_scaling", goal="2 Ray Train workers near 2x the throughput of 1; 1 worker near one process",
-                 headline={"2 workers / 1 worker": f"{rates['2'] / rates['1']:.2f}x", "1 worker on Ray / one process": round(rates["1"] / rates["process"], 3),
+                 headline={"2 workers / 1 worker": f"{rates['2'] / rates['1']:.2f}x",
+                           "1 worker on Ray / one process": round(rates["1"] / rates["process"], 3),
                            "rounds (2 / 1)": ", ".join(f"{a / b:.2f}" for a, b in zip(runs["2"], runs["1"])),
                            "load average": round(os.getloadavg()[0], 1)},
                  detail={"images_per_s": runs, "settings": vars(args)})

@@ -63,7 +63,8 @@ def generate_section(results: list[dict[str, Any]], benchmarks: dict[str, str]) 
     """The generated section, markers included."""
     lines = [BEGIN, "", "| benchmark | command | measured | machine | goal | headline figures |", "| --- | --- | --- | --- | --- | --- |"]
     for r in sorted(results, key=lambda r: r["benchmark"]):
-        lines.append(f"| {_cell(r['benchmark'])} | `{_cell(r['command'])}` | {_cell(r['measured'])} | {_cell(_machine(r.get('machine', {})))} "
+        lines.append(f"| {_cell(r['benchmark'])} | `{_cell(r['command'])}` | {_cell(r['measured'])} | "
+                     f"{_cell(_machine(r.get('machine', {})))} "
                      f"| {_cell(r['goal'])} | {_cell(_headline(r.get('headline') or {}))} |")
     measured = {r["benchmark"] for r in results}  # gpu_check_cpu (the CPU rehearsal) does not stand for gpu_check
     missing = [(name, cmd) for name, cmd in benchmarks.items() if name not in measured]

@@ -256,7 +256,7 @@ def run(device: torch.device, sizes: Sizes, paths: tuple[str, ...], *, address: 
             t0 = time.perf_counter()
             try:
                 figures = measure()
-            except Exception as exc:  # noqa: BLE001 - one path's failure must not stop the others
+            except Exception as exc:
                 error = f"{type(exc).__name__}: {' '.join(str(exc).split()) or 'no message'}"
                 say(f"FAIL  {name}: {error}")
                 out.append((name, error, ""))
@@ -302,9 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu" if args.cpu else "cuda")
     sizes = QUICK if args.quick else (CPU if args.cpu else GPU)
     if device.type == "cuda":
-        name = f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}, bf16 {'supported' if torch.cuda.is_bf16_supported() else 'NOT supported'}"
+        bf16 = "supported" if torch.cuda.is_bf16_supported() else "NOT supported"
+        name = f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}, bf16 {bf16}"
     else:
-        name = f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} thread(s), {torch.backends.cpu.get_cpu_capability()}"
+        name = (f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} thread(s), "
+                f"{torch.backends.cpu.get_cpu_capability()}")
     what = "quick" if args.quick else ("CPU" if args.cpu else "GPU")
     note = "; a rehearsal: CPU figures show that the paths run, not what a GPU does" if args.cpu else ""
     print(f"gpu_check on {name}; torch {torch.__version__}; {what} sizes; paths {', '.join(paths)}{note}", flush=True)
@@ -316,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:  # a full run is a result (--quick is what the tests run)
         write_result("gpu_check_cpu" if args.cpu else "gpu_check",
                      goal="every GPU path runs (" + ("rehearsed on the CPU" if args.cpu else name) + "), a line each with its figure",
-                     headline={"paths": f"{len(results) - len(failed)} of {len(results)} ok" + (f" (failed: {', '.join(failed)})" if failed else ""),
+                     headline={"paths": f"{len(results) - len(failed)} of {len(results)} ok"
+                                        + (f" (failed: {', '.join(failed)})" if failed else ""),
                                "seconds": round(time.perf_counter() - started)},
                      detail={"device": name, "lines": [{"path": n, "error": e, "figures": f} for n, e, f in results]})
     return 1 if failed else 0

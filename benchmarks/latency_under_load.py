@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import write_result  # noqa: E402
+from _results import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = "a Ray study at one width, two trials at once: every trial's latency within 25 % of the others' (max/min <= 1.25)"
@@ -60,12 +60,10 @@ train(config, Started(), device="cpu", data=load_proxy(config.proxy))
 
 
 def _config(epochs: int = 1000):
-    from runners.cli import DEFAULT_PROXY, DEFAULT_RECIPE
+    from runners import DEFAULT_PROXY as proxy
+    from runners import DEFAULT_RECIPE
     from study.config import ArchSpec, AttentionSpec, Recipe, TrialConfig
-    from study.data import proxy_preset
 
-    preset, fields = DEFAULT_PROXY
-    proxy = proxy_preset(preset, **fields)
     arch = ArchSpec.uniform("resnet18", AttentionSpec.of("eca", k=3), stem="lowres", width=0.5, num_classes=proxy.num_classes)
     return TrialConfig(arch=arch, recipe=Recipe(**{**DEFAULT_RECIPE, "epochs": epochs}), proxy=proxy, seed=0)
 

@@ -12,8 +12,9 @@ cache at ``--res`` px with ``--workers`` decoding workers, once per variant per 
   releases the GIL while it decodes and resizes).
 
 The process-pool variants are handed to ``prepare`` as its ``decode`` (the default is
-``study.data.decode_parallel``, threads); everything else is the same code. Variants are interleaved in each of ``--rounds`` rounds, so background load hits
-all of them; the figure is each variant's median images/s as a ratio of the fork pool's.
+``study.data.decode_parallel``, threads); everything else is the same code. Variants are
+interleaved in each of ``--rounds`` rounds, so background load hits all of them; the figure is
+each variant's median images/s as a ratio of the fork pool's.
 
     python benchmarks/prepare_throughput.py                   # ~3 min on 2 cores
     python benchmarks/prepare_throughput.py --res 64 --size 500x375 --workers 8
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     write_result("prepare_throughput", goal="prepare on threads at least the images/s of the fork-context process pool it replaced",
-                 headline={f"{k} / fork pool": f"{rate[k] / base:.2f}x" for k in sorted(rate, key=lambda k: k != "threads") if k != "fork pool"}
+                 headline={f"{k} / fork pool": f"{rate[k] / base:.2f}x"
+                           for k in sorted(rate, key=lambda k: k != "threads") if k != "fork pool"}
                  | {"threads (images/s)": round(rate["threads"]), "images": f"{n} JPEGs {w}x{h} -> {args.res} px"},
                  detail=result)
     return 0

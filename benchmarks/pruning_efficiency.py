@@ -63,11 +63,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _study_bench import curves, replay, run  # noqa: E402
+from _study_bench import curves, replay, run
 
-from analysis import hypervolume  # noqa: E402
-from runners import DESIGNS, PRUNER_REGISTRY, PRUNERS  # noqa: E402
-from study import record  # noqa: E402
+from analysis import hypervolume
+from runners import DESIGNS, PRUNER_REGISTRY, PRUNERS
+from study import record
 
 
 def parse_pruner(text: str) -> tuple[str, dict[str, int]]:
@@ -113,7 +113,7 @@ def front_hv(trials, cost: str, reference: tuple[float, float]) -> tuple[float, 
 
 
 def same_study(a, b) -> bool:
-    key = lambda ts: [(t.number, t.state.name, [m["top1"] for m in t.user_attrs.get(record.HISTORY) or []]) for t in ts]  # noqa: E731
+    key = lambda ts: [(t.number, t.state.name, [m["top1"] for m in t.user_attrs.get(record.HISTORY) or []]) for t in ts]
     return key(a) == key(b)
 
 

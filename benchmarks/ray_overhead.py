@@ -16,8 +16,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import write_result  # noqa: E402
-from _study_bench import run  # noqa: E402
+from _results import write_result
+from _study_bench import run
 
 
 def main() -> None:
@@ -42,10 +42,12 @@ def main() -> None:
     n = args.trials
     print(f"local runner: {local_wall:.1f}s for {n} trials, {local_wall / n:.2f}s per trial")
     print(f"ray runner:   {ray_wall:.1f}s for {n} trials, {ray_wall / n:.2f}s per trial (Ray start-up {ray_start:.1f}s, not included)")
-    print(f"Ray per-trial overhead: {(ray_wall - local_wall) / n:+.2f}s per trial; Ray / local wall time per trial {ray_wall / local_wall:.2f}x "
+    print(f"Ray per-trial overhead: {(ray_wall - local_wall) / n:+.2f}s per trial; Ray / local wall time per trial "
+          f"{ray_wall / local_wall:.2f}x "
           f"({args.trials} trials x {args.epochs} epochs, {args.proxy}, width {args.width}, one trial at a time)")
     write_result("ray_overhead", goal="the Ray runner's per-trial overhead over the local runner small against a trial",
-                 headline={"Ray / local per trial": f"{ray_wall / local_wall:.2f}x", "overhead (s/trial)": round((ray_wall - local_wall) / n, 2),
+                 headline={"Ray / local per trial": f"{ray_wall / local_wall:.2f}x",
+                           "overhead (s/trial)": round((ray_wall - local_wall) / n, 2),
                            "local (s/trial)": round(local_wall / n, 2), "Ray start-up (s, not included)": round(ray_start, 1)},
                  detail={"trials": n, "epochs": args.epochs, "proxy": args.proxy, "width": args.width})
 

@@ -123,7 +123,8 @@ def main() -> None:
     print(f"trainer {trainer_median:.1f} img/s  bare loop {bare_median:.1f} img/s  "
           f"ratio trainer/bare {ratio:.3f} (median of per-epoch ratios; target >= 0.97)")
     write_result("trainer_overhead", goal="study.trainer.train >= 0.97 of a bare loop's throughput",
-                 headline={"trainer / bare loop": round(ratio, 3), "trainer (img/s)": round(trainer_median, 1), "bare loop (img/s)": round(bare_median, 1)},
+                 headline={"trainer / bare loop": round(ratio, 3), "trainer (img/s)": round(trainer_median, 1),
+                           "bare loop (img/s)": round(bare_median, 1)},
                  detail={"pairs": pairs, "settings": vars(args)})
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
 """Study runners: local (Optuna in-process) and ray (Ray Tune), with the same study semantics.
 
     >>> from runners import StudySettings, run_study
-    >>> bridge = run_study(StudySettings(name="k", space="eca_kmap", storage="sqlite:///runs/k/study.db",
-    ...                                  run_dir="runs/k", trials=4, runner="local"))
+    >>> bridge = run_study(StudySettings(space="eca_kmap", trials=4, runner="local"))   # runs/eca_kmap
+
+A study's settings are declared once (:class:`StudySettings`: each field's default, help,
+flag and part, the definition or one run) and what is not given comes from one order of
+defaults (:mod:`runners._defaults`), the same as the command line's. :func:`run_study`
+checks the run and creates nothing on bad input (:func:`check_run`), starts it
+(:func:`start_run`: Ray, the run folder, the study, ``settings.json``; nothing half-made is
+left) and runs it.
 
 Optuna decides (sampler, pruner, storage - all in the driver, through
 :class:`StudyBridge`); the runner executes: :func:`run_local` in-process, :func:`run_ray`
@@ -13,35 +19,34 @@ on Ray Tune through :class:`OptunaSearcher` and :class:`OptunaPrunerScheduler`. 
 :class:`StudyObserver` of the bridge.
 """
 
-from runners._algorithms import PRUNER_REGISTRY, SAMPLER_REGISTRY
+from runners._algorithms import PRUNER_OPTIONS, PRUNER_REGISTRY, PRUNERS, SAMPLER_OPTIONS, SAMPLER_REGISTRY, SAMPLERS
 from runners._artifacts import ArtifactRecorder
 from runners._bridge import LiveTrial, StudyBridge
+from runners._defaults import DEFAULT_PROXY, DEFAULT_RECIPE, DESIGNS, RUNNERS, SEED_MODES, Design
 from runners._local import BridgeReporter, run_local
 from runners._observer import StudyObserver
 from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage
 from runners._outcome import RunOutcome, run_outcome
 from runners._progress import Progress
-from runners._settings import (
-    DESIGNS,
-    PRUNER_OPTIONS,
-    PRUNERS,
-    RESUMABLE,
-    RUNNERS,
-    SAMPLER_OPTIONS,
-    SAMPLERS,
-    RunOptions,
-    StudyDefinition,
-    StudySettings,
-)
+from runners._run import StudyRun, check_run, run_study, start_run
+from runners._settings import RESUMABLE, Setting, StudySettings, setting_of
 from runners._simulate import Planted, simulate_study
-from runners._study import name_objectives, open_study, run_study, study_exists
+from runners._study import name_objectives, open_study, study_exists
 from runners._tracking import MlflowTracker
 
 __all__ = [
     "StudySettings",
-    "StudyDefinition",
-    "RunOptions",
+    "Setting",
+    "setting_of",
+    "Design",
     "DESIGNS",
+    "SEED_MODES",
+    "DEFAULT_PROXY",
+    "DEFAULT_RECIPE",
+    "StudyRun",
+    "check_run",
+    "start_run",
+    "run_study",
     "StudyBridge",
     "LiveTrial",
     "BridgeReporter",
@@ -51,7 +56,6 @@ __all__ = [
     "ArtifactRecorder",
     "open_study",
     "name_objectives",
-    "run_study",
     "study_exists",
     "RunOutcome",
     "run_outcome",

@@ -1,21 +1,21 @@
 """The samplers and pruners a study may use: one registry entry each.
 
 An entry holds everything the harness knows about one sampler or pruner: the factory that
-builds it, the integer options it takes (default, allowed range, help text, a different
-default in a study of several objectives) and whether it takes several objectives.
-:class:`~runners.StudySettings` validates and completes its ``sampler_options`` and
-``pruner_options`` from the entries, :func:`runners.make_sampler` and
-:func:`runners.make_pruner` build through them, and the study CLI words its help from them.
-
-The sampler names themselves are :data:`search_spaces.SAMPLERS` (a space names its default
-sampler, and the spaces sit below the runners); every name there has exactly one entry here,
-checked when this module is imported. A pruner of our own takes its study defaults from its
-constructor's (:class:`~runners._pruners.ParetoPruner`).
+builds it, the integer options it takes (default, allowed range, help text, its command-line
+flag, a different default in a study of several objectives) and whether it takes several
+objectives. :class:`~runners.StudySettings` validates and completes its ``sampler_options``
+and ``pruner_options`` from the entries, :func:`runners.make_sampler` and
+:func:`runners.make_pruner` build through them, and the study CLI makes its ``--sampler`` and
+``--pruner`` choices, their options' flags and their help from them: a new sampler, pruner or
+option is an entry here and nothing else. (A space names its default sampler by name; the
+name is checked against these entries when a study is defined.) A pruner of our own takes
+its study defaults from its constructor's (:class:`~runners._pruners.ParetoPruner`).
 """
 
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -23,7 +23,6 @@ from typing import Any, ClassVar
 import optuna
 
 from runners._pruners import ParetoPruner
-from search_spaces import SAMPLERS
 from study.registry import Registry
 from study.validate import ConfigError, check_int
 
@@ -43,6 +42,7 @@ __all__ = [
     "MULTI_OBJECTIVE_PRUNER_OPTIONS",
     "check_int",
     "option_help",
+    "option_flags",
 ]
 
 
@@ -52,11 +52,13 @@ class Option:
 
     ``default`` is the study's default, ``multi_default`` the one of a study of several
     objectives (None: the same); a given value must lie in ``[lo, hi]`` (``hi`` None: no
-    upper bound); ``help`` says what it does, for the CLI.
+    upper bound); ``help`` says what it does, and ``flag`` is the study CLI's flag that sets it
+    (an option of the same name in several entries has one flag).
     """
 
     default: int
     help: str
+    flag: str
     lo: int = 1
     hi: int | None = None
     multi_default: int | None = None
@@ -150,9 +152,9 @@ def _constructor_default(cls: type, name: str) -> Any:
     return inspect.signature(cls).parameters[name].default
 
 
-_SAMPLER_STARTUP = Option(default=5, lo=0, help="random trials before the model")
+_SAMPLER_STARTUP = Option(default=5, lo=0, help="random trials before the model", flag="--n-startup-trials")
 
-#: the samplers, in the order of :data:`search_spaces.SAMPLERS`
+#: the samplers, in the order the CLI lists them
 _SAMPLER_ENTRIES = (
     # multivariate + group: TPE models the conditional parameters jointly per branch;
     # constant_liar keeps concurrent trials from sampling the same point.
@@ -169,7 +171,7 @@ _SAMPLER_ENTRIES = (
     SamplerEntry(name="grid", multi_objective=True, needs_grid=True,
                  factory=lambda o, *, seed, grid: GridSampler(grid, seed=seed)),
     SamplerEntry(name="nsga2", multi_objective=True,
-                 options={"population_size": Option(default=8, lo=2, help="the NSGA-II population")},
+                 options={"population_size": Option(default=8, lo=2, help="the NSGA-II population", flag="--population-size")},
                  factory=lambda o, *, seed, grid: optuna.samplers.NSGAIISampler(seed=seed, population_size=o["population_size"])),
 )
 
@@ -179,21 +181,19 @@ _PRUNER_WARMUP = "the first epoch at which a trial may be pruned"
 def _wilcoxon(warmup: int) -> optuna.pruners.BasePruner:
     """Optuna's WilcoxonPruner (experimental in Optuna) at its default p-threshold 0.1, comparing
     from ``warmup`` epochs on (its ``n_startup_steps``), without the experimental warning."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=warmup)
 _PRUNER_RUNG = {
-    "min_resource": Option(default=1, help="epochs of the first rung"),
-    "reduction_factor": Option(default=3, lo=2, help="keep 1/factor per rung"),
+    "min_resource": Option(default=1, help="epochs of the first rung", flag="--min-resource"),
+    "reduction_factor": Option(default=3, lo=2, help="keep 1/factor per rung", flag="--reduction-factor"),
 }
 
 #: the pruners, in the order the CLI lists them
 _PRUNER_ENTRIES = (
     PrunerEntry(name="median",
-                options={"warmup": Option(default=2, lo=0, help=_PRUNER_WARMUP),
-                         "startup": Option(default=3, lo=0, help="trials finished before pruning starts")},
+                options={"warmup": Option(default=2, lo=0, help=_PRUNER_WARMUP, flag="--pruner-warmup"),
+                         "startup": Option(default=3, lo=0, help="trials finished before pruning starts", flag="--pruner-startup")},
                 factory=lambda o, *, epochs, costs: optuna.pruners.MedianPruner(n_startup_trials=o["startup"], n_warmup_steps=o["warmup"])),
     PrunerEntry(name="sha", options=_PRUNER_RUNG,
                 factory=lambda o, *, epochs, costs: optuna.pruners.SuccessiveHalvingPruner(
@@ -206,9 +206,11 @@ _PRUNER_ENTRIES = (
     # benchmarks/pruning_efficiency.py, docs/benchmarks.md)
     PrunerEntry(name="pareto", multi_objective=True,
                 options={"percentile": Option(default=int(_constructor_default(ParetoPruner, "percentile")), lo=1, hi=99,
-                                              multi_default=75, help="prune below this percentile of the references' top-1"),
-                         "warmup": Option(default=_constructor_default(ParetoPruner, "warmup"), lo=0, help=_PRUNER_WARMUP),
-                         "startup": Option(default=_constructor_default(ParetoPruner, "startup"), lo=0,
+                                              multi_default=75, help="prune below this percentile of the references' top-1",
+                                              flag="--pruner-percentile"),
+                         "warmup": Option(default=_constructor_default(ParetoPruner, "warmup"), lo=0, help=_PRUNER_WARMUP,
+                                          flag="--pruner-warmup"),
+                         "startup": Option(default=_constructor_default(ParetoPruner, "startup"), lo=0, flag="--pruner-startup",
                                            help="references (finished trials of lower or equal cost with a top-1 at the epoch) needed")},
                 factory=lambda o, *, epochs, costs: ParetoPruner(percentile=o["percentile"], warmup=o["warmup"], startup=o["startup"],
                                                                  costs=costs)),
@@ -219,7 +221,7 @@ _PRUNER_ENTRIES = (
     # so its p-value is no error rate, only a rule "below the best curve at (nearly) every epoch
     # so far" (with p 0.1: at 4 or more epochs, 0.1 > 2^-4). One objective (it needs a best trial).
     PrunerEntry(name="wilcoxon",
-                options={"warmup": Option(default=2, lo=2, help=_PRUNER_WARMUP)},
+                options={"warmup": Option(default=2, lo=2, help=_PRUNER_WARMUP, flag="--pruner-warmup")},
                 factory=lambda o, *, epochs, costs: _wilcoxon(o["warmup"])),
     PrunerEntry(name="none", multi_objective=True, factory=lambda o, *, epochs, costs: optuna.pruners.NopPruner()),
 )
@@ -230,9 +232,9 @@ for _entry in _SAMPLER_ENTRIES:
     SAMPLER_REGISTRY.register(_entry.name, _entry)
 for _entry in _PRUNER_ENTRIES:
     PRUNER_REGISTRY.register(_entry.name, _entry)
-if tuple(e.name for e in _SAMPLER_ENTRIES) != tuple(SAMPLERS):
-    raise ImportError(f"runners: the sampler entries {[e.name for e in _SAMPLER_ENTRIES]} do not match "
-                      f"search_spaces.SAMPLERS {list(SAMPLERS)}")
+
+#: the samplers a study may use, in the order the CLI lists them
+SAMPLERS: tuple[str, ...] = tuple(e.name for e in _SAMPLER_ENTRIES)
 
 #: the pruners a study may use, in the order the CLI lists them
 PRUNERS: tuple[str, ...] = tuple(e.name for e in _PRUNER_ENTRIES)
@@ -249,6 +251,17 @@ MULTI_OBJECTIVE_PRUNER_OPTIONS: dict[str, dict[str, int]] = {
 MULTI_OBJECTIVE_SAMPLERS: tuple[str, ...] = tuple(e.name for e in _SAMPLER_ENTRIES if e.multi_objective)
 #: pruners that take several objectives (Optuna's own refuse them)
 MULTI_OBJECTIVE_PRUNERS: tuple[str, ...] = tuple(e.name for e in _PRUNER_ENTRIES if e.multi_objective)
+
+
+def option_flags(kind: str) -> dict[str, str]:
+    """The options the ``kind`` ("sampler" or "pruner") entries take, by name, with their flag;
+    an option of one name declared with two flags is an error."""
+    out: dict[str, str] = {}
+    for entry in {"sampler": _SAMPLER_ENTRIES, "pruner": _PRUNER_ENTRIES}[kind]:
+        for name, option in entry.options.items():
+            if out.setdefault(name, option.flag) != option.flag:
+                raise ValueError(f"{kind} option {name!r} has two flags: {out[name]} and {option.flag}")
+    return out
 
 
 def option_help(kind: str, option: str) -> str:

@@ -146,7 +146,8 @@ class StudyBridge:
             return self._stop_reason
         s = self.settings
         if self.finished() >= s.runs:
-            return f"reached {s.runs} finished trials" + (f" ({s.trials} configurations x {s.replicates} replicates)" if s.replicates > 1 else "")
+            groups = f" ({s.trials} configurations x {s.replicates} replicates)" if s.replicates > 1 else ""
+            return f"reached {s.runs} finished trials{groups}"
         if s.timeout is not None and time.monotonic() - self._t0 >= s.timeout:
             return f"timeout of {s.timeout:g} s reached"
         if self.failure_limit_reached():
@@ -196,7 +197,7 @@ class StudyBridge:
         """Enqueue the space's reference points (on a new study), tagged ``reference``, each
         ``replicates`` times as one replicate group."""
         names = []
-        for name, params in self.space.reference_points(**self.settings.space_settings()):
+        for name, params in self.space.reference_points(self.settings.space_context()):
             self._enqueue_group(params, {record.REFERENCE: name})
             names.append(name)
         return names
@@ -275,7 +276,8 @@ class StudyBridge:
             trial.set_user_attr(record.ATTEMPT, 1)
         try:
             replicate = trial.user_attrs.get(record.REPLICATE)
-            config = self.space.suggest(trial, **self.settings.space_settings(number=trial.number, replicate=0 if replicate is None else replicate))
+            config = self.space.suggest(trial, self.settings.space_context(number=trial.number,
+                                                                           replicate=0 if replicate is None else replicate))
         except Exception as exc:  # the space's own error: the trial fails, the study goes on
             text = f"{type(exc).__name__}: {exc}"
             trial.set_user_attr(record.OUTCOME, record.OUTCOME_FAILED)

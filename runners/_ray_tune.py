@@ -25,6 +25,7 @@ read the proxy cache at its path, or gets a copy with ``stage_data``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -32,11 +33,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import ray
+from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from runners._bridge import COST_PREFIX, LiveTrial, StudyBridge
+from study.cluster import init_ray, prepare_cache
+from study.config import TrialConfig
+from study.metrics import Reporter
+from study.record import error_text
 from study.runfolder import next_run_name
+from study.turnstile import node_turnstile
 
 __all__ = ["run_ray", "connect", "prepare_study_data", "trainable", "OptunaSearcher", "OptunaPrunerScheduler"]
 
@@ -50,15 +58,9 @@ def trainable(spec: Mapping[str, Any]) -> None:
     """One Ray trial: ``study.trainer.train(config, reporter)``, each epoch ``tune.report``-ed.
     Its start-up (imports, the proxy's data) holds the node's turnstile like its training
     steps (:mod:`study.turnstile`), so another trial's latency probe waits for it."""
-    from study.turnstile import node_turnstile
-
     with node_turnstile().computing():
         import torch
-        from ray import tune
 
-        from study.config import TrialConfig
-        from study.metrics import Reporter
-        from study.record import error_text
         from study.trainer import train
 
     torch.set_num_threads(int(spec["threads"]))
@@ -94,9 +96,6 @@ def _trial_data(config: Any, where: Mapping[str, Any] | None) -> Any:
     loads it)."""
     if not where or config.proxy.source != "cache" or config.proxy.data != where["data"]:
         return None
-    import dataclasses
-
-    import ray
 
     from study.data import load_proxy
 
@@ -219,10 +218,6 @@ def connect(settings: Any, *, verbose: bool = False) -> bool:
     handled, its start-up lines shown only when ``verbose``), and check that the cluster can
     hold one trial. Returns True when this call started or connected Ray (the caller shuts
     it down)."""
-    import ray
-
-    from study.cluster import init_ray
-
     started = init_ray(settings.address, verbose=verbose)
     resources = ray.cluster_resources()
     for key, need in (("CPU", settings.cpus_per_trial), ("GPU", settings.gpus_per_trial)):
@@ -239,8 +234,6 @@ def prepare_study_data(settings: Any, log: Any = None) -> dict[str, Any] | None:
     ``gpus_per_trial``) must read the study's proxy cache at its path (ValueError naming a
     node that cannot), or with ``stage_data`` gets a copy on its local disk. Returns what the
     trainable needs to find the data (None for a generated proxy)."""
-    from study.cluster import prepare_cache
-
     proxy = settings.proxy
     if proxy.source != "cache" or not proxy.data:
         return None
@@ -253,8 +246,6 @@ def run_ray(bridge: StudyBridge) -> None:
     """Run the study on Ray Tune (a local Ray started for the run, or ``settings.address``)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
-    import ray
-    from ray import tune
 
     s = bridge.settings
     started = connect(s)
@@ -294,7 +285,8 @@ def run_ray(bridge: StudyBridge) -> None:
         # them again rather than leave them RUNNING
         left = bridge.interrupt()
         if left:
-            bridge.progress.line(f"trials {', '.join(map(str, left))} did not finish; recorded failed (interrupted) and enqueued again", bridge)
+            bridge.progress.line(f"trials {', '.join(map(str, left))} did not finish; recorded failed (interrupted) and enqueued again",
+                                 bridge)
     finally:
         if started:
             ray.shutdown()

@@ -84,8 +84,8 @@ class Planted:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("effect", "gamma", "b", "sigma", "shared", "seed_shared", "width_power", "tails", "collapse", "collapse_top1", "interaction",
-                     "base", "width_gain"):
+        for name in ("effect", "gamma", "b", "sigma", "shared", "seed_shared", "width_power", "tails", "collapse", "collapse_top1",
+                     "interaction", "base", "width_gain"):
             v = getattr(self, name)
             if not is_finite(v):
                 raise ConfigError(name, f"expected a finite number, got {v!r}")

@@ -19,7 +19,7 @@ ECA in every stage of the backbone (Wang et al., "ECA-Net", CVPR 2020). Two desi
 The resolved (C, k) of every stage is what the k-vs-C analysis (:mod:`analysis.kmap`) uses.
 A study starts from reference points, enqueued as its first trials: the paper's mapping
 (gamma=2, b=1), k=3 everywhere (the authors' code default) and the authors' released
-per-stage k for the backbone (:func:`study.attention.released_k`), the latter at width 1.0,
+per-stage k for the backbone (:func:`study.catalogue.released_k`), the latter at width 1.0,
 the width those k were chosen for (search: psi and k=3 at width 0.5; inference: all at 1.0).
 """
 
@@ -27,19 +27,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from search_spaces._registry import Budget, make_config, register_space
+from search_spaces._context import SpaceContext
+from search_spaces._registry import Budget, register_space
+from study.catalogue import B_RANGE, GAMMA_RANGE, K_CHOICES, num_stages, psi, released_k, stage_plans
 from study.config import AttentionSpec
 
 if TYPE_CHECKING:
     import optuna
 
+    from study.config import TrialConfig
+
 __all__ = ["define", "references", "K_CHOICES", "WIDTHS", "INFERENCE_WIDTHS", "GAMMA_RANGE", "B_RANGE", "INFERENCE_BUDGET"]
 
-K_CHOICES = (1, 3, 5, 7, 9)
 WIDTHS = (0.25, 0.5, 1.0)
 INFERENCE_WIDTHS = (0.25, 0.375, 0.5, 0.75, 1.0)
-GAMMA_RANGE = (1.0, 4.0)
-B_RANGE = (0.0, 4.0)
 #: the width of the search design's psi and k=3 reference points when the study does not fix one
 REFERENCE_WIDTH = 0.5
 #: the width the authors' released k were chosen for (and the inference design's references)
@@ -52,27 +53,16 @@ RELEASED_WIDTH = 1.0
 INFERENCE_BUDGET = Budget(trials=100, epochs=3)
 
 
-def _num_stages(backbone: str) -> int:
-    from study.models import num_stages
-
-    return num_stages(backbone)
-
-
 def _psi_ks(backbone: str, stem: str, width: float) -> list[int]:
-    """The paper's psi (gamma=2, b=1) k per stage of ``backbone`` at ``width``."""
-    from study.config import ArchSpec
-    from study.models import describe_stages
-
-    arch = ArchSpec.uniform(backbone, AttentionSpec.of("eca", gamma=2.0, b=1.0), stem=stem, width=width)
-    return [int(s.k) for s in describe_stages(arch)]
+    """The paper's psi (gamma=2, b=1) k per stage of ``backbone`` at ``width``, on the channels
+    each stage attends to."""
+    return [psi(plan.channels, 2.0, 1.0) for plan in stage_plans(backbone, width, stem)]
 
 
-def references(*, backbone: str, width: float | None = None, design: str = "search", stem: str = "lowres",
-               **_: Any) -> list[tuple[str, dict[str, Any]]]:
+def references(ctx: SpaceContext) -> list[tuple[str, dict[str, Any]]]:
     """The reference points (name, params) enqueued first."""
-    from study.attention import released_k
-
-    n = _num_stages(backbone)
+    backbone, width, design = ctx.backbone, ctx.width, ctx.design
+    n = num_stages(backbone)
     fixed = width is not None
     base: dict[str, Any] = {} if fixed else {"width": RELEASED_WIDTH if design == "inference" else REFERENCE_WIDTH}
     try:
@@ -81,7 +71,7 @@ def references(*, backbone: str, width: float | None = None, design: str = "sear
         released = None  # a backbone the authors released no ECA model for
     if design == "inference":
         w = width if fixed else RELEASED_WIDTH
-        paper = _psi_ks(backbone, stem, w)
+        paper = _psi_ks(backbone, ctx.stem, w)
         points = [("k3", {**base, **{f"k_s{i}": 3 for i in range(n)}})]
         if all(k in K_CHOICES for k in paper):
             points.insert(0, ("paper_psi", {**base, **{f"k_s{i}": k for i, k in enumerate(paper)}}))
@@ -106,14 +96,14 @@ def references(*, backbone: str, width: float | None = None, design: str = "sear
     references=references,
     designs={"inference": INFERENCE_BUDGET},
 )
-def define(trial: optuna.Trial, *, backbone: str, width: float | None = None, design: str = "search", **settings: Any):
+def define(trial: optuna.Trial, ctx: SpaceContext) -> TrialConfig:
     """ECA in every stage with a per-stage fixed k or psi(C; gamma, b)."""
-    n = _num_stages(backbone)
-    if design == "inference":
-        w = trial.suggest_categorical("width", INFERENCE_WIDTHS) if width is None else width
+    n = num_stages(ctx.backbone)
+    if ctx.design == "inference":
+        w = trial.suggest_categorical("width", INFERENCE_WIDTHS) if ctx.width is None else None
         stages = [AttentionSpec.of("eca", k=trial.suggest_categorical(f"k_s{i}", K_CHOICES)) for i in range(n)]
-        return make_config(stages, backbone=backbone, width=w, **settings)
-    w = trial.suggest_categorical("width", WIDTHS) if width is None else width
+        return ctx.config(stages, width=w)
+    w = trial.suggest_categorical("width", WIDTHS) if ctx.width is None else None
     mode = trial.suggest_categorical("k_mode", ("fixed", "psi"))
     if mode == "fixed":
         stages = [AttentionSpec.of("eca", k=trial.suggest_categorical(f"k_s{i}", K_CHOICES)) for i in range(n)]
@@ -121,4 +111,4 @@ def define(trial: optuna.Trial, *, backbone: str, width: float | None = None, de
         gamma = trial.suggest_float("gamma", *GAMMA_RANGE)
         b = trial.suggest_float("b", *B_RANGE)
         stages = [AttentionSpec.of("eca", gamma=gamma, b=b)] * n
-    return make_config(stages, backbone=backbone, width=w, **settings)
+    return ctx.config(stages, width=w)

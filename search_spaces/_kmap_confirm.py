@@ -22,11 +22,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from search_spaces._registry import Budget, SpaceOption, make_config, register_space
+from search_spaces._context import SpaceContext
+from search_spaces._registry import Budget, SpaceOption, register_space
+from study.catalogue import num_stages, released_k
 from study.config import AttentionSpec
 
 if TYPE_CHECKING:
     import optuna
+
+    from study.config import TrialConfig
 
 __all__ = ["define", "arms", "ARMS", "DECISION", "SOURCE"]
 
@@ -48,10 +52,8 @@ SOURCE = SpaceOption(
 )
 
 
-def arms(*, backbone: str, **_: Any) -> list[str]:
+def arms(backbone: str) -> list[str]:
     """The arms for ``backbone`` (``released`` only where the authors released k for it)."""
-    from study.attention import released_k
-
     try:
         released_k(backbone)
     except ValueError:
@@ -59,14 +61,11 @@ def arms(*, backbone: str, **_: Any) -> list[str]:
     return list(ARMS)
 
 
-def _grid(**settings: Any) -> dict[str, list[Any]]:
-    return {"arm": arms(**settings)}
+def _grid(ctx: SpaceContext) -> dict[str, list[Any]]:
+    return {"arm": arms(ctx.backbone)}
 
 
 def _stages(arm: str, backbone: str, fitted: dict[str, Any]) -> list[AttentionSpec]:
-    from study.attention import released_k
-    from study.models import num_stages
-
     n = num_stages(backbone)
     if arm == "fitted":
         return [AttentionSpec.of("eca", gamma=float(fitted["gamma"]), b=float(fitted["b"]))] * n
@@ -89,11 +88,10 @@ def _stages(arm: str, backbone: str, fitted: dict[str, Any]) -> list[AttentionSp
     default_design="confirm",
     options=(SOURCE,),
 )
-def define(trial: optuna.Trial, *, backbone: str, width: float | None = None, options: dict[str, Any] | None = None, **settings: Any):
+def define(trial: optuna.Trial, ctx: SpaceContext) -> TrialConfig:
     """One arm of the confirmation (see the module doc)."""
-    fitted = (options or {}).get("fitted")
+    fitted = ctx.options.get("fitted")
     if not fitted or "gamma" not in fitted or "b" not in fitted:
         raise ValueError("kmap_confirm needs the mapping to confirm: run it with --from runs/NAME (a k-vs-C study)")
-    arm = trial.suggest_categorical("arm", arms(backbone=backbone))
-    w = CONFIRM_WIDTH if width is None else width
-    return make_config(_stages(arm, backbone, fitted), backbone=backbone, width=w, **settings)
+    arm = trial.suggest_categorical("arm", arms(ctx.backbone))
+    return ctx.config(_stages(arm, ctx.backbone, fitted), width=CONFIRM_WIDTH)

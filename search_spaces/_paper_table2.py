@@ -12,14 +12,18 @@ sampler walks all ten once. Group counts are per stage, from the stage's channel
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from search_spaces._registry import Budget, make_config, register_space
+from search_spaces._context import SpaceContext
+from search_spaces._registry import Budget, register_space
+from study.catalogue import stage_plans
 from study.config import AttentionSpec
 from study.validate import ConfigError
 
 if TYPE_CHECKING:
     import optuna
+
+    from study.config import TrialConfig
 
 __all__ = ["define", "grid", "VARIANTS", "DEFAULT_WIDTH"]
 
@@ -27,7 +31,7 @@ VARIANTS = ("vanilla", "se", "se_var1", "se_var2", "se_var3", "se_gc1", "se_gc2"
 DEFAULT_WIDTH = 0.5
 
 
-def grid(**_: Any) -> dict[str, list[str]]:
+def grid(ctx: SpaceContext) -> dict[str, list[str]]:
     return {"variant": list(VARIANTS)}
 
 
@@ -58,12 +62,9 @@ def variant_stages(variant: str, channels: list[int]) -> list[AttentionSpec]:
     sampler="grid",
     grid=grid,
 )
-def define(trial: optuna.Trial, *, backbone: str, width: float | None = None, **settings: Any):
+def define(trial: optuna.Trial, ctx: SpaceContext) -> TrialConfig:
     """One row of the ECA paper's Table 2."""
-    from study.models import describe_stages, num_stages
-
     variant = trial.suggest_categorical("variant", VARIANTS)
-    w = DEFAULT_WIDTH if width is None else width
-    vanilla = make_config([AttentionSpec("none")] * num_stages(backbone), backbone=backbone, width=w, **settings)
-    channels = [s.channels for s in describe_stages(vanilla.arch)]
-    return make_config(variant_stages(variant, channels), backbone=backbone, width=w, **settings)
+    width = DEFAULT_WIDTH if ctx.width is None else ctx.width
+    channels = [plan.channels for plan in stage_plans(ctx.backbone, width, ctx.stem)]
+    return ctx.config(variant_stages(variant, channels), width=width)

@@ -1,15 +1,17 @@
 """The space registry: names (and ``path/to/file.py:function``) resolved to :class:`Space`.
 
-A space is a define-by-run function over an :class:`optuna.Trial`::
+A space is a define-by-run function over an :class:`optuna.Trial` and the study's
+:class:`~search_spaces.SpaceContext`::
 
-    def define(trial, *, backbone, stem, width, proxy, recipe, seed, **_) -> TrialConfig
+    def define(trial, ctx) -> TrialConfig
 
 It samples what it searches (conditional parameters come for free: ``k`` only where a stage
 uses ECA, ``r`` only where it uses SE) and builds the full :class:`~study.config.TrialConfig`
-from the study settings it is given. :meth:`Space.suggest` calls it and records, on the
-trial, the config (user attribute ``config``) and the resolved per-stage description
-(``stages``: the channel count C each stage's attention acts on and its parameters,
-including ECA's resolved ``k``), via :func:`study.models.describe_stages`.
+with ``ctx.config(stages)``. :meth:`Space.suggest` calls it and records, on the trial, the
+config (user attribute ``config``) and the resolved per-stage description (``stages``: the
+channel count C each stage's attention acts on and its parameters, including ECA's resolved
+``k``), via :func:`study.models.describe_stages`. A space written the old way
+(``define(trial, *, backbone, ..., **settings)``) is adapted (:func:`search_spaces.adapt`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search_spaces._context import SpaceContext, adapt
 from study import record
-from study.config import ArchSpec, AttentionSpec, ProxySpec, Recipe, TrialConfig
+from study.config import TrialConfig
 from study.registry import Registry
 from study.validate import ConfigError
 
@@ -32,7 +35,6 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = [
-    "SAMPLERS",
     "Budget",
     "SpaceInfo",
     "SpaceOption",
@@ -42,13 +44,7 @@ __all__ = [
     "get_space",
     "list_spaces",
     "space_names",
-    "make_config",
 ]
-
-#: The names of the Optuna samplers a study may use (a space names one as its default). What each
-#: one is (factory, options and their defaults, several objectives or one) is its registry entry
-#: in the runners (``runners._algorithms``), which has one entry for each name here.
-SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid", "nsga2")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,7 +68,8 @@ class Budget:
 class SpaceInfo:
     """What ``--list-spaces`` prints: name, one-line description and default budget.
 
-    ``sampler`` is the space's default sampler ("grid" for a grid space). ``budget`` is the
+    ``sampler`` is the space's default sampler ("grid" for a grid space; a name of the
+    runners' sampler registry, checked when a study is defined). ``budget`` is the
     default budget of its default design (``default_design``, "search" for most spaces);
     ``budgets`` names the other designs it supports (e.g. "inference") with theirs.
     """
@@ -99,15 +96,15 @@ class SpaceInfo:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"space name: expected a non-empty string, got {self.name!r}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"space {self.name!r}: sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if not isinstance(self.sampler, str) or not self.sampler:
+            raise ValueError(f"space {self.name!r}: sampler must name a sampler, got {self.sampler!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class SpaceOption:
     """A command-line option a space declares: the study CLI makes ``flag`` from it and hands
-    the value, parsed, to the space as ``options[key]`` (its ``define`` receives
-    ``options=``), without knowing the space.
+    the value, parsed, to the space as ``options[key]`` (its context's ``options``), without
+    knowing the space.
 
     ``help`` says what the value is (the CLI prefixes the spaces that take it); ``parse``
     turns the flag's text into the value (a ``ValueError`` names the problem). ``required``:
@@ -136,17 +133,19 @@ class SpaceOption:
             raise ValueError(f"space option {self.key!r}: parse must be callable, got {self.parse!r}")
 
 
+#: ``define(trial, ctx) -> TrialConfig``: one trial's config, sampled.
 DefineFn = Callable[..., TrialConfig]
-#: ``references(**settings) -> [(name, params), ...]``: trials enqueued first.
+#: ``references(ctx) -> [(name, params), ...]``: trials enqueued first.
 ReferencesFn = Callable[..., Sequence[tuple[str, Mapping[str, Any]]]]
-#: ``grid(**settings) -> {param: [values, ...]}``: the search space of a grid sampler.
+#: ``grid(ctx) -> {param: [values, ...]}``: the search space of a grid sampler.
 GridFn = Callable[..., Mapping[str, Sequence[Any]]]
 
 
 @dataclass(frozen=True)
 class Space:
     """A registered (or user) space: its info, its define-by-run function, and optionally
-    the reference points it enqueues first and the grid a grid sampler walks."""
+    the reference points it enqueues first and the grid a grid sampler walks (each a function
+    of the :class:`SpaceContext`, or written the old way: :func:`search_spaces.adapt`)."""
 
     info: SpaceInfo
     define: DefineFn
@@ -158,28 +157,28 @@ class Space:
     def name(self) -> str:
         return self.info.name
 
-    def suggest(self, trial: optuna.Trial, **settings: Any) -> TrialConfig:
+    def suggest(self, trial: optuna.Trial, ctx: SpaceContext) -> TrialConfig:
         """Run the space on ``trial`` and record ``config`` and ``stages`` on it."""
-        self.info.budget_for(settings.get("design", self.info.default_design))  # a design the space has
-        config = self.define(trial, **settings)
+        self.info.budget_for(ctx.design)  # a design the space has
+        config = adapt(self.define, before=1)(trial, ctx)
         if not isinstance(config, TrialConfig):
             raise TypeError(f"space {self.name!r}: define() must return a TrialConfig, got {type(config).__name__}")
-        from study.models import describe_stages
+        from study.models import describe_stages  # torch, when a trial is drawn
 
         stages = [s.to_dict() for s in describe_stages(config.arch, config.proxy.resolution)]  # as the trainer builds it
         trial.set_user_attr(record.CONFIG, config.to_dict())
         trial.set_user_attr(record.STAGES, stages)
         return config
 
-    def reference_points(self, **settings: Any) -> list[tuple[str, dict[str, Any]]]:
+    def reference_points(self, ctx: SpaceContext) -> list[tuple[str, dict[str, Any]]]:
         if self.references is None:
             return []
-        return [(str(n), dict(p)) for n, p in self.references(**settings)]
+        return [(str(n), dict(p)) for n, p in adapt(self.references, before=0)(ctx)]
 
-    def grid_space(self, **settings: Any) -> dict[str, list[Any]] | None:
+    def grid_space(self, ctx: SpaceContext) -> dict[str, list[Any]] | None:
         if self.grid is None:
             return None
-        return {k: list(v) for k, v in self.grid(**settings).items()}
+        return {k: list(v) for k, v in adapt(self.grid, before=0)(ctx).items()}
 
 
 _SPACES: Registry[Space] = Registry("space", plural="", hint=", or path/to/file.py:function",
@@ -200,7 +199,7 @@ def register_space(
     options: Sequence[SpaceOption] = (),
 ) -> Callable[[DefineFn], DefineFn]:
     """Decorator: register ``define`` as the space ``name``. ``designs`` names the study
-    designs it supports besides "search" (its ``define`` receives ``design=``), each with
+    designs it supports besides "search" (its context's ``design``), each with
     its default budget; ``options`` are the command-line options it takes
     (:class:`SpaceOption`). A flag another space declares must carry the same key."""
     if not isinstance(name, str) or not _NAME.match(name):
@@ -291,26 +290,3 @@ def get_space(name_or_path: str) -> Space:
     grid = getattr(fn, "grid", None)
     info = SpaceInfo(f"{path.stem}.{fn_name}", doc.splitlines()[0], budget, "grid" if grid is not None else "tpe")
     return Space(info, fn, getattr(fn, "references", None), grid)
-
-
-def make_config(
-    stages: Sequence[AttentionSpec | Mapping[str, Any]],
-    *,
-    backbone: str,
-    stem: str,
-    width: float,
-    proxy: ProxySpec,
-    recipe: Recipe,
-    seed: int,
-    **_: Any,
-) -> TrialConfig:
-    """The TrialConfig of a space's sampled per-stage attention under the study settings
-    (the classifier has ``proxy.num_classes`` outputs)."""
-    arch = ArchSpec(
-        backbone=backbone,
-        stages=tuple(stages),
-        stem=stem,
-        width=width,
-        num_classes=proxy.num_classes,
-    )
-    return TrialConfig(arch=arch, recipe=recipe, proxy=proxy, seed=seed)

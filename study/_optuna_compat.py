@@ -23,6 +23,8 @@ optuna-dashboard).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 from optuna.storages.journal import JournalFileBackend
@@ -51,9 +53,6 @@ def set_artifact_meta(study: Any, meta: Any, trial: Any = None) -> None:
     """Record the :class:`~optuna.artifacts.ArtifactMeta` ``meta`` on ``trial`` (an
     ``optuna.Trial`` or ``FrozenTrial`` of ``study``, still running) or, without one, on the
     ``study`` (an ``optuna.Study``), as ``upload_artifact`` does."""
-    import dataclasses
-    import json
-
     key, value = ARTIFACTS_ATTR_PREFIX + meta.artifact_id, json.dumps(dataclasses.asdict(meta))
     if trial is None:
         study._storage.set_study_system_attr(study._study_id, key, value)

@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
+
 from study._optuna_compat import set_artifact_meta
 
 __all__ = ["ARTIFACTS", "artifact_store", "artifact_id", "attach_file"]
@@ -36,8 +38,6 @@ _NAMESPACE = uuid.UUID("6f1f3a52-8d0c-4c55-9b1e-2a7c4d3e9b10")
 
 def artifact_store(run_dir: str | Path) -> Any:
     """The Optuna artifact store of the run folder ``run_dir`` (``run_dir/artifacts``, created)."""
-    from optuna.artifacts import FileSystemArtifactStore
-
     folder = Path(run_dir) / ARTIFACTS
     folder.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(folder))
@@ -55,8 +55,6 @@ def attach_file(store: Any, study: Any, path: str | Path, *, trial: Any = None, 
     ``optuna.Trial`` or a running ``FrozenTrial`` of ``study``) or, without one, to the
     ``study``, in the artifact store ``store``; a file of that name attached before is
     replaced. Returns the artifact id."""
-    from optuna.artifacts import ArtifactMeta
-
     path = Path(path)
     name = filename or path.name
     number = None if trial is None else trial.number

@@ -48,13 +48,13 @@ def _options_by_dest(parser: argparse.ArgumentParser) -> dict[str, str]:
     return out
 
 
-def flag_names(parser: argparse.ArgumentParser, exceptions: Mapping[str, str] | None = None) -> Callable[[str], str]:
+def flag_names(parser: argparse.ArgumentParser | None, exceptions: Mapping[str, str] | None = None) -> Callable[[str], str]:
     """How a command line says a config field path: by rule, the option of ``parser`` whose
     destination is the path (``max_concurrent`` -> ``--max-concurrent``); ``exceptions`` maps
     a path (``run_dir`` -> ``--out``) or a path prefix ending in "." (``recipe.`` ->
-    ``--set recipe.``) to its words where the rule does not hold; a path neither knows is
-    said as itself."""
-    by_dest = _options_by_dest(parser)
+    ``--set recipe.``) to its words where the rule does not hold (or, without a parser, to
+    its words); a path neither knows is said as itself."""
+    by_dest = _options_by_dest(parser) if parser is not None else {}
     table = dict(exceptions or {})
 
     def say(path: str) -> str:
@@ -68,7 +68,7 @@ def flag_names(parser: argparse.ArgumentParser, exceptions: Mapping[str, str] | 
     return say
 
 
-def flag_error(exc: ConfigError, parser: argparse.ArgumentParser, exceptions: Mapping[str, str] | None = None) -> UsageError:
+def flag_error(exc: ConfigError, parser: argparse.ArgumentParser | None, exceptions: Mapping[str, str] | None = None) -> UsageError:
     """A config error (its field path, as data) in a command line's words, as the one-line
     :class:`UsageError`: the path said as the flag that sets it (:func:`flag_names`)."""
     return UsageError(" ".join(exc.text(flag_names(parser, exceptions)).split()))
@@ -78,9 +78,10 @@ def as_usage_error(exc: BaseException, parser: argparse.ArgumentParser | None = 
                    exceptions: Mapping[str, str] | None = None) -> UsageError:
     """A library's error about the user's input as the command line's one-line
     :class:`UsageError`: a :class:`~study.validate.ConfigError` with its field said as a flag
-    of ``parser`` (:func:`flag_error`), any other error as its text. A CLI applies it where it
-    hands the user's input to the library, so that other errors stay bugs."""
-    if isinstance(exc, ConfigError) and parser is not None:
+    of ``parser`` or as ``exceptions`` say it (:func:`flag_error`), any other error as its
+    text. A CLI applies it where it hands the user's input to the library, so that other
+    errors stay bugs."""
+    if isinstance(exc, ConfigError) and (parser is not None or exceptions):
         return flag_error(exc, parser, exceptions)
     return UsageError(" ".join(str(exc).split()))
 

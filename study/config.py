@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from study.validate import ConfigError, nested
+from study.catalogue import STEMS, backbone_plan
+from study.validate import ConfigError, as_number, check_choice, nested
 
 __all__ = [
     "ConfigError",
@@ -36,8 +37,6 @@ __all__ = [
     "TrialConfig",
     "load_config",
 ]
-
-
 
 
 # --------------------------------------------------------------------------------------
@@ -69,23 +68,10 @@ def _check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
             raise ConfigError(where, f"missing required key {f.name!r}")
 
 
-def _number(value: Any, key: str, *, integer: bool = False) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, f"expected a number, got {value!r}")
-    if integer:
-        if isinstance(value, float) and not value.is_integer():
-            raise ConfigError(key, f"expected an integer, got {value!r}")
-        return int(value)
-    if not math.isfinite(value):
-        raise ConfigError(key, f"expected a finite number, got {value!r}")
-    return value
-
-
 def _scalar(value: Any, key: str) -> bool | int | float | str | None:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise ConfigError(key, f"expected a number, string, boolean or null, got {type(value).__name__}")
-
 
 
 _Flat = TypeVar("_Flat", bound="_FlatConfig")
@@ -174,9 +160,9 @@ PSI_INPUTS = ("channels", "planes")
 class ArchSpec:
     """A backbone with one :class:`AttentionSpec` per stage.
 
-    ``stages`` must hold exactly one entry per stage of the backbone (checked by
-    :func:`study.models.build_model`, which knows the stage count). Use
-    :meth:`uniform` for "the same attention in every stage".
+    ``stages`` must hold exactly one entry per stage of the backbone (its plan in
+    :mod:`study.catalogue` knows the count; checked here). Use :meth:`uniform` for "the same
+    attention in every stage".
     """
 
     backbone: str
@@ -189,13 +175,21 @@ class ArchSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.backbone, str) or not self.backbone:
             raise ConfigError("backbone", f"expected a non-empty string, got {self.backbone!r}")
+        try:
+            plan = backbone_plan(self.backbone)
+        except ValueError as exc:
+            raise ConfigError("backbone", str(exc)) from None
+        check_choice(self.stem, "stem", STEMS)
         stages = tuple(s if isinstance(s, AttentionSpec) else AttentionSpec.from_dict(s, f"stages[{i}]") for i, s in enumerate(self.stages))
+        if len(stages) != plan.num_stages:
+            raise ConfigError("stages", f"backbone {self.backbone!r} has {plan.num_stages} stages, so stages needs "
+                              f"{plan.num_stages} entries, got {len(stages)}")
         object.__setattr__(self, "stages", stages)
-        width = _number(self.width, "width")
+        width = as_number(self.width, "width")
         if not 0.25 <= width <= 2.0:
             raise ConfigError("width", f"must be in [0.25, 2.0], got {width!r}")
         object.__setattr__(self, "width", float(width))
-        num_classes = _number(self.num_classes, "num_classes", integer=True)
+        num_classes = as_number(self.num_classes, "num_classes", integer=True)
         if num_classes < 1:
             raise ConfigError("num_classes", f"must be >= 1, got {num_classes!r}")
         object.__setattr__(self, "num_classes", num_classes)
@@ -205,10 +199,12 @@ class ArchSpec:
     @classmethod
     def uniform(cls, backbone: str, attention: AttentionSpec | Mapping[str, Any] | str = "none", **kwargs: Any) -> ArchSpec:
         """The same attention in every stage of ``backbone``."""
-        from study.models import num_stages  # the backbone registry knows the stage count
-
+        try:
+            n = backbone_plan(backbone).num_stages
+        except ValueError as exc:
+            raise ConfigError("backbone", str(exc)) from None
         spec = attention if isinstance(attention, AttentionSpec) else AttentionSpec.from_dict(attention, "attention")
-        return cls(backbone=backbone, stages=(spec,) * num_stages(backbone), **kwargs)
+        return cls(backbone=backbone, stages=(spec,) * n, **kwargs)
 
     def with_stages(self, stages: Iterable[AttentionSpec | Mapping[str, Any]]) -> ArchSpec:
         return dataclasses.replace(self, stages=tuple(stages))
@@ -276,7 +272,7 @@ class Recipe(_FlatConfig):
 
     def __post_init__(self) -> None:
         for name, lo in (("epochs", 1), ("batch_size", 1), ("step_every", 1)):
-            value = _number(getattr(self, name), name, integer=True)
+            value = as_number(getattr(self, name), name, integer=True)
             if value < lo:
                 raise ConfigError(name, f"must be >= {lo}, got {value!r}")
             object.__setattr__(self, name, value)
@@ -288,7 +284,7 @@ class Recipe(_FlatConfig):
             ("step_factor", 0.0, 1.0),
             ("label_smoothing", 0.0, 1.0),
         ):
-            value = _number(getattr(self, name), name)
+            value = as_number(getattr(self, name), name)
             if not lo <= value <= hi or (name == "lr" and value == 0):
                 raise ConfigError(name, f"must be in {'(' if name == 'lr' else '['}{lo}, {hi}], got {value!r}")
             object.__setattr__(self, name, float(value))
@@ -302,7 +298,6 @@ class Recipe(_FlatConfig):
         for name in ("amp", "channels_last"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, f"expected true, false or null (on CUDA only), got {getattr(self, name)!r}")
-
 
 
 # --------------------------------------------------------------------------------------
@@ -331,17 +326,17 @@ class ProxySpec(_FlatConfig):
     augment: str = "crop_flip"
 
     def __post_init__(self) -> None:
-        res = _number(self.resolution, "resolution", integer=True)
+        res = as_number(self.resolution, "resolution", integer=True)
         if not 8 <= res <= 1024:
             raise ConfigError("resolution", f"must be in [8, 1024], got {res!r}")
         object.__setattr__(self, "resolution", res)
-        nc = _number(self.num_classes, "num_classes", integer=True)
+        nc = as_number(self.num_classes, "num_classes", integer=True)
         if nc < 2:
             raise ConfigError("num_classes", f"must be >= 2, got {nc!r}")
         object.__setattr__(self, "num_classes", nc)
         ipc = self.images_per_class
         if ipc is not None:
-            ipc = _number(ipc, "images_per_class")
+            ipc = as_number(ipc, "images_per_class")
             if isinstance(ipc, float) and not ipc.is_integer():
                 if not 0 < ipc <= 1:
                     raise ConfigError("images_per_class", f"a fraction must be in (0, 1], got {ipc!r}")
@@ -351,14 +346,13 @@ class ProxySpec(_FlatConfig):
                 ipc = int(ipc)
             object.__setattr__(self, "images_per_class", ipc)
         if self.val_per_class is not None:
-            vpc = _number(self.val_per_class, "val_per_class", integer=True)
+            vpc = as_number(self.val_per_class, "val_per_class", integer=True)
             if vpc < 1:
                 raise ConfigError("val_per_class", f"must be >= 1, got {vpc!r}")
             object.__setattr__(self, "val_per_class", vpc)
-        object.__setattr__(self, "subset_seed", _number(self.subset_seed, "subset_seed", integer=True))
+        object.__setattr__(self, "subset_seed", as_number(self.subset_seed, "subset_seed", integer=True))
         if self.data is not None and not isinstance(self.data, str):
             object.__setattr__(self, "data", str(self.data))
-
 
 
 # --------------------------------------------------------------------------------------
@@ -381,7 +375,7 @@ class TrialConfig:
                 object.__setattr__(self, name, cls.from_dict(value, name))
             elif not isinstance(value, cls):
                 raise ConfigError(name, f"expected {cls.__name__}, got {type(value).__name__}")
-        object.__setattr__(self, "seed", _number(self.seed, "seed", integer=True))
+        object.__setattr__(self, "seed", as_number(self.seed, "seed", integer=True))
 
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)

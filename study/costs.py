@@ -24,6 +24,10 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
+from study import turnstile as turnstiles
+from study.attention import AttentionModule, get_attention
+from study.config import AttentionSpec
+from study.models import build_model
 from study.validate import ConfigError, check_int
 
 __all__ = ["Costs", "Latency", "count_params", "count_attention_params", "count_macs", "measure_latency", "probe_latency", "measure_costs",
@@ -98,8 +102,6 @@ def count_params(model: nn.Module) -> int:
 
 def count_attention_params(model: nn.Module) -> int:
     """Trainable parameters inside :class:`study.attention.AttentionModule` submodules."""
-    from study.attention import AttentionModule
-
     seen: set[int] = set()
     total = 0
     for m in model.modules():
@@ -297,9 +299,7 @@ def probe_latency(
     if isinstance(target_spread, bool) or not isinstance(target_spread, (int, float)) or not target_spread >= 0:
         raise ConfigError("target_spread", f"must be a number >= 0, got {target_spread!r}")
     if turnstile is None:
-        from study.turnstile import node_turnstile
-
-        turnstile = node_turnstile()
+        turnstile = turnstiles.node_turnstile()  # the node's, looked up when a probe runs
     times: list[float] = []
     rounds = 0
     with _inference(model, input_size, device, batch_size) as (model, x, dev):
@@ -332,9 +332,6 @@ def _macs_224(model: nn.Module) -> int:
         arch = getattr(model, "arch", None)
         if arch is None:
             raise
-    from study.attention import get_attention
-    from study.config import AttentionSpec
-    from study.models import build_model
 
     stages = [AttentionSpec(s.kind, tuple((k, v) for k, v in s.params if k not in get_attention(s.kind).MAP_PARAMS)) for s in arch.stages]
     with torch.device("meta"):
@@ -366,8 +363,6 @@ def measure_costs(
     if isinstance(model_or_arch, nn.Module):
         model = model_or_arch
     else:
-        from study.models import build_model
-
         model = build_model(model_or_arch, resolution)
     macs = count_macs(model, resolution)
     macs_224 = macs if resolution == 224 else _macs_224(model)

@@ -14,6 +14,7 @@ An attention is written ``KIND`` or ``KIND:NAME=VALUE,NAME=VALUE`` (``eca:k=3``,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from argparse import Namespace
@@ -95,8 +96,6 @@ def inspect_arch(arch: ArchSpec, resolution: int = 224, *, latency: bool = False
     """Per-stage description and totals of ``arch`` as a JSON-ready dict, for ``arch`` built
     at ``resolution`` px (parameters that depend on the feature map, left at their default,
     fit its maps: :func:`study.models.build_model`)."""
-    import dataclasses
-
     from study.attention import AttentionModule
     from study.costs import count_macs, count_params, measure_costs
     from study.models import build_model
@@ -133,7 +132,8 @@ def _table(report: dict[str, Any], units: str) -> str:
     rows = [("stage", "C", "planes", "blocks", "attention", "parameters", "attn params")]
     for s in report["stages"]:
         params = {k: v for k, v in s.items() if k not in fixed}
-        rows.append((str(s["stage"]), str(s["channels"]), str(s["planes"]), str(s["blocks"]), s["kind"], _fmt_params(params), f"{s['attention_params']:,}"))
+        rows.append((str(s["stage"]), str(s["channels"]), str(s["planes"]), str(s["blocks"]), s["kind"], _fmt_params(params),
+                     f"{s['attention_params']:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     right = {0, 1, 2, 3, 6}
     lines = [
@@ -174,15 +174,18 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--backbone", choices=list_backbones(), help="backbone (default resnet50)")
     parser.add_argument("--attention", metavar="ATTENTION", help=f"attention in every stage (default {DEFAULT_ATTENTION})")
-    parser.add_argument("--stage", metavar="I=ATTENTION", action="append", default=[], help="override stage I (from 0), e.g. --stage 2=se:r=8; repeatable")
+    parser.add_argument("--stage", metavar="I=ATTENTION", action="append", default=[],
+                        help="override stage I (from 0), e.g. --stage 2=se:r=8; repeatable")
     parser.add_argument("--released-k", action="store_true", help="ECA with the authors' released per-stage k (study.attention.released_k)")
     parser.add_argument("--stem", choices=STEMS, help="stem (default imagenet)")
     parser.add_argument("--width", type=float, help="channel width multiplier in [0.25, 2.0] (default 1.0)")
     parser.add_argument("--num-classes", type=int, help="classifier outputs (default 1000)")
     parser.add_argument("--psi-input", choices=PSI_INPUTS, help="which C psi(C) sees for ECA given by gamma/b (default channels)")
-    parser.add_argument("--config", metavar="FILE.json", help="a TrialConfig or a bare ArchSpec JSON file (instead of the flags above; --stage still applies)")
+    parser.add_argument("--config", metavar="FILE.json",
+                        help="a TrialConfig or a bare ArchSpec JSON file (instead of the flags above; --stage still applies)")
     parser.add_argument("--res", type=int, default=224, help="input resolution in px for MACs and latency (default 224)")
-    parser.add_argument("--units", choices=sorted(UNITS), default="si", help="si: M=10^6, G=10^9 (default); paper: M=2^20, G=2^30 as in the ECA paper's tables")
+    parser.add_argument("--units", choices=sorted(UNITS), default="si",
+                        help="si: M=10^6, G=10^9 (default); paper: M=2^20, G=2^30 as in the ECA paper's tables")
     parser.add_argument("--latency", action="store_true", help="also measure the median forward latency (batch 1)")
     parser.add_argument("--device", default="cpu", help="device for --latency (default cpu)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from study.config import TrialConfig
+from study.io import write_atomic, write_json
+
 if TYPE_CHECKING:
     from study.config import TrialConfig
     from study.costs import Costs
@@ -125,7 +128,6 @@ class TrialResult:
         """A result from its :meth:`to_dict` form (``result.json``, a finished checkpoint's
         state); ``config``, when given, is the TrialConfig to use instead of ``data["config"]``.
         The derived entries (``final``, ``best``, ``epochs_run``) are recomputed from the history."""
-        from study.config import TrialConfig
         from study.costs import Costs
 
         return cls(config=TrialConfig.from_dict(data["config"]) if config is None else config,
@@ -164,8 +166,6 @@ METRIC_FIELDS = _metric_fields()
 
 def write_metrics(out: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """Write ``out/metrics.json`` and ``out/metrics.csv`` (one row per epoch), atomically."""
-    from study.io import write_atomic, write_json
-
     out = Path(out)
     write_json(out / "metrics.json", [dict(r) for r in rows])
     buf = io.StringIO()
@@ -206,8 +206,6 @@ def write_result(out: str | Path, result: TrialResult) -> None:
     """Write a finished run's files into ``out``: ``config.json``, ``metrics.csv`` /
     ``metrics.json`` and, last, ``result.json`` (each atomically): a folder with a
     ``result.json`` holds a finished run."""
-    from study.io import write_atomic, write_json
-
     out = Path(out)
     write_atomic(out / "config.json", result.config.to_json() + "\n")
     write_metrics(out, [m.to_dict() for m in result.history])

@@ -37,9 +37,13 @@ reached; the intermediate value at step ``epoch`` is that epoch's validation top
 
 from __future__ import annotations
 
+import math
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     import optuna
@@ -129,8 +133,6 @@ def read_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord:
 def error_text(exc: BaseException, *, frames: int = 8) -> str:
     """The text recorded for an error (a failed trial's ``error``, a failed rank's): the
     innermost ``frames`` frames of its traceback, then the error line (always the last line)."""
-    import traceback
-
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-frames)
     return "".join(tb).strip()
 
@@ -147,14 +149,10 @@ def trial_seed(study_seed: int, number: int) -> int:
     "per_trial"): drawn from ``numpy.random.SeedSequence([study_seed, number])``, so every
     trial - and every replicate of a configuration - trains from its own seed, and the
     same study seed gives the same seeds again."""
-    import numpy as np
-
     return int(np.random.SeedSequence([int(study_seed), int(number)]).generate_state(1)[0] % (2**31 - 1))
 
 
 def is_finite(x: Any) -> bool:
     """Whether a recorded value (a top-1, a cost) is a finite number (not a bool, None,
     NaN or infinity)."""
-    import math
-
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -20,6 +20,7 @@ functions that need it.
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.error
 import urllib.parse
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from study.storage import StorageURL, public_url
 from study.validate import ConfigError
 
 __all__ = [
@@ -147,7 +149,7 @@ def _check_file(path: Path, uri: str) -> None:
 def _check_server(uri: str, timeout: float) -> None:
     url = uri.rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http or https, checked above)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             if response.status == 200:
                 return
             problem = f"HTTP {response.status}"
@@ -165,8 +167,6 @@ def storage_key(url: str) -> str:
     """The study's storage as its MLflow runs name it: a file's absolute path (SQLite, journal),
     else the URL without its password or driver (``postgresql://user@host:5432/db``); the
     same for the driver and for analysis, whichever folder they run in."""
-    from study.storage import StorageURL, public_url
-
     parsed = StorageURL.maybe(url)
     if parsed is None:
         return str(url)
@@ -193,8 +193,6 @@ def client_scope(uri: str) -> Iterator[None]:
     environment sets itself are kept), and MLflow's database set-up lines ("Creating initial
     MLflow database tables...", the system metrics monitor's start and stop) are not shown. ``uri``
     is the tracking URI it is for."""
-    import logging
-
     added = [k for k in _ENV_DEFAULTS if k not in os.environ]
     os.environ.update({k: _ENV_DEFAULTS[k] for k in added})
     loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]

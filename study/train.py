@@ -62,6 +62,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study.cli import EXIT_FAILED, EXIT_INTERRUPTED, ArgumentParser, UsageError, as_usage_error, flag_names, run_cli
+from study.cluster import (
+    Scaling,
+    TrainingFailed,
+    absolute_data,
+    batch_status,
+    check_resources,
+    cluster_nodes,
+    format_table,
+    init_ray,
+    prepare_data,
+    read_index,
+    scale_recipe,
+    train_batch,
+    train_distributed,
+)
 from study.config import ConfigError, TrialConfig, load_config
 from study.io import write_atomic
 from study.metrics import MetricsWriter, TrialResult, write_result
@@ -111,14 +126,16 @@ def build_parser() -> ArgumentParser:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--config", metavar="CONFIG.json", help="a TrialConfig JSON file")
     what.add_argument("--batch", metavar="INDEX.json", help="train every config of an export index (python -m analysis.export)")
-    p.add_argument("--data", metavar="DIR", help="a proxy cache folder made by `python -m study.data prepare` (sets proxy.source to 'cache')")
+    p.add_argument("--data", metavar="DIR",
+                   help="a proxy cache folder made by `python -m study.data prepare` (sets proxy.source to 'cache')")
     p.add_argument("--epochs", type=int, metavar="N", help="override recipe.epochs")
     p.add_argument("--out", metavar="DIR", help=f"output folder (default {DEFAULT_ROOT}/<name derived from the config>); "
                                                 "with --batch the folder of the runs' folders (default: train/ beside the export folder)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out; with --batch, skip finished runs")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
     g = p.add_argument_group("data-parallel on Ray Train")
-    g.add_argument("--workers", type=_number(1, integer=True), metavar="N", help="train on N Ray Train workers (DDP; default with --batch: 1)")
+    g.add_argument("--workers", type=_number(1, integer=True), metavar="N",
+                   help="train on N Ray Train workers (DDP; default with --batch: 1)")
     g.add_argument("--gpus-per-worker", type=_number(0, integer=True), metavar="G",
                    help="GPUs per worker, 0 (gloo on CPUs) or 1 (NCCL) (default: 1 when the Ray cluster has GPUs and --device is not cpu)")
     g.add_argument("--cpus-per-worker", type=_number(0), metavar="C", help="CPUs per worker, also its torch threads (default 1)")
@@ -175,8 +192,6 @@ def _effective(config: TrialConfig, args: Namespace, *, absolute: bool, keep_res
         except ConfigError as exc:
             raise UsageError(f"--epochs: {exc}") from None
     if absolute:
-        from study.cluster import absolute_data, scale_recipe
-
         config = absolute_data(config)
         if args.batch_per_worker is not None:
             try:
@@ -198,17 +213,17 @@ def _summary(result: TrialResult, epochs: int) -> str:
     return line
 
 
-def _refuse_checkpoint(out: Path, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint in ``out`` (None when there is none); refused without ``--resume``."""
-    from study.trainer import read_checkpoint
+def _resume_point(out: Path, config: TrialConfig, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint in ``out`` the run continues (None: none): :func:`study.trainer.resume_point`,
+    in this command's words (one without ``--resume``, or of another config, is refused)."""
+    from study.trainer import resume_point  # torch: only when a run starts
 
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} exists and is not a folder")
-    state = read_checkpoint(out) if out.is_dir() else None
-    if state is not None and not resume:
-        raise UsageError(f"--out: {out} already holds a checkpoint (epoch {state['epoch']} of "
-                         f"{state['config']['recipe']['epochs']}); pass --resume to continue it or choose another --out")
-    return state
+    try:
+        return resume_point(out if out.is_dir() else None, config, resume=resume, field="out")
+    except ValueError as exc:
+        raise _usage(exc) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,22 +246,24 @@ def _main_local(args: Namespace, config: TrialConfig) -> int:
     """Train ``config`` in this process into ``--out`` (a checkpoint every epoch); the exit
     status."""
     from study.costs import resolve_device
-    from study.trainer import train
+    from study.trainer import checked_data, train
 
     try:
         resolve_device(args.device)
     except ValueError:  # the choices are cpu and cuda: only CUDA can be missing
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine") from None
     out = Path(args.out) if args.out else DEFAULT_ROOT / derive_name(config)
-    state = _refuse_checkpoint(out, args.resume)
+    state = _resume_point(out, config, args.resume)  # a checkpoint of another config is said before training
     if args.resume and state is None:
         print(f"no checkpoint in {out}; starting from epoch 1")
-    if state is not None:  # a checkpoint of another config is the user's mistake, said before training
-        _check_checkpoint_config(state, config, out)
 
     from study.data import load_proxy
 
     data = load_proxy(config.proxy)  # bad data fails here, before anything is written
+    try:  # as does a config the trainer refuses (its classes, its resolution, its architecture there)
+        checked_data(config, data)
+    except ValueError as exc:
+        raise _usage(exc) from None
     out.mkdir(parents=True, exist_ok=True)
     if state is None:  # a resumed run keeps its config.json until train() has checked the config
         write_atomic(out / "config.json", config.to_json() + "\n")
@@ -263,8 +280,6 @@ def _main_local(args: Namespace, config: TrialConfig) -> int:
 def _scaling(args: Namespace) -> Scaling:
     """The run's :class:`study.cluster.Scaling`, after connecting (the default GPUs per
     worker depend on the cluster)."""
-    from study.cluster import Scaling, cluster_nodes
-
     gpus = args.gpus_per_worker
     if gpus is None:
         gpus = 1 if args.device != "cpu" and any(n.gpus >= 1 for n in cluster_nodes()) else 0
@@ -281,8 +296,6 @@ def _scaling(args: Namespace) -> Scaling:
 
 
 def _connect(args: Namespace) -> Scaling:
-    from study.cluster import check_resources, init_ray
-
     try:
         init_ray(args.address, verbose=args.verbose)
     except ValueError as exc:
@@ -300,12 +313,8 @@ def _resume_command(argv_hint: str) -> str:
 
 
 def _main_ray(args: Namespace, config: TrialConfig) -> int:
-    from study.cluster import TrainingFailed, prepare_data, train_distributed
-
     out = (Path(args.out) if args.out else DEFAULT_ROOT / derive_name(config)).resolve()
-    state = _refuse_checkpoint(out, args.resume)
-    if state is not None:
-        _check_checkpoint_config(state, config, out)
+    state = _resume_point(out, config, args.resume)
     if state is not None and state.get("outcome"):  # finished: its result, no workers needed
         from study.trainer import finished_result
 
@@ -345,16 +354,6 @@ def _main_ray(args: Namespace, config: TrialConfig) -> int:
     return _write_finished(out, result, config)
 
 
-def _check_checkpoint_config(state: dict[str, Any], config: TrialConfig, out: Path) -> None:
-    """UsageError when the checkpoint ``state`` in ``out`` was made by another config."""
-    from study.trainer import check_same_config
-
-    try:
-        check_same_config(state["config"], config, out)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
 def _write_finished(out: Path, result: TrialResult, config: TrialConfig) -> int:
     """Write a finished run's ``result.json`` (and metrics) into ``out``, print its summary;
     the exit status: :data:`~study.cli.EXIT_FAILED` when it diverged (said on the last line), else 0."""
@@ -388,8 +387,6 @@ def _hint(args: Namespace, out: Path | None) -> str:
 
 
 def _main_batch(args: Namespace) -> int:
-    from study.cluster import batch_status, format_table, read_index, train_batch
-
     if args.data is not None and not Path(args.data).is_dir():
         raise UsageError(f"--data: {args.data} is not a folder")
     try:

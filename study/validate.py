@@ -1,8 +1,9 @@
 """The one validation mechanism of the project's config objects.
 
-Every config object (:class:`study.config.TrialConfig` and its parts, a study's definition
-and run options, a sampler's or pruner's options, a training's scaling) validates eagerly in
-its constructor with the checks below, and every failure is a :class:`ConfigError` that
+Every config object (:class:`study.config.TrialConfig` and its parts, a study's settings, a
+sampler's or pruner's options, a training's scaling, an attention module's parameters)
+validates eagerly in its constructor with the checks below (one family: the value first,
+then the field's name), and every failure is a :class:`ConfigError` that
 carries the **field path as data** (``"recipe.lr"``, ``"pruner_options.warmup"``) beside the
 reason. Library callers read it as one line (``"recipe.lr: must be in (0.0, inf], got 0"``);
 a command line says the path as the flag that sets it (:func:`study.cli.flag_error`), by a
@@ -19,7 +20,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["ConfigError", "check_int", "check_number", "check_choice", "check_bool", "check_str", "nested"]
+__all__ = ["ConfigError", "check_int", "check_number", "as_number", "check_choice", "check_bool", "check_str", "nested"]
 
 
 class ConfigError(ValueError):
@@ -77,19 +78,45 @@ def nested(prefix: str) -> Iterator[None]:
         raise exc.within(prefix) from None
 
 
-def check_int(value: Any, field: str, lo: int, hi: int | None = None) -> int:
-    """``value`` when it is an integer in ``[lo, hi]`` (``hi`` None: no upper bound)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ConfigError(field, f"must be an integer {allowed}, got {value!r}")
+def check_int(value: Any, field: str, lo: int, hi: int | None = None, *, odd: bool = False, why: str = "",
+              whole: bool = False) -> int:
+    """``value`` when it is an integer in ``[lo, hi]`` (``hi`` None: no upper bound; odd
+    with ``odd``); ``why`` says where ``hi`` comes from ("channels=8"); ``whole`` accepts a
+    float with an integer value (a JSON ``3.0``) as that integer."""
+    if whole and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi) or (odd and value % 2 == 0):
+        if hi is not None:
+            allowed = f"an integer in [{lo}, {hi}]" + (f" (at most {why})" if why else "")
+        else:
+            allowed = f"an odd integer >= {lo}" if odd else f"an integer >= {lo}"
+        raise ConfigError(field, f"must be {allowed}, got {value!r}")
     return value
 
 
-def check_number(value: Any, field: str, lo: float = -math.inf, hi: float = math.inf, *, what: str | None = None) -> float:
-    """``value`` when it is a finite real number (not a bool) in ``[lo, hi]``; ``what`` words
-    the requirement in the error (default: "a number in [lo, hi]")."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
-        raise ConfigError(field, f"must be {what or f'a number in [{lo:g}, {hi:g}]'}, got {value!r}")
+def check_number(value: Any, field: str, lo: float = -math.inf, hi: float = math.inf, *, what: str | None = None,
+                 positive: bool = False) -> float:
+    """``value`` when it is a finite real number (not a bool) in ``[lo, hi]`` (and > 0 with
+    ``positive``); ``what`` words the requirement in the error (default: "a number in [lo,
+    hi]", "a finite number" when unbounded)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi or (
+            positive and value <= 0):
+        default = "a finite number" + (" > 0" if positive else "") if (lo, hi) == (-math.inf, math.inf) else f"a number in [{lo:g}, {hi:g}]"
+        raise ConfigError(field, f"must be {what or default}, got {value!r}")
+    return value
+
+
+def as_number(value: Any, field: str, *, integer: bool = False) -> float | int:
+    """``value`` as a number before its range is checked: a finite real number (not a bool),
+    or with ``integer`` an integer (a float with an integer value is taken as that integer)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(field, f"expected a number, got {value!r}")
+    if integer:
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(field, f"expected an integer, got {value!r}")
+        return int(value)
+    if not math.isfinite(value):
+        raise ConfigError(field, f"expected a finite number, got {value!r}")
     return value
 
 
@@ -101,8 +128,9 @@ def check_choice(value: Any, field: str, choices: Collection[str] | Mapping[str,
 
 
 def check_bool(value: Any, field: str) -> bool:
+    """``value`` when it is true or false."""
     if not isinstance(value, bool):
-        raise ConfigError(field, f"expected true or false, got {value!r}")
+        raise ConfigError(field, f"must be true or false, got {value!r}")
     return value
 
 

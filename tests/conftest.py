@@ -113,7 +113,8 @@ def mem_path(tmp_path):
 
 @pytest.fixture
 def tiny_settings(tmp_path):
-    """``tiny_settings(**changes)``: StudySettings of a seconds-long study in ``tmp_path``."""
+    """``tiny_settings(**changes)``: StudySettings of a seconds-long study in ``tmp_path`` (its
+    folder ``tmp_path/<name>``; the studies of a test share one storage)."""
     from runners import StudySettings
     from study.config import Recipe
     from study.data import proxy_preset
@@ -123,7 +124,6 @@ def tiny_settings(tmp_path):
             name="tiny",
             space="eca_kmap",
             storage=f"sqlite:///{tmp_path / 'study.db'}",
-            run_dir=str(tmp_path / "run"),
             trials=3,
             runner="local",
             width=0.25,
@@ -133,6 +133,7 @@ def tiny_settings(tmp_path):
             pruner="none",
         )
         base.update(changes)
+        base.setdefault("run_dir", str(tmp_path / base["name"]))
         return StudySettings(**base)
 
     return make

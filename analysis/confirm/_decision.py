@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.confirm._sequence import METHODS, Bound, ClaimBounds, claim_paths, fixed_size, tune_g
+from analysis.confirm._sequence import METHODS, Bound, ClaimBounds, claim_paths, cs_radius_t, fixed_size, tune_g
 from study.validate import ConfigError, check_choice, check_int, check_number
 
 __all__ = ["CLAIMS", "REFERENCE", "ArmResult", "Decision", "Rule", "decide"]
@@ -204,8 +204,6 @@ def rounds_to_decide(result: ArmResult, rule: Rule, *, limit: int = 2048) -> int
     x = np.full(limit + 1, result.diff)
     se = result.sd / np.sqrt(np.maximum(np.arange(limit + 1), 1))
     if b.method == "t_mixture":
-        from analysis.confirm._sequence import cs_radius_t
-
         t_test = t_eq = np.array([cs_radius_t(int(k), b.test.g, 2 * b.test.level) for k in range(limit + 1)])
     else:
         t_test, t_eq = b.test.t(limit), b.equivalence.t(limit)

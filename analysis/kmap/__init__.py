@@ -57,14 +57,13 @@ from analysis.kmap._mappings import (
     Mapping,
     MappingScore,
     MappingScores,
-    PsiChoice,
     candidate_mappings,
     common_widths,
-    fit_psi_by_top1,
     parse_mapping,
     score_mappings,
 )
 from analysis.kmap._power import design_power, detectable_effect, f_power, model_parameters, noncentrality
+from analysis.kmap._psi_choice import PsiChoice, fit_psi_by_top1
 from analysis.kmap._render import Block, answer_blocks, render_markdown, render_text
 
 __all__ = [

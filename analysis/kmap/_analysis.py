@@ -18,13 +18,12 @@ from analysis.kmap._fits import jsonable
 from analysis.kmap._mappings import (
     Mapping,
     MappingScores,
-    PsiChoice,
     candidate_mappings,
     common_widths,
-    fit_psi_by_top1,
     parse_mapping,
     score_mappings,
 )
+from analysis.kmap._psi_choice import PsiChoice, fit_psi_by_top1
 from study.validate import ConfigError
 
 __all__ = ["KmapAnalysis", "analyze_kmap", "gamma_b_plane"]

@@ -1,12 +1,13 @@
-"""The study CLI, the top floor: flags -> a study's settings, and the workflows that need
-both execution and analysis.
+"""The study CLI, the top floor: flags -> a checked run of a study, and the workflows that
+need both execution and analysis.
 
 - :func:`main` is ``python -m study.run`` (:mod:`study.run` hands it the command line);
-  :func:`build_parser` its flags, :func:`resolve_settings` flags -> :class:`runners.StudySettings`
-  (new studies, ``--resume``); the flags of the options a space declares
-  (:class:`search_spaces.SpaceOption`) come from its declaration, and their values reach it as
-  its options, prepared where a space needs a workflow (``kmap_confirm --from``: a study from
-  an analysis, :mod:`runners.cli._prepare`).
+  :func:`build_parser` its flags, made from the study settings' declarations
+  (:class:`runners.StudySettings`), the samplers' and pruners' registry entries and the
+  options the spaces declare (:class:`search_spaces.SpaceOption`); :func:`resolve_run` the
+  flags -> a checked run (new studies, ``--resume``), whose values reach a space as its
+  options, prepared where a space needs a workflow (``kmap_confirm --from``: a study from an
+  analysis, :mod:`runners.cli._prepare`).
 - :func:`plan_study` is ``--plan`` (a noise pilot + the power of the k-vs-C test),
   :func:`smallest_budget` / :func:`budget_warning` the budget check at a study's start.
 
@@ -14,11 +15,12 @@ This subpackage is the only place that imports both :mod:`runners` and :mod:`ana
 nothing below it imports it.
 """
 
-from runners.cli._main import PROG, build_parser, main
+from runners.cli._flags import PROG, build_parser, flag_table
+from runners.cli._main import main
 from runners.cli._plan import Plan, budget_warning, pilot_sigma, plan_study, smallest_budget
-from runners.cli._resolve import DEFAULT_PROXY, DEFAULT_RECIPE, resolve_settings
+from runners.cli._resolve import resolve_run, resolve_settings
 
 __all__ = [
-    "PROG", "build_parser", "main", "resolve_settings", "DEFAULT_PROXY", "DEFAULT_RECIPE",
+    "PROG", "build_parser", "flag_table", "main", "resolve_run", "resolve_settings",
     "Plan", "plan_study", "pilot_sigma", "smallest_budget", "budget_warning",
 ]

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import optuna
+
+from runners._progress import Progress
+from runners._run import run_study
 from runners._settings import StudySettings
+from runners._simulate import Planted
+from study.catalogue import psi_kinds
 from study.validate import ConfigError
 
 if TYPE_CHECKING:  # annotations only
@@ -42,14 +48,10 @@ class _Pool:
     points first, then random draws), grown on demand."""
 
     def __init__(self, settings: StudySettings, space: Space, seed: int):
-        import optuna
-
-        from study.attention import psi_kinds
-
         self.settings, self.space, self.kinds = settings, space, psi_kinds()
-        self.kw = settings.space_settings()
+        self.ctx = settings.space_context()
         self.study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-        for _, params in space.reference_points(**self.kw):
+        for _, params in space.reference_points(self.ctx):
             self.study.enqueue_trial(params)
         self.rows: list[dict[str, Any]] = []
         self.num_stages = 0
@@ -57,7 +59,7 @@ class _Pool:
     def grow(self, n: int) -> None:
         while len(self.rows) < n:
             trial = self.study.ask()
-            config = self.space.suggest(trial, **self.kw)
+            config = self.space.suggest(trial, self.ctx)
             stages = trial.user_attrs["stages"]
             row: dict[str, Any] = {"key": str(len(self.rows)), "backbone": config.arch.backbone, "width": config.arch.width,
                                    "stratum": f"{config.arch.backbone}@{config.arch.width:g}", "n": self.settings.replicates, "y": 0.0}
@@ -128,28 +130,29 @@ def budget_warning(settings: StudySettings, space: Space) -> str | None:
             f"and power needs more (--plan); extend the study later with --resume --trials N")
 
 
-def pilot_sigma(settings: StudySettings, space: Space, *, log: Callable[[str], None] = print) -> tuple[float, tuple[float, float], int, int]:
+def pilot_sigma(settings: StudySettings, space: Space, *,
+                log: Callable[[str], None] = print) -> tuple[float, tuple[float, float], int, int]:
     """Train the space's reference points :data:`PILOT_REPLICATES` times each (local runner,
     the study's proxy and recipe) and return the pooled seed-to-seed standard deviation of
     top-1: ``(sigma, 95 % interval, df, trials)``."""
     import analysis
-    from runners._progress import Progress
-    from runners._study import run_study
 
-    refs = space.reference_points(**settings.space_settings())
+    refs = space.reference_points(settings.space_context())
     if not refs:
         raise ConfigError("sigma", f"space {space.name!r} has no reference points to run as a noise pilot; give the noise with {{sigma}}",
                           refs=["sigma"])
     folder = Path(tempfile.mkdtemp(prefix="plan-pilot-"))
     try:
         pilot = settings.replace(name="pilot", storage=f"sqlite:///{folder / 'study.db'}", run_dir=str(folder), trials=len(refs),
-                                 runner="local", address=None, max_concurrent=1, gpus_per_trial=0.0, stage_data=False, replicates=PILOT_REPLICATES,
-                                 seed_mode="per_trial", pruner="none", pruner_options={}, timeout=None)
-        log(f"pilot: {len(refs)} reference points x {PILOT_REPLICATES} runs ({settings.recipe.epochs} epochs each) to measure the noise ...")
+                                 runner="local", address=None, max_concurrent=1, gpus_per_trial=0.0, stage_data=False,
+                                 replicates=PILOT_REPLICATES, seed_mode="per_trial", pruner="none", pruner_options={}, timeout=None)
+        log(f"pilot: {len(refs)} reference points x {PILOT_REPLICATES} runs ({settings.recipe.epochs} epochs each) to measure the noise "
+            f"...")
         bridge = run_study(pilot, space=space, progress=Progress(quiet=True))
         noise = analysis.seed_noise(analysis.kmap_data(analysis.frames_of(bridge.study, settings=pilot.to_dict())))
         if noise.sigma is None or noise.ci is None:
-            raise ConfigError("sigma", "the noise pilot finished no replicated reference point; give the noise with {sigma}", refs=["sigma"])
+            raise ConfigError("sigma", "the noise pilot finished no replicated reference point; give the noise with {sigma}",
+                              refs=["sigma"])
         return noise.sigma, noise.ci, noise.df, len(bridge.study.get_trials(deepcopy=False))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -192,8 +195,9 @@ class Plan:
                          f"{self.needed * R * E} trial-epochs (power {self.needed_power:.2f})"
                          + (f"; the pilot used {self.pilot_trials} trials" if self.pilot_trials else ""))
         if self.too_small is None:
-            lines.append(f"this budget ({self.budget} configurations x {R} = {self.budget * R} trials, {self.budget * R * E} trial-epochs): "
-                         f"power {self.budget_power:.2f} for {self.effect:g} points; it detects {self.detectable:.2g} points with power {self.power:g}")
+            lines.append(f"this budget ({self.budget} configurations x {R} = {self.budget * R} trials, {self.budget * R * E} "
+                         f"trial-epochs): power {self.budget_power:.2f} for {self.effect:g} points; it detects "
+                         f"{self.detectable:.2g} points with power {self.power:g}")
         lines.append("(the power depends on the planted shape and on sigma; rerun the plan with the sigma a finished study reports)")
         return "\n".join(lines)
 
@@ -202,7 +206,6 @@ def plan_study(settings: StudySettings, space: Space, *, effect: float = 0.5, si
                power: float = 0.8, log: Callable[[str], None] = print) -> Plan:
     """Plan the k-vs-C study ``settings`` (see the module doc)."""
     from analysis.kmap import design_power, detectable_effect, f_power
-    from runners._simulate import Planted
 
     if not effect > 0:
         raise ConfigError("effect", f"must be > 0 points, got {effect!r}")
@@ -258,7 +261,7 @@ def plan_study(settings: StudySettings, space: Space, *, effect: float = 0.5, si
 
 def _pilot_widths(settings: StudySettings, space: Space) -> str:
     """Which widths the pilot measured the noise at, when the design trains others too."""
-    refs = {float(p.get("width", settings.width or 0)) for _, p in space.reference_points(**settings.space_settings())}
+    refs = {float(p.get("width", settings.width or 0)) for _, p in space.reference_points(settings.space_context())}
     if settings.width is not None or not refs:
         return ""
     return (f"; at width {', '.join(f'{w:g}' for w in sorted(refs))} only (the reference points): the design trains narrower widths "

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search_spaces import CONFIRM_DECISION as DECISION
 from study.cli import UsageError
+from study.config import ProxySpec, Recipe
+from study.storage import is_storage_url, public_url
 
 if TYPE_CHECKING:  # annotations only
     from study.config import ProxySpec
@@ -26,7 +29,8 @@ __all__ = ["Preparation", "prepares", "preparation_for", "CONFIRM_EPOCHS_FACTOR"
 @dataclass(frozen=True)
 class Preparation:
     """A space's prepared options: the study's ``space_options`` and the defaults they set
-    (None: the CLI's own default). A flag the user gives still wins over a default here."""
+    (None: the settings' own default), layer 3 of the order of defaults
+    (:mod:`runners._defaults`): a flag the user gives still wins over a default here."""
 
     options: dict[str, Any] = field(default_factory=dict)
     backbone: str | None = None
@@ -36,6 +40,12 @@ class Preparation:
     epochs: int | None = None
     #: the recipe's fields other than the epochs
     recipe: dict[str, Any] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """As :class:`runners.StudySettings` takes it (``prepared=``): the values it sets."""
+        values = {"space_options": self.options, "backbone": self.backbone, "stem": self.stem, "proxy": self.proxy,
+                  "epochs": self.epochs, "recipe": self.recipe}
+        return {k: v for k, v in values.items() if v is not None}
 
 
 PrepareFn = Callable[[Mapping[str, Any]], Preparation]
@@ -69,9 +79,6 @@ def confirm_from_study(values: Mapping[str, Any]) -> Preparation:
     """``--from RUN``: the source study's fitted mapping (read by :mod:`analysis`) and the
     defaults the confirmation takes from it (backbone, stem, proxy, a longer recipe)."""
     import analysis
-    from search_spaces import CONFIRM_DECISION as DECISION
-    from study.config import ProxySpec, Recipe
-    from study.storage import is_storage_url, public_url
 
     source = str(values["source"])
     try:

@@ -4,8 +4,6 @@ Every module maps (N, C, H, W) to the same shape, takes ``channels`` and its own
 parameters (each with its paper's default), and validates them eagerly::
 
     >>> from study.attention import create_attention, list_attention, psi
-    >>> list_attention()
-    ['a2', 'bam', 'cbam', 'coord', 'eca', 'eca_ns', 'gc', 'ge_theta', 'ge_theta_minus', 'ge_theta_plus', 'gsop', 'none', 'se', 'se_gc', 'se_var1', 'se_var2', 'se_var3']
     >>> create_attention("eca", 256).k          # gamma=2, b=1 -> psi(256) = 5
     5
     >>> create_attention({"kind": "se", "r": 8}, 64)
@@ -15,46 +13,58 @@ parameters (each with its paper's default), and validates them eagerly::
       (fc2): Linear(in_features=8, out_features=64, bias=True)
     )
 
-Kinds: ``none`` (identity), ``se`` (SENet), ``se_var1``/``se_var2``/``se_var3``/``se_gc``
-(the ECA paper's SE variants), ``eca`` and ``eca_ns`` (ECA-Net), ``cbam`` (CBAM), ``coord``
-(Coordinate Attention), and the rest of the ECA paper's comparison: ``bam`` (BAM), ``gc``
-(GCNet's global context block), ``ge_theta_minus``/``ge_theta``/``ge_theta_plus``
-(Gather-Excite), ``a2`` (double attention) and ``gsop`` (global second-order pooling). :data:`ATTENTION_PARAMS` maps each kind to its parameters and
-defaults.
+A kind is one module of this package: its declaration (:class:`study.catalogue.AttentionKind`:
+parameters, paper defaults, limits and search ranges) and its class, registered together
+(:func:`register_attention`). Importing this package imports every module that declares a
+kind (:func:`study.catalogue.kind_modules`): a new kind needs no line here, and the search
+spaces read its declaration. ``list_attention()`` names them all; ``python -m
+study.inspect --help`` lists them with their parameter defaults. The ECA paper's comparison:
+``none`` (identity), ``se`` (SENet), ``se_var1``/``se_var2``/``se_var3``/``se_gc`` (the ECA
+paper's SE variants), ``eca`` and ``eca_ns`` (ECA-Net), ``cbam`` (CBAM), ``coord``
+(Coordinate Attention), ``bam`` (BAM), ``gc`` (GCNet's global context block),
+``ge_theta_minus``/``ge_theta``/``ge_theta_plus`` (Gather-Excite), ``a2`` (double attention)
+and ``gsop`` (global second-order pooling).
+
+A pooled-gate attention (:class:`PooledGate`) writes its ``gate`` only; its ``forward`` is
+plain PyTorch, and the backbones run it through the measured fused path
+(:func:`bn_attention`, :func:`set_lean`).
 """
 
-from study.attention._a2 import DoubleAttention
-from study.attention._bam import BAM
-from study.attention._cbam import CBAM
-from study.attention._coord import CoordAttention
-from study.attention._eca import ECA, ECANS, WINDOWS_MAX_NUMEL, channel_conv
-from study.attention._gc import GlobalContext
-from study.attention._ge import GETheta, GEThetaMinus, GEThetaPlus
-from study.attention._gsop import GSoP
+import importlib
 
-# importing the family modules registers them
-from study.attention._identity import NoAttention
-from study.attention._psi import PSI_RULES, RELEASED_K, psi, released_k
+from study.attention._eca import WINDOWS_MAX_NUMEL, channel_conv
+from study.attention._fused import LEAN_MIN_NUMEL, bn_attention, fused_pooled_gate, lean_attention, lean_enabled, set_lean
 from study.attention._registry import (
     ATTENTION_PARAMS,
     AttentionModule,
+    PooledGate,
     attention_params,
     create_attention,
     get_attention,
+    limited,
     list_attention,
     psi_kinds,
     register_attention,
     resolve_attention,
 )
-from study.attention._rescale import LEAN_MIN_NUMEL, bn_attention, lean_attention, lean_enabled, pooled_gate_scale, set_lean
-from study.attention._se import SE, SEGC, SEVar1, SEVar2, SEVar3
+from study.catalogue import PSI_RULES, RELEASED_K, AttentionKind, Param, kind_modules, kind_names, psi, released_k
+
+for _module in kind_modules():  # each registers the kinds it declares
+    importlib.import_module(_module)
+if set(kind_names()) - set(list_attention()):
+    raise ImportError(f"attention kinds declared without a class registered for them: {sorted(set(kind_names()) - set(list_attention()))} "
+                      "(decorate the class with @register_attention(ITS_KIND))")
 
 __all__ = [
     "ATTENTION_PARAMS",
+    "AttentionKind",
     "AttentionModule",
+    "Param",
+    "PooledGate",
     "attention_params",
     "create_attention",
     "get_attention",
+    "limited",
     "list_attention",
     "psi_kinds",
     "register_attention",
@@ -64,28 +74,11 @@ __all__ = [
     "RELEASED_K",
     "released_k",
     "bn_attention",
+    "fused_pooled_gate",
     "LEAN_MIN_NUMEL",
     "lean_attention",
     "lean_enabled",
-    "pooled_gate_scale",
     "set_lean",
-    "NoAttention",
-    "SE",
-    "SEVar1",
-    "SEVar2",
-    "SEVar3",
-    "SEGC",
-    "ECA",
     "channel_conv",
     "WINDOWS_MAX_NUMEL",
-    "ECANS",
-    "CBAM",
-    "CoordAttention",
-    "BAM",
-    "GlobalContext",
-    "GEThetaMinus",
-    "GETheta",
-    "GEThetaPlus",
-    "DoubleAttention",
-    "GSoP",
 ]

@@ -8,11 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from study.attention._check import resolve_ratio
-from study.attention._registry import AttentionModule, register_attention
+from study.attention._registry import AttentionModule, limited, register_attention
+from study.catalogue import AttentionKind, Param
+
+A2_KIND = AttentionKind("a2", params={"r": Param(4, choices=(2, 4, 8), at_most="channels")}, paper="Chen et al., A^2-Nets, NeurIPS 2018")
 
 
-@register_attention("a2")
+@register_attention(A2_KIND)
 class DoubleAttention(AttentionModule):
     """A2 double-attention block (Chen et al., NeurIPS 2018, Sec. 3, eqs. (4)-(6), Fig. 2).
 
@@ -34,11 +36,9 @@ class DoubleAttention(AttentionModule):
     ``+ m*C + C`` (the output conv) = ``4*C*m + 3*m + C``; weights only: ``4*C**2/r``.
     """
 
-    PARAMS = {"r": 4}
-
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
-        return {"r": resolve_ratio(cls.kind, channels, params, "r", cls.PARAMS["r"])}
+        return {"r": limited(cls, "r", channels, params)}
 
     def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)

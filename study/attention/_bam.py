@@ -7,8 +7,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from study.attention._check import check_int, resolve_ratio
-from study.attention._registry import AttentionModule, register_attention
+from study.attention._registry import AttentionModule, limited, register_attention
+from study.catalogue import REDUCTIONS, AttentionKind, Param
+from study.validate import check_int
+
+#: BAM's dilated 3x3 convolutions need a map larger than 1x1 (``min_side``)
+BAM_KIND = AttentionKind("bam", params={"r": Param(16, choices=REDUCTIONS, at_most="channels"),
+                                        "dilation": Param(4, choices=(1, 2, 4), at_most="side - 1")},
+                         map_params=("dilation",), min_side=2, paper="Park et al., BAM, BMVC 2018")
 
 
 def check_dilation(kind: str, dilation: int, h: int, w: int) -> None:
@@ -16,7 +22,8 @@ def check_dilation(kind: str, dilation: int, h: int, w: int) -> None:
     d < max(H, W); otherwise it is a 1x1 convolution in disguise, so refuse it."""
     side = max(h, w)
     if side == 1:
-        raise ValueError(f"attention {kind!r}: dilation cannot fit a 1x1 feature map (the dilated 3x3 convolutions need a map larger than 1x1), got {dilation}")
+        raise ValueError(f"attention {kind!r}: dilation cannot fit a 1x1 feature map (the dilated 3x3 convolutions need a map larger than "
+                         f"1x1), got {dilation}")
     if dilation >= side:
         raise ValueError(
             f"attention {kind!r}: dilation must be an integer in [1, {side - 1}] on a {h}x{w} feature map "
@@ -32,11 +39,12 @@ def fitted_dilation(kind: str, default: int, feature_map: tuple[int, int] | None
         return default
     h, w = feature_map
     if max(h, w) == 1:
-        raise ValueError(f"attention {kind!r}: no dilation fits a 1x1 feature map (the dilated 3x3 convolutions need a map larger than 1x1)")
+        raise ValueError(f"attention {kind!r}: no dilation fits a 1x1 feature map (the dilated 3x3 convolutions need a map larger than "
+                         f"1x1)")
     return min(default, max(h, w) - 1)
 
 
-@register_attention("bam")
+@register_attention(BAM_KIND)
 class BAM(AttentionModule):
     """BAM (Park et al., BMVC 2018, Sec. 3, eqs. (1)-(4)): F' = F * (1 + sigma(M_c(F) + M_s(F))).
 
@@ -62,15 +70,12 @@ class BAM(AttentionModule):
     attention papers' tables (no bias, no BN, h = C/r): ``C/r * (3*C + 2*3**2*C/r + 1)``.
     """
 
-    PARAMS = {"r": 16, "dilation": 4}
-    MAP_PARAMS = ("dilation",)
-
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
-        r = resolve_ratio(cls.kind, channels, params, "r", cls.PARAMS["r"])
+        r = limited(cls, "r", channels, params)
         if "dilation" not in params:
             return {"r": r, "dilation": fitted_dilation(cls.kind, cls.PARAMS["dilation"], feature_map)}
-        dilation = check_int(cls.kind, "dilation", params["dilation"])
+        dilation = check_int(params["dilation"], "dilation", 1, whole=True)
         if feature_map is not None:
             check_dilation(cls.kind, dilation, *feature_map)
         return {"r": r, "dilation": dilation}

@@ -7,12 +7,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from study.attention._check import check_int
 from study.attention._registry import AttentionModule, register_attention
 from study.attention._se import reduced_width, reduction_mlp_params, resolve_reduction
+from study.catalogue import REDUCTIONS, AttentionKind, Param
+from study.validate import check_int
+
+CBAM_KIND = AttentionKind("cbam", params={"r": Param(16, choices=REDUCTIONS), "kernel_size": Param(7), "bias": Param(True)},
+                          paper="Woo et al., CBAM, ECCV 2018")
 
 
-@register_attention("cbam")
+@register_attention(CBAM_KIND)
 class CBAM(AttentionModule):
     """CBAM (Woo et al., ECCV 2018, eqs. (1)-(3)): channel attention, then spatial attention.
 
@@ -24,12 +28,10 @@ class CBAM(AttentionModule):
     Parameters: ``2*C*h + (h + C if bias) + 2*kernel_size**2 + 2`` with ``h = max(1, C // r)``.
     """
 
-    PARAMS = {"r": 16, "kernel_size": 7, "bias": True}
-
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
-        p = resolve_reduction(cls.kind, {**cls.PARAMS, **params})
-        p["kernel_size"] = check_int(cls.kind, "kernel_size", p["kernel_size"], odd=True)
+        p = resolve_reduction({**cls.PARAMS, **params})
+        p["kernel_size"] = check_int(p["kernel_size"], "kernel_size", 1, odd=True, whole=True)
         return p
 
     def __init__(self, channels: int, /, **params: Any):

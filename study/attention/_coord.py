@@ -9,11 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.attention._check import check_int
 from study.attention._registry import AttentionModule, register_attention
+from study.catalogue import AttentionKind, Param
+from study.validate import check_int
+
+COORD_KIND = AttentionKind("coord", params={"r": Param(32, choices=(8, 16, 32))}, paper="Hou et al., Coordinate Attention, CVPR 2021")
 
 
-@register_attention("coord")
+@register_attention(COORD_KIND)
 class CoordAttention(AttentionModule):
     """Coordinate Attention (Hou et al., CVPR 2021, Fig. 2(c), eqs. (4)-(9)).
 
@@ -24,12 +27,10 @@ class CoordAttention(AttentionModule):
     Parameters: ``3*C*mip + 3*mip + 2*C`` (1x1 convs with bias, BN affine).
     """
 
-    PARAMS = {"r": 32}
-
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
         p = {**cls.PARAMS, **params}
-        p["r"] = check_int(cls.kind, "r", p["r"])
+        p["r"] = check_int(p["r"], "r", 1, whole=True)
         return p
 
     def __init__(self, channels: int, /, **params: Any):

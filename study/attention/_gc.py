@@ -8,11 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from study.attention._check import check_int
-from study.attention._registry import AttentionModule, register_attention
+from study.attention._registry import AttentionModule, limited, register_attention
+from study.catalogue import REDUCTIONS, AttentionKind, Param
+
+GC_KIND = AttentionKind("gc", params={"r": Param(16, choices=REDUCTIONS, at_most="channels // 2")}, paper="Cao et al., GCNet, ICCVW 2019")
 
 
-@register_attention("gc")
+@register_attention(GC_KIND)
 class GlobalContext(AttentionModule):
     """GC block (Cao et al., ICCVW 2019, Fig. 4(d) and eq. (3)):
     z_i = x_i + W_v2 ReLU(LN(W_v1 sum_j softmax_j(W_k x_j) x_j)).
@@ -32,14 +34,10 @@ class GlobalContext(AttentionModule):
     2*C*p + 3*p + 2*C + 1``; weights only (no bias, no LayerNorm, p = C/r): ``2*C**2/r + C``.
     """
 
-    PARAMS = {"r": 16}
-
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
-        if "r" not in params:
-            return {"r": max(1, min(cls.PARAMS["r"], channels // 2))}
         why = f"channels // 2 = {channels // 2}: LayerNorm over a single bottleneck channel ignores the context"
-        return {"r": check_int(cls.kind, "r", params["r"], hi=channels // 2, why=why)}
+        return {"r": limited(cls, "r", channels, params, why=why)}
 
     def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)

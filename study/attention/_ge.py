@@ -32,9 +32,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.attention._check import check_int, resolve_ratio
-from study.attention._registry import AttentionModule, register_attention
-from study.attention._rescale import pooled_gate_scale
+from study.attention._registry import AttentionModule, limited, register_attention
+from study.catalogue import REDUCTIONS, AttentionKind, Param
+from study.validate import check_int
+
+#: the extents a search tries (0: global), each where it is smaller than the stage's map side
+GE_THETA_MINUS_KIND = AttentionKind("ge_theta_minus", params={"extent": Param(0, choices=(0, 2, 4, 8), at_most="side - 1")},
+                                    paper="Hu et al., Gather-Excite, NeurIPS 2018")
+GE_THETA_KIND = AttentionKind("ge_theta", params={"extent": Param(0, choices=(0, 2, 4, 8), at_most="side - 1"), "size": Param(None)},
+                              map_params=("size",), paper="Hu et al., Gather-Excite, NeurIPS 2018")
+GE_THETA_PLUS_KIND = AttentionKind("ge_theta_plus", params={"extent": Param(0, choices=(0, 2, 4, 8), at_most="side - 1"),
+                                                            "size": Param(None), "r": Param(16, choices=REDUCTIONS, at_most="channels")},
+                                   map_params=("size",), paper="Hu et al., Gather-Excite, NeurIPS 2018")
 
 
 def _check_extent(kind: str, value: Any) -> int:
@@ -48,7 +57,6 @@ def _check_extent(kind: str, value: Any) -> int:
 class _GatherExcite(AttentionModule):
     """Shared parameter handling and excite step of the three Gather-Excite kinds."""
 
-    PARAMS = {"extent": 0}
     #: whether the gather has parameters (depthwise convolutions)
     PARAMETRIC = False
 
@@ -60,9 +68,10 @@ class _GatherExcite(AttentionModule):
             if p["extent"] == 0:
                 if size is None:
                     size = _fitted_size(cls.kind, feature_map)
-                p["size"] = check_int(cls.kind, "size", size)
+                p["size"] = check_int(size, "size", 1, whole=True)
             elif size is not None:
-                raise ValueError(f"attention {cls.kind!r}: size applies to the global extent only (extent=0), got size={size!r} with extent={p['extent']}")
+                raise ValueError(f"attention {cls.kind!r}: size applies to the global extent only (extent=0), got size={size!r} with "
+                                 f"extent={p['extent']}")
             else:
                 p["size"] = None
         if feature_map is not None:
@@ -76,7 +85,8 @@ class _GatherExcite(AttentionModule):
         if extent and extent >= side:
             largest = 2 ** math.floor(math.log2(side - 1)) if side > 2 else 0
             valid = f"0 (global) or a power of two in [2, {largest}]" if largest >= 2 else "0 (global)"
-            raise ValueError(f"attention {cls.kind!r}: extent must be {valid} on a {h}x{w} feature map (a larger extent gathers globally), got {extent}")
+            raise ValueError(f"attention {cls.kind!r}: extent must be {valid} on a {h}x{w} feature map (a larger extent gathers "
+                             f"globally), got {extent}")
         size = params.get("size")
         if extent == 0 and size is not None and (h, w) != (size, size):
             raise ValueError(
@@ -104,7 +114,8 @@ def _fitted_size(kind: str, feature_map: tuple[int, int] | None) -> int:
         )
     h, w = feature_map
     if h != w:
-        raise ValueError(f"attention {kind!r}: the global gather (extent=0) needs a square feature map, got {h}x{w}; choose a local extent 2, 4, 8, ...")
+        raise ValueError(f"attention {kind!r}: the global gather (extent=0) needs a square feature map, got {h}x{w}; choose a local "
+                         f"extent 2, 4, 8, ...")
     return h
 
 
@@ -127,7 +138,7 @@ def _parametric_gather_params(channels: int, extent: int, size: int | None) -> i
     return int(math.log2(extent)) * (9 * channels + 2 * channels)
 
 
-@register_attention("ge_theta_minus")
+@register_attention(GE_THETA_MINUS_KIND)
 class GEThetaMinus(_GatherExcite):
     """GE-theta-minus (Hu et al., NeurIPS 2018, Sec. 3): parameter-free gather by average
     pooling (global mean for ``extent=0``, the default; for a local extent e a (2e-1) x (2e-1)
@@ -143,11 +154,14 @@ class GEThetaMinus(_GatherExcite):
     def gate(self, y: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(y)
 
+    def fused_gate(self, y: torch.Tensor) -> torch.Tensor:
+        return self.gate(y)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_map(x.shape[2], x.shape[3])
         e = self.params["extent"]
         if e == 0:
-            return pooled_gate_scale(self, x)  # x * sigmoid(mean_hw(x))
+            return x * self.gate(x.mean(dim=(2, 3)))[:, :, None, None]
         return self._excite(x, F.avg_pool2d(x, 2 * e - 1, stride=e, padding=e - 1, count_include_pad=False))
 
     @classmethod
@@ -156,7 +170,7 @@ class GEThetaMinus(_GatherExcite):
         return 0
 
 
-@register_attention("ge_theta")
+@register_attention(GE_THETA_KIND)
 class GETheta(_GatherExcite):
     """GE-theta (Hu et al., NeurIPS 2018, Sec. 3): a parametric gather of depthwise
     convolutions, each followed by BN - for a local extent e, log2(e) 3x3 stride-2 convolutions
@@ -165,8 +179,6 @@ class GETheta(_GatherExcite):
     nearest-neighbour upsampling and a sigmoid. Parameters: ``log2(e) * 11 * C`` (local),
     ``C * size**2 + 2*C`` (global)."""
 
-    PARAMS = {"extent": 0, "size": None}
-    MAP_PARAMS = ("size",)
     PARAMETRIC = True
 
     def __init__(self, channels: int, /, **params: Any):
@@ -183,7 +195,7 @@ class GETheta(_GatherExcite):
         return _parametric_gather_params(channels, p["extent"], p["size"])
 
 
-@register_attention("ge_theta_plus")
+@register_attention(GE_THETA_PLUS_KIND)
 class GEThetaPlus(_GatherExcite):
     """GE-theta-plus (Hu et al., NeurIPS 2018, Sec. 3): GE-theta's parametric gather followed
     by an SE-style excite - 1x1 conv C -> C/r, ReLU, 1x1 conv C/r -> C (both with bias) - before
@@ -191,14 +203,12 @@ class GEThetaPlus(_GatherExcite):
     ``min(16, C)`` per stage (recorded); an explicit ``r`` must lie in [1, C]. Parameters: the
     gather's (see GE-theta) plus ``2*C*h + h + C`` with ``h = C // r``."""
 
-    PARAMS = {"extent": 0, "size": None, "r": 16}
-    MAP_PARAMS = ("size",)
     PARAMETRIC = True
 
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
         p = super()._resolve(channels, params, feature_map)
-        p["r"] = resolve_ratio(cls.kind, channels, params, "r", cls.PARAMS["r"])
+        p["r"] = limited(cls, "r", channels, params)
         return p
 
     def __init__(self, channels: int, /, **params: Any):

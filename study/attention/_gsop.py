@@ -8,8 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from study.attention._check import check_int
-from study.attention._registry import AttentionModule, register_attention
+from study.attention._registry import AttentionModule, limited, register_attention
+from study.catalogue import AttentionKind, Param
+
+GSOP_KIND = AttentionKind("gsop", params={"dim": Param(128, choices=(32, 64, 128), at_most="channels")},
+                          paper="Gao et al., GSoP-Net, CVPR 2019")
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:
@@ -22,7 +25,7 @@ def covariance(x: torch.Tensor) -> torch.Tensor:
     return torch.bmm(centred, centred.transpose(1, 2)) / flat.shape[2]
 
 
-@register_attention("gsop")
+@register_attention(GSOP_KIND)
 class GSoP(AttentionModule):
     """GSoP block in its channel-attention form (Gao et al., CVPR 2019, Sec. 3.1 and Fig. 2;
     GSoP-Net1, the form the ECA paper compares against).
@@ -43,13 +46,9 @@ class GSoP(AttentionModule):
     = ``5*C*d + 4*d*d + 9*d + C``; weights only: ``5*C*d + 4*d**2``.
     """
 
-    PARAMS = {"dim": 128}
-
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
-        if "dim" not in params:
-            return {"dim": min(cls.PARAMS["dim"], channels)}
-        return {"dim": check_int(cls.kind, "dim", params["dim"], hi=channels, why=f"channels={channels}")}
+        return {"dim": limited(cls, "dim", channels, params)}
 
     def __init__(self, channels: int, /, **params: Any):
         super().__init__(channels, **params)

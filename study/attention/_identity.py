@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 
 from study.attention._registry import AttentionModule, register_attention
+from study.catalogue import AttentionKind
+
+NONE_KIND = AttentionKind("none", paper="the baseline")
 
 
-@register_attention("none")
+@register_attention(NONE_KIND)
 class NoAttention(AttentionModule):
     """Identity: the baseline without attention; adds no parameters and no operations."""
-
-    PARAMS = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

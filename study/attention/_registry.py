@@ -1,34 +1,45 @@
 """The attention registry: string keys resolved to module classes at the edge.
 
-Every registered class derives from :class:`AttentionModule` and declares ``PARAMS``, a
-mapping from each keyword parameter it accepts to that parameter's paper default. A class
-validates its parameters in :meth:`AttentionModule.resolve` (a classmethod, so callers such
-as :func:`study.models.describe_stages` can validate and resolve a stage without building
-anything), and ``__init__`` calls the same method.
+Every kind is an :class:`AttentionModule` subclass registered with its declaration
+(:class:`study.catalogue.AttentionKind`, in the same module) by :func:`register_attention`;
+the declaration gives the class its parameters and their paper defaults (``PARAMS``), the
+parameters that fit the feature map (``MAP_PARAMS``) and whether psi(C) may set its ``k``
+(``USES_PSI``). A class validates its parameters in :meth:`AttentionModule.resolve` (a
+classmethod, so callers such as :func:`study.models.describe_stages` can validate and
+resolve a stage without building anything), and ``__init__`` calls the same method.
 
 Parameters left at their default are completed per stage in ``resolve``: the reductions
 (``r``, ``dim``, ``groups``) from the stage's channels, and the parameters that must fit the
-stage's feature map (BAM's ``dilation``, Gather-Excite's global ``size``: a class's
-``MAP_PARAMS``) from ``feature_map``, the (H, W) its attention sees, when the caller knows it
+stage's feature map (BAM's ``dilation``, Gather-Excite's global ``size``) from
+``feature_map``, the (H, W) its attention sees, when the caller knows it
 (:func:`study.models.describe_stages` given the input resolution). Explicit values are
 never changed; with a known ``feature_map`` they are checked against it there and then.
+
+A channel attention whose output is ``x * gate(mean_hw(x))`` derives from :class:`PooledGate`
+and writes only ``gate``; its ``forward`` is those plain operations, and the backbones run it
+through the measured fused path (:func:`study.attention.bn_attention`) without further code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import torch
 from torch import nn
 
+from study.catalogue import ATTENTION_PARAMS, AttentionKind, Param, declare, psi_kinds
 from study.registry import Registry
+from study.validate import ConfigError, check_int
 
 if TYPE_CHECKING:
     from study.config import AttentionSpec
 
 __all__ = [
     "AttentionModule",
+    "PooledGate",
     "register_attention",
     "list_attention",
     "get_attention",
@@ -37,25 +48,41 @@ __all__ = [
     "create_attention",
     "ATTENTION_PARAMS",
     "psi_kinds",
+    "limited",
 ]
+
+
+@contextmanager
+def _said_as(kind: str) -> Iterator[None]:
+    """A parameter check's :class:`~study.validate.ConfigError` (field ``r``: "must be ...")
+    in an attention module's words: "attention 'se': r must be ..."."""
+    try:
+        yield
+    except ConfigError as exc:
+        if exc.field is None:
+            raise
+        raise ConfigError(None, f"attention {kind!r}: {exc.field} {exc.reason}") from None
 
 
 class AttentionModule(nn.Module):
     """Base of every attention module: maps (N, C, H, W) to the same shape.
 
-    Subclasses set ``PARAMS`` (parameter name -> paper default) and override
-    :meth:`_resolve` to validate and complete their parameters, and may override
-    :meth:`expected_params` with the closed-form parameter count.
+    A subclass is registered with its declaration (:func:`register_attention`), may override
+    :meth:`_resolve` to validate and complete its parameters, and :meth:`expected_params`
+    with the closed-form parameter count. ``forward`` is plain PyTorch.
     """
 
-    #: registry key, set by :func:`register_attention`
+    #: registry key and declaration, set by :func:`register_attention`
     kind: str = ""
-    #: keyword parameters the kind takes, with the paper's defaults
+    declaration: AttentionKind | None = None
+    #: keyword parameters the kind takes, with the paper's defaults (from the declaration)
     PARAMS: Mapping[str, Any] = MappingProxyType({})
-    #: True for kinds whose ``k`` may come from psi(C) given ``gamma`` and ``b`` (ECA, ECA-NS)
+    #: True for kinds whose ``k`` may come from psi(C) given ``gamma`` and ``b``
     USES_PSI: bool = False
     #: parameters that must fit the feature map; left at their default they resolve from it
     MAP_PARAMS: tuple[str, ...] = ()
+    #: True where the output is ``x * gate(mean_hw(x))`` (:class:`PooledGate`): the fused path applies
+    pooled_gate: bool = False
 
     def __init__(self, channels: int, /, *, feature_map: tuple[int, int] | None = None, **params: Any):
         super().__init__()
@@ -78,7 +105,9 @@ class AttentionModule(nn.Module):
         if unknown:
             valid = ", ".join(cls.PARAMS) or "none"
             raise ValueError(f"attention {cls.kind!r}: unknown parameter {unknown[0]!r} (valid parameters: {valid})")
-        return cls._resolve(channels, dict(params), _check_feature_map(feature_map))
+        feature_map = _check_feature_map(feature_map)
+        with _said_as(cls.kind):
+            return cls._resolve(channels, dict(params), feature_map)
 
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:
@@ -96,6 +125,43 @@ class AttentionModule(nn.Module):
         return f"channels={self.channels}" + (f", {inner}" if inner else "")
 
 
+class PooledGate(AttentionModule):
+    """A channel attention ``y = x * gate(mean_hw(x))``: the pooled (N, C) vector's channel
+    weights (N, C) scale the map. A subclass writes :meth:`gate`; :meth:`forward` is the plain
+    operations. The backbones run it through the fused (and, after batch norm, memory-lean)
+    path of :func:`study.attention.bn_attention`, which calls :meth:`fused_gate`: the same
+    function, or a faster form of it a subclass provides (ECA's channel convolution)."""
+
+    pooled_gate = True
+
+    def gate(self, y: torch.Tensor) -> torch.Tensor:
+        """The channel weights (N, C) for the pooled vector ``y`` (N, C)."""
+        raise NotImplementedError
+
+    def fused_gate(self, y: torch.Tensor) -> torch.Tensor:
+        """:meth:`gate` as the fused path computes it (by default: :meth:`gate` itself)."""
+        return self.gate(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x.mean(dim=(2, 3)))[:, :, None, None]
+
+
+def limited(kind: type[AttentionModule], name: str, channels: int, params: Mapping[str, Any],
+            feature_map: tuple[int, int] | None = None, *, why: str = "") -> int:
+    """An integer parameter with a declared limit (``at_most``: the channels, half of them, the
+    map's side minus one). Left at its default it resolves per stage to ``min(default,
+    limit)`` (at least 1); an explicit value must lie in [1, limit] (``why`` says why)."""
+    param = kind.declaration.params[name]
+    side = None if feature_map is None else max(feature_map)
+    limit = param.limit(channels, side)
+    if name not in params:
+        return param.default if limit is None else max(1, min(param.default, limit))
+    if limit is None:
+        return check_int(params[name], name, 1, whole=True)
+    reason = why or (f"channels={channels}" if param.at_most == "channels" else "")
+    return check_int(params[name], name, 1, limit, why=reason, whole=True)
+
+
 def _check_feature_map(feature_map: Any) -> tuple[int, int] | None:
     if feature_map is None:
         return None
@@ -106,28 +172,41 @@ def _check_feature_map(feature_map: Any) -> tuple[int, int] | None:
 
 
 _REGISTRY: Registry[type[AttentionModule]] = Registry("attention kind", plural="kinds")
-_PARAMS: dict[str, Mapping[str, Any]] = {}
-
-#: kind -> read-only mapping of its keyword parameters and their paper defaults
-ATTENTION_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType(_PARAMS)
 
 T = TypeVar("T", bound=type)
 
 
-def register_attention(name: str) -> Callable[[T], T]:
-    """Class decorator registering an :class:`AttentionModule` subclass under ``name``."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name: expected a non-empty string, got {name!r}")
+def _declared(name: str, cls: type[AttentionModule]) -> AttentionKind:
+    """The declaration of a class registered by name only: its ``PARAMS`` (not searched)."""
+    return AttentionKind(name, params={k: Param(v) for k, v in dict(cls.PARAMS).items()}, psi=cls.USES_PSI,
+                         map_params=cls.MAP_PARAMS, searched=False)
+
+
+def register_attention(kind: AttentionKind | str) -> Callable[[T], T]:
+    """Class decorator registering an :class:`AttentionModule` subclass as ``kind``: its
+    declaration (:class:`study.catalogue.AttentionKind`), or a name for a class that states
+    its ``PARAMS`` (and ``MAP_PARAMS``, ``USES_PSI``) itself and is chosen only where named."""
+    if isinstance(kind, str):
+        if not kind:
+            raise ValueError(f"name: expected a non-empty string, got {kind!r}")
+    elif not isinstance(kind, AttentionKind):
+        raise ValueError(f"kind: expected an AttentionKind or a name, got {kind!r}")
 
     def decorator(cls: T) -> T:
         if not (isinstance(cls, type) and issubclass(cls, AttentionModule)):
-            raise TypeError(f"register_attention({name!r}): {cls!r} is not an AttentionModule subclass")
-        if "feature_map" in cls.PARAMS or not set(cls.MAP_PARAMS) <= set(cls.PARAMS):
-            raise TypeError(f"register_attention({name!r}): 'feature_map' cannot be a parameter, and MAP_PARAMS must name parameters")
-        _REGISTRY.register(name, cls)
-        cls.kind = name
-        cls.PARAMS = MappingProxyType(dict(cls.PARAMS))
-        _PARAMS[name] = cls.PARAMS
+            raise TypeError(f"register_attention({getattr(kind, 'name', kind)!r}): {cls!r} is not an AttentionModule subclass")
+        declaration = _declared(kind, cls) if isinstance(kind, str) else kind
+        _REGISTRY.register(declaration.name, cls)
+        try:
+            declare(declaration, cls.__module__)
+        except ValueError:
+            _REGISTRY.pop(declaration.name)
+            raise
+        cls.kind = declaration.name
+        cls.declaration = declaration
+        cls.PARAMS = MappingProxyType(declaration.defaults)
+        cls.MAP_PARAMS = declaration.map_params
+        cls.USES_PSI = declaration.psi
         return cls
 
     return decorator
@@ -141,11 +220,6 @@ def list_attention() -> list[str]:
 def get_attention(kind: str) -> type[AttentionModule]:
     """The class registered under ``kind``; a ValueError lists the valid keys."""
     return _REGISTRY.get(kind)
-
-
-def psi_kinds() -> tuple[str, ...]:
-    """The kinds whose kernel size k may come from the psi(C) mapping (ECA and ECA-NS)."""
-    return tuple(n for n, cls in _REGISTRY.items() if cls.USES_PSI)
 
 
 def attention_params(kind: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,7 +90,7 @@ def _refresh_ray_config() -> None:
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()
-    except Exception:  # noqa: BLE001 - another Ray: its next read sees the environment
+    except Exception:
         pass
 
 
@@ -117,8 +118,6 @@ def local_cluster_auth() -> str:
 def captured_stderr() -> Iterator[list[str]]:
     """The process's standard error (file descriptor 2: Ray's C++ side writes there, not to
     ``sys.stderr``) captured into a list of one string, available after the block."""
-    import sys
-
     sys.stderr.flush()
     saved = os.dup(2)
     out: list[str] = []
@@ -165,11 +164,9 @@ def check_cluster_token(address: str, *, verbose: bool = False) -> None:
             GcsClient(address=address, cluster_id=None)
         except AuthenticationError:
             refused = True
-        except Exception:  # noqa: BLE001 - not ours to word: ray.init tries and says
+        except Exception:
             pass
     if verbose and said and said[0]:
-        import sys
-
         sys.stderr.write(said[0])
     if refused:
         raise ConfigError("address", _refused(address))

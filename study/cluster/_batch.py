@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from study.cli import EXIT_FAILED
+from study.cluster._launch import TrainingFailed, check_resources, prepare_data, train_distributed
+from study.cluster._nodes import cluster_nodes
 from study.config import TrialConfig, load_config
 from study.metrics import OUTCOMES, TrialResult
 from study.validate import ConfigError
@@ -126,8 +129,6 @@ def batch_status(outcomes: Sequence[EntryOutcome]) -> tuple[int, str | None]:
     """How a batch ended, as an exit status and, when it is not 0, the line that says why:
     0 when every run completed (or had before), :data:`~study.cli.EXIT_FAILED` when one
     failed, diverged or stopped, the line naming the first of them and its reason."""
-    from study.cli import EXIT_FAILED
-
     bad = [o for o in outcomes if o.status not in ("complete", "skipped")
            or (o.result is not None and o.result.outcome != "complete")]
     if not bad:
@@ -181,8 +182,6 @@ def train_batch(
     it, finished runs are skipped and the others continue from their checkpoint. ``write``
     writes a finished run's ``config.json``, metrics and ``result.json`` (result last).
     """
-    from study.cluster._launch import check_resources
-
     outcomes = [EntryOutcome(e) for e in entries]
     todo = _entries_to_train(outcomes, resume=resume)
     check_resources(scaling)
@@ -216,10 +215,10 @@ def train_batch(
 
 def _entries_to_train(outcomes: list[EntryOutcome], *, resume: bool) -> list[EntryOutcome]:
     """The outcomes whose entries are to train; the others are marked here: ``failed``
-    (no config, or an unreadable run folder) or ``skipped`` (finished before, with its
-    result). ValueError (naming ``resume``) for a run folder that holds a checkpoint or a
-    result without ``resume``."""
-    from study.trainer import read_checkpoint
+    (no config, or an unreadable run folder, or one of another config) or ``skipped``
+    (finished before, with its result). A run folder that holds a checkpoint without
+    ``resume`` is refused before anything starts (:func:`study.trainer.resume_point`)."""
+    from study.trainer import CheckpointExists, resume_point  # torch: only when a batch starts
 
     todo: list[EntryOutcome] = []
     for o in outcomes:
@@ -228,14 +227,16 @@ def _entries_to_train(outcomes: list[EntryOutcome], *, resume: bool) -> list[Ent
             o.status, o.reason = "failed", e.error or "no config"
             continue
         try:
+            resume_point(e.out if e.out.is_dir() else None, e.config, resume=resume, field="out", of=e.name)
             done = finished_run(e.out, e.config)
-            state = read_checkpoint(e.out) if e.out.is_dir() else None
+        except CheckpointExists:
+            raise
         except ValueError as exc:
             _failed(o, exc)
             continue
-        if (done is not None or state is not None) and not resume:
-            raise ConfigError("resume", f"{e.out} already holds a {'finished run' if done is not None else 'checkpoint'} of "
-                             f"{e.name}; pass {{resume}} to skip finished runs and continue the others", refs=["resume"])
+        if done is not None and not resume:
+            raise ConfigError("resume", f"{e.out} already holds a finished run of {e.name}; pass {{resume}} to skip finished runs "
+                              "and continue the others", refs=["resume"])
         if done is not None:
             o.status, o.result = "skipped", TrialResult.from_dict(done)
             continue
@@ -246,8 +247,6 @@ def _entries_to_train(outcomes: list[EntryOutcome], *, resume: bool) -> list[Ent
 def _check_data(todo: list[EntryOutcome], scaling: Scaling, *, log: Callable[[str], Any]) -> dict[str, dict[str, str] | None]:
     """Check (or stage) the data of every entry in ``todo`` once per cache; the staged
     copies by entry name. Entries whose data no node reads fail alone and leave ``todo``."""
-    from study.cluster._launch import prepare_data
-
     by_path: dict[str, tuple[str, Any]] = {}
     staged: dict[str, dict[str, str] | None] = {}
     for o in list(todo):
@@ -270,8 +269,6 @@ def _check_data(todo: list[EntryOutcome], scaling: Scaling, *, log: Callable[[st
 def _slots(entries: int, scaling: Scaling) -> int:
     """How many of ``entries`` trainings run at once: the workers that fit on the cluster's
     nodes at once divided by the workers of one training (at least 1; 0 for no entry)."""
-    from study.cluster._nodes import cluster_nodes
-
     c, g = float(scaling.cpus_per_worker), float(scaling.gpus_per_worker)
     room = sum(min(int(n.cpus // c) if c else 10**9, int(n.gpus // g) if g else 10**9) for n in cluster_nodes())
     return max(1, min(entries, room // scaling.workers)) if entries else 0
@@ -282,7 +279,6 @@ def _train_entry(o: EntryOutcome, *, scaling: Scaling, staged: dict[str, str] | 
     """Train one entry (:func:`study.cluster.train_distributed`, resuming its folder) and
     record what became of it in ``o``: its result, or ``failed`` with the reason and the
     epochs in its checkpoint. Its progress lines go to ``log`` prefixed with its name."""
-    from study.cluster._launch import TrainingFailed, train_distributed
     from study.trainer import read_checkpoint
 
     e = o.entry
@@ -303,7 +299,7 @@ def _train_entry(o: EntryOutcome, *, scaling: Scaling, staged: dict[str, str] | 
         o.reason = result.message if result.outcome != "complete" else ""
     except (TrainingFailed, ValueError, OSError) as exc:
         _failed(o, exc)
-    except Exception as exc:  # noqa: BLE001 - one entry's surprise must not stop the others
+    except Exception as exc:
         o.status, o.reason = "failed", f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     if o.status == "failed":
         try:

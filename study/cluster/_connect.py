@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from study.cluster._auth import check_cluster_token, local_cluster_auth
 from study.validate import ConfigError
@@ -15,8 +16,6 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
     """A ``HOST:PORT`` address must accept a TCP connection: ``ray.init`` retries an
     unreachable one for minutes before it fails. ``auto``, ``ray://...`` and other forms are
     left to Ray. ValueError (naming ``address``) when nothing answers."""
-    import socket
-
     host, sep, port = address.rpartition(":")
     if not sep or "://" in address or not port.isdigit():
         return  # 'auto', ray://..., or a form Ray itself will judge

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from study.cluster._nodes import cluster_nodes, prepare_cache
+from study.cluster._recorder import NAMESPACE, Recorder, RecorderReporter, RecorderStore, recorder_name
 from study.config import Recipe, TrialConfig, repr_non_default
 from study.metrics import TrialResult
 from study.record import error_text
@@ -91,7 +93,8 @@ class Scaling:
             raise ConfigError("cpus_per_worker", "a worker needs some CPU or GPU (both are 0)")
         check_int(self.max_failures, "max_failures", 0)
         if self.sync_bn and g == 0:
-            raise ConfigError("sync_bn", "torch's SyncBatchNorm runs on GPUs only; it needs {gpus_per_worker} >= 1", refs=["gpus_per_worker"])
+            raise ConfigError("sync_bn", "torch's SyncBatchNorm runs on GPUs only; it needs {gpus_per_worker} >= 1",
+                              refs=["gpus_per_worker"])
 
     @property
     def threads(self) -> int:
@@ -115,8 +118,6 @@ def scale_recipe(recipe: Recipe, workers: int, batch_per_worker: int) -> Recipe:
 def check_resources(scaling: Scaling) -> None:
     """The connected Ray cluster must be able to hold ``scaling.workers`` workers at once;
     ValueError naming ``gpus_per_worker``, ``cpus_per_worker`` or ``workers`` otherwise."""
-    from study.cluster._nodes import cluster_nodes
-
     nodes = cluster_nodes()
     c, g = float(scaling.cpus_per_worker), float(scaling.gpus_per_worker)
     total_gpus = sum(n.gpus for n in nodes)
@@ -137,8 +138,6 @@ def prepare_data(config: TrialConfig, scaling: Scaling, *, log: Callable[[str], 
     """Make sure every node that can run a worker reads the config's cache: check it there
     (ValueError naming the nodes that cannot), or with ``scaling.stage_data`` ship it and
     return ``{node_id: local folder}``. Generated proxies (synthetic) need nothing."""
-    from study.cluster._nodes import prepare_cache
-
     config = absolute_data(config)
     if config.proxy.source != "cache" or not config.proxy.data:
         return None
@@ -166,7 +165,6 @@ def _worker(spec: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    from study.cluster._recorder import RecorderReporter, RecorderStore
     from study.data import load_proxy
     from study.trainer import Distributed, train
 
@@ -246,8 +244,6 @@ def train_distributed(
 
     Raises :class:`TrainingFailed` when the run did not finish, ValueError for bad input.
     """
-    import ray.train.torch  # noqa: F401 - a missing Ray Train fails here, before anything is created
-
     from study.trainer import per_worker_batch
 
     say = log or (lambda _line: None)
@@ -282,18 +278,13 @@ def train_distributed(
 
 def _finished_checkpoint(out: Path, config: TrialConfig, resume: bool, say: Callable[[str], Any]) -> TrialResult | None:
     """The result of a finished checkpoint in ``out`` (said), None when there is none or it
-    is unfinished; FileExistsError for a checkpoint without ``resume``, ValueError for a
-    finished one of another config."""
-    from study.trainer import finished_result, read_checkpoint
+    is unfinished; a checkpoint without ``resume``, or of another config, is refused
+    (:func:`study.trainer.resume_point`)."""
+    from study.trainer import finished_result, resume_point  # torch: in the driver only when a run starts
 
-    state = read_checkpoint(out) if out.is_dir() else None
-    if state is not None and not resume:
-        raise FileExistsError(f"out: {out} already holds a checkpoint (epoch {state['epoch']}); pass `resume` to continue it")
+    state = resume_point(out if out.is_dir() else None, config, resume=resume, field="out")
     if state is None or not state.get("outcome"):
         return None
-    from study.trainer import check_same_config
-
-    check_same_config(state["config"], config, out)
     say(f"checkpoint in {out} is finished ({state['outcome']} after epoch {state['epoch']})")
     return finished_result(state, config)
 
@@ -303,8 +294,6 @@ def _start_recorder(out: Path) -> ActorHandle[Recorder]:
     ValueError when another training on the cluster already writes into ``out``."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from study.cluster._recorder import NAMESPACE, Recorder, recorder_name
 
     try:
         recorder = ray.remote(Recorder).options(
@@ -351,7 +340,7 @@ def _fit_following(trainer: TorchTrainer, recorder: ActorHandle[Recorder], out: 
     def fit() -> None:
         try:
             box["result"] = trainer.fit()
-        except BaseException as exc:  # noqa: BLE001 - handed to the driver thread
+        except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=fit, name=f"fit {out.name}", daemon=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from study.data._check import check_cache
 from study.validate import ConfigError
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def _gather(refs: dict[Node, ObjectRef], timeout: float) -> dict[Node, Any]:
             continue
         try:
             out[node] = ray.get(ref)
-        except Exception as exc:  # noqa: BLE001 - the task's error is the node's answer
+        except Exception as exc:
             out[node] = RuntimeError(" ".join(str(getattr(exc, "cause", None) or exc).split())[-300:])
     return out
 
@@ -108,11 +109,9 @@ def _gather(refs: dict[Node, ObjectRef], timeout: float) -> dict[Node, Any]:
 def _probe_cache(path: str) -> str | None:
     """On a node: None when the cache at ``path`` is readable and whole (every array matches
     the manifest: :func:`study.data.check_cache`), else why not."""
-    from study.data._check import check_cache
-
     try:
         check_cache(path)
-    except Exception as exc:  # noqa: BLE001 - the reason is the answer
+    except Exception as exc:
         return " ".join(str(exc).split())
     return None
 
@@ -177,7 +176,8 @@ def check_cache_on_nodes(path: str, nodes: list[Node]) -> None:
         node, reason = bad[0]
         more = f" (and {len(bad) - 1} more of the {len(nodes)} nodes)" if len(bad) > 1 else f" ({len(bad)} of {len(nodes)} nodes)"
         raise ConfigError("data", f"node {node} cannot read the cache {path}: {reason}{more}; every node that runs a worker needs "
-                         f"it at the same path (a shared filesystem), or pass {{stage_data}} to ship it to each node's local disk", refs=["stage_data"])
+                         f"it at the same path (a shared filesystem), or pass {{stage_data}} to ship it to each node's local disk",
+                             refs=["stage_data"])
 
 
 def stage_cache(path: str, nodes: list[Node], *, log: Callable[[str], Any] | None = None) -> dict[str, str]:

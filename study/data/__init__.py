@@ -24,11 +24,11 @@ from study.data._classes import imagenet100_classes, read_class_file, read_label
 from study.data._decode import decode_chunk
 from study.data._loader import AUGMENTS, IMAGENET_MEAN, IMAGENET_STD, PLACEMENTS, DeviceLoader, choose_placement, list_augments
 from study.data._prepare import Decoder, PrepareWarning, decode_parallel, prepare
-from study.data._presets import list_proxies, proxy_preset
 from study.data._proxy import cache_proxy, load_proxy
 from study.data._registry import CACHE, ProxySource, get_source, list_sources, register_source
 from study.data._synthetic import DEFAULT_TRAIN_PER_CLASS, DEFAULT_VAL_PER_CLASS, SyntheticSource, make_synthetic
 from study.data._types import ProxyData, Split, balanced_subset
+from study.proxies import list_proxies, proxy_preset
 
 __all__ = [
     "decode_chunk",

@@ -2,7 +2,8 @@
 
     python -m study.data prepare --source imagenet100 --root /data/imagenet --res 64 --out caches/in100-64
     python -m study.data prepare --source imagefolder --root /data/imagenette2 --res 64 --out caches/nette-64
-    python -m study.data prepare --source imagenet-downsampled --root /data/Imagenet32 --label-map map_clsloc.txt --res 32 --out caches/in100-32
+    python -m study.data prepare --source imagenet-downsampled --root /data/Imagenet32 \
+        --label-map map_clsloc.txt --res 32 --out caches/in100-32
     python -m study.data info caches/in100-64 [--verify] [--json]
     python -m study.data verify caches/in100-64
     python -m study.data list
@@ -23,6 +24,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from study.cli import ArgumentParser, UsageError, as_usage_error, run_cli
+from study.data._check import check_cache, remake_command, verify_cache
+from study.data._registry import list_sources
+from study.proxies import PRESETS
 
 PROG = "python -m study.data"
 #: :func:`study.data.prepare` parameters not said as the option of the same name
@@ -41,8 +45,6 @@ def _fraction(text: str) -> float:
 
 def build_parser() -> ArgumentParser:
     """The flags of ``python -m study.data``."""
-    from study.data._registry import list_sources
-
     parser = ArgumentParser(prog=PROG, description="Proxy data: decode image sources once into a cache; inspect caches.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     p = sub.add_parser("prepare", help="decode a source once into a memory-mappable cache")
@@ -50,9 +52,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--root", required=True, metavar="PATH", help="the source's folder")
     p.add_argument("--res", required=True, type=int, metavar="PX", help="square image side in pixels (shorter side resized, centre crop)")
     p.add_argument("--out", required=True, metavar="DIR", help="cache folder to create (written as OUT.partial, then renamed)")
-    p.add_argument("--classes", default=None, metavar="FILE", help="class list file, one wnid per line (imagenet100, imagenet-downsampled; default: the shipped ImageNet-100 list)")
+    p.add_argument("--classes", default=None, metavar="FILE",
+                   help="class list file, one wnid per line (imagenet100, imagenet-downsampled; default: the shipped ImageNet-100 list)")
     p.add_argument("--label-map", default=None, metavar="FILE", help="ILSVRC devkit map_clsloc.txt (imagenet-downsampled; required there)")
-    p.add_argument("--val-split", default=None, type=str, metavar="FRACTION", help="hold out this fraction of train/ as val, for trees without val/")
+    p.add_argument("--val-split", default=None, type=str, metavar="FRACTION",
+                   help="hold out this fraction of train/ as val, for trees without val/")
     p.add_argument("--seed", default=None, type=int, help="seed of --val-split (default 0)")
     p.add_argument("--workers", default=None, type=int, help="decoding threads (default: all CPUs)")
     p.add_argument("--chunk-size", default=256, type=int, help="images per decoding task and resumable step (default 256)")
@@ -104,8 +108,6 @@ def info_table(manifest: dict[str, Any]) -> str:
 def _inspect(folder: str, *, show: bool, as_json: bool, verify: bool) -> int:
     """``info`` (``show``: the manifest) and ``verify``: the arrays checked against the manifest,
     with ``verify`` their sha256 too; a cache that fails is one line, exit status 2."""
-    from study.data._check import check_cache, remake_command, verify_cache
-
     try:  # a folder that is not a (whole) cache is the user's
         manifest = check_cache(folder)
     except ValueError as exc:
@@ -126,7 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
         from study.data import get_source, list_proxies, list_sources
-        from study.data._presets import PRESETS
 
         print("sources:")
         print(_table([(f"  {n}", get_source(n).description) for n in list_sources()]))
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from study.data._prepare import PrepareWarning, prepare
 
-    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+    def show(message, category, filename, lineno, file=None, line=None):
         print(f"{PROG}: warning: {message}", file=sys.stderr)
 
     warnings.showwarning = show

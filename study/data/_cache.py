@@ -14,80 +14,29 @@ manifest last, is on disk: a folder named ``DIR`` is always complete.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from study.data._check import check_cache
+from study.data._manifest import (
+    CACHE_FORMAT,
+    CACHE_VERSION,
+    MANIFEST,
+    READABLE_VERSIONS,
+    SPLITS,
+    array_files,
+    partial_path,
+    read_manifest,
+    sha256_file,
+)
 from study.data._types import ProxyData, Split, balanced_subset
 from study.validate import ConfigError
 
 __all__ = ["load_cache", "read_manifest", "MANIFEST", "CACHE_FORMAT", "CACHE_VERSION", "READABLE_VERSIONS", "SPLITS",
            "partial_path", "array_files", "sha256_file"]
-
-MANIFEST = "manifest.json"
-CACHE_FORMAT = "study.data cache"
-#: the format ``prepare`` writes
-CACHE_VERSION = 1
-#: the formats this version reads; any other is refused whole, never half-read
-READABLE_VERSIONS = (1,)
-SPLITS = ("train", "val")
-
-
-def partial_path(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".partial")
-
-
-def array_files(split: str) -> tuple[str, str]:
-    return f"{split}_images.npy", f"{split}_labels.npy"
-
-
-def sha256_file(path: Path, *, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of the cache at ``path``; a clear error if it is not a complete cache."""
-    d = Path(path)
-    if not d.exists():
-        partial = partial_path(d)
-        if partial.exists():
-            raise ValueError(f"{d}: not a complete cache: an interrupted prepare left {partial}; run the same "
-                             f"`python -m study.data prepare ... --out {d}` again to finish it")
-        raise FileNotFoundError(f"{d}: no such cache folder (make one with `python -m study.data prepare ... --out {d}`)")
-    if not d.is_dir():
-        raise ValueError(f"{d}: not a cache folder")
-    m = d / MANIFEST
-    if not m.exists():
-        raise ValueError(f"{d}: not a complete cache (no {MANIFEST})")
-    try:
-        manifest = json.loads(m.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{m}: not valid JSON ({exc})") from None
-    if manifest.get("format") != CACHE_FORMAT:
-        raise ValueError(f"{m}: not a study.data cache manifest")
-    version = manifest.get("version")
-    if version not in READABLE_VERSIONS:
-        from study.data._check import CacheError, remake_command
-
-        by = f"study {manifest['study_version']}" if manifest.get("study_version") else "another version"
-        reads = ", ".join(map(str, READABLE_VERSIONS))
-        if isinstance(version, int) and not isinstance(version, bool) and version > max(READABLE_VERSIONS):
-            raise CacheError(f"{m}: cache format {version} (written by {by}) is newer than this version reads ({reads})",
-                             remake_command(d, manifest), advice="upgrade channel-attention-study, or remake the cache")
-        raise CacheError(f"{m}: cache format {version!r} (written by {by}) is one this version no longer reads ({reads})",
-                         remake_command(d, manifest))
-    return manifest
-
 
 def _resize(images: torch.Tensor, resolution: int, *, chunk: int = 4096) -> torch.Tensor:
     out = torch.empty((images.shape[0], resolution, resolution, 3), dtype=torch.uint8)
@@ -111,8 +60,6 @@ def load_cache(path: str | Path, *, resolution: int | None = None, num_classes: 
     - ``images_per_class`` (train) and ``val_per_class`` (val): a class-balanced subset
       seeded by ``subset_seed`` (see :func:`study.data.balanced_subset`).
     """
-    from study.data._check import check_cache
-
     d = Path(path)
     manifest = check_cache(d)  # every array whole before any is read
     classes = list(manifest["classes"])

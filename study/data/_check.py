@@ -18,59 +18,19 @@ every array's sha256 against the manifest: it reads every byte, seconds per GB.
 from __future__ import annotations
 
 import math
-import shlex
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.lib import format as npy
 
-from study.data._cache import MANIFEST, SPLITS, array_files, read_manifest, sha256_file
-from study.validate import ConfigError
+from study.data._manifest import MANIFEST, SPLITS, CacheError, array_files, read_manifest, remake_command, sha256_file
 
 __all__ = ["CacheError", "check_cache", "verify_cache", "remake_command", "expected_arrays"]
 
-#: the flags of ``python -m study.data prepare`` that a manifest's ``options`` were given with
-_OPTION_FLAGS = {"classes": "--classes", "label_map": "--label-map", "val_split": "--val-split", "seed": "--seed"}
 #: what a manifest must hold for the check (a manifest without them was written by an
 #: older version, or by hand)
 _REQUIRED = ("counts", "resolution", "checksums", "classes")
-
-
-class CacheError(ConfigError):
-    """A cache is damaged, incomplete or of a format this version does not read: ``what`` names
-    the file and what is wrong with it, ``command`` remakes the cache; the message says both
-    (``... remake the cache: python -m study.data prepare ...``). An input error (a
-    :class:`~study.validate.ConfigError` of no field): one line and exit status 2 on any
-    command line."""
-
-    def __init__(self, what: str, command: str, *, advice: str = "remake the cache"):
-        self.what = what
-        self.command = command
-        self.advice = advice
-        super().__init__(None, f"{what}; {advice}: {command}")
-
-    def __reduce__(self):  # pickles (a Ray task's error) with its parts
-        return (CacheError, (self.what, self.command), {"advice": self.advice})
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.advice = state["advice"]
-
-
-def remake_command(path: str | Path, manifest: dict[str, Any] | None = None) -> str:
-    """The ``python -m study.data prepare`` command that makes the cache at ``path`` again
-    from its manifest's inputs (source, root, resolution, options), with ``--force``;
-    ``...`` stands for the inputs a manifest does not say."""
-    m = manifest or {}
-    source, root, res = m.get("source"), m.get("root"), m.get("resolution")
-    if not (source and root and res):
-        return f"python -m study.data prepare ... --out {shlex.quote(str(path))} --force"
-    words = ["python -m study.data prepare", "--source", str(source), "--root", str(root), "--res", str(res)]
-    for key, value in (m.get("options") or {}).items():
-        if key in _OPTION_FLAGS and value is not None:
-            words += [_OPTION_FLAGS[key], str(value)]
-    words += ["--out", str(path), "--force"]
-    return " ".join(words[:1] + [shlex.quote(w) for w in words[1:]])
 
 
 def expected_arrays(manifest: dict[str, Any]) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:

@@ -28,13 +28,16 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from numpy.lib.format import open_memmap
+from tqdm import tqdm
 
-from study.data._cache import CACHE_FORMAT, CACHE_VERSION, MANIFEST, SPLITS, array_files, partial_path, sha256_file
+from study.data._cache import CACHE_FORMAT, CACHE_VERSION, MANIFEST, SPLITS, _resize, array_files, partial_path, sha256_file
 from study.data._check import check_cache
 from study.data._decode import decode_chunk, quiet_decoding
 from study.data._listing import ArrayListing, FileListing
@@ -61,16 +64,12 @@ def _signature(source: str, root: Path, resolution: int, listing: FileListing | 
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("channel-attention-study")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "unknown"
 
 
 def _progress(total: int, desc: str, enabled: bool, initial: int = 0) -> tqdm:
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, desc=desc, unit="img", file=sys.stderr, disable=not enabled, dynamic_ncols=True, leave=True)
 
 
@@ -149,7 +148,8 @@ def _decode_split(split: str, items: list[tuple[str, int]], partial: Path, state
     if skipped:
         keep = np.setdiff1d(np.arange(n), np.array(skipped, dtype=np.int64))
         if keep.size == 0:
-            raise ConfigError("split", about=str(split), reason=f"every image was unreadable (first: {st['skipped'][0]['path']}: {st['skipped'][0]['error']})")
+            raise ConfigError("split", about=str(split),
+                              reason=f"every image was unreadable (first: {st['skipped'][0]['path']}: {st['skipped'][0]['error']})")
         src = np.load(tmp, mmap_mode="r")
         dst = open_memmap(partial / img_name, mode="w+", dtype=np.uint8, shape=(keep.size, resolution, resolution, 3))
         for lo in range(0, keep.size, 8192):
@@ -172,10 +172,6 @@ def _array_split(split: str, listing: ArrayListing, partial: Path, state: dict[s
     if labels.shape[0] == 0:
         raise ConfigError("split", about=str(split), reason=f"none of its images belong to the selected {len(listing.classes)} classes")
     if resolution != listing.resolution:
-        import torch
-
-        from study.data._cache import _resize
-
         images = _resize(torch.from_numpy(images), resolution).numpy()
     img_name, lab_name = array_files(split)
     with _progress(images.shape[0], f"write {split}", progress) as bar:
@@ -262,7 +258,8 @@ def _checked_arguments(source: str, src: ProxySource, options: dict[str, Any], *
     """:func:`prepare`'s arguments checked (ValueError naming the bad one): the source's
     options that are set, and the number of decoding threads (default: all CPUs)."""
     if src.generated:
-        raise ConfigError("source", f"{source!r} generates its images and needs no prepare (file sources: {', '.join(list_sources(generated=False))})")
+        raise ConfigError("source",
+            f"{source!r} generates its images and needs no prepare (file sources: {', '.join(list_sources(generated=False))})")
     for key, value in options.items():
         if value is not None and key not in src.options:
             takes = ", ".join("{" + o + "}" for o in src.options) or "no options"

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from study.config import ProxySpec
+from study.data._cache import load_cache
+from study.data._check import check_cache
 from study.data._registry import CACHE, get_source
 from study.data._types import ProxyData
 from study.validate import ConfigError
@@ -28,8 +30,6 @@ def load_proxy(proxy: ProxySpec) -> ProxyData:
     if not isinstance(proxy, ProxySpec):
         raise TypeError(f"proxy: expected a ProxySpec, got {type(proxy).__name__}")
     if proxy.source == CACHE:
-        from study.data._cache import load_cache
-
         if not proxy.data:
             raise ConfigError("proxy.data", "source 'cache' needs data=DIR, a folder written by `python -m study.data prepare`")
         return load_cache(proxy.data, resolution=proxy.resolution, num_classes=proxy.num_classes,
@@ -49,8 +49,6 @@ def cache_proxy(data: str | Path, base: ProxySpec | None = None, *, keep: Iterab
     count, except the fields named in ``keep`` (``"resolution"``, ``"num_classes"``), which
     stay ``base``'s. A folder that is not a complete cache, or whose arrays do not match its
     manifest, raises (:func:`~study.data.check_cache`: :class:`~study.data.CacheError`)."""
-    from study.data._check import check_cache
-
     keep = set(keep)
     unknown = keep - set(CACHE_FIELDS)
     if unknown:

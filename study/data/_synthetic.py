@@ -93,7 +93,8 @@ def _render(protos: dict[str, torch.Tensor], labels: torch.Tensor, resolution: i
     gn = seeded_generator(noise_seed)
     for lo in range(0, n, _CHUNK):
         hi = min(n, lo + _CHUNK)
-        arg = 2 * math.pi * (fx[lo:hi, :, None, None] * coords[None, None, None, :] + fy[lo:hi, :, None, None] * coords[None, None, :, None])
+        arg = 2 * math.pi * (fx[lo:hi, :, None, None] * coords[None, None, None, :]
+                             + fy[lo:hi, :, None, None] * coords[None, None, :, None])
         wave = torch.cos(arg + phase[lo:hi, :, None, None])  # (b, 2k, H, W)
         img = torch.einsum("bkhw,bkc->bhwc", wave, colour[lo:hi])
         img = img + offset[lo:hi, None, None, :] + NOISE * torch.randn(img.shape, generator=gn)

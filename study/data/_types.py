@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from study.validate import ConfigError
@@ -16,8 +17,6 @@ def seeded_generator(*key: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded from a tuple of integers (mixed by numpy's
     ``SeedSequence``: torch's CPU generator keeps only 32 bits of a seed, so packing the
     integers into one number would collide)."""
-    import numpy as np
-
     state = np.random.SeedSequence([int(k) & 0xFFFFFFFFFFFFFFFF for k in key]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) | (int(state[1]) << 32))
 

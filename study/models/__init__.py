@@ -22,11 +22,11 @@ use :func:`study.attention.released_k` for their settings.
 """
 
 # importing the family modules registers them
+from study.catalogue import make_divisible
 from study.models import _mobilenetv2, _resnet  # noqa: F401  (registration)
-from study.models._builder import build_model, released_arch, stage_sizes
-from study.models._mobilenetv2 import make_divisible
+from study.models._builder import build_model, released_arch
 from study.models._registry import STEMS, Backbone, StagePlan, get_backbone, list_backbones, num_stages, register_backbone
-from study.models._stages import StageInfo, describe_stages
+from study.models._stages import StageInfo, describe_stages, stage_sizes
 
 __all__ = [
     "build_model",

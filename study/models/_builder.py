@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
-from study.config import ArchSpec
+from study.catalogue import released_k
+from study.config import ArchSpec, AttentionSpec
 from study.models._registry import get_backbone
 from study.models._stages import as_arch, describe_stages
-from study.validate import ConfigError
 
-__all__ = ["build_model", "released_arch", "stage_sizes"]
+__all__ = ["build_model", "released_arch"]
 
 
 def build_model(arch: ArchSpec | Mapping[str, Any], resolution: int | None = None) -> nn.Module:
@@ -53,44 +51,5 @@ def released_arch(backbone: str, **kwargs: Any) -> ArchSpec:
     """ECA with the authors' released per-stage k (:func:`study.attention.released_k`) in
     every stage of ``backbone``; ``kwargs`` are further :class:`ArchSpec` fields (stem, width,
     num_classes). The k are explicit, so they are used as they are at any width."""
-    from study.attention import released_k
-    from study.config import AttentionSpec
-
     get_backbone(backbone)
     return ArchSpec(backbone=backbone, stages=tuple(AttentionSpec.of("eca", k=k) for k in released_k(backbone)), **kwargs)
-
-
-def stage_sizes(arch: ArchSpec | Mapping[str, Any], resolution: int) -> tuple[tuple[int, int], ...]:
-    """The (H, W) of the feature map every attention of each stage sees, for square
-    ``resolution`` px input: e.g. ``((8, 8), (4, 4), (2, 2), (1, 1))`` for a ResNet with the
-    ImageNet stem at 32 px. Computed by one shape-only pass on the ``meta`` device (no memory,
-    no arithmetic) of the backbone without attention, so it works whatever the stages ask for.
-    :func:`describe_stages` and :func:`build_model` given a resolution fit the attention
-    parameters that depend on the map (BAM's dilation, Gather-Excite's global ``size``) to
-    it, and check explicit ones (also Gather-Excite's extent) against it."""
-    arch = as_arch(arch)
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
-        raise ConfigError("resolution", f"must be an integer >= 1, got {resolution!r}")
-    return _stage_sizes(arch.backbone, arch.stem, arch.width, resolution)
-
-
-@functools.lru_cache(maxsize=256)
-def _stage_sizes(backbone: str, stem: str, width: float, resolution: int) -> tuple[tuple[int, int], ...]:
-    from study.config import AttentionSpec
-
-    plain = ArchSpec.uniform(backbone, AttentionSpec("none"), stem=stem, width=width)
-    infos = describe_stages(plain)
-    with torch.device("meta"):
-        model = get_backbone(backbone).build(plain, infos).eval()
-    seen: dict[int, tuple[int, int]] = {}
-    hooks = [
-        stage[-1].attention.register_forward_hook(lambda m, args, out, i=i: seen.__setitem__(i, tuple(args[0].shape[2:])))
-        for i, stage in enumerate(model.stages)
-    ]
-    try:
-        with torch.no_grad():
-            model.forward_features(torch.empty(1, 3, resolution, resolution, device="meta"))
-    finally:
-        for h in hooks:
-            h.remove()
-    return tuple(seen[i] for i in range(len(infos)))

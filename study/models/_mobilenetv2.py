@@ -13,22 +13,11 @@ import torch
 from torch import nn
 
 from study.attention import bn_attention
+from study.catalogue import MOBILENETV2_SETTINGS, make_divisible
 from study.config import ArchSpec
 from study.models._common import attention_factory, init_backbone
-from study.models._registry import StagePlan, register_backbone
+from study.models._registry import register_backbone
 from study.models._stages import StageInfo
-
-#: expansion t, output channels c, blocks n, first stride s (Sandler et al., Table 2)
-SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round ``v`` to the nearest multiple of ``divisor`` without going 10% below it
-    (torchvision / the TF MobileNet reference)."""
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int, groups: int = 1) -> nn.Sequential:
@@ -65,7 +54,7 @@ class MobileNetV2(nn.Module):
         last = make_divisible(1280 * max(1.0, width))
         self.stem = _conv_bn_relu(3, inp, 3, 2 if stem == "imagenet" else 1)
         stages = []
-        for info, (t, _, _, s) in zip(stage_info, SETTINGS):
+        for info, (t, _, _, s) in zip(stage_info, MOBILENETV2_SETTINGS):
             make_attention = attention_factory(info)
             blocks = []
             for j in range(info.blocks):
@@ -87,14 +76,8 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.forward_features(x)), 1))
 
 
-def _plan(width: float, stem: str = "imagenet") -> tuple[StagePlan, ...]:
-    return tuple(
-        StagePlan(channels=make_divisible(c * width), planes=make_divisible(c * width), blocks=n, stride=s) for t, c, n, s in SETTINGS
-    )
-
-
 def _build(arch: ArchSpec, stage_info: tuple[StageInfo, ...]) -> nn.Module:
     return MobileNetV2(stage_info, stem=arch.stem, width=arch.width, num_classes=arch.num_classes)
 
 
-register_backbone("mobilenetv2", plan=_plan, build=_build, description="MobileNetV2, one stage per row of its inverted-residual table")
+register_backbone("mobilenetv2", build=_build)

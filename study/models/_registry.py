@@ -1,4 +1,5 @@
-"""The backbone registry: names -> (per-stage plan, builder), with wildcard listing."""
+"""The backbone registry: names -> (the stage plan in :mod:`study.catalogue`, a builder), with
+wildcard listing."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from study.catalogue import STEMS, StagePlan, backbone_plan
 from study.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -16,26 +18,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["StagePlan", "Backbone", "register_backbone", "list_backbones", "get_backbone", "num_stages", "STEMS"]
 
-#: "imagenet": 7x7/2 conv + 3x3/2 max-pool (ResNets) or a 3x3/2 first conv (MobileNetV2),
-#: for 224-px input. "lowres": a 3x3/1 first conv and no max-pool, for 32-64 px proxies.
-STEMS = ("imagenet", "lowres")
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """One stage of a backbone at a given width: the channels C its attention acts on, the
-    blocks' inner width ``planes``, the number of blocks and the first block's stride."""
-
-    channels: int
-    planes: int
-    blocks: int
-    stride: int
-
 
 @dataclass(frozen=True)
 class Backbone:
     """A registered backbone: ``plan(width, stem)`` gives its stages without building
-    anything; ``build(arch, stage_info)`` builds it with one attention per stage."""
+    anything (its :class:`study.catalogue.BackbonePlan`); ``build(arch, stage_info)`` builds
+    it with one attention per stage."""
 
     name: str
     plan: Callable[[float, str], tuple[StagePlan, ...]]
@@ -50,10 +38,11 @@ class Backbone:
 _BACKBONES: Registry[Backbone] = Registry("backbone", same=lambda a, b: a == b)
 
 
-def register_backbone(name: str, *, plan: Callable[[float, str], tuple[StagePlan, ...]],
-                      build: Callable[[ArchSpec, tuple[StageInfo, ...]], nn.Module], description: str = "") -> Backbone:
-    """Register a backbone under ``name`` (an error if the name is taken by another one)."""
-    return _BACKBONES.register(name, Backbone(name, plan, build, description))
+def register_backbone(name: str, *, build: Callable[[ArchSpec, tuple[StageInfo, ...]], nn.Module]) -> Backbone:
+    """Register the builder of backbone ``name``, whose plan :mod:`study.catalogue` holds (an
+    error if the name has no plan there, or is taken by another builder)."""
+    plan = backbone_plan(name)
+    return _BACKBONES.register(name, Backbone(name, plan.stages, build, plan.description))
 
 
 def list_backbones(pattern: str = "*") -> list[str]:

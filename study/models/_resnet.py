@@ -14,16 +14,11 @@ import torch
 from torch import nn
 
 from study.attention import bn_attention
+from study.catalogue import RESNET_LAYOUTS, scaled
 from study.config import ArchSpec
 from study.models._common import attention_factory, init_backbone
-from study.models._registry import StagePlan, register_backbone
+from study.models._registry import register_backbone
 from study.models._stages import StageInfo
-
-_BASE_PLANES = (64, 128, 256, 512)
-
-
-def _scaled(c: int, width: float) -> int:
-    return max(1, int(round(c * width)))
 
 
 class BasicBlock(nn.Module):
@@ -73,9 +68,10 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """A ResNet whose stage ``i`` uses the attention described by ``stage_info[i]``."""
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], stage_info: tuple[StageInfo, ...], *, stem: str, width: float, num_classes: int):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], stage_info: tuple[StageInfo, ...], *, stem: str, width: float,
+                 num_classes: int):
         super().__init__()
-        inplanes = _scaled(64, width)
+        inplanes = scaled(64, width)
         if stem == "imagenet":
             self.stem = nn.Sequential(
                 nn.Conv2d(3, inplanes, 7, 2, 3, bias=False), nn.BatchNorm2d(inplanes), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
@@ -107,21 +103,15 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.forward_features(x)), 1))
 
 
-def _register(name: str, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, ...]) -> None:
-    def plan(width: float, stem: str = "imagenet") -> tuple[StagePlan, ...]:
-        return tuple(
-            StagePlan(channels=_scaled(p, width) * block.expansion, planes=_scaled(p, width), blocks=n, stride=1 if i == 0 else 2)
-            for i, (p, n) in enumerate(zip(_BASE_PLANES, layers))
-        )
+_BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
+
+def _builder(block: type[BasicBlock] | type[Bottleneck]):
     def build(arch: ArchSpec, stage_info: tuple[StageInfo, ...]) -> nn.Module:
         return ResNet(block, stage_info, stem=arch.stem, width=arch.width, num_classes=arch.num_classes)
 
-    kind = "basic blocks" if block is BasicBlock else "bottlenecks"
-    register_backbone(name, plan=plan, build=build, description=f"ResNet with {kind}, stages of {'-'.join(map(str, layers))} blocks")
+    return build
 
 
-_register("resnet18", BasicBlock, (2, 2, 2, 2))
-_register("resnet34", BasicBlock, (3, 4, 6, 3))
-_register("resnet50", Bottleneck, (3, 4, 6, 3))
-_register("resnet101", Bottleneck, (3, 4, 23, 3))
+for _name, (_block, _) in RESNET_LAYOUTS.items():  # the layouts (blocks per stage) are the catalogue's
+    register_backbone(_name, build=_builder(_BLOCKS[_block]))

@@ -1,4 +1,6 @@
-"""Per-stage description of an architecture, computed without building the model."""
+"""Per-stage description of an architecture, computed without building the model: the stages'
+channels and feature maps from the backbone's plan (:mod:`study.catalogue`), the attention's
+parameters resolved by its kind."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ from typing import Any
 
 from study import record
 from study.attention import get_attention
+from study.catalogue import backbone_plan
 from study.config import ArchSpec, ConfigError
-from study.models._registry import STEMS, get_backbone
 
-__all__ = ["StageInfo", "describe_stages", "as_arch", "module_params"]
+__all__ = ["StageInfo", "describe_stages", "as_arch", "module_params", "stage_sizes"]
 
 _FIXED = record.STAGE_KEYS
 
@@ -42,7 +44,8 @@ class StageInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """``{"stage", "channels", "planes", "blocks", "kind", **params}``."""
-        return {"stage": self.stage, "channels": self.channels, "planes": self.planes, "blocks": self.blocks, "kind": self.kind, **self.params}
+        return {"stage": self.stage, "channels": self.channels, "planes": self.planes, "blocks": self.blocks, "kind": self.kind,
+                **self.params}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StageInfo:
@@ -73,19 +76,10 @@ def describe_stages(arch: ArchSpec | Mapping[str, Any], resolution: int | None =
     "channels"``, default) or the block's ``planes`` (``"planes"``). An explicit ``k`` is
     never changed.
     """
-    arch = as_arch(arch)
-    backbone = get_backbone(arch.backbone)
-    if arch.stem not in STEMS:
-        raise ConfigError("stem", f"must be one of {', '.join(STEMS)}, got {arch.stem!r}")
-    plans = backbone.plan(arch.width, arch.stem)
-    if len(arch.stages) != len(plans):
-        raise ConfigError(
-            "stages", f"backbone {arch.backbone!r} has {len(plans)} stages, so stages needs {len(plans)} entries, got {len(arch.stages)}"
-        )
+    arch = as_arch(arch)  # its backbone, stem and stage count checked (ArchSpec)
+    plans = backbone_plan(arch.backbone).stages(arch.width, arch.stem)
     maps: tuple[tuple[int, int] | None, ...] = (None,) * len(plans)
     if resolution is not None:
-        from study.models._builder import stage_sizes
-
         maps = stage_sizes(arch, resolution)
     infos = []
     for i, (plan, spec, feature_map) in enumerate(zip(plans, arch.stages, maps)):
@@ -110,3 +104,17 @@ def module_params(info: StageInfo) -> dict[str, Any]:
     if cls.USES_PSI:
         return {"k": info.params["k"]}
     return dict(info.params)
+
+
+def stage_sizes(arch: ArchSpec | Mapping[str, Any], resolution: int) -> tuple[tuple[int, int], ...]:
+    """The (H, W) of the feature map every attention of each stage sees, for square
+    ``resolution`` px input: e.g. ``((8, 8), (4, 4), (2, 2), (1, 1))`` for a ResNet with the
+    ImageNet stem at 32 px. Arithmetic on the backbone's plan (its stem's and stages' strides,
+    :meth:`study.catalogue.BackbonePlan.feature_maps`), whatever the stages ask for.
+    :func:`describe_stages` and :func:`build_model` given a resolution fit the attention
+    parameters that depend on the map (BAM's dilation, Gather-Excite's global ``size``) to
+    it, and check explicit ones (also Gather-Excite's extent) against it."""
+    arch = as_arch(arch)
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise ConfigError("resolution", f"must be an integer >= 1, got {resolution!r}")
+    return backbone_plan(arch.backbone).feature_maps(arch.width, arch.stem, resolution)

@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from study.validate import ConfigError
 
@@ -85,8 +87,6 @@ class Distributed:
     @classmethod
     def from_process_group(cls, *, sync_bn: bool = False) -> Distributed:
         """This process's rank and the world size of the initialised default process group."""
-        import torch.distributed as dist
-
         if not (dist.is_available() and dist.is_initialized()):
             raise RuntimeError("torch.distributed is not initialised (run under Ray Train's TorchTrainer or torchrun)")
         return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), sync_bn=sync_bn)
@@ -98,8 +98,6 @@ class Distributed:
 
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         """``model`` (already on ``device``) wrapped in ``DistributedDataParallel``."""
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
@@ -124,16 +122,12 @@ class Distributed:
     def all_sum(self, values: list[torch.Tensor | float], device: torch.device) -> list[float]:
         """The sums over ranks of scalars (one float64 all-reduce on ``device``: NCCL
         reduces CUDA tensors only)."""
-        import torch.distributed as dist
-
         t = torch.stack([torch.as_tensor(v).detach().to(device=device, dtype=torch.float64).reshape(()) for v in values])
         dist.all_reduce(t)
         return t.tolist()
 
     def any_rank(self, flag: bool | torch.Tensor, device: torch.device) -> bool:
         """True on every rank when ``flag`` is true on some rank."""
-        import torch.distributed as dist
-
         t = torch.as_tensor(flag, dtype=torch.int32).reshape(1).to(device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
@@ -144,8 +138,6 @@ class Distributed:
 
     def broadcast_flag(self, flag: bool, device: torch.device) -> bool:
         """Rank 0's ``flag`` on every rank."""
-        import torch.distributed as dist
-
         t = torch.tensor([int(flag)], dtype=torch.int32, device=device)
         dist.broadcast(t, 0)
         return bool(t.item())
@@ -153,15 +145,11 @@ class Distributed:
     def sync_buffers(self, model: nn.Module) -> None:
         """Rank 0's buffers (BatchNorm running statistics) on every rank: after a training
         step each rank's running statistics saw only its own shard."""
-        import torch.distributed as dist
-
         for b in model.buffers():
             dist.broadcast(b.data, 0)
 
     def gather_strings(self, text: str) -> list[str]:
         """``text`` of every rank, in rank order."""
-        import torch.distributed as dist
-
         out: list[str | None] = [None] * self.world_size
         dist.all_gather_object(out, text)
         return [str(s) for s in out]

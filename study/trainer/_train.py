@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,12 @@ import torch.nn.functional as F
 from study.config import TrialConfig
 from study.costs import resolve_device
 from study.metrics import EpochMetrics, Reporter, TrialResult, as_reporter
-from study.trainer._checkpoint import CheckpointStore, as_store
-from study.trainer._distributed import Distributed, ParallelContext, SingleProcess, as_context, per_worker_batch
-from study.trainer._optim import build_optimizer
-from study.trainer._schedule import LRSchedule
-from study.validate import ConfigError
+from study.trainer._checkpoint import CheckpointStore, as_store, finished_result, get_rng_state, resume_point
+from study.trainer._distributed import Distributed, SingleProcess, as_context
+from study.trainer._setup import TrialRun, checked_data, start_trial, trial_turnstile
+from study.turnstile import Turnstile
 
-__all__ = ["train", "trial_model", "finished_result", "check_same_config", "format_metrics", "numerics", "DIVERGENCE_CHECK_EVERY"]
+__all__ = ["train", "format_metrics", "DIVERGENCE_CHECK_EVERY"]
 
 #: Steps between two host-side checks of the running training loss for NaN/inf.
 DIVERGENCE_CHECK_EVERY = 50
@@ -119,16 +118,16 @@ def train(
     device = resolve_device(device)
     ctx = as_context(distributed)
     store = as_store(checkpoint_dir)
-    state = _checkpoint_to_resume(store, config, resume)
+    state = resume_point(store, config, resume=resume)
     if state is not None and state.get("outcome"):
         result = finished_result(state, config)
         reporter.start(result.costs, [dict(s) for s in result.stages])
         say(f"checkpoint in {store} is finished ({state['outcome']} after epoch {state['epoch']})")
         return result
 
-    with _turnstile(ctx).computing():  # loading the data computes: another trial's latency probe waits for it
-        data = _checked_data(config, data)
-    run = _start(config, data, state, ctx=ctx, device=device, placement=placement,
+    with trial_turnstile(ctx).computing():  # loading the data computes: another trial's latency probe waits for it
+        data = checked_data(config, data)
+    run = start_trial(config, data, state, ctx=ctx, device=device, placement=placement,
                  reporter=reporter, say=say, where=store)
     outcome, message, extra = _train_epochs(run, reporter, say, store)
     if outcome == "stopped":
@@ -138,168 +137,15 @@ def train(
                        message=message, extra=extra)
 
 
-@dataclasses.dataclass
-class _Run:
-    """A trial in progress: what :func:`_start` built for it and the counters its epochs
-    advance (``history``, the global ``step``)."""
-
-    config: TrialConfig
-    ctx: ParallelContext
-    device: torch.device
-    amp: bool
-    model: torch.nn.Module  # the bare model: checkpointed and digested
-    net: torch.nn.Module  # what trains: the model wrapped by the context, compiled when asked
-    eval_net: torch.nn.Module  # what evaluates: the unwrapped model, compiled when asked
-    optimizer: torch.optim.Optimizer
-    schedule: LRSchedule
-    train_loader: Any
-    val_loader: Any
-    worker_batch: int
-    n_val: int
-    val_k: int
-    costs: Any
-    stages: tuple[dict[str, Any], ...]
-    history: list[EpochMetrics]
-    step: int
-    wall_start: float
-    turnstile: Any = None  # the node's (study.turnstile): the loops hold it shared, a latency probe alone
-
-
-def _checkpoint_to_resume(store: CheckpointStore | None, config: TrialConfig, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint in ``store`` to continue (None when there is none or no store):
-    FileExistsError for one that is there without ``resume``, ValueError for one of another
-    config."""
-    state = store.load() if store is not None else None
-    if state is None:
-        return None
-    if not resume:
-        raise FileExistsError(
-            f"checkpoint_dir: {store} already holds a checkpoint (epoch {state['epoch']}); "
-            "pass resume=True to continue it or choose another folder"
-        )
-    check_same_config(state["config"], config, store)
-    return state
-
-
-def _checked_data(config: TrialConfig, data: Any) -> Any:
-    """``data`` (default: the proxy loaded for ``config.proxy``), checked against the
-    config's class count and resolution."""
-    from study.data import load_proxy
-
-    if data is None:
-        data = load_proxy(config.proxy)
-    if len(data.classes) != config.arch.num_classes:
-        raise ConfigError("arch.num_classes", f"is {config.arch.num_classes} but the proxy data has "
-                         f"{len(data.classes)} classes; set num_classes to {len(data.classes)}")
-    if data.resolution != config.proxy.resolution:
-        raise ConfigError("data", f"resolution {data.resolution} does not match proxy.resolution {config.proxy.resolution}")
-    return data
-
-
-def _loaders(config: TrialConfig, data: Any, *, worker_batch: int, device: torch.device, memory_format: torch.memory_format,
-             ctx: ParallelContext, placement: str) -> tuple[Any, Any]:
-    """This rank's training loader (shuffled, augmented, ``worker_batch`` images a step) and
-    its validation loader (centre view, twice the batch)."""
-    from study.data import DeviceLoader
-
-    shard = {"rank": ctx.rank, "world_size": ctx.world_size, "placement": placement}
-    train_loader = DeviceLoader(data.train, batch_size=worker_batch, device=device, train=True, seed=config.seed,
-                                augment=config.proxy.augment, memory_format=memory_format, **shard)
-    val_loader = DeviceLoader(data.val, batch_size=2 * worker_batch, device=device, train=False, seed=config.seed,
-                              memory_format=memory_format, **shard)
-    return train_loader, val_loader
-
-
-def _optimization(model: torch.nn.Module, recipe: Any, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, LRSchedule]:
-    """The recipe's optimizer for ``model`` (:func:`build_optimizer`) and its per-step lr
-    schedule (:class:`LRSchedule`)."""
-    return build_optimizer(model, recipe), LRSchedule.from_recipe(recipe, steps_per_epoch)
-
-
-def _measured_costs(model: torch.nn.Module, config: TrialConfig, state: Mapping[str, Any] | None,
-                    ctx: ParallelContext, device: torch.device) -> Any:
-    """The trial's costs: a checkpoint's, else measured on the main process (other ranks
-    get None: rank 0 reports them)."""
-    from study.costs import Costs, measure_costs
-
-    if state is not None:
-        return Costs.from_dict(state["costs"])
-    if ctx.main:
-        return measure_costs(model, config.proxy.resolution, latency=True, device=str(device))
-    return None
-
-
-def _restore(state: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-             *, world_size: int, say: Callable[[str], Any], where: Any, epochs: int) -> tuple[list[EpochMetrics], int, float]:
-    """Load a checkpoint's model, optimizer and RNG states; its ``(history, step,
-    wall_time_s)``. Says that it resumes, and when the checkpoint's worker count differs."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    history = [EpochMetrics.from_dict(m) for m in state["history"]]
-    _set_rng_state(state["rng"], device)
-    say(f"resuming from epoch {state['epoch']} of {epochs} ({where})")
-    if int(state.get("world_size", 1)) != world_size:
-        say(f"note: the checkpoint was written by {state.get('world_size', 1)} worker(s), this run has {world_size}: "
-            "it goes on from the same weights but does not reproduce an uninterrupted run exactly")
-    return history, int(state["step"]), float(state["wall_time_s"])
-
-
-def _start(config: TrialConfig, data: Any, state: Mapping[str, Any] | None, *, ctx: ParallelContext, device: torch.device,
-           placement: str, reporter: Reporter, say: Callable[[str], Any], where: Any) -> _Run:
-    """Everything before the first epoch: loaders, model (seeded), costs, optimizer and
-    schedule; a checkpoint's state restored; the reporter started on the main process."""
-    recipe = config.recipe
-    amp, memory_format = numerics(recipe, device)
-    batch = per_worker_batch(recipe.batch_size, ctx.world_size)
-    train_loader, val_loader = _loaders(config, data, worker_batch=batch, device=device, memory_format=memory_format,
-                                        ctx=ctx, placement=placement)
-    model = trial_model(config)
-    stages = tuple(s.to_dict() for s in model.stage_info)
-    model = ctx.convert_model(model)
-    model.to(device)
-    costs = _measured_costs(model, config, state, ctx, device)
-    model.to(memory_format=memory_format)
-    optimizer, schedule = _optimization(model, recipe, len(train_loader))
-    history: list[EpochMetrics] = []
-    step, wall_before = 0, 0.0
-    if state is not None:
-        history, step, wall_before = _restore(state, model, optimizer, device, world_size=ctx.world_size, say=say,
-                                              where=where, epochs=recipe.epochs)
-    elif costs is not None:
-        say(f"costs: {_format_costs(costs)}")
-    if ctx.main:
-        reporter.start(costs, [dict(s) for s in stages])
-    ctx.announce(say, global_batch=recipe.batch_size, worker_batch=batch, lr=recipe.lr)
-
-    wrapped = ctx.wrap(model, device)
-    net = torch.compile(wrapped) if recipe.compile else wrapped
-    eval_net = net if wrapped is model else (torch.compile(model) if recipe.compile else model)
-    return _Run(config=config, ctx=ctx, device=device, amp=amp, model=model, net=net, eval_net=eval_net,
-                optimizer=optimizer, schedule=schedule, train_loader=train_loader, val_loader=val_loader,
-                worker_batch=batch, n_val=len(data.val), val_k=min(5, len(data.classes)), costs=costs, stages=stages,
-                history=history, step=step, wall_start=time.perf_counter() - wall_before, turnstile=_turnstile(ctx))
-
-
-def _turnstile(ctx: ParallelContext) -> Any:
-    """The node's turnstile for a single process; none for a rank of a data-parallel group
-    (one rank stopped at the gate would hold its peers inside a collective, which holds the
-    probe: :mod:`study.turnstile`)."""
-    from study.turnstile import Turnstile, node_turnstile
-
-    return node_turnstile() if ctx.world_size == 1 else Turnstile(None)
-
-
-def _computing(run: _Run) -> Any:
+def _computing(run: TrialRun) -> Any:
     """The node's shared lock for one loop of steps (:meth:`study.turnstile.Turnstile.computing`);
     a probe waiting for the node first gets this process's queued GPU work finished."""
-    from study.turnstile import Turnstile
-
     device = run.device
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
     return (run.turnstile or Turnstile(None)).computing(sync=sync)
 
 
-def _train_epochs(run: _Run, reporter: Reporter, say: Callable[[str], Any],
+def _train_epochs(run: TrialRun, reporter: Reporter, say: Callable[[str], Any],
                   store: CheckpointStore | None) -> tuple[str, str, dict[str, Any]]:
     """Train the epochs still to do, each followed by evaluation, the divergence check, the
     report and the checkpoint; ``(outcome, message, extra)`` of the trial."""
@@ -333,7 +179,7 @@ def _train_epochs(run: _Run, reporter: Reporter, say: Callable[[str], Any],
     return "complete", "", {}
 
 
-def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, float, float]:
+def _train_epoch(run: TrialRun, epoch: int) -> tuple[float, int, float, float]:
     """One epoch of training steps; ``(train_loss, images, seconds, lr)``: the mean loss of
     the global batches and the images over all ranks, the epoch's training time and its last
     step's lr. Ends early when the running loss is NaN/inf at a check (every
@@ -370,7 +216,7 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, float, float]:
     return total_loss / (steps * ctx.world_size), int(seen), epoch_time, lr
 
 
-def _evaluate(run: _Run) -> tuple[float, float, float]:
+def _evaluate(run: TrialRun) -> tuple[float, float, float]:
     """Validation on the centre view of the model's current weights (every rank evaluates
     rank 0's, buffers included): ``(top-1 hits, top-5 hits, mean cross-entropy)`` over the
     whole validation split (each image is in exactly one rank's part; counts and sums are
@@ -404,7 +250,7 @@ def _divergence(train_loss: float, val_loss: float, *, epoch: int, step: int, lr
     return f"{which} loss became {value} in epoch {epoch} (step {step}, lr {lr:.4g}); {kept}"
 
 
-def _report_epoch(run: _Run, metrics: EpochMetrics, reporter: Reporter, say: Callable[[str], Any]) -> bool:
+def _report_epoch(run: TrialRun, metrics: EpochMetrics, reporter: Reporter, say: Callable[[str], Any]) -> bool:
     """Add an epoch to the history, log it and report it (main process); whether the
     reporter asked to stop, the same answer on every rank."""
     run.history.append(metrics)
@@ -413,7 +259,7 @@ def _report_epoch(run: _Run, metrics: EpochMetrics, reporter: Reporter, say: Cal
     return run.ctx.broadcast_flag(stop, run.device)
 
 
-def _checkpoint_state(run: _Run, epoch: int, outcome: str | None, message: str) -> dict[str, Any]:
+def _checkpoint_state(run: TrialRun, epoch: int, outcome: str | None, message: str) -> dict[str, Any]:
     """The checkpoint after ``epoch``: everything a resume needs to continue exactly
     (model, optimizer, schedule step, RNG states, history, costs, wall time), the config,
     and the outcome once the trial is finished (None before)."""
@@ -424,7 +270,7 @@ def _checkpoint_state(run: _Run, epoch: int, outcome: str | None, message: str) 
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "schedule": dataclasses.asdict(run.schedule),
-        "rng": _get_rng_state(run.device),
+        "rng": get_rng_state(run.device),
         "history": [m.to_dict() for m in run.history],
         "costs": run.costs.to_dict(),
         "stages": [dict(s) for s in run.stages],
@@ -433,38 +279,6 @@ def _checkpoint_state(run: _Run, epoch: int, outcome: str | None, message: str) 
         "message": message,
         "world_size": run.ctx.world_size,
     }
-
-
-def trial_model(config: TrialConfig) -> torch.nn.Module:
-    """The model :func:`train` trains for ``config``, freshly initialised from
-    ``config.seed``: ``config.arch`` built for ``config.proxy.resolution``
-    (:func:`study.models.build_model`), so the attention parameters that depend on the
-    feature map and are left at their default (BAM's dilation, Gather-Excite's global
-    ``size``) fit the proxy's maps, and are recorded in ``model.stage_info``."""
-    from study.models import build_model
-
-    torch.manual_seed(config.seed)
-    return build_model(config.arch, config.proxy.resolution)
-
-
-def numerics(recipe: Any, device: str | torch.device) -> tuple[bool, torch.memory_format]:
-    """``(amp, memory_format)`` for training ``recipe`` on ``device``: whether the forward
-    pass runs under bf16 autocast and whether model and batches are channels-last.
-
-    ``recipe.amp`` / ``recipe.channels_last``: ``None`` (the default) turns them on on CUDA
-    only, where they pay; ``True`` on any device (bf16 autocast on the CPU is ordinary
-    PyTorch: ``torch.autocast("cpu", dtype=torch.bfloat16)``; fast on CPUs with AVX512-BF16
-    or AMX, slower elsewhere); ``False`` never. Used by :func:`train` and by any loop that
-    wants to train the same way (``benchmarks/trainer_overhead.py``)."""
-    on_cuda = torch.device(device).type == "cuda"
-    amp = on_cuda if recipe.amp is None else recipe.amp
-    last = on_cuda if recipe.channels_last is None else recipe.channels_last
-    return bool(amp), torch.channels_last if last else torch.contiguous_format
-
-
-def finished_result(state: Mapping[str, Any], config: TrialConfig) -> TrialResult:
-    """The result a finished checkpoint (its ``outcome`` set) stands for."""
-    return TrialResult.from_dict({**state, "stages": state["stages"]}, config=config)
 
 
 # ---------------------------------------------------------------------------------------
@@ -478,14 +292,6 @@ def format_metrics(m: EpochMetrics, epochs: int | None = None) -> str:
             f"train_loss {m.train_loss:.4f}  lr {m.lr:.4g}  {m.epoch_time_s:.2f} s  {m.images_per_s:,.0f} img/s")
 
 
-def _format_costs(costs: Any) -> str:
-    latency = "n/a" if getattr(costs, "latency_ms", None) is None else f"{costs.latency_ms:.2f} ms"
-    if getattr(costs, "latency_iqr_ms", None) is not None:
-        latency += f" (IQR {costs.latency_iqr_ms:.2f} ms, {costs.latency_device}, {costs.latency_threads} thread(s))"
-    return (f"params {costs.params / 1e6:.3f} M  MACs {costs.macs / 1e6:.1f} M at {costs.resolution} px "
-            f"({costs.macs_224 / 1e9:.3f} G at 224 px)  latency {latency}")
-
-
 def _as_log(log: Callable[[str], Any] | None) -> Callable[[str], Any]:
     if log is None:
         return lambda _msg: None
@@ -494,37 +300,6 @@ def _as_log(log: Callable[[str], Any] | None) -> Callable[[str], Any]:
     if not callable(log):
         raise TypeError(f"log: expected a callable taking a string or a logging.Logger, got {type(log).__name__}")
     return log
-
-
-
-
-def check_same_config(saved: Mapping[str, Any], config: TrialConfig, where: Any) -> None:
-    """Raise ValueError naming the fields that differ when a checkpoint's ``saved`` config is
-    not ``config`` (a resume must continue the run it was written by); ``where`` names it."""
-    current = config.to_dict()
-    if saved == current:
-        return
-    diffs = []
-    for section in sorted(set(saved) | set(current)):
-        a, b = saved.get(section), current.get(section)
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            diffs += [f"{section}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        elif a != b:
-            diffs.append(section)
-    raise ConfigError("resume", f"the checkpoint in {where} was made by a different config (differs in {', '.join(diffs)})")
-
-
-def _get_rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 @contextlib.contextmanager

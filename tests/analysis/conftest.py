@@ -127,7 +127,8 @@ def build_study(
             params["se_r"] = r
         else:
             specs = [{"kind": "none"} for _ in range(4)]
-        arch = ArchSpec(backbone="resnet50", stages=tuple(AttentionSpec.from_dict(s) for s in specs), stem="lowres", width=width, num_classes=100)
+        arch = ArchSpec(backbone="resnet50", stages=tuple(AttentionSpec.from_dict(s) for s in specs), stem="lowres", width=width,
+                        num_classes=100)
         config = TrialConfig(arch=arch, recipe=Recipe(epochs=EPOCHS, batch_size=64, lr=0.1), proxy=ProxySpec(resolution=32), seed=n)
         stages = _stages(width, specs, truth)
         costs = _costs(width, stages, 32, rng)
@@ -139,7 +140,8 @@ def build_study(
         for e in range(1, run + 1):
             top1 = true * (1 - 0.5**e) / (1 - 0.5**EPOCHS) + float(nrng.normal(0, noise)) - (0.2 if what == "pruned" else 0)
             hist.append({"epoch": e, "top1": top1, "top5": min(100.0, top1 + 20), "val_loss": 5 - top1 / 25, "train_loss": 5 - top1 / 24,
-                         "lr": 0.1 * 0.5 * (1 + math.cos(math.pi * e / EPOCHS)), "epoch_time_s": 1.0, "wall_time_s": float(e), "images_per_s": 1000.0})
+                         "lr": 0.1 * 0.5 * (1 + math.cos(math.pi * e / EPOCHS)), "epoch_time_s": 1.0, "wall_time_s": float(e),
+                             "images_per_s": 1000.0})
         attrs = {record.CONFIG: config.to_dict(), record.STAGES: stages, record.COSTS: costs, record.HISTORY: hist}
         state = optuna.trial.TrialState.COMPLETE
         values = None
@@ -200,7 +202,8 @@ def build_real_study(run_dir: Path, archs: Sequence[ArchSpec], *, name: str = "r
     (run_dir / "settings.json").write_text(json.dumps({"name": name, "storage": url, "space": "test", "objectives": ["top1"]}))
     rng = np.random.default_rng(seed)
     for n, arch in enumerate(archs):
-        cfg = TrialConfig(arch=arch, recipe=Recipe(epochs=2, batch_size=32), proxy=ProxySpec(resolution=16, num_classes=arch.num_classes), seed=n)
+        cfg = TrialConfig(arch=arch, recipe=Recipe(epochs=2, batch_size=32), proxy=ProxySpec(resolution=16, num_classes=arch.num_classes),
+                          seed=n)
         model = build_model(arch)
         costs = {"params": count_params(model), "macs": count_macs(model, 16), "macs_224": None, "latency_ms": None,
                  "resolution": 16, "attention_params": count_attention_params(model)}
@@ -210,5 +213,6 @@ def build_real_study(run_dir: Path, archs: Sequence[ArchSpec], *, name: str = "r
                  record.HISTORY: hist, record.OUTCOME: record.OUTCOME_COMPLETE}
         study.add_trial(optuna.trial.create_trial(
             state=optuna.trial.TrialState.COMPLETE, value=max(h["top1"] for h in hist), params={"i": n},
-            distributions={"i": IntDistribution(0, len(archs))}, user_attrs=attrs, intermediate_values={h["epoch"]: h["top1"] for h in hist}))
+            distributions={"i": IntDistribution(0, len(archs))}, user_attrs=attrs,
+                intermediate_values={h["epoch"]: h["top1"] for h in hist}))
     return run_dir

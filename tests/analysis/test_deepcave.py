@@ -120,7 +120,8 @@ def test_every_finished_trial_of_a_conditional_study_reads_as_deepcave_reads_it(
     space = run["space"].set_index("name")
     assert space.loc["k_s0", "condition"] == "k_mode == fixed" and space.loc["b", "condition"] == "k_mode == psi"
     assert space.loc["k_s0", "choices"] == "1 3 5 7 9" and pd.isna(space.loc["k_mode", "condition"])
-    assert float(space.loc["gamma", "default"]) == 2.0 and float(space.loc["b", "default"]) == 1.0  # the paper's psi, the first reference point
+    # the paper's psi, the first reference point
+    assert float(space.loc["gamma", "default"]) == 2.0 and float(space.loc["b", "default"]) == 1.0
 
     by_number = {int(r["additional"]["number"]): r for r in run["trials"]}
     assert sorted(by_number) == [t.number for t in finished]  # every finished trial, once

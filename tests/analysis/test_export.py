@@ -51,7 +51,8 @@ def test_export_round_trip_keeps_the_architecture(real_run, tmp_path):
 def test_export_full_training_defaults(real_run, tmp_path, capsys):
     fr = analysis.load(real_run)
     with pytest.raises(SystemExit) as exc:
-        run_cli(export_main, [str(real_run), "--pareto", "--out", str(tmp_path / "p"), "--recipe", "eca-imagenet"], prog="python -m analysis.export")
+        run_cli(export_main, [str(real_run), "--pareto", "--out", str(tmp_path / "p"), "--recipe", "eca-imagenet"],
+                prog="python -m analysis.export")
     assert exc.value.code == 0
     assert "wrote" in capsys.readouterr().out
     index = json.loads((tmp_path / "p" / "index.json").read_text())
@@ -62,7 +63,8 @@ def test_export_full_training_defaults(real_run, tmp_path, capsys):
         cfg = load_config(tmp_path / "p" / e["file"])
         assert e["selected_by"] == "pareto:params" and e["command"].startswith("python -m study.train --config ")
         r = cfg.recipe
-        assert (r.epochs, r.batch_size, r.lr, r.weight_decay, r.schedule, r.step_every, r.step_factor) == (100, 256, 0.1, 1e-4, "step", 30, 0.1)
+        expected = (100, 256, 0.1, 1e-4, "step", 30, 0.1)
+        assert (r.epochs, r.batch_size, r.lr, r.weight_decay, r.schedule, r.step_every, r.step_factor) == expected
         assert r == RECIPES["eca-imagenet"]
         assert cfg.arch.stem == "imagenet" and cfg.arch.num_classes == 100 and cfg.proxy.resolution == 224
         assert cfg.proxy.source == "cache" and cfg.proxy.images_per_class is None

@@ -19,7 +19,8 @@ from study.attention import psi
 CS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096]
 
 
-@pytest.mark.parametrize("gamma,b,rule", [(2.0, 1.0, "paper"), (3.0, 2.0, "paper"), (1.5, 0.5, "paper"), (4.0, 0.0, "timm"), (2.5, -1.0, "timm")])
+@pytest.mark.parametrize("gamma,b,rule", [(2.0, 1.0, "paper"), (3.0, 2.0, "paper"), (1.5, 0.5, "paper"), (4.0, 0.0, "timm"),
+                                         (2.5, -1.0, "timm")])
 def test_psi_fit_recovers_truth_without_noise(gamma, b, rule):
     k = [psi(c, gamma, b, rule) for c in CS]
     f = fit_psi(CS, k, rule=rule)
@@ -185,7 +186,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("python -m analysis.kmap: error:") and msg in err[0], err
     # and through the module entry point
     r = subprocess.run([sys.executable, "-m", "analysis.kmap", "--points", str(bad)], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"python -m analysis.kmap: error: {bad}: missing column 'k' (header: C, kk)"]
+    expected = f"python -m analysis.kmap: error: {bad}: missing column 'k' (header: C, kk)"
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [expected]
 
 
 def test_plots_of_a_study_and_of_points(demo_run):

@@ -111,7 +111,7 @@ def test_a_study_still_running_is_analysed_on_what_finished_and_says_so(tmp_path
     from search_spaces import get_space
 
     trial = optuna.load_study(study_name=settings["name"], storage=settings["storage"]).ask()  # a trial in flight, as
-    get_space("eca_kmap").suggest(trial, **StudySettings.from_dict(settings).space_settings())  # the runner records it
+    get_space("eca_kmap").suggest(trial, StudySettings.from_dict(settings).space_context())  # the runner records it
     e = analysis.k_effect(analysis.load(run))
     assert e.n_trials == 30 and e.model.data.excluded == {"running (the study is not finished)": 1}
     assert any("1 running (the study is not finished)" in n for n in e.notes)

@@ -40,11 +40,13 @@ def test_report_writes_every_plot_and_table(demo_run, make_study, tmp_path, caps
                  "kmap_curves", "gamma_b", "fronts_params", "fidelity_proxy2"):
         assert _png_ok(out / f"{name}.png"), name
         assert "<svg" in (out / f"{name}.svg").read_text()[:2000], name
-    for name in ("trials", "pareto_params", "attention_gain", "hypervolume", "importance", "kmap_points", "kmap_effects", "kmap_mappings", "gamma_b",
+    for name in ("trials", "pareto_params", "attention_gain", "hypervolume", "importance", "kmap_points", "kmap_effects", "kmap_mappings",
+                 "gamma_b",
                  "fidelity_proxy2"):
         assert (out / f"{name}.csv").stat().st_size > 50, name
     md = (out / "report.md").read_text()
-    for head in ("# Study report: demo", "## Pareto fronts", "## ECA kernel size k against channels C", "## Proxy fidelity", "![top-1 vs params](pareto_params.png)"):
+    for head in ("# Study report: demo", "## Pareto fronts", "## ECA kernel size k against channels C", "## Proxy fidelity",
+                 "![top-1 vs params](pareto_params.png)"):
         assert head in md
     assert "## Not made" not in md
     # the k section opens with its verdict, in words, before any number
@@ -75,7 +77,8 @@ def test_report_cli_errors(tmp_path, demo_run, capsys):
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith("python -m analysis.report: error:") and msg in lines[0], err
     r = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "nope")], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"python -m analysis.report: error: run folder '{tmp_path / 'nope'}' does not exist"]
+    expected = f"python -m analysis.report: error: run folder '{tmp_path / 'nope'}' does not exist"
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [expected]
 
 
 def test_report_compares_studies_of_the_same_name(demo_run, make_study, tmp_path):

@@ -74,7 +74,8 @@ def test_host_streamed_batches_that_differ_from_the_device_placement_fail_the_lo
         gpu_check._same_batches(check.data(16), torch.device("cpu"), 8)
 
 
-@pytest.mark.parametrize("argv,message", [(["--cpu", "--only", "trainer,gpu"], "--only: unknown path 'gpu' (valid: trainer, attention, loader, compile, ray)"),
+@pytest.mark.parametrize("argv,message", [(["--cpu", "--only", "trainer,gpu"],
+                                           "--only: unknown path 'gpu' (valid: trainer, attention, loader, compile, ray)"),
                                           (["--cpu", "--threads", "0"], "--threads: must be >= 1, got 0")])
 def test_bad_input_is_one_line_and_exit_2(gpu_check, capsys, argv, message):
     with pytest.raises(SystemExit) as info:

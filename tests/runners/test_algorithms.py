@@ -15,13 +15,14 @@ from runners._algorithms import (
     PRUNER_REGISTRY,
     PRUNERS,
     SAMPLER_REGISTRY,
+    SAMPLERS,
     GridSampler,
+    option_flags,
     option_help,
 )
 from runners._optuna import make_pruner, make_sampler
 from runners._pruners import ParetoPruner
 from runners.cli import build_parser
-from search_spaces import SAMPLERS
 
 GRID = {"k": [3, 5]}
 
@@ -63,7 +64,8 @@ def test_every_pruner_builds_from_its_defaults(name, objectives, tiny_settings):
     pruner = make_pruner(settings)
     assert isinstance(pruner, optuna.pruners.BasePruner)
     if isinstance(pruner, ParetoPruner):
-        assert (pruner.percentile, pruner.warmup, pruner.startup) == tuple(settings.pruner_options[k] for k in ("percentile", "warmup", "startup"))
+        options = tuple(settings.pruner_options[k] for k in ("percentile", "warmup", "startup"))
+        assert (pruner.percentile, pruner.warmup, pruner.startup) == options
         assert pruner.costs == tuple(settings.cost_keys)
 
 
@@ -96,6 +98,9 @@ def test_the_help_lists_the_registered_names_and_defaults():
                 assert name in help_text and str(spec.default) in help_text
                 if spec.multi_default is not None:
                     assert f"{spec.multi_default} for several objectives" in help_text
+    for kind in ("sampler", "pruner"):  # each option's flag as its entries declare it, made by the CLI
+        for name, flag in option_flags(kind).items():
+            assert f"{flag} N {option_help(kind, name)}" in text
     assert option_help("pruner", "warmup") == ("median / pareto / wilcoxon: the first epoch at which a trial may be pruned "
                                                "(default: median 2, pareto 1, wilcoxon 2)")
     assert option_help("pruner", "percentile") == ("pareto: prune below this percentile of the references' top-1 "

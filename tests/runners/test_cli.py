@@ -158,7 +158,7 @@ def test_the_default_study_settings(tmp_path):
     settings, space, created = resolve_settings(build_parser().parse_args(["--space", "eca_kmap", "--out", str(tmp_path)]))
     assert created and not list(tmp_path.iterdir())  # resolving creates nothing
     assert (settings.name, settings.runner, settings.trials, settings.recipe.epochs) == ("eca_kmap", "ray", 20, 3)
-    assert (settings.max_concurrent, settings.cpus_per_trial, settings.threads) == (2, 1.0, 1)
+    assert (settings.concurrency, settings.max_concurrent, settings.cpus_per_trial, settings.threads) == (2, None, 1.0, 1)
     assert settings.proxy.source == "synthetic" and settings.proxy.num_classes == 10 and settings.proxy.resolution == 32
     assert settings.storage == f"sqlite:///{tmp_path.resolve() / 'eca_kmap' / 'study.db'}"
     assert (settings.sampler, settings.pruner) == ("tpe", "pareto")

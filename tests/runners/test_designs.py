@@ -78,26 +78,28 @@ def test_seed_modes_fixed_and_paired(mem):
 
 
 def test_the_inference_design_and_its_defaults(tmp_path):
-    settings, space, _ = resolve_settings(build_parser().parse_args(["--space", "eca_kmap", "--design", "inference", "--out", str(tmp_path)]))
-    assert (settings.design, settings.sampler, settings.pruner, settings.replicates, settings.seed_mode) == ("inference", "random", "none", 2, "per_trial")
+    argv = ["--space", "eca_kmap", "--design", "inference", "--out", str(tmp_path)]
+    settings, space, _ = resolve_settings(build_parser().parse_args(argv))
+    expected = ("inference", "random", "none", 2, "per_trial")
+    assert (settings.design, settings.sampler, settings.pruner, settings.replicates, settings.seed_mode) == expected
     assert settings.trials == 100 and settings.proxy.val_per_class == 100
     assert not list(tmp_path.iterdir())
     # fixed k from one set, widths whose C values repeat across stages; psi only as a reference, released at width 1.0
-    refs = dict(space.reference_points(**settings.space_settings()))
+    refs = dict(space.reference_points(settings.space_context()))
     assert set(refs) == {"paper_psi", "k3", "released"} and all(p["width"] == 1.0 for p in refs.values())
     assert all("k_mode" not in p and "gamma" not in p for p in refs.values())
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     widths = set()
     for _ in range(30):
         trial = study.ask()
-        config = space.suggest(trial, **settings.space_settings(number=trial.number))
+        config = space.suggest(trial, settings.space_context(number=trial.number))
         widths.add(config.arch.width)
         assert set(trial.params) == {"width", "k_s0", "k_s1", "k_s2", "k_s3"}
         study.tell(trial, 0.0)
     assert widths <= set(INFERENCE_WIDTHS) and len(widths) >= 4
     # the search design's released reference also runs at the width its k were chosen for
     search, space, _ = resolve_settings(build_parser().parse_args(["--space", "eca_kmap", "--out", str(tmp_path)]))
-    assert dict(space.reference_points(**search.space_settings()))["released"]["width"] == 1.0
+    assert dict(space.reference_points(search.space_context()))["released"]["width"] == 1.0
 
 
 def test_plan_with_a_given_noise(tmp_path, capsys):
@@ -137,7 +139,8 @@ def test_a_budget_the_analysis_cannot_fit_is_named_with_the_smallest_that_can(tm
 
 
 def test_plan_measures_the_noise_with_a_pilot(tmp_path, capsys, tiny_flags):
-    code, out, err = _cli(["--space", "eca_kmap", "--design", "inference", "--plan", "--epochs", "1", "--effect", "3", "--out", tmp_path / "runs",
+    code, out, err = _cli(["--space", "eca_kmap", "--design", "inference", "--plan", "--epochs", "1", "--effect", "3", "--out",
+                           tmp_path / "runs",
                            *tiny_flags], capsys)
     assert code == 0, err
     assert "pilot: 3 reference points x 3 runs" in err and "measured by the pilot: 95 % CI" in out and "needed for power" in out
@@ -158,7 +161,8 @@ def test_bad_input_of_the_designs(tmp_path, capsys, monkeypatch, mem):
     out = tmp_path / "runs"
     cases = [
         (["--space", "eca_kmap", "--replicates", "0"], "--replicates: must be >= 1"),
-        (["--space", "eca_kmap", "--replicates", "2", "--seed-mode", "fixed"], "--replicates: 2 replicates of a configuration need their own seeds"),
+        (["--space", "eca_kmap", "--replicates", "2", "--seed-mode", "fixed"],
+         "--replicates: 2 replicates of a configuration need their own seeds"),
         (["--space", "se_ratio", "--design", "inference"], "--design: space 'se_ratio' has no 'inference' design"),
         (["--space", f"{refless}:define", "--plan"], "--sigma: space 'refless.define' has no reference points to run as a noise pilot"),
         (["--space", "se_ratio", "--plan", "--sigma", "0.5"], "a k-vs-C plan needs one"),
@@ -179,7 +183,8 @@ def test_a_study_resumed_with_another_design_is_refused(tmp_path, capsys, tiny_f
     base = ["--space", "eca_kmap", "--runner", "local", "--name", "d", "--trials", "1", "--epochs", "1", "--out", tmp_path, *tiny_flags]
     code, _, err = _cli(base, capsys)
     assert code == 0, err
-    for flag, value, kept in (("--design", "inference", "design"), ("--replicates", "2", "replicates"), ("--seed-mode", "fixed", "seed mode")):
+    for flag, value, kept in (("--design", "inference", "design"), ("--replicates", "2", "replicates"),
+                              ("--seed-mode", "fixed", "seed mode")):
         code, _, err = _cli(["--name", "d", "--resume", "--out", tmp_path, flag, value], capsys)
         assert code == 2 and f"{flag}: a resumed study keeps its {kept}" in err, err
 

@@ -99,7 +99,8 @@ def test_failed_and_diverged_trials_are_recorded_and_the_study_goes_on(tiny_sett
 
 
 def test_multi_objective_study_has_no_intermediate_values(tiny_settings):
-    settings = tiny_settings(trials=2, objectives=("top1", "params"), sampler="nsga2", recipe=Recipe(epochs=1, batch_size=32, warmup_epochs=0))
+    settings = tiny_settings(trials=2, objectives=("top1", "params"), sampler="nsga2",
+                             recipe=Recipe(epochs=1, batch_size=32, warmup_epochs=0))
     bridge = run_study(settings)
     assert [d.name for d in bridge.study.directions] == ["MAXIMIZE", "MINIMIZE"]
     ran = [t for t in _trials(bridge) if t.state != TrialState.WAITING]  # a reference point is left

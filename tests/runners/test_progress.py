@@ -44,7 +44,8 @@ def test_brief_keeps_one_line_per_trial(tiny_settings):
     out = io.StringIO()
     _run(tiny_settings(trials=3), Progress(out, brief=True))
     lines = out.getvalue().splitlines()
-    assert len(lines) == 3 and all(re.search(rf"trial {n} complete: top1 \d+\.\d\d in 2 epochs \|", line) for n, line in enumerate(lines)), lines
+    assert len(lines) == 3, lines
+    assert all(re.search(rf"trial {n} complete: top1 \d+\.\d\d in 2 epochs \|", line) for n, line in enumerate(lines)), lines
     quiet = io.StringIO()
     _run(tiny_settings(name="q", trials=1, storage=tiny_settings().storage.replace("study.db", "q.db")), Progress(quiet, quiet=True))
     assert quiet.getvalue() == ""

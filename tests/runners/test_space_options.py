@@ -52,7 +52,7 @@ def test_declared_flags_are_built_and_their_values_reach_the_space(colour_space,
     settings, space, created = _resolve(["--space", "colours", "--colour", "red", *TINY], tmp_path)
     assert created and space.name == "colours" and settings.space_options == {"colour": "RED"}
     assert colour_space[-1] == {"colour": "RED"}  # the dry run ran the space with its options
-    assert settings.space_settings()["options"] == {"colour": "RED"}
+    assert dict(settings.space_context().options) == {"colour": "RED"}
 
 
 def test_a_space_option_is_checked_as_its_declaration_says(colour_space, tmp_path):

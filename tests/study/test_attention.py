@@ -1,20 +1,25 @@
-"""study.attention: registry, every module's contract, ECA's definition, psi."""
+"""study.attention: registry, every module's contract, ECA's definition, psi, the kinds'
+declarations and the fused path beside the plain ``forward``."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from study import catalogue
 from study.attention import (
     ATTENTION_PARAMS,
     AttentionModule,
+    PooledGate,
     _registry,
     bn_attention,
     create_attention,
+    fused_pooled_gate,
     get_attention,
     lean_attention,
     list_attention,
@@ -25,10 +30,13 @@ from study.attention import (
 )
 from study.config import AttentionSpec
 
-KINDS = [
+#: the ECA paper's comparison, each with a parameter count written from its paper below; a
+#: kind added later has its own test file (its module and its test: docs/architecture.md)
+PAPER_KINDS = [
     "a2", "bam", "cbam", "coord", "eca", "eca_ns", "gc", "ge_theta", "ge_theta_minus", "ge_theta_plus", "gsop",
     "none", "se", "se_gc", "se_var1", "se_var2", "se_var3",
 ]
+KINDS = list_attention()
 
 
 def _h(C: int, r: int) -> int:
@@ -96,10 +104,9 @@ def PARAMS_FOR(kind: str, H: int) -> dict:
 SHAPES = [(16, 56), (128, 7), (2048, 1)]  # (C, H=W): C from 16 to 2048, 1x1 .. 56x56
 
 
-def test_registry_lists_every_kind_and_every_kind_has_a_formula():
-    assert list_attention() == KINDS
-    assert set(FORMULAS) == set(list_attention())
-    assert set(ATTENTION_PARAMS) == set(list_attention())
+def test_registry_lists_every_kind_and_every_paper_kind_has_a_formula():
+    assert set(PAPER_KINDS) <= set(list_attention()) and set(FORMULAS) == set(PAPER_KINDS)
+    assert set(ATTENTION_PARAMS) == set(list_attention()) == set(catalogue.kind_names())
     assert ATTENTION_PARAMS["se"] == {"r": 16, "bias": True}
     assert ATTENTION_PARAMS["eca"] == {"k": None, "gamma": 2, "b": 1, "rule": "paper"}
     assert ATTENTION_PARAMS["bam"] == {"r": 16, "dilation": 4}
@@ -124,7 +131,8 @@ def test_module_contract(kind, C, H):
     m = create_attention(kind, C, **params)
     assert isinstance(m, AttentionModule) and m.kind == kind
     n_params = sum(p.numel() for p in m.parameters())
-    assert n_params == FORMULAS[kind](C, H)
+    if kind in FORMULAS:  # the paper kinds; a later kind's own test checks its formula
+        assert n_params == FORMULAS[kind](C, H)
     assert type(m).expected_params(C, **params) == n_params
     x = torch.randn(2, C, H, H, requires_grad=True)
     if kind == "bam" and H == 1:  # no dilation fits a 1x1 map
@@ -231,7 +239,7 @@ def test_cbam_equals_channel_then_spatial_attention():
         m.spatial_bn.running_var.fill_(2.0)
     x = torch.randn(2, 32, 6, 5)
     fc1, fc2 = m.mlp[0], m.mlp[2]
-    mlp = lambda v: fc2(torch.relu(fc1(v)))  # noqa: E731
+    mlp = lambda v: fc2(torch.relu(fc1(v)))
     xc = x * torch.sigmoid(mlp(x.mean(dim=(2, 3))) + mlp(x.amax(dim=(2, 3))))[:, :, None, None]
     s = torch.nn.functional.conv2d(torch.cat([xc.mean(1, keepdim=True), xc.amax(1, keepdim=True)], 1), m.spatial.weight, padding=3)
     bn = m.spatial_bn
@@ -245,10 +253,12 @@ def test_coord_equals_pooling_along_each_axis():
     m = create_attention("coord", C, r=4).eval()  # mip = max(8, 64 // 4) = 16
     assert m.conv1.out_channels == 16
     x = torch.randn(2, C, H, W)
-    conv = lambda layer, v: torch.einsum("oc,nchw->nohw", layer.weight[:, :, 0, 0], v) + layer.bias[None, :, None, None]  # noqa: E731
+    conv = lambda layer, v: torch.einsum("oc,nchw->nohw", layer.weight[:, :, 0, 0], v) + layer.bias[None, :, None, None]
     bn = m.bn1
     y = conv(m.conv1, torch.cat([x.mean(3, keepdim=True), x.mean(2, keepdim=True).transpose(2, 3)], 2))
-    y = (y - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var[None, :, None, None] + bn.eps) * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
+    per_channel = lambda v: v[None, :, None, None]
+    y = (y - per_channel(bn.running_mean)) / torch.sqrt(per_channel(bn.running_var) + bn.eps)
+    y = y * per_channel(bn.weight) + per_channel(bn.bias)
     y = y * torch.clamp(y + 3, 0, 6) / 6  # h-swish
     a_h = torch.sigmoid(conv(m.conv_h, y[:, :, :H]))  # (N, C, H, 1)
     a_w = torch.sigmoid(conv(m.conv_w, y[:, :, H:])).transpose(2, 3)  # (N, C, 1, W)
@@ -339,9 +349,11 @@ def test_gather_excite_extents():
 @pytest.mark.parametrize(
     "kind,params,shape,match",
     [
-        ("ge_theta_minus", {"extent": 8}, (6, 6), r"attention 'ge_theta_minus': extent must be 0 \(global\) or a power of two in \[2, 4\] on a 6x6 feature map"),
+        ("ge_theta_minus", {"extent": 8}, (6, 6),
+         r"attention 'ge_theta_minus': extent must be 0 \(global\) or a power of two in \[2, 4\] on a 6x6 feature map"),
         ("ge_theta", {"extent": 2}, (2, 2), r"attention 'ge_theta': extent must be 0 \(global\) on a 2x2 feature map .*, got 2"),
-        ("ge_theta_plus", {"size": 7}, (4, 4), r"attention 'ge_theta_plus': size must equal the side of the square feature map .* \(this one is 4x4\), got size=7"),
+        ("ge_theta_plus", {"size": 7}, (4, 4),
+         r"attention 'ge_theta_plus': size must equal the side of the square feature map .* \(this one is 4x4\), got size=7"),
     ],
 )
 def test_gather_excite_extent_and_size_are_checked_against_the_map(kind, params, shape, match):
@@ -435,11 +447,12 @@ def test_se_gc_default_groups_is_the_largest_divisor_not_above_16():
         ("se", 0, {}, r"channels: must be an integer >= 1"),
         ("se", 64, {"channels": 8}, r"unknown parameter 'channels' \(valid parameters: r, bias\)"),
         ("eca", 64, {"channels": 8}, r"unknown parameter 'channels'"),
-        ("attn", 64, {}, r"unknown attention kind 'attn' \(valid kinds: a2, bam, cbam, coord, eca, eca_ns, gc, ge_theta,"),
+        ("attn", 64, {}, rf"unknown attention kind 'attn' \(valid kinds: {re.escape(', '.join(list_attention()))}\)"),
         ("bam", 8, {"r": 16}, r"attention 'bam': r must be an integer in \[1, 8\] \(at most channels=8\), got 16"),
         ("bam", 64, {"dilation": 0}, r"attention 'bam': dilation must be an integer >= 1, got 0"),
         ("bam", 64, {"reduction": 8}, r"attention 'bam': unknown parameter 'reduction' \(valid parameters: r, dilation\)"),
-        ("gc", 8, {"r": 8}, r"attention 'gc': r must be an integer in \[1, 4\] \(at most channels // 2 = 4: LayerNorm over a single bottleneck channel ignores the context\), got 8"),
+        ("gc", 8, {"r": 8}, r"attention 'gc': r must be an integer in \[1, 4\] \(at most channels // 2 = 4: LayerNorm over a single "
+                            r"bottleneck channel ignores the context\), got 8"),
         ("gc", 64, {"ratio": 0.25}, r"attention 'gc': unknown parameter 'ratio' \(valid parameters: r\)"),
         ("ge_theta_minus", 64, {"extent": 3}, r"attention 'ge_theta_minus': extent must be 0 \(global\) or a power of two >= 2, got 3"),
         ("ge_theta_minus", 64, {"size": 7}, r"unknown parameter 'size' \(valid parameters: extent\)"),
@@ -460,8 +473,10 @@ def test_eager_validation_names_parameter_and_range(kind, channels, params, matc
 
 
 def test_register_attention_adds_a_kind(monkeypatch):
+    from study.catalogue import _kinds
+
     monkeypatch.setattr(_registry, "_REGISTRY", _registry._REGISTRY.copy())
-    monkeypatch.setattr(_registry, "_PARAMS", dict(_registry._PARAMS))
+    monkeypatch.setattr(_kinds._CATALOGUE, "runtime", dict(_kinds._CATALOGUE.runtime))
 
     @register_attention("scale_test")
     class Scale(AttentionModule):
@@ -477,6 +492,7 @@ def test_register_attention_adds_a_kind(monkeypatch):
             return x * self.s
 
     assert "scale_test" in list_attention() and get_attention("scale_test") is Scale
+    assert catalogue.get_kind("scale_test").defaults == {"init": 1.0} and "scale_test" not in catalogue.searched_kinds()
     m = create_attention("scale_test", 8, init=2.0)
     x = torch.ones(1, 8, 2, 2)
     assert torch.equal(m(x), 2 * x)
@@ -529,7 +545,8 @@ def test_psi_is_truncate_then_odd_for_every_C(gamma, b):
 
 @pytest.mark.parametrize(
     "args,match",
-    [((0,), "C: must be an integer >= 1"), ((64, 0), "gamma: must be"), ((64, 2, math.inf), "b: must be"), ((64, 2, 1, "x"), "rule: must be one of")],
+    [((0,), "C: must be an integer >= 1"), ((64, 0), "gamma: must be"), ((64, 2, math.inf), "b: must be"),
+     ((64, 2, 1, "x"), "rule: must be one of")],
 )
 def test_psi_validation(args, match):
     with pytest.raises(ValueError, match=match):
@@ -548,7 +565,27 @@ def test_released_k_presets():
 
 # ------------------------------------------------- the fused and memory-lean channel rescale
 
-POOLED_GATE_KINDS = ["eca", "eca_ns", "ge_theta_minus", "se", "se_gc", "se_var1", "se_var2", "se_var3"]
+#: every kind whose output is x * gate(mean_hw(x)) (at its defaults): the fused path is theirs
+POOLED_GATE_KINDS = [k for k in list_attention() if issubclass(get_attention(k), PooledGate) or k == "ge_theta_minus"]  # GE-: global extent
+
+
+def test_the_pooled_gates_are_the_channel_attentions_of_the_paper_and_any_later_kind():
+    assert set(POOLED_GATE_KINDS) >= {"eca", "eca_ns", "ge_theta_minus", "se", "se_gc", "se_var1", "se_var2", "se_var3"}
+    assert not {"cbam", "bam", "coord", "gc", "a2", "gsop", "none", "ge_theta"} & set(POOLED_GATE_KINDS)
+
+
+@pytest.mark.parametrize("kind", POOLED_GATE_KINDS)
+def test_forward_is_plain_pytorch_and_the_fused_path_a_wrapper_beside_it(kind):
+    """The module's own forward records only PyTorch's operations, whatever the fused path's
+    setting; the wrapper records the fused nodes and gives the same result."""
+    torch.manual_seed(5)
+    att = create_attention(kind, 16)
+    x = torch.randn(4, 16, 64, 64, requires_grad=True)  # large enough for the "auto" setting
+    with lean_attention(True):
+        plain, fused = att(x), fused_pooled_gate(att, x)
+    assert type(plain.grad_fn).__name__ == "MulBackward0"
+    assert type(fused.grad_fn).__name__ == "_ScaleBackward"
+    torch.testing.assert_close(fused, plain)
 
 
 def _bn_and(kind: str, C: int, dtype: torch.dtype, momentum: float | None = 0.1):
@@ -570,7 +607,7 @@ def _run_block(bn, att, c0, g, mode, memory_format=torch.contiguous_format):
     bn, att = copy.deepcopy(bn), copy.deepcopy(att)
     c = c0.clone().contiguous(memory_format=memory_format).requires_grad_()
     with lean_attention(mode != "plain"):
-        y = att(bn(c)) if mode == "fused" else bn_attention(bn, att, c)
+        y = fused_pooled_gate(att, bn(c)) if mode == "fused" else bn_attention(bn, att, c)
         y2 = bn_attention(bn, att, c)  # a second step: running statistics move twice
     ((y + y2) * g).sum().backward()
     grads = [c.grad, bn.weight.grad, bn.bias.grad, *(p.grad for p in att.parameters())]
@@ -636,7 +673,7 @@ def test_lean_path_gradcheck_in_float64():
     c = torch.randn(2, 6, 3, 3, dtype=torch.float64, requires_grad=True)
     with lean_attention(True):
         assert torch.autograd.gradcheck(lambda t: bn_attention(bn, att, t), (c,))
-        assert torch.autograd.gradcheck(lambda t: att(t), (c,))  # the fused node alone
+        assert torch.autograd.gradcheck(lambda t: fused_pooled_gate(att, t), (c,))  # the fused node alone
 
 
 def _saved_full_size(fn, c):

@@ -13,7 +13,8 @@ def _main_raising(exc):
     return main
 
 
-@pytest.mark.parametrize("exc", [ConfigError("width: must be in [0.25, 2.0]"), FileNotFoundError("no such file: x"), UsageError("bad\nflag")])
+@pytest.mark.parametrize("exc", [ConfigError("width: must be in [0.25, 2.0]"), FileNotFoundError("no such file: x"),
+                                 UsageError("bad\nflag")])
 def test_expected_errors_are_one_line_and_exit_2(exc, capsys, monkeypatch):
     monkeypatch.delenv("STUDY_DEBUG", raising=False)
     with pytest.raises(SystemExit) as info:
@@ -69,14 +70,14 @@ def test_an_internal_error_deep_inside_a_cli_is_not_bad_input(capsys, monkeypatc
 
 def test_an_internal_error_inside_the_study_cli_is_not_bad_input(tmp_path, capsys, monkeypatch):
     """The study command line: an error from below that no flag caused shows its traceback."""
-    import runners.cli._resolve
+    import runners._run
     from study.run import main
 
     def broken(*args, **kwargs):
         raise RuntimeError("the dry run broke")
 
     monkeypatch.delenv("STUDY_DEBUG", raising=False)
-    monkeypatch.setattr(runners.cli._resolve, "_dry_run", broken)
+    monkeypatch.setattr(runners._run, "dry_run", broken)
     with pytest.raises(SystemExit) as info:
         run_cli(main, ["--space", "eca_kmap", "--runner", "local", "--out", str(tmp_path)], prog="python -m study.run")
     assert info.value.code == 1

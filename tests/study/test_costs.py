@@ -24,7 +24,8 @@ from study.costs import (
 from study.models import build_model, describe_stages
 from study.turnstile import Turnstile
 
-TINY_ARCH = {"backbone": "resnet18", "stem": "lowres", "width": 0.25, "num_classes": 10, "stages": [{"kind": "eca", "k": 3}, {"kind": "se", "r": 4}, {"kind": "none"}, {"kind": "eca"}]}
+TINY_ARCH = {"backbone": "resnet18", "stem": "lowres", "width": 0.25, "num_classes": 10,
+             "stages": [{"kind": "eca", "k": 3}, {"kind": "se", "r": 4}, {"kind": "none"}, {"kind": "eca"}]}
 
 
 def test_count_params_counts_trainable_parameters_only():
@@ -76,7 +77,8 @@ def test_measure_latency_returns_a_positive_median_and_restores_mode():
     ms = measure_latency(model, 16, warmup=1, repeats=3, batch_size=2)
     assert isinstance(ms, float) and ms > 0
     assert model.training and next(model.parameters()).device.type == "cpu"
-    bad = [({"batch_size": 0}, "batch_size"), ({"repeats": 0}, "repeats"), ({"warmup": -1}, "warmup"), ({"device": "gpu0"}, "device: expected")]
+    bad = [({"batch_size": 0}, "batch_size"), ({"repeats": 0}, "repeats"), ({"warmup": -1}, "warmup"),
+           ({"device": "gpu0"}, "device: expected")]
     if not torch.cuda.is_available():
         bad.append(({"device": "cuda"}, "CUDA is not available"))
     for kwargs, match in bad:
@@ -121,8 +123,8 @@ def test_probe_latency_measures_in_rounds_until_the_spread_is_small(tmp_path):
     with Turnstile(tmp_path / "t").computing():  # a training of this very process: the probe waits, then measures anyway
         busy = probe_latency(model, 16, repeats=2, min_rounds=1, max_rounds=1, turnstile=Turnstile(tmp_path / "t"), wait_s=0.1)
     assert busy.exclusive is False and busy.waited_s >= 0.1
-    for kwargs, match in (({"repeats": 1}, "repeats"), ({"min_rounds": 0}, "min_rounds"), ({"max_rounds": 1, "min_rounds": 2}, "max_rounds"),
-                          ({"target_spread": -1}, "target_spread")):
+    for kwargs, match in (({"repeats": 1}, "repeats"), ({"min_rounds": 0}, "min_rounds"),
+                          ({"max_rounds": 1, "min_rounds": 2}, "max_rounds"), ({"target_spread": -1}, "target_spread")):
         with pytest.raises(ValueError, match=match):
             probe_latency(model, 16, **kwargs)
 

@@ -20,7 +20,7 @@ from study.data.__main__ import PROG as DATA_PROG
 from study.data.__main__ import main as data_main
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared tree builders, whatever pytest's import mode
-from _data_trees import image_tree  # noqa: E402
+from _data_trees import image_tree
 
 
 def _run(main, argv, prog, capsys):

@@ -10,7 +10,7 @@ from study.cli import run_cli
 from study.data.__main__ import PROG, main
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared tree builders, whatever pytest's import mode
-from _data_trees import corrupt, image_tree  # noqa: E402
+from _data_trees import corrupt, image_tree
 
 
 def _run(argv, capsys):
@@ -39,8 +39,10 @@ def test_prepare_and_info_in_a_real_process(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["prepare", "--source", "imagenet-downsampled", "--root", "{tmp}", "--res", "32", "--out", "{tmp}/c"], "--label-map: source imagenet-downsampled needs"),
-    (["prepare", "--source", "imagefolder", "--root", "{tmp}/none", "--res", "32", "--out", "{tmp}/c"], "--root {tmp}/none: no such folder"),
+    (["prepare", "--source", "imagenet-downsampled", "--root", "{tmp}", "--res", "32", "--out", "{tmp}/c"],
+     "--label-map: source imagenet-downsampled needs"),
+    (["prepare", "--source", "imagefolder", "--root", "{tmp}/none", "--res", "32", "--out", "{tmp}/c"],
+     "--root {tmp}/none: no such folder"),
     (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "32", "--out", "{tmp}/c"], "no val/ folder"),
     # the library names its parameters; the command line says them as flags
     (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "32", "--out", "{tmp}/c"], "pass --val-split FRACTION"),
@@ -48,8 +50,10 @@ def test_prepare_and_info_in_a_real_process(tmp_path):
       "--label-map", "x.txt"], "--label-map: does not apply to source 'imagefolder' (it takes --val-split, --seed)"),
     (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "8", "--out", "{tmp}", "--val-split", "0.5"],
      "--out {tmp}: exists and is not a cache"),
-    (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "32", "--out", "{tmp}/c", "--val-split", "1.5"], "--val-split: expected a fraction"),
-    (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "4", "--out", "{tmp}/c", "--val-split", "0.5"], "--res: must be an integer in [8, 1024]"),
+    (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "32", "--out", "{tmp}/c", "--val-split", "1.5"],
+     "--val-split: expected a fraction"),
+    (["prepare", "--source", "imagefolder", "--root", "{tree}", "--res", "4", "--out", "{tmp}/c", "--val-split", "0.5"],
+     "--res: must be an integer in [8, 1024]"),
     (["prepare", "--source", "synthetic", "--root", "{tmp}", "--res", "32", "--out", "{tmp}/c"], "invalid choice: 'synthetic'"),
     (["info", "{tmp}/nothing"], "no such cache folder"),
     (["info", "{tmp}/half"], "interrupted prepare"),

@@ -18,7 +18,7 @@ from study.config import ProxySpec
 from study.data import PrepareWarning, imagenet100_classes, load_proxy, prepare, read_manifest, verify_cache
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared tree builders, whatever pytest's import mode
-from _data_trees import COLOURS, corrupt, image_tree  # noqa: E402
+from _data_trees import COLOURS, corrupt, image_tree
 
 CLASSES = ["cat", "dog", "eel"]
 

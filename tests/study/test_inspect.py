@@ -43,7 +43,8 @@ def test_si_units_are_the_default(capsys):
 
 
 def test_json_report(capsys):
-    report = json.loads(_run(["--backbone", "resnet18", "--attention", "eca:gamma=2,b=1", "--stage", "1=se:r=8", "--stage", "3=eca:k=9", "--res", "32", "--json"], capsys))
+    report = json.loads(_run(["--backbone", "resnet18", "--attention", "eca:gamma=2,b=1", "--stage", "1=se:r=8", "--stage", "3=eca:k=9",
+                              "--res", "32", "--json"], capsys))
     stages = report["stages"]
     assert [s["kind"] for s in stages] == ["eca", "se", "eca", "eca"]
     assert [s.get("k") for s in stages] == [3, None, 5, 9]  # psi(64)=3, psi(256)=5, explicit 9

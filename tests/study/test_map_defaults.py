@@ -93,12 +93,15 @@ def test_defaults_resolve_per_stage_from_the_resolution_and_are_recorded():
     "stage3,match",
     [
         ({"kind": "bam", "dilation": 4}, r"^stages\[3\]: attention 'bam': dilation must be an integer in \[1, 3\] on a 4x4 feature map"),
-        ({"kind": "ge_theta", "size": 8}, r"^stages\[3\]: attention 'ge_theta': size must equal the side of the square feature map .* \(this one is 4x4\), got size=8"),
-        ({"kind": "ge_theta_minus", "extent": 4}, r"^stages\[3\]: attention 'ge_theta_minus': extent must be 0 \(global\) or a power of two in \[2, 2\] on a 4x4"),
+        ({"kind": "ge_theta", "size": 8},
+         r"^stages\[3\]: attention 'ge_theta': size must equal the side of the square feature map .* \(this one is 4x4\), got size=8"),
+        ({"kind": "ge_theta_minus", "extent": 4},
+         r"^stages\[3\]: attention 'ge_theta_minus': extent must be 0 \(global\) or a power of two in \[2, 2\] on a 4x4"),
     ],
 )
 def test_explicit_values_stay_strict_and_fail_with_one_line_before_anything_is_built(stage3, match):
-    arch = ArchSpec.uniform("resnet18", "none", stem="lowres", width=0.25).with_stages([AttentionSpec("none")] * 3 + [AttentionSpec.from_dict(stage3)])
+    arch = ArchSpec.uniform("resnet18", "none", stem="lowres", width=0.25)
+    arch = arch.with_stages([AttentionSpec("none")] * 3 + [AttentionSpec.from_dict(stage3)])
     for call in (lambda: describe_stages(arch, 32), lambda: build_model(arch, 32)):
         with pytest.raises(ConfigError, match=match) as info:
             call()

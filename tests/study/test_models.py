@@ -53,7 +53,8 @@ def test_stage_info_of_resnet50_and_mobilenetv2():
     assert [(s.stage, s.channels, s.planes, s.blocks, s.k) for s in model.stage_info] == [
         (0, 256, 64, 3, 5), (1, 512, 128, 4, 5), (2, 1024, 256, 6, 5), (3, 2048, 512, 3, 7)
     ]
-    assert model.stage_info[3].to_dict() == {"stage": 3, "channels": 2048, "planes": 512, "blocks": 3, "kind": "eca", "k": 7, "gamma": 2, "b": 1, "rule": "paper"}
+    assert model.stage_info[3].to_dict() == {"stage": 3, "channels": 2048, "planes": 512, "blocks": 3, "kind": "eca", "k": 7, "gamma": 2,
+                                             "b": 1, "rule": "paper"}
     for info, stage in zip(model.stage_info, model.stages):
         mods = _attention_modules(stage)
         assert len(mods) == info.blocks and all(m.k == info.k and m.channels == info.channels for m in mods)
@@ -151,10 +152,12 @@ def test_stems():
     [
         ({"backbone": "resnet18", "stages": [{"kind": "none"}] * 3}, r"backbone 'resnet18' has 4 stages, so stages needs 4 entries, got 3"),
         ({"backbone": "mobilenetv2", "stages": [{"kind": "none"}] * 4}, r"has 7 stages"),
-        ({"backbone": "resnet18", "stages": [{"kind": "none"}] * 3 + [{"kind": "eca", "k": 2}]}, r"stages\[3\]: attention 'eca': k must be an odd"),
+        ({"backbone": "resnet18", "stages": [{"kind": "none"}] * 3 + [{"kind": "eca", "k": 2}]},
+         r"stages\[3\]: attention 'eca': k must be an odd"),
         ({"backbone": "resnet18", "stages": [{"kind": "se", "ratio": 4}] * 4}, r"stages\[0\]: attention 'se': unknown parameter 'ratio'"),
         ({"backbone": "resnet18", "stages": [{"kind": "sk"}] * 4}, r"unknown attention kind 'sk'"),
-        ({"backbone": "resnet18", "stages": [{"kind": "se", "channels": 8}] * 4}, r"stages\[0\]: attention 'se': unknown parameter 'channels'"),
+        ({"backbone": "resnet18", "stages": [{"kind": "se", "channels": 8}] * 4},
+         r"stages\[0\]: attention 'se': unknown parameter 'channels'"),
         ({"backbone": "vgg", "stages": []}, r"unknown backbone 'vgg'"),
     ],
 )
@@ -212,6 +215,33 @@ def test_stage_sizes_are_the_maps_each_stage_attends_to():
     )
     with pytest.raises(ValueError, match="resolution: must be an integer >= 1"):
         stage_sizes(ArchSpec.uniform("resnet18", "none"), 0)
+
+
+def _meta_pass_sizes(backbone: str, stem: str, width: float, res: int) -> tuple[tuple[int, int], ...]:
+    """The maps each stage's attention sees, seen by a shape-only forward pass on the meta device."""
+    arch = ArchSpec.uniform(backbone, "none", stem=stem, width=width)
+    with torch.device("meta"):
+        model = build_model(arch).eval()
+    seen = {}
+    hooks = [stage[-1].attention.register_forward_hook(lambda m, args, out, i=i: seen.__setitem__(i, tuple(args[0].shape[2:])))
+             for i, stage in enumerate(model.stages)]
+    try:
+        with torch.no_grad():
+            model.forward_features(torch.empty(1, 3, res, res, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    return tuple(seen[i] for i in range(len(seen)))
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_the_plans_arithmetic_gives_the_maps_the_built_model_has(backbone):
+    """stage_sizes is arithmetic on the plan (no torch); the built backbone agrees."""
+    for stem in ("imagenet", "lowres"):
+        for width in (0.25, 1.0):
+            for res in (7, 16, 31, 32, 33, 64, 224):
+                arch = ArchSpec.uniform(backbone, "none", stem=stem, width=width)
+                assert stage_sizes(arch, res) == _meta_pass_sizes(backbone, stem, width, res), (stem, width, res)
 
 
 def test_map_dependent_parameters_fail_at_forward_time_with_one_line():

@@ -121,7 +121,8 @@ def test_the_right_token_connects_and_a_wrong_missing_or_unreadable_one_is_one_l
                              "or ~/.ray/auth_token (`ray get-auth-token` on the head node prints it)")
     assert said["none"].startswith(f"address: RAY_AUTH_MODE=token here but there is no token to send to the Ray cluster at "
                                    f"{head!r}: give the cluster's token in RAY_AUTH_TOKEN, ")
-    assert said["unreadable"] == f"address: RAY_AUTH_TOKEN_PATH={tmp_path}/no-such-file: cannot read the token file (No such file or directory)"
+    assert said["unreadable"] == (f"address: RAY_AUTH_TOKEN_PATH={tmp_path}/no-such-file: cannot read the token file "
+                                  "(No such file or directory)")
     assert said["home"].startswith(f"address: the Ray cluster at {head!r} refused the token from {tmp_path}/.ray/auth_token: ")
     assert said["right_token"] == "connected: 42"  # the cluster's token from a file: a task ran on it
     assert proc.stderr == "", proc.stderr  # Ray's own retries and warnings are not shown

@@ -20,7 +20,8 @@ def test_a_url_is_parsed_once_into_its_parts(tmp_path):
     sq = StorageURL.parse("sqlite:////abs/x.db?timeout=3")
     assert sq.is_sqlite and sq.database == "/abs/x.db" and sq.public == sq.text and sq.connect("s") == sq.text
     j = StorageURL.parse("journal:runs/s.log")
-    assert j.is_journal and j.journal == "runs/s.log" and j.public == j.text and j.normalized() == f"journal:{tmp_path.cwd() / 'runs/s.log'}"
+    assert j.is_journal and j.journal == "runs/s.log" and j.public == j.text
+    assert j.normalized() == f"journal:{tmp_path.cwd() / 'runs/s.log'}"
     for bad in ("runs/x", "postgresql://u@h:port/db", None):
         with pytest.raises(ValueError, match="malformed URL"):
             StorageURL.parse(bad)
@@ -70,7 +71,7 @@ def test_a_result_round_trips_through_its_dict():
     from study.costs import Costs
     from study.metrics import EpochMetrics, TrialResult
 
-    config = TrialConfig.from_dict({"arch": {"backbone": "resnet", "stages": ["eca", "none", "se", "none"]}})
+    config = TrialConfig.from_dict({"arch": {"backbone": "resnet18", "stages": ["eca", "none", "se", "none"]}})
     m = EpochMetrics(epoch=1, top1=50.0, top5=90.0, val_loss=1.0, train_loss=1.1, lr=0.1, epoch_time_s=1.0,
                      wall_time_s=1.0, images_per_s=100.0)
     costs = Costs(params=10, macs=20, macs_224=30, latency_ms=None, resolution=32, attention_params=1)

@@ -215,7 +215,8 @@ def cache3(tmp_path_factory):
 def _hand_written(path: Path, num_classes: int, **proxy) -> Path:
     """A config as a user writes it: no proxy class count (the default is 100)."""
     arch = {"backbone": "resnet18", "stem": "lowres", "width": 0.25, "num_classes": num_classes, "stages": [{"kind": "eca", "k": 3}] * 4}
-    path.write_text(json.dumps({"arch": arch, "recipe": {"epochs": 1, "batch_size": 6, "warmup_epochs": 0}, **({"proxy": proxy} if proxy else {})}))
+    path.write_text(json.dumps({"arch": arch, "recipe": {"epochs": 1, "batch_size": 6, "warmup_epochs": 0},
+                                **({"proxy": proxy} if proxy else {})}))
     return path
 
 
@@ -267,3 +268,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, make_ar
 def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
     line = cli_error(capsys, "--config", str(write_config(tmp_path / "c.json")), "--device", "cuda")
     assert "--device cuda: CUDA is not available" in line
+
+
+def test_a_config_the_trainer_refuses_creates_nothing(tmp_path, capsys):
+    """A config whose architecture does not fit its proxy's maps is refused before --out is made."""
+    from study.config import AttentionSpec
+
+    bad = CONFIG.replace(arch=CONFIG.arch.with_stages([AttentionSpec.of("ge_theta", size=5)] * 4))
+    line = cli_error(capsys, "--config", str(write_config(tmp_path / "c.json", bad)), "--out", str(tmp_path / "out"))
+    assert "size must equal the side of the square feature map" in line, line
+    assert not (tmp_path / "out").exists()

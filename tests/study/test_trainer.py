@@ -169,9 +169,10 @@ class _Poison(AttentionModule):
 def poison_kind(monkeypatch):
     """Register ``test-poison`` for this test only (the registry is restored afterwards)."""
     from study.attention import _registry
+    from study.catalogue import _kinds
 
     monkeypatch.setattr(_registry, "_REGISTRY", _registry._REGISTRY.copy())
-    monkeypatch.setattr(_registry, "_PARAMS", dict(_registry._PARAMS))
+    monkeypatch.setattr(_kinds._CATALOGUE, "runtime", dict(_kinds._CATALOGUE.runtime))
     monkeypatch.setattr(_Poison, "armed", False)
     register_attention("test-poison")(_Poison)
     return "test-poison"
@@ -385,9 +386,10 @@ class _Probe(AttentionModule):
 @pytest.fixture
 def probe_kind(monkeypatch):
     from study.attention import _registry
+    from study.catalogue import _kinds
 
     monkeypatch.setattr(_registry, "_REGISTRY", _registry._REGISTRY.copy())
-    monkeypatch.setattr(_registry, "_PARAMS", dict(_registry._PARAMS))
+    monkeypatch.setattr(_kinds._CATALOGUE, "runtime", dict(_kinds._CATALOGUE.runtime))
     monkeypatch.setattr(_Probe, "seen", [])
     register_attention("test-probe")(_Probe)
     return "test-probe"

@@ -89,7 +89,7 @@ def test_the_training_loops_pass_the_gate_and_wait_for_a_probe(tmp_path, monkeyp
 
 
 def test_a_data_parallel_rank_does_not_take_part(monkeypatch):
-    from study.trainer._train import _turnstile
+    from study.trainer._setup import trial_turnstile as _turnstile
 
     monkeypatch.delenv(ENV, raising=False)
 

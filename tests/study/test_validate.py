@@ -53,7 +53,8 @@ def test_checks_name_the_field_and_the_allowed_values():
 
 def test_an_error_survives_pickling_with_its_data():  # Ray ships errors between processes
     err = pickle.loads(pickle.dumps(ConfigError("root", "no such folder", about="/data", refs=["x"])))
-    assert (err.field, err.reason, err.about, err.refs, str(err)) == ("root", "no such folder", "/data", ("x",), "root /data: no such folder")
+    assert (err.field, err.reason, err.about, err.refs, str(err)) == ("root", "no such folder", "/data", ("x",),
+                                                                      "root /data: no such folder")
 
 
 def _parser() -> ArgumentParser:

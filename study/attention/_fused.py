@@ -1,9 +1,14 @@
-"""The pool -> gate -> rescale step shared by the channel-attention kinds, in fused nodes, and
-its memory-lean form after batch norm.
+"""The fused path of a pooled gate: pool -> gate -> rescale in fused autograd nodes, and its
+memory-lean form after batch norm. An opt-in wrapper beside the modules' plain ``forward``.
 
 Every channel attention with a pooled gate (SE, the SE variants, SE-GC, ECA, ECA-NS, global
-GE-theta-minus: ``pooled_gate = True`` and a ``gate(y)`` method mapping the pooled (N, C)
-vector to the (N, C) channel weights) computes y = x * s with s = gate(GAP(x)).
+GE-theta-minus, and any kind derived from :class:`~study.attention.PooledGate`:
+``pooled_gate`` true and a ``gate(y)`` method mapping the pooled (N, C) vector to the (N, C)
+channel weights) computes y = x * s with s = gate(GAP(x)). Its ``forward`` is those plain
+operations; the backbones call :func:`bn_attention` for a block's batch norm, attention and
+residual sum, which takes this path for such a module (its ``fused_gate``, by default its
+``gate``) and the plain ``attention(bn(c))`` for any other. A new kind gets the path by
+deriving from ``PooledGate``, without knowing what is below.
 
 **Fused nodes.** Written as plain operations, the backward pass writes a full-size copy of
 dp / HW for the mean (then adds it to the product's gradient in another pass) and the
@@ -22,7 +27,8 @@ statistics bookkeeping), which also returns the mean and invstd, and the rescale
 c, a and b instead of x - and, since nothing else keeps x, scales it in place. x is freed
 after the forward pass; c is the storage BN keeps anyway.
 
-Both are on by default for feature maps of at least :data:`LEAN_MIN_NUMEL` elements, where
+Both are on by default (in :func:`bn_attention` and :func:`fused_pooled_gate`) for feature
+maps of at least :data:`LEAN_MIN_NUMEL` elements, where
 they are faster or equal in time (:func:`set_lean`, :func:`lean_attention`: ``True`` always,
 ``False`` never, ``"auto"`` the default; measured by ``benchmarks/attention_memory.py`` and
 ``benchmarks/attention_overhead.py``). The
@@ -40,7 +46,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["set_lean", "lean_enabled", "lean_attention", "bn_attention", "pooled_gate_scale"]
+__all__ = ["set_lean", "lean_enabled", "lean_attention", "bn_attention", "fused_pooled_gate", "LEAN_MIN_NUMEL"]
 
 #: "auto" takes the fused and lean paths for feature maps of at least this many elements
 #: (256 KiB of float32). Timing one block's BN + ECA forward and backward alone on this
@@ -145,12 +151,13 @@ def _fuse(x: torch.Tensor) -> bool:
     return mode is True or x.numel() >= LEAN_MIN_NUMEL
 
 
-def pooled_gate_scale(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``x * module.gate(x.mean((2, 3)))[:, :, None, None]``, through the fused nodes when the
-    paths are on and autograd records (module docstring)."""
-    if not _fuse(x):
-        return x * module.gate(x.mean(dim=(2, 3)))[:, :, None, None]
-    return _Scale.apply(x, module.gate(_Pool.apply(x)), None, None, None, None)
+def fused_pooled_gate(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` for a pooled gate (``x * module.gate(x.mean((2, 3)))[:, :, None, None]``),
+    through the fused nodes when the paths are on and autograd records (module docstring);
+    any other module as its own ``forward``."""
+    if not getattr(module, "pooled_gate", False) or not _fuse(x):
+        return module(x)
+    return _Scale.apply(x, module.fused_gate(_Pool.apply(x)), None, None, None, None)
 
 
 def _lean_applies(bn: nn.Module, attention: nn.Module, c: torch.Tensor) -> bool:
@@ -169,7 +176,7 @@ def bn_attention(bn: nn.Module, attention: nn.Module, c: torch.Tensor, residual:
     """``attention(bn(c))`` (``+ residual`` when given: the rescale and the residual sum in one
     pass), by the memory-lean path where it applies (module docstring)."""
     if not _lean_applies(bn, attention, c) or (residual is not None and residual.shape != c.shape):
-        out = attention(bn(c))
+        out = fused_pooled_gate(attention, bn(c))
         return out if residual is None else out + residual
     factor = 0.0 if bn.momentum is None else bn.momentum  # nn.BatchNorm2d.forward's bookkeeping
     if bn.track_running_stats and bn.num_batches_tracked is not None:
@@ -180,4 +187,4 @@ def bn_attention(bn: nn.Module, attention: nn.Module, c: torch.Tensor, residual:
     with torch.no_grad():
         a = bn.weight * invstd  # x = a c + b, per channel
         b = bn.bias - mean * a
-    return _Scale.apply(x, attention.gate(_Pool.apply(x)), c, a, b, residual)
+    return _Scale.apply(x, attention.fused_gate(_Pool.apply(x)), c, a, b, residual)

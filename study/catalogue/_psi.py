@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["psi", "PSI_RULES", "released_k", "RELEASED_K"]
+from study.catalogue._backbones import stage_plans
+
+__all__ = ["psi", "PSI_RULES", "released_k", "RELEASED_K", "K_CHOICES", "GAMMA_RANGE", "B_RANGE"]
 
 #: "paper": the authors' published formula code (truncate, even -> next odd; k can be 1).
 #: "timm":  the same with a floor of 3, as timm's ``EcaModule`` computes it.
 PSI_RULES = ("paper", "timm")
+
+#: the kernel sizes and the ranges of psi's (gamma, b) a search of k tries: odd k up to 9
+#: (the paper's Fig. 4 sweeps k = 3..9), gamma in [1, 4] and b in [0, 4] around the paper's (2, 1)
+K_CHOICES = (1, 3, 5, 7, 9)
+GAMMA_RANGE = (1.0, 4.0)
+B_RANGE = (0.0, 4.0)
 
 
 def psi(C: int, gamma: float = 2, b: float = 1, rule: str = "paper") -> int:
@@ -46,7 +54,7 @@ def psi(C: int, gamma: float = 2, b: float = 1, rule: str = "paper") -> int:
 
 
 #: The ECA authors' released per-stage k (github.com/BangguWu/ECANet, model files), keyed by
-#: backbone. MobileNetV2 is computed from its stage widths, see :func:`released_k`.
+#: backbone. MobileNetV2's follow from its stage widths, see :func:`released_k`.
 RELEASED_K: dict[str, tuple[int, ...]] = {
     "resnet18": (3, 5, 7, 7),
     "resnet34": (3, 3, 5, 7),
@@ -54,9 +62,9 @@ RELEASED_K: dict[str, tuple[int, ...]] = {
     "resnet101": (3, 3, 5, 7),
 }
 
-# MobileNetV2's inverted-residual output channels per stage (width 1.0); the released
-# ECA-MobileNetV2 uses k = 1 where a block has fewer than 96 output channels, else k = 3.
-_MOBILENETV2_CHANNELS = (16, 24, 32, 64, 96, 160, 320)
+#: the released ECA-MobileNetV2 uses k = 1 where a block has fewer than this many output
+#: channels (at width 1.0), else k = 3
+_MOBILENETV2_WIDE = 96
 
 
 def released_k(backbone: str) -> tuple[int, ...]:
@@ -68,7 +76,7 @@ def released_k(backbone: str) -> tuple[int, ...]:
     else 3.
     """
     if backbone == "mobilenetv2":
-        return tuple(1 if c < 96 else 3 for c in _MOBILENETV2_CHANNELS)
+        return tuple(1 if plan.channels < _MOBILENETV2_WIDE else 3 for plan in stage_plans("mobilenetv2", 1.0))
     try:
         return RELEASED_K[backbone]
     except (KeyError, TypeError):

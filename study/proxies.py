@@ -1,4 +1,5 @@
-"""Named proxies: a source bundled with its knobs (resolution, images per class, ...).
+"""Named proxies: a source bundled with its knobs (resolution, images per class, ...); facts
+without torch (:mod:`study.data`, which loads them, re-exports them).
 
 The ``in100-*`` presets read a cache made once by ``python -m study.data prepare``; their
 ``data`` folder is ``$STUDY_CACHE_DIR/<preset>`` (``STUDY_CACHE_DIR`` defaults to
