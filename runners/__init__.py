@@ -28,7 +28,7 @@ from runners._observer import StudyObserver
 from runners._optuna import check_storage_url, make_pruner, make_sampler, make_storage
 from runners._outcome import RunOutcome, run_outcome
 from runners._progress import Progress
-from runners._run import StudyRun, check_run, run_study, start_run
+from runners._run import NextRound, StudyRun, check_run, run_study, start_run
 from runners._settings import RESUMABLE, Setting, StudySettings, setting_of
 from runners._simulate import Planted, simulate_study
 from runners._study import name_objectives, open_study, study_exists
@@ -47,6 +47,7 @@ __all__ = [
     "check_run",
     "start_run",
     "run_study",
+    "NextRound",
     "StudyBridge",
     "LiveTrial",
     "BridgeReporter",

@@ -97,8 +97,11 @@ class StudyBridge:
     calls :meth:`study_started` and :meth:`study_finished` around the runner."""
 
     def __init__(self, study: optuna.Study, space: Any, settings: StudySettings, *, progress: Progress | None = None,
-                 observers: Sequence[StudyObserver] = ()):
+                 observers: Sequence[StudyObserver] = (), queued_only: bool = False):
         self.study = study
+        #: run only the trials enqueued (a study in rounds, :func:`runners.run_study`'s
+        #: ``next_round``): the runner returns once they have run, and samples none
+        self.queued_only = queued_only
         self.space = space
         self.settings = settings
         self.progress = progress or Progress(quiet=True)
@@ -152,6 +155,8 @@ class StudyBridge:
             return f"timeout of {s.timeout:g} s reached"
         if self.failure_limit_reached():
             return f"stopped after {self.failed_here} failed trials in this run (see their 'error' attribute)"
+        if self.queued_only and not self.live and not self._waiting():
+            return "the round's trials ran"
         sampler = self.study.sampler
         if isinstance(sampler, GridSampler) and sampler.is_exhausted(self.study) and not self._waiting():
             return "the grid is exhausted"
@@ -168,6 +173,8 @@ class StudyBridge:
 
     def needs_more(self) -> bool:
         """True when the finished trials plus those in flight fall short of the budget."""
+        if self.queued_only and not self._waiting():
+            return False  # the round's last trials are in flight
         return self.done() is None and self.finished() + len(self.live) < self.settings.runs
 
     def stop(self, reason: str) -> None:

@@ -30,7 +30,7 @@ from search_spaces import get_space
 from study.config import ProxySpec, Recipe
 from study.validate import ConfigError
 
-__all__ = ["Design", "DESIGNS", "SEED_MODES", "RUNNERS", "CONFIRM_MIN_SEEDS", "DEFAULT_CONCURRENCY", "DEFAULT_PROXY",
+__all__ = ["Design", "DESIGNS", "SEED_MODES", "RUNNERS", "DEFAULT_CONCURRENCY", "DEFAULT_PROXY",
            "DEFAULT_RECIPE", "complete", "sanitize"]
 
 RUNNERS = ("ray", "local")
@@ -38,8 +38,6 @@ RUNNERS = ("ray", "local")
 #: "paired": replicate r of every configuration trains from one seed (trial_seed of r), so
 #: configurations can be compared pair by pair; "fixed": every trial from the study seed
 SEED_MODES = ("per_trial", "paired", "fixed")
-#: the fewest paired seeds a confirmation runs
-CONFIRM_MIN_SEEDS = 3
 #: trials at once under Ray when ``max_concurrent`` is not given (the local runner runs one)
 DEFAULT_CONCURRENCY = 2
 
@@ -85,9 +83,15 @@ DESIGNS: dict[str, Design] = {
     ),
     "confirm": Design(
         "confirm",
-        "compare fixed configurations at a higher fidelity: every one run with the same seeds (paired), no pruning, "
-        "a larger validation set",
-        pruner="none", multi_objective_pruner="none", replicates=3, val_per_class=100, seed_mode="paired",
+        "compare fixed configurations in rounds of paired seeds (common random numbers), no pruning, a larger validation "
+        "set, until each is decided by the rule stored before the first run (kmap_confirm)",
+        sampler="random", pruner="none", multi_objective_pruner="none", replicates=1, val_per_class=100, seed_mode="paired",
+    ),
+    "answer": Design(
+        "answer",
+        "the whole answer to 'is the paper's psi right, and if not, what is?': a pilot, the inference design, its analysis, a "
+        "sequential confirmation at a margin (--delta) and the decision, each stage a study in the run folder (eca_kmap)",
+        sampler="random", pruner="none", multi_objective_pruner="none", replicates=2, val_per_class=100,
     ),
 }
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,16 @@ from runners._settings import StudySettings
 from runners._study import open_study, study_exists
 from runners._tracking import MlflowTracker
 from search_spaces import Space, get_space
+from study import record
 from study.io import write_json
 from study.storage import StorageURL, check_journal_writable
 from study.tracking import check_system_metrics, check_tracking_uri
 from study.validate import ConfigError
 
-__all__ = ["StudyRun", "check_run", "start_run", "run_study", "dry_run"]
+__all__ = ["StudyRun", "NextRound", "check_run", "start_run", "run_study", "dry_run"]
+
+#: ``next_round(study)``: the next round's trials as (params, user attributes) pairs, or why the study stops
+NextRound = Callable[[optuna.Study], "Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]] | str"]
 
 
 @dataclass
@@ -190,6 +194,9 @@ def run_study(
     observers: Sequence[StudyObserver] = (),
     run: StudyRun | None = None,
     artifacts: bool = True,
+    next_round: NextRound | None = None,
+    train: Callable[..., Any] | None = None,
+    load_proxy: Callable[..., Any] | None = None,
 ) -> StudyBridge:
     """Create (or, with ``resume``, continue) the study and run it until it has
     ``settings.trials`` finished trials (or the timeout). Returns the bridge (its study,
@@ -204,7 +211,17 @@ def run_study(
     ``observers`` receive the study's events besides the progress
     (:class:`~runners._observer.StudyObserver`). ``artifacts``: attach the study's and its
     trials' files to the Optuna artifact store of the run folder, which optuna-dashboard
-    shows (:class:`~runners._artifacts.ArtifactRecorder`)."""
+    shows (:class:`~runners._artifacts.ArtifactRecorder`).
+
+    ``next_round``: run the study in rounds (a sequential design, e.g. a confirmation that
+    looks after every round of paired seeds): no trial is sampled; ``next_round(study)``
+    returns the trials of the next round as (params, user attributes) pairs, which are
+    enqueued and run, or a string, the reason the study stops. A resumed study first runs
+    what a crash left queued or in flight (nothing twice), then asks for the next round.
+
+    ``train`` / ``load_proxy``: the local runner's trainer and data (default
+    :func:`study.trainer.train`, :func:`study.data.load_proxy`; a simulation passes a planted
+    truth's, :class:`runners.Planted`)."""
     progress = progress or Progress(quiet=True)
     if run is None:
         run = check_run(settings, resume=resume, space=space, mlflow=mlflow)
@@ -215,9 +232,9 @@ def run_study(
         observers.append(ArtifactRecorder(settings.run_dir))
     if run.mlflow is not None:
         observers.append(MlflowTracker(run.mlflow, system_metrics=run.mlflow_system_metrics))
-    bridge = StudyBridge(study, space, settings, progress=progress, observers=observers)
+    bridge = StudyBridge(study, space, settings, progress=progress, observers=observers, queued_only=next_round is not None)
     try:
-        _run(bridge, resume=not run.create)
+        _run(bridge, resume=not run.create, next_round=next_round, train=train, load_proxy=load_proxy)
     finally:
         if run.ray_started:
             import ray  # started for this run by start_run
@@ -226,23 +243,57 @@ def run_study(
     return bridge
 
 
-def _run(bridge: StudyBridge, *, resume: bool) -> None:
+def _run(bridge: StudyBridge, *, resume: bool, next_round: NextRound | None = None, **trainer: Any) -> None:
     if resume:
         recovered = bridge.recover_interrupted()
         if recovered:
             bridge.progress.line(f"resume: trials {', '.join(map(str, recovered))} were left running; recorded as failed (interrupted) "
                                  f"and enqueued again")
-    else:
+    elif next_round is None:
         names = bridge.enqueue_references()
         if names:
             bridge.progress.line(f"enqueued reference points: {', '.join(names)}")
     bridge.study_started()
     try:
-        if bridge.settings.runner == "local":
-            run_local(bridge)
+        if next_round is None:
+            _runner(bridge, **trainer)
         else:
-            from runners._ray_tune import run_ray  # Ray: only for a run on Ray
-
-            run_ray(bridge)
+            _rounds(bridge, next_round, **trainer)
     finally:
         bridge.study_finished()
+
+
+def _runner(bridge: StudyBridge, *, train: Any = None, load_proxy: Any = None) -> None:
+    if bridge.settings.runner == "local":
+        run_local(bridge, train=train, load_proxy=load_proxy)
+    else:
+        if train is not None:
+            raise ConfigError("runner", "a planted trainer runs with the local runner only")
+        from runners._ray_tune import run_ray  # Ray: only for a run on Ray
+
+        run_ray(bridge)
+
+
+def _rounds(bridge: StudyBridge, next_round: NextRound, **trainer: Any) -> None:
+    """Run what is queued, then ask for the next round, until ``next_round`` says stop (or
+    the budget, the timeout or the failure rule stops the study)."""
+    from optuna.trial import TrialState
+
+    while True:
+        if bridge.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            _runner(bridge, **trainer)
+            if bridge.interrupted or bridge.failure_limit_reached():
+                return
+            continue
+        why = bridge.done()
+        if why is not None and why != "the round's trials ran":
+            return
+        plan = next_round(bridge.study)
+        if isinstance(plan, str):
+            bridge.stop(plan)
+            return
+        if not plan:
+            bridge.stop("the next round has no trial")
+            return
+        for params, attrs in plan:
+            bridge.study.enqueue_trial(dict(params), user_attrs={record.ATTEMPT: 1, **dict(attrs)})

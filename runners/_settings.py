@@ -31,7 +31,7 @@ from runners._algorithms import (
     SAMPLER_REGISTRY,
     SAMPLERS,
 )
-from runners._defaults import CONFIRM_MIN_SEEDS, DEFAULT_CONCURRENCY, DESIGNS, RUNNERS, SEED_MODES, complete
+from runners._defaults import DEFAULT_CONCURRENCY, DESIGNS, RUNNERS, SEED_MODES, complete
 from runners._setting import (
     DEFINITION,
     DESIGN,
@@ -185,9 +185,6 @@ class StudySettings:
         if self.replicates > 1 and self.seed_mode == "fixed":
             raise ConfigError("replicates", f"{self.replicates} replicates of a configuration need their own seeds "
                               f"({{seed_mode}} per_trial or paired), got seed_mode {self.seed_mode!r}", refs=["seed_mode"])
-        if self.design == "confirm" and self.replicates < CONFIRM_MIN_SEEDS:
-            raise ConfigError("replicates", f"a confirmation compares its arms over at least {CONFIRM_MIN_SEEDS} paired seeds, "
-                              f"got {self.replicates}")
 
     def _check_model(self) -> None:
         try:

@@ -15,7 +15,7 @@ points enqueued first and optional grid, and the command-line options it takes:
 its TrialConfig. A space written the old way (``define(trial, *, backbone, ..., **settings)``
 with :func:`make_config`) keeps working through one adapter (:func:`adapt`). Every module of
 this package but its machinery is a space module, imported here: a new space is its module
-(and its test). ``CONFIRM_DECISION`` is the decision rule a kmap_confirm study stores.
+(and its test).
 :meth:`Space.suggest` records the config and the resolved per-stage description (C and
 attention parameters, ECA's resolved k) as the trial's ``config`` and ``stages`` user
 attributes. Spaces know nothing about Ray or storage; the attention kinds they choose among
@@ -26,7 +26,8 @@ import importlib
 import pkgutil
 
 from search_spaces._context import SpaceContext, adapt, make_config
-from search_spaces._kmap_confirm import DECISION as CONFIRM_DECISION
+from search_spaces._kmap_confirm import CONFIRM_WIDTHS, DEFAULT_DELTA, arm_ks, default_arms, identical_arms
+from search_spaces._kmap_confirm import REFERENCE as CONFIRM_REFERENCE
 from search_spaces._registry import (
     Budget,
     Space,
@@ -46,7 +47,12 @@ for _info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = [
-    "CONFIRM_DECISION",
+    "CONFIRM_REFERENCE",
+    "CONFIRM_WIDTHS",
+    "DEFAULT_DELTA",
+    "arm_ks",
+    "default_arms",
+    "identical_arms",
     "Budget",
     "Space",
     "SpaceContext",

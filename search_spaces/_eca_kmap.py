@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from search_spaces._context import SpaceContext
+from search_spaces._kmap_confirm import BUDGET, DELTA
 from search_spaces._registry import Budget, register_space
 from study.catalogue import B_RANGE, GAMMA_RANGE, K_CHOICES, num_stages, psi, released_k, stage_plans
 from study.config import AttentionSpec
@@ -64,12 +65,12 @@ def references(ctx: SpaceContext) -> list[tuple[str, dict[str, Any]]]:
     backbone, width, design = ctx.backbone, ctx.width, ctx.design
     n = num_stages(backbone)
     fixed = width is not None
-    base: dict[str, Any] = {} if fixed else {"width": RELEASED_WIDTH if design == "inference" else REFERENCE_WIDTH}
+    base: dict[str, Any] = {} if fixed else {"width": RELEASED_WIDTH if design in ("inference", "answer") else REFERENCE_WIDTH}
     try:
         released = released_k(backbone)
     except ValueError:
         released = None  # a backbone the authors released no ECA model for
-    if design == "inference":
+    if design in ("inference", "answer"):
         w = width if fixed else RELEASED_WIDTH
         paper = _psi_ks(backbone, ctx.stem, w)
         points = [("k3", {**base, **{f"k_s{i}": 3 for i in range(n)}})]
@@ -94,12 +95,13 @@ def references(ctx: SpaceContext) -> list[tuple[str, dict[str, Any]]]:
                 "(inference design: fixed k only, widths {0.25,0.375,0.5,0.75,1})",
     budget=Budget(trials=20, epochs=3),
     references=references,
-    designs={"inference": INFERENCE_BUDGET},
+    designs={"inference": INFERENCE_BUDGET, "answer": INFERENCE_BUDGET},
+    options=(DELTA, BUDGET),
 )
 def define(trial: optuna.Trial, ctx: SpaceContext) -> TrialConfig:
     """ECA in every stage with a per-stage fixed k or psi(C; gamma, b)."""
     n = num_stages(ctx.backbone)
-    if ctx.design == "inference":
+    if ctx.design in ("inference", "answer"):  # the answer's exploration is the inference design
         w = trial.suggest_categorical("width", INFERENCE_WIDTHS) if ctx.width is None else None
         stages = [AttentionSpec.of("eca", k=trial.suggest_categorical(f"k_s{i}", K_CHOICES)) for i in range(n)]
         return ctx.config(stages, width=w)

@@ -1,30 +1,35 @@
-"""``kmap_confirm``: confirm a k-vs-C study's fitted mapping at a higher fidelity, paired by seed.
+"""``kmap_confirm``: the paper's psi against other mappings, round after round of paired seeds.
 
-``python -m study.run --space kmap_confirm --from runs/NAME`` trains, in every stage of the
-source study's backbone (at width 1.0 unless ``--width`` says otherwise), one configuration
-per *arm*:
+A confirmation's trial is one *arm* (a mapping k = m(C), or no attention) at one of the
+design's *widths*: ECA in every stage of the study's backbone with the k the arm gives each
+stage's channels C at that width, fixed (so two arms that give the same k everywhere train the
+same network). The arms and widths are the study's options (``options["arms"]``: arm ->
+spec, ``options["widths"]``); a spec is one of
 
-- ``fitted``: ECA with k = psi(C; gamma, b), the (gamma, b) the source study's analysis
-  fitted by predicted top-1 (:func:`analysis.fit_psi_by_top1`);
-- ``paper_psi``: psi(C; 2, 1), the ECA paper's mapping (Wang et al., CVPR 2020, eq. 12);
-- ``k3``: k = 3 everywhere, the authors' code default;
-- ``released``: the authors' released per-stage k (where the backbone has them);
-- ``none``: no attention.
+- ``{"k": [k0, k1, ...]}``: one k per stage (k = 3 everywhere, the authors' released k);
+- ``{"psi": {"gamma": G, "b": B, "rule": "paper" | "timm"}}``: psi(C; G, B) (Wang et al.,
+  "ECA-Net", CVPR 2020, eq. 12; timm's rule floors it at 3);
+- ``{"per_C": {"C": k, ...}, "else": PSI}``: a k per channel count (the k* an exploration
+  found), psi (``else``) at a C it does not name;
+- ``{"none": true}``: no attention.
 
-The confirm design runs every arm ``--replicates`` times (3 by default) with paired seeds:
-replicate r of every arm trains from the same seed, so the report compares each arm with the
-paper's psi pair by pair. The decision rule is fixed when the study is created, before any
-trial runs ("the fitted mapping is better if the 95 % interval of its paired top-1
-difference against the paper's psi lies above 0") and stored in the study's settings.
+Its trials are never sampled: the study runs in rounds (:func:`runners.run_study`'s
+``next_round``), round r training every arm still undecided and the paper's psi at every
+width from the round's one seed (the confirm design's paired seeds: replicate r), so the arms
+of a round differ only in their attention (common random numbers). Which arms a round trains,
+and when the study stops, is the decision rule the study stores before its first run
+(``options["rule"]``; :mod:`analysis.confirm`); ``python -m study.run --space kmap_confirm
+--from RUN`` makes the arms from the k-vs-C study RUN's answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from search_spaces._context import SpaceContext
 from search_spaces._registry import Budget, SpaceOption, register_space
-from study.catalogue import num_stages, released_k
+from study.catalogue import num_stages, psi, released_k, stage_plans
 from study.config import AttentionSpec
 
 if TYPE_CHECKING:
@@ -32,66 +37,135 @@ if TYPE_CHECKING:
 
     from study.config import TrialConfig
 
-__all__ = ["define", "arms", "ARMS", "DECISION", "SOURCE"]
+__all__ = ["define", "arm_ks", "default_arms", "identical_arms", "SOURCE", "DELTA", "BUDGET", "CONFIRM_WIDTHS", "REFERENCE",
+           "DEFAULT_DELTA"]
 
-ARMS = ("fitted", "paper_psi", "k3", "released", "none")
-#: the decision the report applies, stated before the run
-DECISION = ("the fitted mapping is better than the paper's psi if the 95 % interval of its paired top-1 difference "
-            "against the paper's psi lies above 0, worse if it lies below 0, and not shown different otherwise")
-#: the width the arms are trained at unless the study fixes one
-CONFIRM_WIDTH = 1.0
-#: ``--from RUN``: the study to confirm. Reading it (its analysis's fitted mapping, and the
-#: backbone, proxy and recipe the confirmation takes from it) is a workflow of the study CLI,
-#: which alone may use both runners and analysis: its preparation of this space's options.
+#: the equivalence margin when the study states none (top-1 points per network)
+DEFAULT_DELTA = 0.5
+
+#: the arm every other is compared with: the paper's psi (gamma=2, b=1)
+REFERENCE = "paper_psi"
+#: the widths a confirmation trains unless its options say otherwise: on a ResNet they put
+#: psi's break from k=3 to k=5 (at C=128) in the last, the third and the second stage
+CONFIRM_WIDTHS = (0.25, 0.5, 1.0)
+PAPER = {"psi": {"gamma": 2.0, "b": 1.0, "rule": "paper"}}
+
+#: ``--from RUN``: the study to confirm. Reading it (its analysis's fitted mapping and k* per
+#: C, and the backbone, proxy and recipe the confirmation takes from it) is a workflow of the
+#: study CLI, which alone may use both runners and analysis: its preparation of this space's options.
 SOURCE = SpaceOption(
     key="source", flag="--from", metavar="RUN",
-    help="the k-vs-C study (run folder) whose fitted mapping to confirm",
-    required="kmap_confirm confirms the mapping a k-vs-C study fitted; give that study with --from runs/NAME",
+    help="the k-vs-C study (run folder) whose answer to confirm: its fitted psi and k* per C become arms beside k=3, 5, 7, the "
+         "released k and timm's rule",
+    required="kmap_confirm confirms the answer of a k-vs-C study; give that study with --from runs/NAME",
     elsewhere="only the kmap_confirm space confirms a study (python -m study.run --space kmap_confirm --from runs/NAME)",
     on_resume="a resumed confirmation keeps the study it checks; drop --from",
 )
 
 
-def arms(backbone: str) -> list[str]:
-    """The arms for ``backbone`` (``released`` only where the authors released k for it)."""
-    try:
-        released_k(backbone)
-    except ValueError:
-        return [a for a in ARMS if a != "released"]
-    return list(ARMS)
+def _positive(text: str) -> float:
+    v = float(text)
+    if not 0 < v <= 100:
+        raise ValueError(f"expected a margin of top-1 points in (0, 100], got {text}")
+    return v
 
 
-def _grid(ctx: SpaceContext) -> dict[str, list[Any]]:
-    return {"arm": arms(ctx.backbone)}
+#: ``--delta``: the equivalence margin, stated before the first run
+DELTA = SpaceOption(
+    key="delta", flag="--delta", metavar="POINTS", parse=_positive,
+    help="the equivalence margin in top-1 points per network, stated before the first run: an arm within +-delta of the "
+         "paper's psi is called equivalent (default 0.5)",
+    on_resume="a resumed confirmation keeps the margin it stated before its first run; drop --delta",
+)
 
 
-def _stages(arm: str, backbone: str, fitted: dict[str, Any]) -> list[AttentionSpec]:
+def _runs(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise ValueError(f"expected a number of runs >= 1, got {text}")
+    return v
+
+
+#: ``--budget``: the most runs (trainings) the confirmation may spend, stated before the first run
+BUDGET = SpaceOption(
+    key="budget", flag="--budget", metavar="RUNS", parse=_runs,
+    help="the most runs (trainings) the sequential confirmation may spend (default: the plan's, the 95th percentile of the runs "
+         "an every-arm-equal truth takes to a decision)",
+    on_resume="a resumed confirmation keeps the budget it stated before its first run; drop --budget",
+)
+
+
+def _k_at(spec: Mapping[str, Any], C: int) -> int:
+    if "psi" in spec:
+        p = spec["psi"]
+        return psi(C, float(p["gamma"]), float(p["b"]), p.get("rule", "paper"))
+    if "per_C" in spec:
+        table = {int(c): int(k) for c, k in spec["per_C"].items()}
+        return table[C] if C in table else _k_at(spec.get("else", PAPER), C)
+    raise ValueError(f"kmap_confirm: an arm is one of k, psi, per_C or none, got {dict(spec)!r}")
+
+
+def arm_ks(spec: Mapping[str, Any], backbone: str, stem: str, width: float) -> list[int] | None:
+    """The k per stage an arm ``spec`` gives ``backbone`` at ``width`` (None: no attention)."""
+    if spec.get("none"):
+        return None
+    if "k" in spec:
+        ks = [int(k) for k in spec["k"]]
+        if len(ks) != num_stages(backbone):
+            raise ValueError(f"kmap_confirm: {len(ks)} k for the {num_stages(backbone)} stages of {backbone}")
+        return ks
+    return [_k_at(spec, plan.channels) for plan in stage_plans(backbone, width, stem)]
+
+
+def default_arms(backbone: str) -> dict[str, dict[str, Any]]:
+    """The arms every confirmation has: the paper's psi, timm's rule, k = 3, 5, 7 everywhere and
+    the authors' released k (where they released k for ``backbone``)."""
     n = num_stages(backbone)
-    if arm == "fitted":
-        return [AttentionSpec.of("eca", gamma=float(fitted["gamma"]), b=float(fitted["b"]))] * n
-    if arm == "paper_psi":
-        return [AttentionSpec.of("eca", gamma=2.0, b=1.0)] * n
-    if arm == "k3":
-        return [AttentionSpec.of("eca", k=3)] * n
-    if arm == "released":
-        return [AttentionSpec.of("eca", k=k) for k in released_k(backbone)]
-    return [AttentionSpec("none")] * n
+    arms: dict[str, dict[str, Any]] = {REFERENCE: PAPER, "timm_rule": {"psi": {"gamma": 2.0, "b": 1.0, "rule": "timm"}},
+                                       "k3": {"k": [3] * n}, "k5": {"k": [5] * n}, "k7": {"k": [7] * n}}
+    try:
+        arms["released"] = {"k": list(released_k(backbone))}
+    except ValueError:
+        pass
+    return arms
+
+
+def identical_arms(arms: Mapping[str, Mapping[str, Any]], backbone: str, stem: str, widths: Sequence[float]
+                   ) -> tuple[list[str], dict[str, str]]:
+    """Arms whose networks equal the paper's psi's at every width (``identical``), and arms
+    that share another arm's networks at every width (``same_as``: arm -> the first such arm)."""
+    key = {a: tuple(None if (ks := arm_ks(s, backbone, stem, w)) is None else tuple(ks) for w in widths) for a, s in arms.items()}
+    identical, same_as, first = [], {}, {}
+    for a in arms:
+        if a == REFERENCE:
+            continue
+        if key[a] == key.get(REFERENCE):
+            identical.append(a)
+        elif key[a] in first:
+            same_as[a] = first[key[a]]
+        else:
+            first[key[a]] = a
+    return identical, same_as
 
 
 @register_space(
     "kmap_confirm",
-    description="confirm a k-vs-C study (--from runs/NAME): its fitted psi, the paper's psi, k=3, the released k and no attention, "
-                "paired by seed at a higher fidelity",
-    budget=Budget(trials=len(ARMS), epochs=9),
-    sampler="grid",
-    grid=_grid,
+    description="confirm a k-vs-C study's answer (--from runs/NAME): the paper's psi against k=3, 5, 7, the released k, timm's rule, "
+                "the fitted psi and k* per C, in rounds of paired seeds until each arm is decided (--delta)",
+    budget=Budget(trials=600, epochs=9),
+    sampler="random",
     default_design="confirm",
-    options=(SOURCE,),
+    options=(SOURCE, DELTA, BUDGET),
 )
 def define(trial: optuna.Trial, ctx: SpaceContext) -> TrialConfig:
-    """One arm of the confirmation (see the module doc)."""
-    fitted = ctx.options.get("fitted")
-    if not fitted or "gamma" not in fitted or "b" not in fitted:
-        raise ValueError("kmap_confirm needs the mapping to confirm: run it with --from runs/NAME (a k-vs-C study)")
-    arm = trial.suggest_categorical("arm", arms(ctx.backbone))
-    return ctx.config(_stages(arm, ctx.backbone, fitted), width=CONFIRM_WIDTH)
+    """One arm at one width (see the module doc)."""
+    arms = ctx.options.get("arms")
+    if not arms:
+        raise ValueError("kmap_confirm needs the arms to compare: run it with --from runs/NAME (a k-vs-C study)")
+    widths = [float(w) for w in ctx.options.get("widths") or CONFIRM_WIDTHS]
+    arm = trial.suggest_categorical("arm", sorted(arms))
+    width = float(trial.suggest_categorical("width", widths))
+    ks = arm_ks(arms[arm], ctx.backbone, ctx.stem, width)
+    n = num_stages(ctx.backbone)
+    stages = [AttentionSpec("none")] * n if ks is None else [AttentionSpec.of("eca", k=k) for k in ks]
+    return ctx.config(stages, width=width)

@@ -313,7 +313,11 @@ class ProxySpec(_FlatConfig):
     training resolution in pixels. ``images_per_class`` subsamples the training split,
     class-balanced and seeded by ``subset_seed``: a float in (0, 1] is a fraction, an
     integer a count, null keeps everything. ``num_classes`` and ``val_per_class`` size the
-    synthetic proxy. ``augment`` names the on-device training augmentation.
+    synthetic proxy. ``augment`` names the on-device training augmentation. ``val_part``
+    ``"i/n"`` validates on the i-th of n disjoint, class-balanced parts of the validation
+    images (with ``val_per_class`` images a class in each where the data hold them): two
+    studies that must not share validation images (an exploration and the confirmation of
+    what it chose) take parts 1/2 and 2/2.
     """
 
     source: str = "synthetic"
@@ -324,8 +328,11 @@ class ProxySpec(_FlatConfig):
     val_per_class: int | None = None
     subset_seed: int = 0
     augment: str = "crop_flip"
+    val_part: str | None = None
 
     def __post_init__(self) -> None:
+        if self.val_part is not None:
+            self.part()
         res = as_number(self.resolution, "resolution", integer=True)
         if not 8 <= res <= 1024:
             raise ConfigError("resolution", f"must be in [8, 1024], got {res!r}")
@@ -353,6 +360,18 @@ class ProxySpec(_FlatConfig):
         object.__setattr__(self, "subset_seed", as_number(self.subset_seed, "subset_seed", integer=True))
         if self.data is not None and not isinstance(self.data, str):
             object.__setattr__(self, "data", str(self.data))
+
+    def part(self) -> tuple[int, int] | None:
+        """``val_part`` as (i, n), or None for every validation image."""
+        if self.val_part is None:
+            return None
+        try:
+            i, n = (int(x) for x in str(self.val_part).split("/"))
+        except ValueError:
+            raise ConfigError("val_part", f"expected i/n (the i-th of n parts of the validation images), got {self.val_part!r}") from None
+        if not 1 <= i <= n <= 10:
+            raise ConfigError("val_part", f"expected i/n with 1 <= i <= n <= 10, got {self.val_part!r}")
+        return i, n
 
 
 # --------------------------------------------------------------------------------------

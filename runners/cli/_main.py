@@ -54,11 +54,13 @@ import optuna
 from runners._outcome import run_outcome
 from runners._progress import Progress
 from runners._run import StudyRun, run_study, start_run
+from runners.cli._answer import run_answer
+from runners.cli._confirm import confirm_rounds, write_decision
 from runners.cli._flags import PROG, build_parser, usage_error
 from runners.cli._plan import budget_warning, plan_study
 from runners.cli._resolve import refuse_on_resume, resolve_run
 from search_spaces import list_spaces
-from study.cli import EXIT_INTERRUPTED, UsageError, run_cli
+from study.cli import EXIT_INTERRUPTED, EXIT_NOTHING_FINISHED, UsageError, run_cli
 from study.storage import redact
 
 if TYPE_CHECKING:  # annotations only
@@ -167,6 +169,17 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UsageError("--sigma: only with --plan")
 
 
+def _check_design_options(settings: StudySettings) -> None:
+    """The margin and budget of a decision belong to the designs that decide (the answer,
+    a confirmation)."""
+    if settings.design in ("answer", "confirm"):
+        return
+    for key, flag in (("delta", "--delta"), ("budget", "--budget")):
+        if settings.space_options.get(key) is not None:
+            raise UsageError(f"{flag}: only with --design answer (or --space kmap_confirm), which decide; this study's design is "
+                             f"{settings.design}")
+
+
 def _start(run: StudyRun, *, verbose: bool = False) -> None:
     """Before anything trains: a budget the k-vs-C analysis cannot fit is said; then the run
     starts (:func:`runners.start_run`; Ray's errors as one line, nothing created)."""
@@ -190,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_flags(args)
     run = resolve_run(args, note=lambda text: print(text, file=sys.stderr))
     settings, space = run.settings, run.space
+    _check_design_options(settings)
     if args.plan:
         return _plan(args, settings, space)
     _start(run, verbose=args.verbose)
@@ -198,8 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     run_dir = Path(settings.run_dir)
     resume_cmd = f"python -m study.run --out {_relative(str(run_dir.parent))} --name {settings.name} --resume"
+    if settings.design == "answer":
+        return _answer(settings, progress, resume_cmd)
+    next_round = confirm_rounds(settings, log=progress.line) if settings.design == "confirm" else None
     try:
-        bridge = run_study(settings, progress=progress, run=run)
+        bridge = run_study(settings, progress=progress, run=run, next_round=next_round)
     except KeyboardInterrupt:
         print(f"interrupted; trials in flight were recorded failed and enqueued again. Continue with: {resume_cmd}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -207,7 +224,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bridge.interrupted:
         print(f"interrupted; continue with: {resume_cmd}")
         return EXIT_INTERRUPTED
+    if settings.design == "confirm":
+        _decision(settings, bridge)
     return _exit_status(bridge)
+
+
+def _decision(settings: StudySettings, bridge: StudyBridge) -> None:
+    """A confirmation's decision, in words and in its files (:mod:`runners.cli._confirm`)."""
+    import analysis
+    from analysis.confirm import confirmation_decision
+
+    fr = analysis.frames_of(bridge.study, settings=settings.to_dict(), run_dir=Path(settings.run_dir))
+    decision = confirmation_decision(fr, stopped=bridge.done() or "")
+    path = write_decision(settings.run_dir, decision, frames=fr, settings=settings.to_dict(),
+                          evidence=[f"the study it confirms ({settings.space_options.get('source')}): "
+                                    f"{settings.space_options.get('source_verdict', 'n/a')}"])
+    print("\n".join(decision.lines()))
+    print(f"decision: {_relative(str(path))} (and decision.json, decision.png)")
+
+
+def _answer(settings: StudySettings, progress: Progress, resume_cmd: str) -> int:
+    """The answer design's stages (:mod:`runners.cli._answer`)."""
+    try:
+        run_answer(settings, progress, say=progress.line)
+    except KeyboardInterrupt:
+        print(f"interrupted; what ran is kept. Continue with: {resume_cmd}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ValueError as exc:
+        print(f"{PROG}: {' '.join(str(exc).split())} (exit status {EXIT_NOTHING_FINISHED})", file=sys.stderr)
+        return EXIT_NOTHING_FINISHED
+    return 0
 
 
 def _exit_status(bridge: StudyBridge) -> int:

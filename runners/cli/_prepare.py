@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search_spaces import CONFIRM_DECISION as DECISION
 from study.cli import UsageError
 from study.config import ProxySpec, Recipe
 from study.storage import is_storage_url, public_url
@@ -40,11 +39,13 @@ class Preparation:
     epochs: int | None = None
     #: the recipe's fields other than the epochs
     recipe: dict[str, Any] | None = None
+    #: the study's seed
+    seed: int | None = None
 
     def settings(self) -> dict[str, Any]:
         """As :class:`runners.StudySettings` takes it (``prepared=``): the values it sets."""
         values = {"space_options": self.options, "backbone": self.backbone, "stem": self.stem, "proxy": self.proxy,
-                  "epochs": self.epochs, "recipe": self.recipe}
+                  "epochs": self.epochs, "recipe": self.recipe, "seed": self.seed}
         return {k: v for k, v in values.items() if v is not None}
 
 
@@ -76,9 +77,13 @@ CONFIRM_EPOCHS_FACTOR = 3
 
 @prepares("kmap_confirm")
 def confirm_from_study(values: Mapping[str, Any]) -> Preparation:
-    """``--from RUN``: the source study's fitted mapping (read by :mod:`analysis`) and the
-    defaults the confirmation takes from it (backbone, stem, proxy, a longer recipe)."""
+    """``--from RUN``: the source study's answer (read by :mod:`analysis`) gives the arms (its
+    fitted psi and k* per C beside the fixed mappings) and, with ``--delta`` and ``--budget``,
+    the decision rule the confirmation stores before its first run; the source gives the
+    backbone, stem, proxy, a longer recipe, and a seed whose paired seeds are not its own
+    (:mod:`runners.cli._confirm`)."""
     import analysis
+    from runners.cli._confirm import confirm_options, confirm_seed
 
     source = str(values["source"])
     try:
@@ -86,17 +91,23 @@ def confirm_from_study(values: Mapping[str, Any]) -> Preparation:
         an = analysis.analyze_kmap(fr)
     except (ValueError, OSError) as exc:
         raise UsageError(f"--from {source}: {' '.join(str(exc).split())}") from None
-    if an.fitted is None:
-        raise UsageError(f"--from {source}: no psi(C; gamma, b) fits the k this study ran ({'; '.join(an.notes)})")
-    options = {
-        "source": public_url(source) if is_storage_url(source) else str(Path(source).resolve()),
-        "source_study": fr.name, "fitted": {"gamma": an.fitted.gamma, "b": an.fitted.b},
-        "source_evidence": bool(an.effect.evidence), "source_verdict": an.effect.verdict(), "decision": DECISION,
-    }
     cfg = next((c for c in fr.trials["config"] if isinstance(c, dict)), None)
+    backbone = cfg["arch"]["backbone"] if cfg else dict(fr.settings).get("backbone") or "resnet18"
+    stem = cfg["arch"]["stem"] if cfg else dict(fr.settings).get("stem") or "lowres"
+    try:
+        options = confirm_options(an, backbone=backbone, stem=stem, delta=values.get("delta"), budget=values.get("budget"))
+    except ValueError as exc:
+        raise UsageError(f"--from {source}: {' '.join(str(exc).split())}") from None
+    options.update({
+        "source": public_url(source) if is_storage_url(source) else str(Path(source).resolve()),
+        "source_study": fr.name, "source_evidence": bool(an.effect.evidence), "source_verdict": an.effect.verdict(),
+        "source_seeds": sorted({int(s) for s in fr.trials["seed"].dropna()}) if "seed" in fr.trials else [],
+        "validation": "the source study's validation images (fresh images need the answer design, which splits them)",
+    })
+    seed = confirm_seed(int(dict(fr.settings).get("seed") or 0))
     if cfg is not None:
         recipe = Recipe.from_dict(cfg["recipe"]).to_dict()
-        return Preparation(options, backbone=cfg["arch"]["backbone"], stem=cfg["arch"]["stem"],
-                           proxy=ProxySpec.from_dict(cfg["proxy"]), epochs=CONFIRM_EPOCHS_FACTOR * int(recipe["epochs"]),
-                           recipe={k: v for k, v in recipe.items() if k != "epochs"})
-    return Preparation(options, backbone=dict(fr.settings).get("backbone") or None)
+        return Preparation(options, backbone=backbone, stem=stem, proxy=ProxySpec.from_dict(cfg["proxy"]),
+                           epochs=CONFIRM_EPOCHS_FACTOR * int(recipe["epochs"]), recipe={k: v for k, v in recipe.items() if k != "epochs"},
+                           seed=seed)
+    return Preparation(options, backbone=backbone, seed=seed)

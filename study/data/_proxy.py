@@ -3,14 +3,17 @@ cache_proxy: the ProxySpec that reads a prepared cache."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
+
+import torch
 
 from study.config import ProxySpec
 from study.data._cache import load_cache
 from study.data._check import check_cache
 from study.data._registry import CACHE, get_source
-from study.data._types import ProxyData
+from study.data._types import ProxyData, Split
 from study.validate import ConfigError
 
 __all__ = ["load_proxy", "cache_proxy"]
@@ -29,6 +32,11 @@ def load_proxy(proxy: ProxySpec) -> ProxyData:
     """
     if not isinstance(proxy, ProxySpec):
         raise TypeError(f"proxy: expected a ProxySpec, got {type(proxy).__name__}")
+    part = proxy.part()
+    if part is not None:
+        i, n = part
+        whole = dataclasses.replace(proxy, val_part=None, val_per_class=proxy.val_per_class * n if proxy.val_per_class else None)
+        return validation_part(load_proxy(whole), i, n, proxy.val_per_class)
     if proxy.source == CACHE:
         if not proxy.data:
             raise ConfigError("proxy.data", "source 'cache' needs data=DIR, a folder written by `python -m study.data prepare`")
@@ -36,6 +44,19 @@ def load_proxy(proxy: ProxySpec) -> ProxyData:
                           images_per_class=proxy.images_per_class, val_per_class=proxy.val_per_class,
                           subset_seed=proxy.subset_seed)
     return get_source(proxy.source).load(proxy)
+
+
+def validation_part(data: ProxyData, i: int, n: int, per_class: int | None = None) -> ProxyData:
+    """``data`` validating on the i-th of n disjoint parts of its validation images: of each
+    class's images (in their order), every n-th from the i-th on, at most ``per_class``."""
+    labels = data.val.labels
+    keep = []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()[i - 1::n]
+        keep.append(idx[:per_class] if per_class else idx)
+    idx = torch.sort(torch.cat(keep)).values
+    val = Split(data.val.images[idx], labels[idx])
+    return dataclasses.replace(data, val=val, info={**data.info, "val_part": f"{i}/{n}", "val_images": int(idx.numel())})
 
 
 #: the fields a cache's manifest decides unless the caller keeps its own
