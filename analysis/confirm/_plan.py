@@ -139,11 +139,12 @@ def plan_confirmation(*, arms: int, widths: int, sigma_d: float, delta: float, a
 @dataclass(frozen=True)
 class Fidelity:
     """One proxy fidelity a pilot measured: its ``name``, the noise of a paired difference
-    ``sigma_d`` (points) and the seconds a run takes."""
+    ``sigma_d`` (points, with ``df`` degrees of freedom) and the seconds a run takes."""
 
     name: str
     sigma_d: float
     seconds: float
+    df: int = 0  # the degrees of freedom of sigma_d
 
 
 def choose_fidelity(fidelities: Sequence[Fidelity], *, arms: int, widths: int, delta: float, alpha: float = 0.05,

@@ -39,7 +39,7 @@ from study.config import ProxySpec
 __all__ = ["FIDELITIES", "PILOT_ROUNDS", "run_answer"]
 
 #: rounds of paired seeds the pilot runs at each fidelity
-PILOT_ROUNDS = 4
+PILOT_ROUNDS = 6
 #: the fidelities the pilot compares: the recipe's epochs times these
 FIDELITIES = (1, 3)
 #: the validation images split in two: the exploration validates on one part, the confirmation on the other
@@ -94,7 +94,7 @@ def _pilot(settings: StudySettings, progress: Any, say: Callable[[str], Any], tr
         sd = float(d.std(ddof=1)) if len(d) >= 2 else math.nan
         if not math.isfinite(sd) or sd <= 0 or not math.isfinite(seconds):
             continue
-        measured.append(Fidelity(f"{epochs} epochs", sd, seconds))
+        measured.append(Fidelity(f"{epochs} epochs", sd, seconds, len(d) - 1))
         say(f"[answer] pilot at {epochs} epochs: paired differences spread {sd:.2f} points ({len(d)} pairs), {seconds:.1f} s a run")
     if not measured:
         raise ValueError("the pilot measured no noise: its runs failed (see the pilot studies' trials)")
@@ -102,6 +102,25 @@ def _pilot(settings: StudySettings, progress: Any, say: Callable[[str], Any], tr
     best, plans, why = choose_fidelity(measured, arms=tested, widths=len(widths), delta=_delta(settings))
     say(f"[answer] plan: {why}")
     return best, measured, why
+
+
+def _planned_sigma(best: Any, an: Any, widths: int) -> tuple[float, float, str]:
+    """The noise the confirmation is planned for: where its sequences are tightest (never their
+    validity) and its budget. A pilot of a few pairs measures it loosely, and a budget planned
+    for too little noise leaves arms undecided, while a generous one costs nothing when they
+    decide early (the study stops there): the sequences are centred for the pilot's 80 % upper
+    confidence bound and the budget planned for its 95 % one, neither above what the
+    exploration's seed noise says a paired difference without common random numbers would have
+    (sqrt(2 / widths) x sigma_seed, about 100 degrees of freedom) nor below the pilot's estimate."""
+    from scipy import stats
+
+    bound = lambda q: best.sigma_d * math.sqrt(best.df / stats.chi2.ppf(q, best.df)) if best.df >= 1 else 3 * best.sigma_d
+    seed = an.effect.noise.sigma
+    cap = math.sqrt(2.0 / widths) * seed if seed else math.inf
+    centre, budget = (max(best.sigma_d, min(bound(q), cap)) for q in (0.2, 0.05))
+    return centre, budget, (f"{centre:.2f} points (the budget planned for {budget:.2f}): the pilot at {best.name} measured "
+                            f"{best.sigma_d:.2f} ({best.df} df; 80 % and 95 % upper bounds {bound(0.2):.2f}, {bound(0.05):.2f}); "
+                            f"the exploration's seed noise allows at most {cap:.2f}")
 
 
 def _delta(settings: StudySettings) -> float:
@@ -123,9 +142,10 @@ def run_answer(settings: StudySettings, progress: Any, *, say: Callable[[str], A
     _run_stage(explore, progress, **trainer)
     an = analysis.analyze_kmap(analysis.load(explore.run_dir), seed=settings.seed)
     say(f"[answer] explore: {an.effect.verdict()}")
+    sigma, budget_sigma, sigma_from = _planned_sigma(best, an, len(CONFIRM_WIDTHS))
     options = confirm_options(an, backbone=settings.backbone, stem=settings.stem, delta=_delta(settings),
-                              budget=settings.space_options.get("budget"), sigma=best.sigma_d,
-                              sigma_from=f"the pilot at {best.name}: {best.sigma_d:.2f} points")
+                              budget=settings.space_options.get("budget"), sigma=sigma, budget_sigma=budget_sigma,
+                              sigma_from=sigma_from)
     options.update(validation=f"the second half of the validation images ({CONFIRM_PART}); the exploration used the first ({EXPLORE_PART})",
                    source=str(Path(explore.run_dir).resolve()), source_study=explore.name, source_verdict=an.effect.verdict(),
                    source_seeds=[])

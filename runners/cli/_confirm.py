@@ -71,8 +71,9 @@ def planned_sigma(an: KmapAnalysis | None, widths: Sequence[float]) -> tuple[flo
 
 def confirm_options(an: KmapAnalysis, *, backbone: str, stem: str, delta: float | None = None, budget: int | None = None,
                     widths: Sequence[float] = CONFIRM_WIDTHS, alpha: float = 0.05, sigma: float | None = None,
-                    sigma_from: str = "") -> dict[str, Any]:
-    """The space options of a confirmation of ``an``: its arms, widths and decision rule."""
+                    budget_sigma: float | None = None, sigma_from: str = "") -> dict[str, Any]:
+    """The space options of a confirmation of ``an``: its arms, widths and decision rule; the
+    default budget is the plan's for ``budget_sigma`` (default ``sigma``)."""
     from analysis.confirm import Rule, plan_confirmation
 
     arms = answer_arms(an, backbone)
@@ -81,7 +82,8 @@ def confirm_options(an: KmapAnalysis, *, backbone: str, stem: str, delta: float 
         sigma, sigma_from = planned_sigma(an, widths)
     delta = DEFAULT_DELTA if delta is None else float(delta)
     tested = [a for a in arms if a != REFERENCE and a not in identical and a not in same_as]
-    plan = plan_confirmation(arms=max(len(tested), 1), widths=len(widths), sigma_d=sigma, delta=delta, alpha=alpha, reps=200)
+    plan = plan_confirmation(arms=max(len(tested), 1), widths=len(widths), sigma_d=budget_sigma or sigma, delta=delta, alpha=alpha,
+                             reps=200)
     rule = Rule(delta=delta, arms=tuple(a for a in arms if a != REFERENCE), widths=tuple(widths), budget=int(budget or plan.budget),
                 sigma=sigma, alpha=alpha, identical=tuple(identical), same_as=same_as)
     return {"arms": arms, "widths": list(widths), "rule": rule.to_dict(), "sigma_from": sigma_from, "plan": plan.to_dict()}
