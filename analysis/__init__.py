@@ -10,7 +10,6 @@ Analysis never writes to a study's storage, except the report's figures as the s
 artifacts in its run folder's artifact store (:mod:`analysis._artifacts`).
 """
 
-from analysis._confirm import ConfirmResult, confirm_result
 from analysis._deepcave import deepcave_trials, export_deepcave
 from analysis._export import RECIPES, export_trials, full_training_config, select_trials
 from analysis._fidelity import FidelityResult, fidelity
@@ -50,7 +49,7 @@ __all__ = [
     "fit_psi", "fit_continuous", "fit_linear", "fit_kmap", "gamma_b_plane",
     "plot_pareto", "plot_fronts", "plot_attention_gain", "plot_learning_curves", "plot_importance", "plot_fidelity",
     "plot_kmap", "plot_kmap_curves", "plot_gamma_b", "save_figure",
-    "ConfirmResult", "confirm_result", "load_trained",
+    "load_trained",
     "RECIPES", "full_training_config", "select_trials", "export_trials", "make_report",
     "export_deepcave", "deepcave_trials",
 ]

@@ -2,75 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import math
-import time
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from analysis._fidelity import fidelity
+from analysis._importance import param_importances
+from analysis._load import load
+from analysis._pareto import attention_gain, front_hypervolumes, pareto_front
+from analysis._report_context import ReportContext, trials_csv
+from analysis._trained import TRAINED, is_study_folder, load_trained
+from analysis.confirm import confirmation_decision, plot_decision
 from analysis.kmap import answer_blocks, render_markdown
+from analysis.kmap._analysis import analyze_kmap, gamma_b_plane
+from analysis.kmap._data import pooled_noise
+from study.cli import ArgumentParser, UsageError, as_usage_error
+from study.tracking import attach_folder, check_tracking_uri, find_study_run
 
 if TYPE_CHECKING:
     from study.cli import ArgumentParser
 
 __all__ = ["make_report", "main", "build_parser"]
-
-
-class _Report:
-    def __init__(self, out: Path, log: Callable[[str], None]):
-        self.out = out
-        self.log = log
-        self.md: list[str] = []
-        self.made: list[str] = []
-        self.skipped: list[tuple[str, str]] = []
-
-    def step(self, what: str, fn: Callable[[], Any], *, note: str | None = "_Not made: {reason}._") -> bool:
-        """Run one item; False (and the reason recorded) when it cannot be made. ``note``
-        (formatted with ``reason``) is the line the report shows in its place."""
-        t0 = time.perf_counter()
-        self.log(f"[report] {what} ...")
-        try:
-            fn()
-        except (ValueError, KeyError) as exc:
-            msg = " ".join(str(exc).split())
-            self.skipped.append((what, msg))
-            self.log(f"[report] {what}: not made ({msg})")
-            if note is not None:
-                self.md += [note.replace("{reason}", msg), ""]
-            return False
-        self.log(f"[report] {what}: done ({time.perf_counter() - t0:.1f} s)")
-        return True
-
-    def fig(self, fig, name: str, caption: str) -> None:
-        from analysis._plots import save_figure
-
-        save_figure(fig, self.out / name)
-        self.made += [f"{name}.png", f"{name}.svg"]
-        self.md += [f"![{caption}]({name}.png)", ""]
-
-    def csv(self, df: pd.DataFrame, name: str) -> None:
-        df.to_csv(self.out / f"{name}.csv", index=False)
-        self.made.append(f"{name}.csv")
-
-    def table(self, df: pd.DataFrame, *, floatfmt: str = ".4g", max_rows: int = 30) -> None:
-        d = df.head(max_rows)
-        cols = [str(c) for c in d.columns]
-        lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-        for _, r in d.iterrows():
-            cells = []
-            for v in r:
-                if isinstance(v, float):
-                    cells.append("" if pd.isna(v) else format(v, floatfmt))
-                else:
-                    cells.append(str(v).replace("|", "/"))
-            lines.append("| " + " | ".join(cells) + " |")
-        if len(df) > max_rows:
-            lines.append(f"\n({len(df) - max_rows} more rows in the CSV)")
-        self.md += lines + [""]
 
 
 def _gain_words(g: Any) -> str:
@@ -96,7 +52,6 @@ def _gain_words(g: Any) -> str:
 def _noise_words(done: Any) -> str:
     """The seed noise of the complete trials' top-1, in words: measured from configurations
     run more than once (:func:`analysis.kmap._data.pooled_noise`), or said to be unmeasured."""
-    from analysis.kmap._data import pooled_noise
 
     noise = pooled_noise(done, key="key", value="top1")
     if noise.sigma is None:
@@ -168,87 +123,6 @@ def _latency_words(done: pd.DataFrame) -> str:
     return text
 
 
-def _trials_csv(trials: pd.DataFrame) -> pd.DataFrame:
-    t = trials.drop(columns=[c for c in ("config", "datetime_start") if c in trials])
-    return t
-
-
-@dataclass(frozen=True)
-class ReportContext:
-    """What every section of the report reads: the study's frames (``frames``; ``others`` the
-    compared studies, ``labels`` one distinct name per study, the study's first), the output
-    folder, ``alpha`` and ``seed``, and the writer (``writer``) whose helpers (:meth:`step`,
-    :meth:`table`, :meth:`csv`, :meth:`fig`) append to the markdown (``md``) and the files made."""
-
-    frames: Any
-    out: Path
-    alpha: float
-    seed: int
-    writer: _Report
-    others: tuple[Any, ...] = ()
-    labels: tuple[str, ...] = ()
-
-    @classmethod
-    def build(cls, frames: Any, out_dir: str | Path | None = None, *, compare: Sequence[Any] = (), alpha: float = 0.05,
-              seed: int = 0, log: Callable[[str], None] | None = print) -> ReportContext:
-        """The context of a report of ``frames`` into ``out_dir`` (created; default: the run folder's ``report/``)."""
-        from analysis._load import coerce_frames
-
-        fr = coerce_frames(frames)
-        out = Path(out_dir) if out_dir is not None else (fr.run_dir or Path("runs") / fr.name) / "report"
-        out.mkdir(parents=True, exist_ok=True)
-        writer = _Report(out, log or (lambda s: None))
-        others = [coerce_frames(c) for c in compare]
-        labels = [fr.name]  # one distinct label per study: two run folders may hold studies of one name
-        for o in others:
-            lab, i = o.name, 2
-            while lab in labels:
-                lab, i = f"{o.name}-{i}", i + 1
-            labels.append(lab)
-        return cls(frames=fr, out=out, alpha=alpha, seed=seed, writer=writer, others=tuple(others), labels=tuple(labels))
-
-    @property
-    def md(self) -> list[str]:
-        return self.writer.md
-
-    @property
-    def made(self) -> list[str]:
-        return self.writer.made
-
-    @property
-    def trials(self) -> pd.DataFrame:
-        return self.frames.trials
-
-    @property
-    def done(self) -> pd.DataFrame:
-        return self.frames.complete
-
-    @property
-    def finished(self) -> pd.DataFrame:
-        """Complete and pruned trials with a top-1."""
-        t = self.trials
-        return t[t["state"].isin(["complete", "pruned"]) & t["top1"].notna()] if len(t) else t
-
-    def log(self, line: str) -> None:
-        self.writer.log(line)
-
-    def step(self, what: str, fn: Callable[[], Any], *, note: str | None = "_Not made: {reason}._") -> bool:
-        return self.writer.step(what, fn, note=note)
-
-    def table(self, df: pd.DataFrame, *, floatfmt: str = ".4g", max_rows: int = 30) -> None:
-        self.writer.table(df, floatfmt=floatfmt, max_rows=max_rows)
-
-    def csv(self, df: pd.DataFrame, name: str) -> None:
-        self.writer.csv(df, name)
-
-    def fig(self, fig: Any, name: str, caption: str) -> None:
-        self.writer.fig(fig, name, caption)
-
-    def json(self, obj: Any, name: str, **kw: Any) -> None:
-        (self.out / name).write_text(json.dumps(obj, indent=2, **kw))
-        self.writer.made.append(name)
-
-
 def section_header(ctx: ReportContext) -> None:
     """The title, the study's storage, space, objectives and trial counts; ``trials.csv``."""
     fr, t = ctx.frames, ctx.trials
@@ -260,7 +134,7 @@ def section_header(ctx: ReportContext) -> None:
                    f"- objectives: {', '.join(f'{o} ({d})' for o, d in zip(fr.objectives, fr.directions))}",
                    f"- trials: {len(t)} (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")", ""])
     if len(t):
-        ctx.csv(_trials_csv(t), "trials")
+        ctx.csv(trials_csv(t), "trials")
 
 
 def section_confirmation(ctx: ReportContext) -> None:
@@ -270,20 +144,23 @@ def section_confirmation(ctx: ReportContext) -> None:
     ctx.md.extend(["## Confirmation: each arm against the paper's psi, paired by seed", ""])
 
     def _confirm():
-        from analysis._confirm import confirm_result
 
         fr = ctx.frames
-        res = confirm_result(fr)
-        ctx.md.extend([f"**{res.verdict[0].upper()}{res.verdict[1:]}.**", "",
-                       f"- decision rule, stated when the study was created: {res.decision}"])
-        if fr.settings.get("space_options", {}).get("source_verdict"):
-            ctx.md.append(f"- the study it confirms ({res.source}): {fr.settings['space_options']['source_verdict']}")
+        decision = confirmation_decision(fr)
+        options = dict(fr.settings.get("space_options") or {})
+        ctx.md.extend([f"**{decision.sentence()}.**", "", f"- the rule, stored before the first run: {decision.rule.text()}",
+                       f"- spent {decision.runs} of {decision.rule.budget} runs in {decision.rounds} rounds"])
+        if options.get("source_verdict"):
+            ctx.md.append(f"- the study it confirms ({options.get('source')}): {options['source_verdict']}")
         ctx.md.append("")
-        ctx.csv(res.table, "confirmation")
-        ctx.json(res.to_dict(), "confirmation.json", default=float)
-        ctx.md.extend(["Final-epoch validation top-1; `diff`: mean paired difference against the paper's psi, `lo`..`hi` its 95 % "
-                       "t interval over the seed pairs:", ""])
-        ctx.table(res.table)
+        table = pd.DataFrame([{k: v for k, v in a.to_dict().items() if k != "path"} for a in decision.arms])
+        ctx.csv(table, "confirmation")
+        ctx.json(decision.to_dict(), "confirmation.json", default=float)
+        ctx.md.extend([f"Top-1 per network averaged over the widths; `diff`: mean paired difference against the paper's psi when the arm "
+                       f"stopped, `lo`..`hi` the confidence sequence its claim rests on (alpha {decision.rule.alpha:g} over the arms, "
+                       "Bonferroni; valid whenever the study looked):", ""])
+        ctx.table(table)
+        ctx.fig(plot_decision(decision), "confirmation", "each arm's confidence sequence, round by round")
     ctx.step("confirmation", _confirm)
 
 
@@ -304,7 +181,6 @@ def section_best(ctx: ReportContext) -> None:
 def section_pareto(ctx: ReportContext) -> None:
     """The Pareto fronts of top-1 against params, MACs and latency (one step each)."""
     from analysis import _plots as P
-    from analysis._pareto import pareto_front
 
     ctx.md.extend(["## Pareto fronts (top-1 against cost)", "",
                    "Fronts of single trials' top-1: a trial on a front is not shown better than one off it unless their "
@@ -333,8 +209,6 @@ def section_pareto(ctx: ReportContext) -> None:
 def section_hypervolume(ctx: ReportContext) -> None:
     """The hypervolume of the params front of this study and the compared ones (no note when not made)."""
     from analysis import _plots as P
-    from analysis._pareto import front_hypervolumes
-    from analysis._trained import TRAINED
 
     def _hv():
         fr = ctx.frames
@@ -356,7 +230,6 @@ def section_hypervolume(ctx: ReportContext) -> None:
 def section_gain(ctx: ReportContext) -> None:
     """Attention's gain over ``none`` against its added cost."""
     from analysis import _plots as P
-    from analysis._pareto import attention_gain
 
     ctx.md.extend(["## Cost of attention against its gain", ""])
 
@@ -390,7 +263,6 @@ def section_curves(ctx: ReportContext) -> None:
 def section_importance(ctx: ReportContext) -> None:
     """The parameters' importance and whether each is distinguishable from noise."""
     from analysis import _plots as P
-    from analysis._importance import param_importances
 
     ctx.md.extend(["## Parameter importance", ""])
 
@@ -403,7 +275,8 @@ def section_importance(ctx: ReportContext) -> None:
                        "conditional space (trials that sampled the same parameters); `significant`: the parameter's one-way ANOVA "
                        f"p-value is below {alpha:g} / (parameters in the branch). A parameter that is not significant ranks noise.", ""])
         if not imp["significant"].any():
-            ctx.md.extend(["**No parameter's effect is distinguishable from noise at this budget: the ranking below is not a finding.**", ""])
+            ctx.md.extend(["**No parameter's effect is distinguishable from noise at this budget: the ranking below is not a "
+                           "finding.**", ""])
         ctx.table(imp)
     ctx.step("importance", _imp)
 
@@ -411,7 +284,6 @@ def section_importance(ctx: ReportContext) -> None:
 def section_kmap(ctx: ReportContext) -> None:
     """The ECA kernel size k against channels C: the fit, k* per C, the mappings."""
     from analysis import _plots as P
-    from analysis.kmap._analysis import analyze_kmap
 
     ctx.md.extend(["## ECA kernel size k against channels C", ""])
 
@@ -433,7 +305,6 @@ def section_kmap(ctx: ReportContext) -> None:
 def section_gamma_b(ctx: ReportContext) -> None:
     """Top-1 over psi's (gamma, b) plane, descriptive."""
     from analysis import _plots as P
-    from analysis.kmap._analysis import gamma_b_plane
 
     ctx.md.extend(["## Top-1 over the psi (gamma, b) plane", ""])
 
@@ -453,8 +324,6 @@ def section_gamma_b(ctx: ReportContext) -> None:
 def section_fidelity(ctx: ReportContext) -> None:
     """The proxy's fidelity against each compared study or full-training result (only with some)."""
     from analysis import _plots as P
-    from analysis._fidelity import fidelity
-    from analysis._trained import TRAINED
 
     if not ctx.others:
         return
@@ -469,7 +338,8 @@ def section_fidelity(ctx: ReportContext) -> None:
             ctx.fig(P.plot_fidelity(res), f"fidelity_{safe}", f"fidelity against {lab}")
             what = "full-training runs, matched by network (backbone, width, attention per stage)" if trained else "study"
             rlo, rhi = res.spearman_ci
-            ctx.md.extend([f"Against `{lab}` ({what}): {res.n} common configurations. **{res.verdict()}.** Spearman rho {res.spearman_rho:.3f} "
+            ctx.md.extend([f"Against `{lab}` ({what}): {res.n} common configurations. **{res.verdict()}.** "
+                           f"Spearman rho {res.spearman_rho:.3f} "
                            f"(95 % CI {rlo:.2f} to {rhi:.2f}, p={res.spearman_p:.2g}).", ""])
         ctx.step(f"fidelity vs {lab}", _fid, note=f"_Not made against {lab}: " + "{reason}._")
 
@@ -506,7 +376,6 @@ def make_report(
 
 def build_parser() -> ArgumentParser:
     """The flags of ``python -m analysis.report``."""
-    from study.cli import ArgumentParser
 
     ap = ArgumentParser(prog="python -m analysis.report", description="Write plots, tables and report.md for a study.")
     ap.add_argument("run", nargs="?", help="run folder runs/NAME")
@@ -515,7 +384,8 @@ def build_parser() -> ArgumentParser:
     ap.add_argument("--compare", nargs="*", default=[], metavar="RUN",
                     help="other studies (run folders: fronts overlay and fidelity), or full-training results - study.train output "
                          "folders, a folder of them, or an export index.json whose configs were trained - for proxy fidelity")
-    ap.add_argument("--alpha", type=float, default=0.05, help="level of the k-vs-C test, its confidence sets and the importance tests (default 0.05)")
+    ap.add_argument("--alpha", type=float, default=0.05,
+                    help="level of the k-vs-C test, its confidence sets and the importance tests (default 0.05)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="output folder (default RUN/report)")
     ap.add_argument("--mlflow", metavar="URI", help="attach the report (every file written) to the study's MLflow run, as its "
@@ -527,8 +397,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from analysis._load import load
-    from study.cli import as_usage_error
 
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -536,7 +404,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("give a run folder or --storage URL (not both)")
     if not 0 < args.alpha < 1:
         ap.error(f"--alpha: must be in (0, 1), got {args.alpha:g}")
-    from analysis._trained import is_study_folder, load_trained
 
     try:  # a study or a result that cannot be read is the user's input, not a bug
         fr = load(args.storage or args.run, args.study)
@@ -553,8 +420,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _mlflow_run(uri: str, fr: Any) -> str:
     """``--mlflow``: the study's MLflow run (:mod:`study.tracking`), found before the report is made."""
-    from study.cli import UsageError
-    from study.tracking import check_tracking_uri, find_study_run
 
     try:
         check_tracking_uri(uri, name="--mlflow")
@@ -564,9 +429,7 @@ def _mlflow_run(uri: str, fr: Any) -> str:
 
 
 def _attach(uri: str, run_id: str, folder: Path) -> int:
-    import sys
 
-    from study.tracking import attach_folder
 
     try:
         attach_folder(uri, run_id, folder, "report")

@@ -57,7 +57,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _results import write_result  # noqa: E402  (benchmarks/ is sys.path[0] when a script here runs)
+from _results import write_result
 
 #: scenario -> (Planted keyword arguments, whether the truth lies inside the model, whether k matters)
 SCENARIOS: dict[str, tuple[dict[str, Any], bool, bool]] = {
@@ -276,7 +276,8 @@ def main() -> None:
     p.add_argument("--studies", type=int, default=100, help="simulated studies per scenario (default 100)")
     p.add_argument("--first-seed", type=int, default=0, help="seed of the first study (studies are seeded first-seed, first-seed+1, ...)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma list of: {', '.join(SCENARIOS)} (default: all)")
-    p.add_argument("--configs", type=int, default=INFERENCE_BUDGET.trials, help="configurations per study (default: the inference design's)")
+    p.add_argument("--configs", type=int, default=INFERENCE_BUDGET.trials,
+                   help="configurations per study (default: the inference design's)")
     p.add_argument("--replicates", type=int, default=2)
     p.add_argument("--sigma", type=float, default=0.5, help="noise per trial at width 1, points (default 0.5)")
     p.add_argument("--alpha", type=float, default=0.05)
@@ -325,7 +326,8 @@ def main() -> None:
         return "n/a" if r[3] == 0 else f"{r[0]:.3f}"
 
     table = [{"scenario": s["scenario"] + ("" if s["inside_model"] else " (outside the model)"),
-              "k test": ("power " if s["k_matters"] else "false positives ") + _fmt(s["power" if s["k_matters"] else "false_positive_rate"]),
+              "k test": ("power " if s["k_matters"] else "false positives ")
+              + _fmt(s["power" if s["k_matters"] else "false_positive_rate"]),
               "studies with a mapping claim / a false one": f"{share(s['any_claim'])} / {share(s['any_false_claim'])}",
               "largest claim (points)": f"{s['largest_claim']:.2f}",
               "regret coverage": share(s["regret_coverage"]),

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from runners._artifacts import ArtifactRecorder
 from runners._bridge import StudyBridge
@@ -277,7 +278,6 @@ def _runner(bridge: StudyBridge, *, train: Any = None, load_proxy: Any = None) -
 def _rounds(bridge: StudyBridge, next_round: NextRound, **trainer: Any) -> None:
     """Run what is queued, then ask for the next round, until ``next_round`` says stop (or
     the budget, the timeout or the failure rule stops the study)."""
-    from optuna.trial import TrialState
 
     while True:
         if bridge.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):

@@ -45,7 +45,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runners._bridge import StudyBridge
+from runners._local import run_local
 from runners._settings import StudySettings
+from runners._study import open_study
+from search_spaces import get_space
+from study.metrics import EpochMetrics, TrialResult, as_reporter
 from study.record import is_finite
 from study.validate import ConfigError
 
@@ -146,7 +150,6 @@ class Planted:
         one :class:`~study.metrics.EpochMetrics` per epoch (stopping when the reporter says
         so), and return a :class:`~study.metrics.TrialResult`."""
         from study.costs import Costs
-        from study.metrics import EpochMetrics, TrialResult, as_reporter
         from study.models import describe_stages
 
         reporter = as_reporter(reporter)
@@ -184,9 +187,6 @@ class Planted:
 def simulate_study(settings: StudySettings, planted: Planted, *, space: Space | None = None) -> StudyBridge:
     """Run the study ``settings`` (runner "local") with :meth:`Planted.train` as the trainer,
     recording into ``settings.storage`` as a real study does. Returns the bridge."""
-    from runners._local import run_local
-    from runners._study import open_study
-    from search_spaces import get_space
 
     if settings.runner != "local":
         raise ConfigError("runner", f"a simulated study runs locally, got {settings.runner!r}")

@@ -39,12 +39,6 @@ UPWARD_ALLOWED = {("study.run", "runners.cli")}
 HEAVY = {"torch", "ray", "matplotlib", "scipy", "mlflow", "sklearn", "statsmodels", "optuna", "pandas", "sqlalchemy",
          "psutil"}  # psutil: optional (the mlflow extra), imported where system metrics are asked for
 
-#: ALLOWANCE TO BE REMOVED: the k-vs-C analysis and its simulation are being rewritten by the
-#: lead (analysis/kmap, analysis/_report.py, analysis/_confirm.py, runners/_simulate.py); their
-#: imports inside functions that defer nothing are the lead's to move. Exactly these modules.
-LEAD_REWRITES = ("analysis.kmap", "analysis._report", "analysis._confirm", "runners._simulate")
-
-
 def _modules(package: str) -> list[str]:
     """Every module of ``package`` except the study CLI (for runners) and __main__ files."""
     path = ROOT / package.replace(".", "/")
@@ -149,6 +143,6 @@ def test_imports_inside_functions_defer_a_heavy_dependency():
         if i.top:
             top[i.importer].add(_node(i.module))
     needless = [f"{i.importer}:{i.line} imports {i.module}" for i in IMPORTS
-                if not i.top and not i.importer.startswith(LEAD_REWRITES) and (i.importer, _layer(_node(i.module))) not in UPWARD_ALLOWED
+                if not i.top and (i.importer, _layer(_node(i.module))) not in UPWARD_ALLOWED
                 and not (_heavy(i.module, top) - _heavy(i.importer, top))]
     assert not needless, f"imports inside functions that defer nothing heavy (move them to the top): {needless}"

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis._load import FrameSource
+from analysis._load import FrameSource, coerce_frames
 from analysis.kmap._claims import Claim, claim_gate, mapping_claims
 from analysis.kmap._data import KData
 from analysis.kmap._effect import KEffect, k_effect
@@ -141,7 +141,6 @@ def gamma_b_plane(frames: FrameSource, *, bins: int = 8, states: Sequence[str] =
     ``std_top1``. Sampled on a grid of at most ``bins`` values per axis,
     the cells are the grid points; sampled continuously, ``bins`` equal-width bins per axis.
     Empty when no trial sampled (gamma, b). Descriptive: complete trials only, no model."""
-    from analysis._load import coerce_frames
 
     if bins < 1:
         raise ConfigError("bins", f"must be >= 1, got {bins!r}")

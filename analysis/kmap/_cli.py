@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from analysis._load import load
+from analysis.kmap._analysis import analyze_kmap
 from analysis.kmap._fits import METRICS, KmapFit, fit_kmap
 from analysis.kmap._render import answer_blocks, render_text
+from study.cli import ArgumentParser, UsageError, as_usage_error
 
 if TYPE_CHECKING:
     from analysis.kmap._analysis import KmapAnalysis
@@ -47,7 +50,8 @@ def read_points(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
             if iw is not None:
                 W.append(float(r[iw]))
         except (ValueError, IndexError):
-            raise ValueError(f"{p}: line {n}: expected numbers in columns C, k{', weight' if iw is not None else ''}, got {','.join(r)!r}") from None
+            columns = "C, k" + (", weight" if iw is not None else "")
+            raise ValueError(f"{p}: line {n}: expected numbers in columns {columns}, got {','.join(r)!r}") from None
     if not C:
         raise ValueError(f"{p}: no points below the header")
     return np.array(C), np.array(K), (np.array(W) if iw is not None else None)
@@ -76,7 +80,6 @@ def format_analysis(an: KmapAnalysis) -> str:
 
 def build_parser() -> ArgumentParser:
     """The flags of ``python -m analysis.kmap``."""
-    from study.cli import ArgumentParser
 
     ap = ArgumentParser(prog=PROG, description="Does k matter, which k does each C prefer, and does psi(C) describe it? "
                                                 "(or: fit psi to given (C, k) points)")
@@ -87,7 +90,8 @@ def build_parser() -> ArgumentParser:
     ap.add_argument("--json", action="store_true", help="print the answer as JSON (top-level k_effect, preferred_k, mappings, ...)")
     ap.add_argument("--alpha", type=float, default=0.05, help="level of the test and of the confidence sets (default 0.05)")
     ap.add_argument("--method", choices=("f", "permutation"), default="permutation",
-                    help="test of 'k matters': permutation of the k vectors within strata (default; exact whatever the noise) or the F-test")
+                    help="test of 'k matters': permutation of the k vectors within strata (default; exact whatever the noise) "
+                         "or the F-test")
     ap.add_argument("--permutations", type=int, default=999, help="shuffles of the permutation test (default 999)")
     ap.add_argument("--epoch", type=int, help="read top-1 at this epoch (default: the last epoch every finished trial ran)")
     ap.add_argument("--kind", help="the attention kind whose k is analysed (default: eca, or eca_ns if it has more stages)")
@@ -95,7 +99,8 @@ def build_parser() -> ArgumentParser:
                     help="score one more mapping: gamma=G,b=B[,rule=timm] or k=K0,K1,... (one k per stage); repeatable")
     ap.add_argument("--variance", choices=("strata", "pooled"), default="strata",
                     help="variance of a configuration mean: one per width/backbone stratum (default) or one pooled")
-    ap.add_argument("--rule", default="paper", choices=["paper", "timm"], help="--points: psi rounding rule reported first (both are fitted)")
+    ap.add_argument("--rule", default="paper", choices=["paper", "timm"],
+                    help="--points: psi rounding rule reported first (both are fitted)")
     ap.add_argument("--metric", default="mse", choices=list(METRICS), help="--points: loss in k")
     ap.add_argument("--bootstrap", type=int, default=1000, help="--points: bootstrap replicates of the continuous fit (default 1000)")
     ap.add_argument("--seed", type=int, default=0)
@@ -103,7 +108,6 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from study.cli import UsageError, as_usage_error
 
     args = build_parser().parse_args(argv)
     sources = [x for x in (args.points, args.run, args.storage) if x]
@@ -121,8 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise as_usage_error(exc) from None
         print(json.dumps(fit.to_dict(), indent=2) if args.json else format_fit(fit))
         return 0
-    from analysis._load import load
-    from analysis.kmap._analysis import analyze_kmap
     try:  # a study that cannot be read is the user's input, not a bug
         fr = load(args.storage or args.run, args.study)
     except ValueError as exc:

@@ -18,10 +18,11 @@ estimated from the residuals (feasible GLS, :func:`analysis.kmap._model.fit_k_mo
 - **Does k matter?** A permutation test (the default) of the F statistic of all theta terms
   against the model without them, shuffling the per-stage k vectors among configurations of
   one stratum: the inference design draws k at random, so the test is exact whatever the
-  noise (heteroscedastic, heavy-tailed, shared by replicates); or the F-test itself. When some trials diverged, a second test asks whether divergence depends on k
-  (a k that makes training diverge is an effect of k); each test then runs at alpha / 2.
-  "No evidence" is an answer: it says so with the p-value and the largest estimated
-  difference between two k at one C, with a simultaneous interval.
+  noise (heteroscedastic, heavy-tailed, shared by replicates); or the F-test itself. When
+  some runs diverged or collapsed, a second test asks whether failing to train depends on k
+  (a kernel size that makes training fail is an effect of k; :mod:`analysis.kmap._failures`);
+  each test then runs at alpha / 2. "No evidence" is an answer: it says so with the p-value
+  and the largest estimated difference between two k at one C, with a simultaneous interval.
 - **C alone, or the stage too? Additive?** Checks of the model, nested so that one misfit is
   not named as another (:mod:`analysis.kmap._checks`): a per-stage effect of k on top of
   theta(C, k) (in ResNets C = 64 x 2^stage x width, so it is testable where widths make one
@@ -203,7 +204,8 @@ class KEffect:
             "kind": self.model.data.kind,
             "excluded": dict(self.model.data.excluded),
             "model": ("WLS of top-1 (configuration means) on width/backbone strata, stage kinds and theta(C, k); weights = runs / "
-                      + ("the residual variance of the configuration's stratum" if self.model.variance == "strata" else "one pooled variance")),
+                      + ("the residual variance of the configuration's stratum" if self.model.variance == "strata"
+                         else "one pooled variance")),
             "variance": self.model.variance,
             "stratum_sd": {s: _num(v) for s, v in self.model.stratum_sd.items()},
             "df_resid": _num(self.model.df_resid),

@@ -329,7 +329,8 @@ class LinearFit:
         return self.a * np.asarray(list(C), float) + self.c
 
     def to_dict(self) -> dict[str, Any]:
-        return {"a": self.a, "c": self.c, "loss": self.loss, "loss_odd": self.loss_odd, "paper_loss": self.paper_loss, "metric": self.metric}
+        return {"a": self.a, "c": self.c, "loss": self.loss, "loss_odd": self.loss_odd, "paper_loss": self.paper_loss,
+                "metric": self.metric}
 
 
 def fit_linear(C: Iterable[float], k: Iterable[float], weight: Iterable[float] | None = None, *, metric: str = "mse") -> LinearFit:

@@ -106,7 +106,8 @@ class MappingScore:
     def row(self) -> dict[str, Any]:
         f = lambda v: None if v is None or not math.isfinite(v) else float(v)
         return {"mapping": self.name, "regret": f(self.regret),
-                "regret_lo": f(self.regret_ci[0]) if self.regret_ci else None, "regret_hi": f(self.regret_ci[1]) if self.regret_ci else None,
+                "regret_lo": f(self.regret_ci[0]) if self.regret_ci else None,
+                "regret_hi": f(self.regret_ci[1]) if self.regret_ci else None,
                 "vs_paper": f(self.vs_paper), "vs_paper_lo": f(self.vs_paper_ci[0]) if self.vs_paper_ci else None,
                 "vs_paper_hi": f(self.vs_paper_ci[1]) if self.vs_paper_ci else None,
                 "widths": ",".join(self.widths), "missing": " ".join(f"C={c}:k={k}" for c, k in self.missing),

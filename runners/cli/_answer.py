@@ -24,6 +24,7 @@ The answer's own study (its settings, the workflow's record) holds no trials.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -64,7 +65,6 @@ def _run_stage(settings: StudySettings, progress: Any, **kw: Any) -> Any:
 
 
 def _with_part(proxy: ProxySpec, part: str) -> ProxySpec:
-    import dataclasses
 
     return dataclasses.replace(proxy, val_part=part)
 

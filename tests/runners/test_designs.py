@@ -73,8 +73,6 @@ def test_seed_modes_fixed_and_paired(mem):
     assert by_rep == {0: {record.trial_seed(5, 0)}, 1: {record.trial_seed(5, 1)}}
     with pytest.raises(ValueError, match="replicates: 2 replicates of a configuration need their own seeds"):
         _settings(mem, "bad", replicates=2, seed_mode="fixed")
-    with pytest.raises(ValueError, match="replicates: a confirmation compares its arms over at least 3 paired seeds"):
-        _settings(mem, "bad", space="kmap_confirm", design="confirm", replicates=2, seed_mode="paired")
 
 
 def test_the_inference_design_and_its_defaults(tmp_path):
@@ -167,7 +165,10 @@ def test_bad_input_of_the_designs(tmp_path, capsys, monkeypatch, mem):
         (["--space", f"{refless}:define", "--plan"], "--sigma: space 'refless.define' has no reference points to run as a noise pilot"),
         (["--space", "se_ratio", "--plan", "--sigma", "0.5"], "a k-vs-C plan needs one"),
         (["--space", "eca_kmap", "--sigma", "0.5"], "--sigma: only with --plan"),
-        (["--space", "kmap_confirm"], "--from: kmap_confirm confirms the mapping a k-vs-C study fitted"),
+        (["--space", "kmap_confirm"], "--from: kmap_confirm confirms the answer of a k-vs-C study"),
+        (["--space", "eca_kmap", "--delta", "0.3"], "--delta: only with --design answer (or --space kmap_confirm)"),
+        (["--space", "eca_kmap", "--design", "answer", "--delta", "-1"], "--delta: expected a margin of top-1 points in (0, 100]"),
+        (["--space", "eca_kmap", "--design", "answer", "--budget", "0"], "--budget: expected a number of runs >= 1"),
         (["--space", "eca_kmap", "--from", small], "--from: only the kmap_confirm space confirms a study"),
         (["--space", "kmap_confirm", "--from", small], f"--from {small}: k-vs-C: the model has"),
         (["--space", "kmap_confirm", "--from", no_eca], f"--from {no_eca}: k-vs-C: the study has no trial with 'eca' attention"),
@@ -190,25 +191,33 @@ def test_a_study_resumed_with_another_design_is_refused(tmp_path, capsys, tiny_f
 
 
 def test_a_confirmation_study_end_to_end(mem, capsys, tiny_flags):
-    # the source: a k-vs-C study recorded by the bookkeeping, with a planted mapping to confirm
+    """``--space kmap_confirm --from RUN`` with real training: the arms and the rule from the
+    source's answer stored before the first run, rounds of paired seeds until the budget, the
+    decision in words and in its files, and the report's confirmation section."""
     source = simulate_study(_settings(mem, "src", trials=24, design="inference"), Planted(effect=3.0, gamma=1.2, b=0.0, sigma=0.3))
-    code, out, err = _cli(["--space", "kmap_confirm", "--from", source.settings.run_dir, "--runner", "local",
-                           "--epochs", "1", "--out", mem / "runs", "--quiet", *tiny_flags], capsys)
+    code, out, err = _cli(["--space", "kmap_confirm", "--from", source.settings.run_dir, "--runner", "local", "--delta", "0.4",
+                           "--budget", "24", "--epochs", "1", "--out", mem / "runs", "--quiet", *tiny_flags], capsys)
     assert code == 0, err
     run = mem / "runs" / "kmap_confirm"
     settings = json.loads((run / "settings.json").read_text())
-    assert (settings["design"], settings["seed_mode"], settings["replicates"], settings["pruner"]) == ("confirm", "paired", 3, "none")
+    assert (settings["design"], settings["seed_mode"], settings["pruner"]) == ("confirm", "paired", "none")
     options = settings["space_options"]
-    assert options["source_study"] == "src" and "lies above 0" in options["decision"] and set(options["fitted"]) == {"gamma", "b"}
+    rule = options["rule"]
+    assert options["source_study"] == "src" and rule["delta"] == 0.4 and rule["budget"] == 24
+    assert {"paper_psi", "k3", "k5", "k7", "released", "timm_rule"} <= set(options["arms"])
+    assert settings["seed"] != source.settings.seed  # seeds of its own
     import analysis
 
     fr = analysis.load(run)
-    assert len(fr.trials) == 15 and set(fr.trials["param_arm"]) == {"fitted", "paper_psi", "k3", "released", "none"}
-    # paired: replicate r of every arm trained from one seed
+    # a round: every tested arm and the paper's psi at every width, all from the round's one seed
+    tested = [a for a in rule["arms"] if a not in rule["identical"] and a not in rule["same_as"]]
+    assert len(fr.trials) == (len(tested) + 1) * len(rule["widths"]) <= 24
     assert fr.trials.groupby("replicate")["seed"].nunique().eq(1).all()
-    res = analysis.confirm_result(fr)
-    assert set(res.table["arm"]) == set(fr.trials["param_arm"]) and res.table.set_index("arm").loc["fitted", "n_pairs"] == 3
-    assert res.verdict.startswith("the fitted mapping is")
+    assert not set(fr.trials["seed"]) & set(options["source_seeds"])
+    decision = json.loads((run / "decision.json").read_text())
+    assert decision["stopped"].startswith("the budget of 24 runs is spent") and "fresh" in decision["seeds"]
+    assert (run / "decision.md").read_text().startswith("# ") and (run / "decision.png").exists()
+    assert "stay undecided after" in out or "undecided" in out
     analysis.make_report(fr, run / "report", log=None)
     md = (run / "report" / "report.md").read_text()
-    assert "## Confirmation: each arm against the paper's psi, paired by seed" in md and "stated when the study was created" in md
+    assert "## Confirmation: each arm against the paper's psi, paired by seed" in md and "stored before the first run" in md

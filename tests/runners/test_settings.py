@@ -42,7 +42,7 @@ def test_every_field_is_declared_once_with_its_part_its_help_and_its_flag():
         assert s.flag is None or dest_of[s.flag] == f.name, f.name  # a flag of its own: made from the declaration
         assert table[f.name] == s.words, f.name  # an error about it names the flag that sets it
     help_text = " ".join(build_parser().format_help().split())
-    for words in ("inference 2, confirm 3", "per_trial; confirm paired", "2 under Ray, 1 with --runner local", "confirm: compare"):
+    for words in ("inference 2, answer 2", "per_trial; confirm paired", "2 under Ray, 1 with --runner local", "confirm: compare"):
         assert words in help_text, words
 
 

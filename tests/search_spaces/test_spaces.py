@@ -67,7 +67,11 @@ def test_register_space_validates_and_refuses_duplicates():
 
 
 #: what a space needs beyond the study settings (kmap_confirm: its design and the mapping it confirms)
-EXTRA = {"kmap_confirm": {"design": "confirm", "options": {"fitted": {"gamma": 1.5, "b": 0.5}}}}
+EXTRA = {"kmap_confirm": {"design": "confirm", "options": {
+    "arms": {"paper_psi": {"psi": {"gamma": 2.0, "b": 1.0}}, "fitted_psi": {"psi": {"gamma": 1.5, "b": 0.5}},
+             "kstar": {"per_C": {"64": 7}, "else": {"psi": {"gamma": 2.0, "b": 1.0}}}, "released": {"k": [3, 5, 7, 7]},
+             "none": {"none": True}},
+    "widths": [0.25, 1.0]}}}
 
 
 @pytest.mark.parametrize("name", space_names())
@@ -317,18 +321,36 @@ def test_public_api():
     assert set(search_spaces.__all__) >= {"register_space", "get_space", "list_spaces", "SpaceInfo", "Budget", "Space"}
 
 
-def test_kmap_confirm_arms_and_its_missing_source():
+def test_kmap_confirm_arms_resolve_per_width_and_its_missing_source():
     space = get_space("kmap_confirm")
     settings = SETTINGS.replace(**EXTRA["kmap_confirm"])
     assert space.info.default_design == "confirm"
-    assert space.grid_space(settings) == {"arm": ["fitted", "paper_psi", "k3", "released", "none"]}
-    from runners._optuna import GridSampler  # Optuna's own stops the study when the grid is done
-
-    study, out = _run(space, 5, settings=settings, sampler=GridSampler(space.grid_space(settings), seed=0))
-    by_arm = {frozen.params["arm"]: frozen.user_attrs[record.STAGES] for frozen, _ in out}
-    assert [s["k"] for s in by_arm["fitted"]] == [psi(s["channels"], 1.5, 0.5) for s in by_arm["fitted"]]
-    assert [s["k"] for s in by_arm["paper_psi"]] == [psi(s["channels"], 2, 1) for s in by_arm["paper_psi"]]
-    assert [s["k"] for s in by_arm["released"]] == list(released_k("resnet18")) and {s["kind"] for s in by_arm["none"]} == {"none"}
-    assert {c.arch.width for _, c in out} == {1.0}
-    with pytest.raises(ValueError, match="kmap_confirm needs the mapping to confirm"):
+    study = optuna.create_study()
+    for arm in EXTRA["kmap_confirm"]["options"]["arms"]:
+        for w in (0.25, 1.0):
+            study.enqueue_trial({"arm": arm, "width": w})
+    got = {}
+    for _ in range(10):
+        trial = study.ask()
+        config = space.suggest(trial, settings)
+        study.tell(trial, 0.0)
+        got[(trial.params["arm"], trial.params["width"])] = (trial.user_attrs[record.STAGES], config)
+    for w in (0.25, 1.0):
+        stages = {arm: got[(arm, w)][0] for arm in EXTRA["kmap_confirm"]["options"]["arms"]}
+        assert [s["k"] for s in stages["fitted_psi"]] == [psi(s["channels"], 1.5, 0.5) for s in stages["fitted_psi"]]
+        assert [s["k"] for s in stages["paper_psi"]] == [psi(s["channels"], 2, 1) for s in stages["paper_psi"]]
+        assert [s["k"] for s in stages["released"]] == list(released_k("resnet18")) and {s["kind"] for s in stages["none"]} == {"none"}
+        # k* per C: its own k where it names the C, the paper's psi elsewhere
+        assert [s["k"] for s in stages["kstar"]] == [7 if s["channels"] == 64 else psi(s["channels"], 2, 1) for s in stages["kstar"]]
+    assert {c.arch.width for _, c in got.values()} == {0.25, 1.0}
+    with pytest.raises(ValueError, match="kmap_confirm needs the arms to compare"):
         _run(space, 1, settings=SETTINGS.replace(design="confirm"))
+
+
+def test_identical_and_shared_arms_are_found():
+    from search_spaces import default_arms, identical_arms
+
+    arms = {**default_arms("resnet18"), "fitted_psi": {"psi": {"gamma": 100.0, "b": 300.0}}}  # psi gives 3 at every C: as k3
+    identical, same_as = identical_arms(arms, "resnet18", "lowres", (0.25, 0.5, 1.0))
+    assert identical == ["timm_rule"]  # psi >= 3 at every C of these widths: the paper's own networks
+    assert same_as == {"fitted_psi": "k3"}
