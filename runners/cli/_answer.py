@@ -37,7 +37,7 @@ from runners.cli._confirm import CONFIRM_SEED_STREAM, confirm_options, confirm_r
 from search_spaces import CONFIRM_REFERENCE, CONFIRM_WIDTHS, DEFAULT_DELTA, default_arms
 from study.config import ProxySpec
 
-__all__ = ["FIDELITIES", "PILOT_ROUNDS", "run_answer"]
+__all__ = ["FIDELITIES", "PILOT_ROUNDS", "run_answer", "plan_answer"]
 
 #: rounds of paired seeds the pilot runs at each fidelity
 PILOT_ROUNDS = 6
@@ -170,3 +170,42 @@ def run_answer(settings: StudySettings, progress: Any, *, say: Callable[[str], A
     say(f"[answer] {decision.sentence()}")
     say(f"[answer] wrote {path}")
     return path
+
+
+def _tested_arms(backbone: str) -> int:
+    """The arms a confirmation of the answer tests: the fixed ones, the fitted psi and k* per C."""
+    return len([a for a in default_arms(backbone) if a != CONFIRM_REFERENCE]) + 2
+
+
+def plan_answer(settings: StudySettings, *, sigma: float | None = None, say: Callable[[str], Any] = print) -> list[str]:
+    """``--plan`` of the answer design: the confirmation's plan (runs to a decision, mean and
+    95th percentile, for every arm equal and for one arm 2 x delta better; the power at the
+    budget; a fixed-size design's runs) for a paired-difference noise ``sigma``, or, without
+    one, for what a pilot measures at each fidelity (run in a temporary folder, the answer's
+    own first stage: nothing of the study is created), with the fidelity that decides cheapest."""
+    import shutil
+    import tempfile
+
+    from analysis.confirm import plan_confirmation
+
+    delta, budget = _delta(settings), settings.space_options.get("budget")
+    arms, widths = _tested_arms(settings.backbone), len(CONFIRM_WIDTHS)
+    if sigma is not None:
+        return plan_confirmation(arms=arms, widths=widths, sigma_d=sigma, delta=delta, budget=budget).lines()
+    folder = Path(tempfile.mkdtemp(prefix="answer-plan-"))
+    try:
+        pilot = settings.replace(run_dir=str(folder / settings.name), storage=f"journal:{folder / 'pilot.log'}")
+        best, measured, why = _pilot(pilot, _quiet(), say, {})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    lines = [f"pilot: {why}"]
+    for f in measured:
+        lines += [f"at {f.name} (a run {f.seconds:.0f} s):",
+                  *plan_confirmation(arms=arms, widths=widths, sigma_d=f.sigma_d, delta=delta, budget=budget).lines()]
+    return lines
+
+
+def _quiet() -> Any:
+    from runners._progress import Progress
+
+    return Progress(quiet=True)

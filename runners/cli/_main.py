@@ -54,7 +54,7 @@ import optuna
 from runners._outcome import run_outcome
 from runners._progress import Progress
 from runners._run import StudyRun, run_study, start_run
-from runners.cli._answer import run_answer
+from runners.cli._answer import plan_answer, run_answer
 from runners.cli._confirm import confirm_rounds, write_decision
 from runners.cli._flags import PROG, build_parser, usage_error
 from runners.cli._plan import budget_warning, plan_study
@@ -136,11 +136,30 @@ def _headline(settings: StudySettings, space: Space, created: bool) -> str:
 
 
 def _plan(args: argparse.Namespace, settings: StudySettings, space: Space) -> int:
+    if settings.design in ("answer", "confirm"):
+        return _plan_decision(args, settings)
     try:
         plan = plan_study(settings, space, effect=args.effect, sigma=args.sigma, log=lambda s: print(s, file=sys.stderr))
     except ValueError as exc:
         raise usage_error(exc) from None
     print(plan.text(settings, space.name))
+    return 0
+
+
+def _plan_decision(args: argparse.Namespace, settings: StudySettings) -> int:
+    """``--plan`` of a design that decides: the confirmation's plan (its runs to a decision and
+    power), for ``--sigma`` (the noise of a paired difference) or a pilot's measurement."""
+    if settings.design == "confirm":
+        from analysis.confirm import ConfirmPlan
+
+        plan = settings.space_options.get("plan")
+        lines = ConfirmPlan(**plan).lines() if plan else ["no plan: the confirmation's arms come from --from RUN"]
+    else:
+        try:
+            lines = plan_answer(settings, sigma=args.sigma, say=lambda s: print(s, file=sys.stderr))
+        except ValueError as exc:
+            raise usage_error(exc) from None
+    print("\n".join(lines))
     return 0
 
 
