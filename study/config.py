@@ -380,12 +380,16 @@ class ProxySpec(_FlatConfig):
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """Everything one trial needs: architecture, recipe, proxy and seed."""
+    """Everything one trial needs: architecture, recipe, proxy and seed. ``seed`` sets the
+    model's initialisation and the data's order and augmentation; ``init_seed``, when given,
+    the initialisation alone (so two runs can share their data and not their backbone: what a
+    paired comparison without common random numbers is)."""
 
     arch: ArchSpec
     recipe: Recipe = field(default_factory=Recipe)
     proxy: ProxySpec = field(default_factory=ProxySpec)
     seed: int = 0
+    init_seed: int | None = None
 
     def __post_init__(self) -> None:
         for name, cls in (("arch", ArchSpec), ("recipe", Recipe), ("proxy", ProxySpec)):
@@ -395,12 +399,15 @@ class TrialConfig:
             elif not isinstance(value, cls):
                 raise ConfigError(name, f"expected {cls.__name__}, got {type(value).__name__}")
         object.__setattr__(self, "seed", as_number(self.seed, "seed", integer=True))
+        if self.init_seed is not None:
+            object.__setattr__(self, "init_seed", as_number(self.init_seed, "init_seed", integer=True))
 
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch.to_dict(), "recipe": self.recipe.to_dict(), "proxy": self.proxy.to_dict(), "seed": self.seed}
+        out = {"arch": self.arch.to_dict(), "recipe": self.recipe.to_dict(), "proxy": self.proxy.to_dict(), "seed": self.seed}
+        return out if self.init_seed is None else {**out, "init_seed": self.init_seed}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialConfig:
@@ -410,6 +417,7 @@ class TrialConfig:
             recipe=Recipe.from_dict(data.get("recipe", {}), "recipe"),
             proxy=ProxySpec.from_dict(data.get("proxy", {}), "proxy"),
             seed=data.get("seed", 0),
+            init_seed=data.get("init_seed"),
         )
 
     def to_json(self, *, indent: int | None = 2) -> str:

@@ -163,12 +163,12 @@ def trial_turnstile(ctx: ParallelContext) -> Any:
 
 def trial_model(config: TrialConfig) -> torch.nn.Module:
     """The model :func:`train` trains for ``config``, freshly initialised from
-    ``config.seed``: ``config.arch`` built for ``config.proxy.resolution``
+    ``config.seed`` (``config.init_seed`` when given): ``config.arch`` built for ``config.proxy.resolution``
     (:func:`study.models.build_model`), so the attention parameters that depend on the
     feature map and are left at their default (BAM's dilation, Gather-Excite's global
     ``size``) fit the proxy's maps, and are recorded in ``model.stage_info``."""
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed if config.init_seed is None else config.init_seed)
     return build_model(config.arch, config.proxy.resolution)
 
 
