@@ -23,20 +23,13 @@ from typing import Any
 import numpy as np
 
 from analysis.kmap._data import SeedNoise
+from analysis.kmap._data import finite_or_none as _num
 from analysis.kmap._model import KModel, f_test, independent_columns, weighted_ssr
 
 __all__ = ["MIN_INTERACTION_DF", "additivity", "stage_columns", "stage_test"]
 
 #: the residual degrees of freedom a pair's interaction test needs (fewer: that pair is not tested)
 MIN_INTERACTION_DF = 10
-
-
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _base(model: KModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -190,6 +190,15 @@ def collapsed_runs(y: np.ndarray, chance: np.ndarray, strata: np.ndarray) -> np.
     return out
 
 
+def finite_or_none(v: Any) -> float | None:
+    """``v`` as a float, or None where it is not a finite number (a JSON answer's number)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
 def _stratum(df: pd.DataFrame) -> pd.Series:
     return df["backbone"].astype(str) + "@" + df["width"].map(lambda w: f"{w:g}")
 

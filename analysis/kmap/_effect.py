@@ -52,6 +52,7 @@ import pandas as pd
 from analysis._load import FrameSource
 from analysis.kmap._checks import additivity, stage_test
 from analysis.kmap._data import KData, SeedNoise, kmap_data, pooled_noise, seed_noise
+from analysis.kmap._data import finite_or_none as _num
 from analysis.kmap._failures import failure_note, failures, outlier_note, outliers
 from analysis.kmap._model import VARIANCES, KModel, MaxT, fit_k_model, permutation_p
 from study.validate import ConfigError
@@ -215,14 +216,6 @@ class KEffect:
             "outliers": [dict(o) for o in self.outliers],
             "notes": list(self.notes),
         }
-
-
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def pair_contrasts(model: KModel, C: float | None = None) -> tuple[np.ndarray, list[tuple[float, float, float]]]:

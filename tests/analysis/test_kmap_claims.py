@@ -10,15 +10,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 import analysis
-from analysis.kmap import KData, format_analysis
+from analysis.kmap import format_analysis
 from analysis.kmap import main as kmap_main
 from runners import Planted, StudySettings, simulate_study
 from study.config import ProxySpec, Recipe
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared study builders, whatever pytest's import mode
+from _kdata import null_kdata
 
 
 def _study(folder, name, planted, *, trials=100, replicates=2, seed=0):
@@ -71,22 +75,6 @@ def test_a_null_study_makes_no_mapping_claim_and_says_why(mem_path, capsys):
     assert "nan" not in text.replace("nano", "")
 
 
-def _null(rng: np.random.Generator, n_configs: int = 100) -> KData:
-    """A homoscedastic null study as KData: ResNet-18, widths 0.25-1, k uniform over 1-9, 2 runs."""
-    widths = (0.25, 0.375, 0.5, 0.75, 1.0)
-    rows, runs = [], []
-    for c in range(n_configs):
-        w = widths[rng.integers(len(widths))]
-        row = {"key": f"c{c}", "backbone": "resnet18", "width": w, "stratum": f"resnet18@{w:g}"}
-        for s in range(4):
-            row.update({f"kind{s}": "eca", f"C{s}": float(int(64 * 2**s * w)), f"k{s}": float(rng.choice([1, 3, 5, 7, 9]))})
-        ys = 60 + 3 * math.log2(w) + rng.normal(0, 0.5, 2)
-        runs += [{"number": 2 * c + r, "key": row["key"], "y": float(y), "state": "complete", "stratum": row["stratum"]}
-                 for r, y in enumerate(ys)]
-        rows.append({**row, "y": float(ys.mean()), "n": 2})
-    return KData(configs=pd.DataFrame(rows), trials=pd.DataFrame(runs), num_stages=4, kind="eca", by="C", epoch=1, budget_epochs=1)
-
-
 def test_k_sets_hold_every_tied_best_k_under_a_null():
     """Under a null every k is a best k at every C: the joint set must hold all of them at
     every C at once in >= 95 % of studies (the Bonferroni sets it replaced excluded one in
@@ -94,7 +82,7 @@ def test_k_sets_hold_every_tied_best_k_under_a_null():
     rng = np.random.default_rng(7)
     misses_joint = misses_per_C = cells = 0
     for _ in range(40):
-        e = analysis.k_effect(_null(rng), method="f")
+        e = analysis.k_effect(null_kdata(rng, power=0.0), method="f")
         full = e.table["ks"]
         misses_joint += bool((e.table["k_set_joint"] != full).any())
         misses_per_C += int((e.table["k_set"] != full).sum())

@@ -10,15 +10,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import analysis
-from analysis.kmap import KData
 from analysis.kmap import main as kmap_main
 from runners import Planted, StudySettings, simulate_study
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared study builders, whatever pytest's import mode
+from _kdata import null_kdata
+
 from study.config import ProxySpec, Recipe
 
 
@@ -112,28 +116,9 @@ def test_a_best_k_that_depends_on_the_stage_is_evidence_that_k_matters_not_an_in
     assert an.claims == ()  # the mapping scores assume C alone: no claim rests on them
 
 
-def _hetero_null(rng: np.random.Generator, n_configs: int = 100, power: float = 1.0) -> KData:
-    """One heteroscedastic null study as KData: ResNet-18 C = 64 x 2^s x width, k uniform over
-    {1,...,9} odd, 2 runs per configuration with noise 0.5 / width points."""
-    widths = (0.25, 0.375, 0.5, 0.75, 1.0)
-    rows, runs = [], []
-    for c in range(n_configs):
-        w = widths[rng.integers(len(widths))]
-        row = {"key": f"c{c}", "backbone": "resnet18", "width": w, "stratum": f"resnet18@{w:g}"}
-        for s in range(4):
-            row[f"kind{s}"] = "eca"
-            row[f"C{s}"] = float(int(64 * 2**s * w))
-            row[f"k{s}"] = float(rng.choice([1, 3, 5, 7, 9]))
-        ys = 60 + 3 * math.log2(w) + rng.normal(0, 0.5 / w**power, 2)
-        for r, y in enumerate(ys):
-            runs.append({"number": 2 * c + r, "key": row["key"], "y": float(y), "state": "complete", "stratum": row["stratum"]})
-        rows.append({**row, "y": float(ys.mean()), "n": 2})
-    return KData(configs=pd.DataFrame(rows), trials=pd.DataFrame(runs), num_stages=4, kind="eca", by="C", epoch=1, budget_epochs=1)
-
-
 def test_noise_that_grows_at_small_width_keeps_the_test_at_its_level():
     rng = np.random.default_rng(5)
-    studies = [_hetero_null(rng) for _ in range(40)]
+    studies = [null_kdata(rng) for _ in range(40)]
     strata = [analysis.k_effect(d).p_value < 0.05 for d in studies]
     pooled = [analysis.k_effect(d, variance="pooled").p_value < 0.05 for d in studies]
     # 40 nulls at alpha 0.05: 2 expected; more than 5 (P < 0.02 at the nominal level) fails
