@@ -1,7 +1,7 @@
 """Calibration of the whole answer workflow under optional stopping, through the real bookkeeping.
 
 Each simulated workflow is ``python -m study.run --space eca_kmap --design answer`` run by the
-study CLI's own functions (:func:`runners.cli._answer.run_answer`: the pilot at two fidelities,
+study CLI's own functions (:func:`runners.cli.run_answer`: the pilot at two fidelities,
 the inference design, its analysis, the sequential confirmation in rounds, the decision), every
 stage a study recorded into a journal storage, with a planted truth instead of training
 (:class:`runners.Planted`: its ``seed_shared`` noise is what common random numbers leave to the
@@ -109,7 +109,7 @@ def _one(job: tuple[str, dict[str, Any], int, dict[str, Any]]) -> dict[str, Any]
     import optuna
 
     from runners import Planted, Progress, StudySettings, check_run, start_run
-    from runners.cli._answer import run_answer
+    from runners.cli import run_answer
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     name, kwargs, seed, a = job

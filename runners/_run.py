@@ -87,10 +87,10 @@ def check_run(settings: StudySettings, *, resume: bool = False, space: Space | N
     if mlflow is not None:
         try:
             check_tracking_uri(mlflow)
-            if mlflow_system_metrics:
-                check_system_metrics(name="mlflow_system_metrics")
         except ValueError as exc:
             raise ConfigError("mlflow", str(exc).removeprefix("mlflow: ")) from None
+        if mlflow_system_metrics:
+            check_system_metrics(name="mlflow_system_metrics")
     return StudyRun(settings, space, not resume, mlflow, mlflow_system_metrics)
 
 

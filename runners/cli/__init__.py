@@ -15,6 +15,7 @@ This subpackage is the only place that imports both :mod:`runners` and :mod:`ana
 nothing below it imports it.
 """
 
+from runners.cli._answer import plan_answer, run_answer
 from runners.cli._flags import PROG, build_parser, flag_table
 from runners.cli._main import main
 from runners.cli._plan import Plan, budget_warning, pilot_sigma, plan_study, smallest_budget
@@ -22,5 +23,6 @@ from runners.cli._resolve import resolve_run, resolve_settings
 
 __all__ = [
     "PROG", "build_parser", "flag_table", "main", "resolve_run", "resolve_settings",
+    "run_answer", "plan_answer",
     "Plan", "plan_study", "pilot_sigma", "smallest_budget", "budget_warning",
 ]

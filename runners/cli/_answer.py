@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runners._progress import Progress
 from runners._run import check_run, run_study, start_run
 from runners._settings import StudySettings
 from runners._study import study_exists
@@ -183,9 +186,6 @@ def plan_answer(settings: StudySettings, *, sigma: float | None = None, say: Cal
     budget; a fixed-size design's runs) for a paired-difference noise ``sigma``, or, without
     one, for what a pilot measures at each fidelity (run in a temporary folder, the answer's
     own first stage: nothing of the study is created), with the fidelity that decides cheapest."""
-    import shutil
-    import tempfile
-
     from analysis.confirm import plan_confirmation
 
     delta, budget = _delta(settings), settings.space_options.get("budget")
@@ -206,6 +206,4 @@ def plan_answer(settings: StudySettings, *, sigma: float | None = None, say: Cal
 
 
 def _quiet() -> Any:
-    from runners._progress import Progress
-
     return Progress(quiet=True)
