@@ -9,9 +9,12 @@ arms of one paired seed). Every arm's claim is scored against the truth: its pla
 minus the paper's psi's, per network, averaged over the confirmation's widths (``true_diff``).
 
 Per scenario it prints the rate of each claim per arm (with 95 % Wilson intervals), the runs the
-confirmation spent to its decision (mean and 95th percentile), and the runs a fixed-size design
-with the same error rates and power 0.8 needs for the same arms (:func:`analysis.confirm.fixed_size`
-at the true noise of a paired difference, x (arms + 1) x widths).
+confirmation spent to its decision (mean and 95th percentile), and the runs of a fixed-size design
+with the same error rates and power 0.8 (:func:`analysis.confirm.fixed_size` at the true noise of a
+paired difference, x (arms + 1) x widths), twice: *planned* as a researcher must plan one, before
+knowing which arms are equal (n large enough whether every arm is equal or 2 x delta better: the
+design the goals compare against), and *knowing the truth* (n for the planted differences: an
+oracle no study has, the bound below which no design can go).
 
     python benchmarks/answer_calibration.py --studies 100 --workers 2 --result
     python benchmarks/answer_calibration.py --scenario equal --scenario k3_2delta --studies 200
@@ -171,9 +174,15 @@ def summarize(name: str, rs: list[dict[str, Any]], delta: float, alpha: float) -
                 errors["false_equivalent"].append(claim == "equivalent")
     runs = np.array([r["runs"] for r in rs], float)
     r0 = rs[0]
-    fixed = fixed_size([r0["truth"][a] for a in r0["tested"]], r0["paired_sd"], delta, alpha) * (len(r0["tested"]) + 1) * r0["widths"]
+    per_n = (len(r0["tested"]) + 1) * r0["widths"]
+    fixed = fixed_size([r0["truth"][a] for a in r0["tested"]], r0["paired_sd"], delta, alpha) * per_n
+    m = len(r0["tested"])  # planned as a researcher must: every arm equal or 2 x delta better, whichever needs more
+    planned = max(fixed_size([0.0] * m, r0["paired_sd"], delta, alpha), fixed_size([2 * delta] * m, r0["paired_sd"], delta, alpha)) * per_n
+    equal = [a["rates"]["equivalent"] for a in out_arms if abs(a["true_diff"]) <= 1e-9]
+    better = [a["rates"]["beats"] for a in out_arms if a["true_diff"] >= 2 * delta - 1e-9]
     return {"name": name, "studies": len(rs), "delta": delta, "runs_mean": float(runs.mean()), "runs_p95": float(np.percentile(runs, 95)),
-            "fixed_runs": int(fixed), "budget_mean": float(np.mean([r["budget"] for r in rs])),
+            "fixed_runs": int(fixed), "planned_fixed_runs": int(planned),
+            "power_equivalent": min(equal) if equal else None, "power_beats": min(better) if better else None, "budget_mean": float(np.mean([r["budget"] for r in rs])),
             "seconds_mean": float(np.mean([r["seconds"] for r in rs])), "arms": out_arms,
             "errors": {k: _rate(sum(v), len(v)) for k, v in errors.items()}}
 
@@ -217,8 +226,12 @@ def main() -> None:
         s = summarize(name, [r for r in results if r["scenario"] == name], a.delta, alpha)
         summary.append(s)
         print(f"[{name}] {s['studies']} workflows: confirmation runs to decision mean {s['runs_mean']:.0f}, 95th percentile "
-              f"{s['runs_p95']:.0f} (budget {s['budget_mean']:.0f}); a fixed-size design {s['fixed_runs']} "
-              f"(ratio {s['runs_mean'] / max(s['fixed_runs'], 1):.2f}); {s['seconds_mean']:.0f} s a workflow")
+              f"{s['runs_p95']:.0f} (budget {s['budget_mean']:.0f}); a fixed-size design planned for the claims "
+              f"{s['planned_fixed_runs']} (ratio {s['runs_mean'] / max(s['planned_fixed_runs'], 1):.2f}), one sized knowing the "
+              f"truth {s['fixed_runs']} (ratio {s['runs_mean'] / max(s['fixed_runs'], 1):.2f}); {s['seconds_mean']:.0f} s a workflow")
+        powers = [f"{k.removeprefix('power_')} {s[k]:.2f}" for k in ("power_equivalent", "power_beats") if s[k] is not None]
+        if powers:
+            print(f"  power (least over the arms so planted): {', '.join(powers)}")
         print(f"  errors: false beats {_fmt(s['errors']['false_beats'])}, false loses {_fmt(s['errors']['false_loses'])}, false "
               f"equivalent {_fmt(s['errors']['false_equivalent'])}")
         for arm in s["arms"]:
@@ -233,7 +246,11 @@ def main() -> None:
     if a.result:
         headline: dict[str, Any] = {"workflows per scenario": a.studies, "margin": a.delta}
         for s in summary:
-            headline[f"{s['name']}: runs mean / p95 / fixed"] = f"{s['runs_mean']:.0f} / {s['runs_p95']:.0f} / {s['fixed_runs']}"
+            headline[f"{s['name']}: runs mean / p95 / fixed planned / fixed knowing the truth"] = (
+                f"{s['runs_mean']:.0f} / {s['runs_p95']:.0f} / {s['planned_fixed_runs']} / {s['fixed_runs']}")
+            for k in ("power_equivalent", "power_beats"):
+                if s[k] is not None:
+                    headline[f"{s['name']}: {k.replace('_', ' ')}"] = f"{s[k]:.3f}"
             headline[f"{s['name']}: false beats / loses / equivalent"] = " / ".join(f"{s['errors'][k][0]:.3f}" for k in
                                                                                  ("false_beats", "false_loses", "false_equivalent"))
         headline["wall (s)"] = round(wall)
