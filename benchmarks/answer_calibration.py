@@ -18,10 +18,14 @@ oracle no study has, the bound below which no design can go).
 
     python benchmarks/answer_calibration.py --studies 100 --workers 2 --result
     python benchmarks/answer_calibration.py --scenario equal --scenario k3_2delta --studies 200
+    python benchmarks/answer_calibration.py --studies 100 --scenario equal@200 --scenario k3_2delta@200 --scenario paper_best \\
+        --scenario k3_delta --scenario hetero --scenario heavy --scenario noisy --workers 2 --result
     python benchmarks/answer_calibration.py --scenario effect=1.0,stage_k=3/3/3/3,sigma=0.8 --studies 20 --json out.json
 
 A ``--scenario`` is a preset's name or ``key=value,...`` over :class:`runners.Planted`'s fields
-(a tuple written with ``/`` between its values); the presets:
+(a tuple written with ``/`` between its values), optionally ending ``@N``: that scenario's
+number of workflows (the goals ask 200 for ``equal`` and ``k3_2delta``, 100 for the rest); the
+presets:
 
 - ``equal``: every mapping equal (k does not matter);
 - ``paper_best``: the paper's psi is the best k at every C (1 point a stage two odd steps away);
@@ -64,10 +68,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 CLAIMS = ("beats", "loses", "equivalent", "undecided")
 
 
-def parse_scenario(text: str) -> tuple[str, dict[str, Any]]:
-    """A preset's name, or ``key=value,...`` over Planted's fields (tuples with ``/``)."""
+def parse_scenario(text: str) -> tuple[str, dict[str, Any], int | None]:
+    """A preset's name, or ``key=value,...`` over Planted's fields (tuples with ``/``), with an
+    optional ``@N``: that scenario's number of workflows instead of ``--studies``."""
+    studies = None
+    if "@" in text:
+        text, _, n = text.rpartition("@")
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--scenario {text}@{n}: expected a number of workflows >= 1 after @")
+        studies = int(n)
     if text in PRESETS:
-        return text, dict(PRESETS[text])
+        return text, dict(PRESETS[text]), studies
     from runners import Planted
 
     fields = {f for f in Planted.__dataclass_fields__}
@@ -82,7 +93,7 @@ def parse_scenario(text: str) -> tuple[str, dict[str, Any]]:
     for key in ("stage_k", "effect_stages", "interaction_stages"):
         if key in out and not isinstance(out[key], tuple):
             out[key] = (int(out[key]),)
-    return text, out
+    return text, out, studies
 
 
 def true_diffs(planted: Any, rule: dict[str, Any], arms: dict[str, Any], backbone: str = "resnet18",
@@ -193,7 +204,7 @@ def _fmt(r: tuple[float, float, float, int]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scenario", action="append", default=[], help="a preset or key=value,... over runners.Planted; repeatable "
+    p.add_argument("--scenario", action="append", default=[], help="a preset or key=value,... over runners.Planted, optionally @N workflows; repeatable "
                                                                    f"(default: every preset: {', '.join(PRESETS)})")
     p.add_argument("--studies", type=int, default=100, help="simulated workflows per scenario (default 100)")
     p.add_argument("--first-seed", type=int, default=0)
@@ -213,16 +224,16 @@ def main() -> None:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     args = {"delta": a.delta, "sigma": a.sigma, "configs": a.configs}
-    jobs = [(name, kw, seed, args) for seed in range(a.first_seed, a.first_seed + a.studies) for name, kw in scenarios]
+    jobs = [(name, kw, seed, args) for name, kw, n in scenarios for seed in range(a.first_seed, a.first_seed + (n or a.studies))]
     t0 = time.perf_counter()
     with get_context("spawn").Pool(a.workers) as pool:
         results = list(pool.imap_unordered(_one, jobs))
     wall = time.perf_counter() - t0
     alpha = 0.05
-    print(f"answer calibration: {a.studies} workflows per scenario (pilot, inference design of {a.configs} configurations x 2, its "
+    print(f"answer calibration: {a.studies} workflows per scenario unless @N (pilot, inference design of {a.configs} configurations x 2, its "
           f"analysis, sequential confirmation, decision; recorded by the real bookkeeping), margin {a.delta}, alpha {alpha}")
     summary = []
-    for name, _ in scenarios:
+    for name, _, _ in scenarios:
         s = summarize(name, [r for r in results if r["scenario"] == name], a.delta, alpha)
         summary.append(s)
         print(f"[{name}] {s['studies']} workflows: confirmation runs to decision mean {s['runs_mean']:.0f}, 95th percentile "
@@ -244,8 +255,9 @@ def main() -> None:
     if a.json:
         Path(a.json).write_text(json.dumps(payload, indent=2))
     if a.result:
-        headline: dict[str, Any] = {"workflows per scenario": a.studies, "margin": a.delta}
+        headline: dict[str, Any] = {"margin": a.delta}
         for s in summary:
+            headline[f"{s['name']}: workflows"] = s["studies"]
             headline[f"{s['name']}: runs mean / p95 / fixed planned / fixed knowing the truth"] = (
                 f"{s['runs_mean']:.0f} / {s['runs_p95']:.0f} / {s['planned_fixed_runs']} / {s['fixed_runs']}")
             for k in ("power_equivalent", "power_beats"):
