@@ -193,7 +193,8 @@ def summarize(name: str, rs: list[dict[str, Any]], delta: float, alpha: float) -
     better = [a["rates"]["beats"] for a in out_arms if a["true_diff"] >= 2 * delta - 1e-9]
     return {"name": name, "studies": len(rs), "delta": delta, "runs_mean": float(runs.mean()), "runs_p95": float(np.percentile(runs, 95)),
             "fixed_runs": int(fixed), "planned_fixed_runs": int(planned),
-            "power_equivalent": min(equal) if equal else None, "power_beats": min(better) if better else None, "budget_mean": float(np.mean([r["budget"] for r in rs])),
+            "power_equivalent": min(equal) if equal else None, "power_beats": min(better) if better else None,
+            "budget_mean": float(np.mean([r["budget"] for r in rs])),
             "seconds_mean": float(np.mean([r["seconds"] for r in rs])), "arms": out_arms,
             "errors": {k: _rate(sum(v), len(v)) for k, v in errors.items()}}
 
@@ -204,7 +205,8 @@ def _fmt(r: tuple[float, float, float, int]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scenario", action="append", default=[], help="a preset or key=value,... over runners.Planted, optionally @N workflows; repeatable "
+    p.add_argument("--scenario", action="append", default=[],
+                   help="a preset or key=value,... over runners.Planted, optionally @N workflows; repeatable "
                                                                    f"(default: every preset: {', '.join(PRESETS)})")
     p.add_argument("--studies", type=int, default=100, help="simulated workflows per scenario (default 100)")
     p.add_argument("--first-seed", type=int, default=0)
@@ -230,8 +232,9 @@ def main() -> None:
         results = list(pool.imap_unordered(_one, jobs))
     wall = time.perf_counter() - t0
     alpha = 0.05
-    print(f"answer calibration: {a.studies} workflows per scenario unless @N (pilot, inference design of {a.configs} configurations x 2, its "
-          f"analysis, sequential confirmation, decision; recorded by the real bookkeeping), margin {a.delta}, alpha {alpha}")
+    print(f"answer calibration: {a.studies} workflows per scenario unless @N (pilot, inference design of {a.configs} "
+          f"configurations x 2, its analysis, sequential confirmation, decision; recorded by the real bookkeeping), "
+          f"margin {a.delta}, alpha {alpha}")
     summary = []
     for name, _, _ in scenarios:
         s = summarize(name, [r for r in results if r["scenario"] == name], a.delta, alpha)
