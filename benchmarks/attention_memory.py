@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             except ValueError as exc:
                 print(f"# {backbone} {kind}: skipped ({exc})", flush=True)
                 continue
-            model = build_model(arch).to(device).train()
+            model = build_model(arch, args.res).to(device).train()  # map-dependent parameters fit the maps (FcaNet's filters)
             for lean in (False, "auto"):
                 with lean_attention(lean):
                     row = {"backbone": backbone, "kind": kind, "lean": lean, "saved": saved_bytes(model, x)}

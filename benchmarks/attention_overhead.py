@@ -155,7 +155,7 @@ def run(args: argparse.Namespace, on_group=None) -> list[dict]:
                 except ValueError as exc:
                     print(f"# {backbone} {res} px {kind}: skipped ({exc})", flush=True)
                     continue
-                model = build_model(arch)
+                model = build_model(arch, res)  # map-dependent parameters fit the maps (FcaNet's filters)
                 macs = count_macs(model, res)
                 model = model.to(device).train()
                 if args.channels_last:
