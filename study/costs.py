@@ -3,7 +3,10 @@
 MAC convention: :func:`count_macs` runs one forward pass at batch size 1 under
 ``torch.utils.flop_counter.FlopCounterMode``, which counts the FLOPs of convolutions
 (2D and the 1D of ECA), linear layers and matrix products (``mm``/``addmm``/``bmm``/
-``einsum``) as 2 per multiply-accumulate, and reports ``MACs = counted FLOPs / 2``.
+``einsum``) as 2 per multiply-accumulate, and reports ``MACs = counted FLOPs / 2``. The
+matrix-vector and vector products torch's counter leaves out (``mv``/``addmv``/``dot``, which
+``matrix @ vector`` dispatches to: circular ECA's windows times its k weights) are counted
+the same way (:data:`EXTRA_FLOPS`).
 Elementwise work (BN, activations, pooling, the attention's scaling) is not counted. This
 is the figure papers call "FLOPs": ResNet-50 at 224 px is 4.09e9 MACs ("4.1 GFLOPs").
 """
@@ -31,7 +34,25 @@ from study.models import build_model
 from study.validate import ConfigError, check_int
 
 __all__ = ["Costs", "Latency", "count_params", "count_attention_params", "count_macs", "measure_latency", "probe_latency", "measure_costs",
-           "input_shape", "resolve_device", "arch_digest", "LATENCY_SPREAD_FLAG"]
+           "input_shape", "resolve_device", "arch_digest", "LATENCY_SPREAD_FLAG", "EXTRA_FLOPS"]
+
+def _mv_flops(mat: Sequence[int], vec: Sequence[int], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """``aten.mv``: an (M, K) matrix times a K vector, 2 M K FLOPs."""
+    return 2 * mat[0] * mat[1]
+
+
+def _addmv_flops(bias: Sequence[int], mat: Sequence[int], vec: Sequence[int], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """``aten.addmv``: the bias's additions are elementwise work, not counted."""
+    return _mv_flops(mat, vec)
+
+
+def _dot_flops(a: Sequence[int], b: Sequence[int], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """``aten.dot``: two K vectors, 2 K FLOPs."""
+    return 2 * a[0]
+
+
+#: FLOP formulas (operand shapes -> FLOPs) for the products ``torch.utils.flop_counter`` does not count
+EXTRA_FLOPS = {torch.ops.aten.mv: _mv_flops, torch.ops.aten.addmv: _addmv_flops, torch.ops.aten.dot: _dot_flops}
 
 #: a latency whose interquartile range exceeds this fraction of its median is flagged (report, fronts)
 LATENCY_SPREAD_FLAG = 0.10
@@ -172,10 +193,10 @@ def count_macs(model: nn.Module, input_size: int | Sequence[int]) -> int:
     try:
         try:
             state = {n: torch.empty_like(t, device="meta") for n, t in (*model.named_parameters(), *model.named_buffers())}
-            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as counter:
                 functional_call(model, state, (torch.zeros(shape, device="meta"),))
         except (NotImplementedError, RuntimeError):
-            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as counter:
                 model(torch.zeros(shape, device=_device_of(model)))
     finally:
         model.train(was_training)

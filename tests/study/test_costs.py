@@ -42,10 +42,28 @@ def test_count_macs_on_a_hand_counted_model():
     assert count_macs(model, (3, 10, 10)) == count_macs(model, (1, 3, 10, 10)) == count_macs(model, 10)
 
 
-@pytest.mark.parametrize("kind,macs", [("eca", lambda C, k: C * k), ("eca_ns", lambda C, k: C * k), ("se_var3", lambda C, k: C * C)])
+@pytest.mark.parametrize("kind,macs", [("eca", lambda C, k: C * k), ("eca_ns", lambda C, k: C * k), ("eca_circular", lambda C, k: C * k),
+                                       ("se_var3", lambda C, k: C * C)])
 def test_count_macs_sees_attention_convolutions_and_products(kind, macs):
     m = create_attention(kind, 64, k=5) if kind != "se_var3" else create_attention(kind, 64)
     assert count_macs(m, (64, 7, 7)) == macs(64, 5)
+
+
+class _Products(nn.Module):
+    """A matrix times a vector (mv), with a bias (addmv), and two vectors (dot): the products
+    torch's FLOP counter leaves out."""
+
+    def __init__(self):
+        super().__init__()
+        self.w, self.b = nn.Parameter(torch.ones(5, 6)), nn.Parameter(torch.ones(5))
+
+    def forward(self, x):
+        v = x.flatten()[:6]
+        return (self.w @ v) + torch.addmv(self.b, self.w, v) + torch.dot(v, v)
+
+
+def test_count_macs_counts_matrix_vector_and_vector_products():
+    assert count_macs(_Products(), (1, 2, 3)) == 5 * 6 + 5 * 6 + 6
 
 
 def test_resnet50_macs_match_the_papers_figure_and_mode_is_restored():

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
+from study.attention import list_attention
 from study.cli import run_cli
 from study.config import ArchSpec, AttentionSpec, TrialConfig
-from study.inspect import main, parse_attention
+from study.inspect import inspect_arch, main, parse_attention
 
 
 def _run(argv, capsys):
@@ -131,3 +132,13 @@ def test_module_entry_point_default_is_eca_resnet50_at_224():
     assert "25,557,118" in proc.stdout and "4,089,272,064" in proc.stdout
     bad = subprocess.run([sys.executable, "-m", "study.inspect", "--attention", "eca:k=2"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind", list_attention())
+def test_every_kind_is_inspected_per_stage_at_the_proxys_resolution(kind):
+    """Registry-driven: every kind, its defaults fitted to the 32 px maps, parameter-free ones included."""
+    report = inspect_arch(ArchSpec.uniform("resnet18", kind, stem="lowres", width=0.25, num_classes=10), 32)
+    stages, costs = report["stages"], report["costs"]
+    assert [s["kind"] for s in stages] == [kind] * 4
+    assert sum(s["attention_params"] for s in stages) == costs["attention_params"] == costs["params"] - report["baseline_params"]
+    assert report["attention_macs"] >= 0 and costs["macs_224"] > 0
