@@ -29,7 +29,11 @@ class GCT(AttentionModule):
     """Gated Channel Transformation (Yang et al., CVPR 2020, eq. (1)-(3), the authors' l2 mode):
     ``embedding = alpha * sqrt(sum_hw x^2 + eps)``, ``norm = gamma / sqrt(mean_c embedding^2 +
     eps)``, ``x * (1 + tanh(embedding * norm + beta))``. ``eps`` default 1e-5 (the authors'
-    code). Parameters ``alpha``, ``gamma``, ``beta``, C each (named as the authors'): ``3 C``."""
+    code). Parameters ``alpha``, ``gamma``, ``beta``, C each (named as the authors'): ``3 C``.
+    ``beta``, the gating bias, gets no weight decay: the authors' README ("we propose not to
+    apply weight decay on the gating bias (beta parameter) of GCT"; z-x-yang/GCT)."""
+
+    no_weight_decay = ("beta",)
 
     @classmethod
     def _resolve(cls, channels: int, params: dict[str, Any], feature_map: tuple[int, int] | None) -> dict[str, Any]:

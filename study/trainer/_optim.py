@@ -3,7 +3,9 @@
 Weight decay is not applied to normalization-layer parameters and biases (parameters
 named ``bias``); other weights, 1-D ones such as SE-Var2's per-channel weight included,
 are decayed; following "Bag of Tricks for Image Classification with Convolutional
-Neural Networks" (He et al., CVPR 2019, Sec. 3.1, "No bias decay").
+Neural Networks" (He et al., CVPR 2019, Sec. 3.1, "No bias decay"). A module may name
+more of its own parameters that act as biases in a class attribute ``no_weight_decay``
+(GCT's gating bias ``beta``, which its authors do not decay).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            (no_decay if isinstance(module, _NORMS) or name == "bias" else decay).append(p)
+            exempt = isinstance(module, _NORMS) or name == "bias" or name in getattr(module, "no_weight_decay", ())
+            (no_decay if exempt else decay).append(p)
     groups = [
         {"name": "decay", "params": decay, "weight_decay": float(weight_decay)},
         {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},

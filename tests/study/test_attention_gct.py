@@ -10,6 +10,7 @@ import torch
 
 from study import catalogue
 from study.attention import create_attention
+from study.trainer import param_groups
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared checks of a kind's test, whatever pytest's import mode
 from _kinds import backbone_counts, searched
@@ -54,3 +55,10 @@ def test_eps_is_checked_and_the_kind_is_searched():
         create_attention("gct", 8, eps=-1)
     assert "gct" in catalogue.searched_kinds()
     assert {spec.kind for _, arch in searched("gct", 2) for spec in arch.stages} == {"gct"}
+
+
+def test_the_gating_bias_gets_no_weight_decay():
+    """The authors' README: do not apply weight decay to beta; alpha and gamma are decayed."""
+    m = create_attention("gct", 16)
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in param_groups(m, 5e-4)}
+    assert groups["no_decay"] == {id(m.beta)} and groups["decay"] == {id(m.alpha), id(m.gamma)}
