@@ -15,8 +15,8 @@ each trained from ``--seeds`` seeds:
 on two proxies: the built-in synthetic one, and a small folder of real JPEG files this script
 writes (classes of smooth colour prototypes, shifted and noised) and prepares into a cache.
 It prints per proxy the single-run spread (pooled over the arms), the paired differences'
-spread with and without, each as a ratio to sqrt(2) x the single-run spread, and the
-correlation between the arms.
+spread with and without, each as a ratio to sqrt(2) x the single-run spread (with a 95 %
+percentile-bootstrap interval over the seeds), and the correlation between the arms.
 
     python benchmarks/crn_pairing.py --seeds 8 --result
 """
@@ -69,11 +69,24 @@ def measure(proxy: Any, seeds: int, width: float, epochs: int) -> dict[str, Any]
     out: dict[str, Any] = {}
     for mode, by_arm in runs.items():
         a, b = (np.array(v) for v in by_arm.values())
-        single = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
-        pair = float((a - b).std(ddof=1))
+        single, pair = _spreads(a, b)
+        # the ratio's 95 % interval: a percentile bootstrap over the seeds (each seed's two runs kept together)
+        draws = np.random.default_rng(0).integers(0, len(a), size=(2000, len(a)))
+        boot = [p / (math.sqrt(2) * s) for s, p in (_spreads(a[i], b[i]) for i in draws) if s > 0]
         out[mode] = {"single_sd": single, "pair_sd": pair, "ratio": pair / (math.sqrt(2) * single) if single > 0 else math.nan,
+                     "ratio_ci": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))] if boot else [math.nan, math.nan],
                      "correlation": float(np.corrcoef(a, b)[0, 1]), "top1": {k: list(map(float, v)) for k, v in by_arm.items()}}
     return out
+
+
+def _spreads(a: Any, b: Any) -> tuple[float, float]:
+    """The single-run spread (pooled over the two arms) and the paired difference's."""
+    return math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2), float((a - b).std(ddof=1))
+
+
+def _ratio(f: dict[str, Any]) -> str:
+    lo, hi = f["ratio_ci"]
+    return f"{f['ratio']:.2f} ({lo:.2f}-{hi:.2f})"
 
 
 def main() -> None:
@@ -102,13 +115,13 @@ def main() -> None:
     for name, f in found.items():
         w, wo = f["with"], f["without"]
         print(f"[{name}] single runs spread {w['single_sd']:.2f} / {wo['single_sd']:.2f} points (with / without); paired difference "
-              f"{w['pair_sd']:.2f} with common random numbers ({w['ratio']:.2f} x sqrt(2) x single, correlation "
-              f"{w['correlation']:+.2f}), {wo['pair_sd']:.2f} without ({wo['ratio']:.2f}, correlation {wo['correlation']:+.2f})")
+              f"{w['pair_sd']:.2f} with common random numbers ({_ratio(w)} x sqrt(2) x single, correlation "
+              f"{w['correlation']:+.2f}), {wo['pair_sd']:.2f} without ({_ratio(wo)}, correlation {wo['correlation']:+.2f})")
     print(f"time: {wall:.0f} s")
     if a.result:
         headline: dict[str, Any] = {"seeds": a.seeds}
         for name, f in found.items():
-            headline[f"{name}: paired sd / (sqrt 2 x single), with / without"] = f"{f['with']['ratio']:.2f} / {f['without']['ratio']:.2f}"
+            headline[f"{name}: paired sd / (sqrt 2 x single), with / without"] = f"{_ratio(f['with'])} / {_ratio(f['without'])}"
             headline[f"{name}: correlation of the arms, with / without"] = (f"{f['with']['correlation']:+.2f} / "
                                                                              f"{f['without']['correlation']:+.2f}")
         headline["wall (s)"] = round(wall)
