@@ -16,15 +16,13 @@ _COLOURS = {"beats": "tab:green", "loses": "tab:red", "equivalent": "tab:blue", 
 def plot_decision(decision: Decision) -> Any:
     """One panel per tested arm: the mean paired difference and its confidence sequence after
     every round, the margin +-delta, 0, and the round that decided it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: nothing keeps the figure once its caller drops it
 
     arms = [a for a in decision.arms if a.path]
     cols = max(1, min(3, len(arms)))
     rows = max(1, math.ceil(len(arms) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, sharey=False)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=False)
     delta = decision.rule.delta
     for ax, a in zip(axes.flat, arms):
         n = [p[0] for p in a.path]
