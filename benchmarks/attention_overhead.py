@@ -164,6 +164,10 @@ def run(args: argparse.Namespace, on_group=None) -> list[dict]:
             # the compiled form of a model shares its parameters; each form has its own optimizer
             nets = {(kind, False): m[0] for kind, m in models.items()}
             if True in forms and not args.isolate:
+                # every model is a recompilation of the same forward: start each network's set afresh, and let dynamo
+                # keep one compiled form per model and lean setting (past its limit of 8 it would run the rest eager)
+                torch._dynamo.reset()
+                torch._dynamo.config.recompile_limit = max(8, 2 * len(models) * len(leans))
                 nets.update({(kind, True): torch.compile(m[0]) for kind, m in models.items()})
             optimizers = {key: build_optimizer(net, Recipe(lr=1e-3)) if with_optimizer else None for key, net in nets.items()}
             configs = [(k, lean, c) for c in forms for k in models for lean in (leans if k != "none" else leans[-1:])]
