@@ -145,6 +145,10 @@ def start_trial(config: TrialConfig, data: Any, state: Mapping[str, Any] | None,
     ctx.announce(say, global_batch=recipe.batch_size, worker_batch=batch, lr=recipe.lr)
 
     wrapped = ctx.wrap(model, device)
+    if recipe.compile:
+        # a process trains its trials one after another (the local runner, a reused Ray actor): each new network is a
+        # recompilation of the same forward, and past dynamo's recompile limit (8) the later trials would run eager
+        torch._dynamo.reset()
     net = torch.compile(wrapped) if recipe.compile else wrapped
     eval_net = net if wrapped is model else (torch.compile(model) if recipe.compile else model)
     return TrialRun(config=config, ctx=ctx, device=device, amp=amp, model=model, net=net, eval_net=eval_net,
